@@ -1,0 +1,45 @@
+"""optuna-nos: discover neural-network optimizers by evolution, as an Optuna plugin.
+
+Public names are imported lazily, so ``import optuna_nos`` stays cheap and a submodule's
+heavy dependencies load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "NOSError": "optuna_nos.errors",
+    "Settings": "optuna_nos.settings",
+    "Genome": "optuna_nos.space",
+    "Node": "optuna_nos.space",
+    "Decay": "optuna_nos.space",
+    "DecayNode": "optuna_nos.space",
+    "Momentum": "optuna_nos.space",
+    "format_equation": "optuna_nos.space.notation",
+    "parse_equation": "optuna_nos.space.parse",
+    "GenomeOptimizer": "optuna_nos.torch_optim",
+    "random_genome": "optuna_nos.evolve",
+    "mutate": "optuna_nos.evolve",
+    "Mutation": "optuna_nos.evolve",
+    "integrity_check": "optuna_nos.integrity",
+    "IntegrityResult": "optuna_nos.integrity",
+    "behaviour_key": "optuna_nos.integrity",
+}
+
+__all__ = sorted(_EXPORTS)
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'optuna_nos' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,253 @@
+"""Decay functions: 14 base schedules of t/T and the two-node decay graph (SPEC section 4).
+
+A decay is a small graph evaluated over the whole run, t = 0..T-1. Its hidden node ``D``
+reads base schedules; its root ``R`` reads base schedules or ``D``. The decay's value at step
+t multiplies the value flowing along one edge of the update graph.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from optuna_nos.errors import NOSError
+
+__all__ = [
+    "BASE_SCHEDULES",
+    "DECAY_BINARY_OPS",
+    "DECAY_HIDDEN",
+    "DECAY_UNARY_OPS",
+    "N_BASE_SCHEDULES",
+    "VALIDITY_T",
+    "Decay",
+    "DecayNode",
+    "DecayOp",
+    "base_schedule",
+    "decay_phenotype",
+    "decay_values",
+    "is_valid_decay",
+]
+
+N_BASE_SCHEDULES = 14
+#: Input index of the decay graph's hidden node D (base schedules are 0..13 = a1..a14).
+DECAY_HIDDEN = 14
+#: Horizon on which a decay's validity and phenotype are judged.
+VALIDITY_T = 100
+_EPS = 1e-7
+
+
+def _beta(t: Tensor, total: int) -> Tensor:
+    return 0.95 * (1.0 - (t + 1.0) / total)
+
+
+def _a13(t: Tensor, total: int) -> Tensor:
+    beta = _beta(t, total)
+    return beta / ((1.0 - 0.95) + beta)
+
+
+_BASE: tuple[Callable[[Tensor, int], Tensor], ...] = (
+    lambda t, n: 1.0 - t / n,  # a1
+    lambda t, n: t / n,  # a2
+    lambda t, n: 0.5 * (1.0 + torch.cos(math.pi * t / n)),  # a3
+    lambda t, n: 0.5 * (1.0 - torch.cos(math.pi * t / n)),  # a4
+    lambda t, n: 0.5 * (1.0 + torch.cos(2.0 * math.pi * t / n)),  # a5
+    lambda t, n: 0.5 * (1.0 - torch.cos(2.0 * math.pi * t / n)),  # a6
+    lambda t, n: 0.5 * (1.0 + torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n))),  # a7
+    lambda t, n: 0.5 * (1.0 - torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n))),  # a8
+    lambda t, n: 1.0 - torch.remainder(2.0 * t, n) / n,  # a9
+    lambda t, n: torch.remainder(2.0 * t, n) / n,  # a10
+    lambda t, n: torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n),  # a11
+    lambda t, n: 1.0 - torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n),  # a12
+    _a13,  # a13
+    lambda t, n: 0.95 - _a13(t, n),  # a14 (search-space form)
+)
+
+
+def _a14_prime(t: Tensor, total: int) -> Tensor:
+    beta = _beta(t, total)
+    return (0.95 - beta) / (0.05 + beta)
+
+
+#: The base schedules by name; ``a14_prime`` is the variant only LR schedule #2 uses.
+BASE_SCHEDULES: dict[str, Callable[[Tensor, int], Tensor]] = {
+    **{f"a{k + 1}": fn for k, fn in enumerate(_BASE)},
+    "a14_prime": _a14_prime,
+}
+
+
+def base_schedule(name: str, total_steps: int) -> Tensor:
+    """Base schedule ``name`` (``"a1"``..``"a14"``, ``"a14_prime"``) over t = 0..T-1, float64."""
+    if name not in BASE_SCHEDULES:
+        raise NOSError(f"unknown base schedule {name!r}; known: {', '.join(BASE_SCHEDULES)}")
+    if total_steps < 1:
+        raise NOSError(f"total_steps must be >= 1, got {total_steps}")
+    t = torch.arange(total_steps, dtype=torch.float64)
+    return BASE_SCHEDULES[name](t, total_steps)
+
+
+@dataclass(frozen=True)
+class DecayOp:
+    """A decay op: ``paper`` is the exact print format; ``fn`` works on float64 vectors."""
+
+    code: int
+    name: str
+    paper: str
+    readable: str
+    latex: str
+    fn: Callable[..., Tensor]
+
+
+def _sig(x: Tensor) -> Tensor:
+    return torch.sigmoid(x)
+
+
+DECAY_UNARY_OPS: dict[int, DecayOp] = {
+    op.code: op
+    for op in (
+        # The released notation drops one closing parenthesis here; keep it.
+        DecayOp(0, "sigmoid", "1/(1+exp(-{x})", "sigmoid({x})", "\\sigma\\left({x}\\right)",
+                _sig),
+        DecayOp(1, "deriv_soft", "deriv_soft({x})", "1/(1 + |{x}|)",
+                "\\frac{1}{1+\\left|{x}\\right|}", lambda x: 1.0 / (1.0 + torch.abs(x))),
+        DecayOp(2, "erf", "erf({x})", "erf({x})", "\\operatorname{erf}\\left({x}\\right)",
+                torch.erf),
+        DecayOp(3, "erfc", "erfc({x})", "erfc({x})", "\\operatorname{erfc}\\left({x}\\right)",
+                torch.erfc),
+        DecayOp(4, "tanh", "tanh({x})", "tanh({x})", "\\tanh\\left({x}\\right)", torch.tanh),
+        DecayOp(5, "atan", "arctan({x})", "atan({x})", "\\tan^{-1}\\left({x}\\right)",
+                torch.atan),
+        DecayOp(6, "i1e", "bessel_i1e({x})", "i1e({x})",
+                "\\operatorname{i1e}\\left({x}\\right)", torch.special.i1e),
+        DecayOp(7, "square", "({x})^2", "({x})²", "\\left({x}\\right)^{2}", lambda x: x * x),
+        DecayOp(8, "sqrt", "sqrt({x})", "sqrt|{x}|", "\\sqrt{\\left|{x}\\right|}",
+                lambda x: torch.sqrt(torch.abs(x))),
+        DecayOp(9, "softsign", "{x}/(1+|{x}|)", "softsign({x})",
+                "\\frac{{x}}{1+\\left|{x}\\right|}", lambda x: x / (1.0 + torch.abs(x))),
+        DecayOp(10, "deriv_tanh", "deriv_tanh({x})", "(1 - tanh²({x}))",
+                "\\left(1-\\tanh^{2}\\left({x}\\right)\\right)",
+                lambda x: 1.0 - torch.tanh(x) ** 2),
+        DecayOp(11, "deriv_sig", "deriv_sig({x})", "sigmoid'({x})",
+                "\\sigma'\\left({x}\\right)", lambda x: _sig(x) * (1.0 - _sig(x))),
+        DecayOp(12, "id", "id({x})", "{x}", "{x}", lambda x: x),
+    )
+}
+
+DECAY_BINARY_OPS: dict[int, DecayOp] = {
+    op.code: op
+    for op in (
+        DecayOp(0, "add", "({x})+({y})", "({x} + {y})", "\\left({x} + {y}\\right)",
+                lambda x, y: x + y),
+        DecayOp(1, "sub", "({x})-({y})", "({x} - {y})", "\\left({x} - {y}\\right)",
+                lambda x, y: x - y),
+        DecayOp(2, "mul", "({x})*({y})", "({x} · {y})", "\\left({x} \\cdot {y}\\right)",
+                lambda x, y: x * y),
+        DecayOp(3, "max", "max({x}, {y})", "max({x}, {y})", "\\max\\left({x}, {y}\\right)",
+                torch.maximum),
+        DecayOp(4, "min", "min({x}, {y})", "min({x}, {y})", "\\min\\left({x}, {y}\\right)",
+                torch.minimum),
+        DecayOp(5, "div", "({x}) / ({y})", "({x} / {y})", "\\frac{{x}}{{y}}",
+                lambda x, y: x / (y + _EPS)),
+        DecayOp(6, "div_sqrt", "({x}) / (sqrt(1+({y})^2))", "({x} / sqrt(1 + ({y})²))",
+                "\\frac{{x}}{\\sqrt{1+\\left({y}\\right)^{2}}}",
+                lambda x, y: x / torch.sqrt(1.0 + y * y)),
+    )
+}
+
+
+@dataclass(frozen=True)
+class DecayNode:
+    """One node of a decay graph: its arity is ``len(inputs)``; both latent ops are kept."""
+
+    inputs: tuple[int, ...]
+    unary_op: int = 12
+    binary_op: int = 0
+
+    @property
+    def binary(self) -> bool:
+        return len(self.inputs) == 2
+
+    @property
+    def op(self) -> DecayOp:
+        return DECAY_BINARY_OPS[self.binary_op] if self.binary else DECAY_UNARY_OPS[self.unary_op]
+
+
+@dataclass(frozen=True)
+class Decay:
+    """A two-node decay graph. ``hidden`` (D) counts only when ``root`` (R) reads it.
+
+    ``hidden_flag`` is the released code's sticky "D is active" mark, kept so that paper mode
+    can reproduce which node a decay mutation picks (SPEC section 4.5).
+    """
+
+    root: DecayNode
+    hidden: DecayNode = field(default_factory=lambda: DecayNode(inputs=(0,)))
+    hidden_flag: bool = False
+
+    def __post_init__(self) -> None:
+        _check_decay_node(self.hidden, "decay hidden node", allow_hidden=False)
+        _check_decay_node(self.root, "decay root", allow_hidden=True)
+
+    @property
+    def uses_hidden(self) -> bool:
+        """True when R reads D, i.e. D takes part in the decay's value."""
+        return DECAY_HIDDEN in self.root.inputs
+
+
+def _check_decay_node(node: DecayNode, what: str, *, allow_hidden: bool) -> None:
+    if len(node.inputs) not in (1, 2):
+        raise NOSError(f"{what} must have 1 or 2 inputs, got {len(node.inputs)}")
+    if node.unary_op not in DECAY_UNARY_OPS:
+        raise NOSError(f"{what} has unknown unary decay op {node.unary_op!r} (allowed 0..12)")
+    if node.binary_op not in DECAY_BINARY_OPS:
+        raise NOSError(f"{what} has unknown binary decay op {node.binary_op!r} (allowed 0..6)")
+    top = DECAY_HIDDEN if allow_hidden else N_BASE_SCHEDULES - 1
+    for index in node.inputs:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= top:
+            raise NOSError(f"{what} has input {index!r} outside 0..{top}")
+    if len(set(node.inputs)) != len(node.inputs):
+        raise NOSError(f"{what} uses input {node.inputs[0]} twice")
+
+
+def _eval_node(node: DecayNode, read: Callable[[int], Tensor]) -> Tensor:
+    args = [read(i) for i in node.inputs]
+    return node.op.fn(*args)
+
+
+def decay_values(decay: Decay, total_steps: int) -> Tensor:
+    """The decay's multiplier for t = 0..total_steps-1, float64."""
+    if total_steps < 1:
+        raise NOSError(f"total_steps must be >= 1, got {total_steps}")
+    t = torch.arange(total_steps, dtype=torch.float64)
+    cache: dict[int, Tensor] = {}
+
+    def read(index: int) -> Tensor:
+        if index not in cache:
+            if index == DECAY_HIDDEN:
+                cache[index] = _eval_node(decay.hidden, read)
+            else:
+                cache[index] = _BASE[index](t, total_steps)
+        return cache[index]
+
+    return _eval_node(decay.root, read)
+
+
+def decay_phenotype(decay: Decay) -> Tensor:
+    """The decay's 100-vector at T = 100, used for validity and for telling decays apart."""
+    return decay_values(decay, VALIDITY_T)
+
+
+def is_valid_decay(decay: Decay, *, nan_valid: bool = False) -> bool:
+    """SPEC 4.3: no value below 0 or above 1 at T = 100.
+
+    With ``nan_valid`` (paper mode) NaN passes, as comparisons with NaN are false; otherwise
+    any non-finite value is invalid.
+    """
+    values = decay_phenotype(decay)
+    out_of_range = bool(((values < 0.0) | (values > 1.0)).any())
+    if nan_valid:
+        return not out_of_range
+    return not out_of_range and bool(torch.isfinite(values).all())

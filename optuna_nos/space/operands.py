@@ -1,0 +1,113 @@
+"""The 20 operands of the update equation (SPEC section 2).
+
+An operand reads the current gradient ``g``, the parameter ``w`` and the three EMA states
+``v`` (of g), ``s`` (of g^2) and ``lam`` (of g^3), all taken after this step's EMA update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EMA_BETAS",
+    "N_OPERANDS",
+    "OPERANDS",
+    "Operand",
+    "OperandInputs",
+]
+
+#: Decay rates of the three EMA states v, s and lam.
+EMA_BETAS: tuple[float, float, float] = (0.9, 0.99, 0.999)
+N_OPERANDS = 20
+
+
+@dataclass
+class OperandInputs:
+    """What the operands of one parameter tensor read at 0-based step ``t``."""
+
+    g: Tensor
+    w: Tensor
+    v: Tensor
+    s: Tensor
+    lam: Tensor
+    t: int
+
+    @cached_property
+    def v_hat(self) -> Tensor:
+        return self.v / (1.0 - EMA_BETAS[0] ** (self.t + 1))
+
+    @cached_property
+    def s_hat(self) -> Tensor:
+        return self.s / (1.0 - EMA_BETAS[1] ** (self.t + 1))
+
+    @cached_property
+    def lam_hat(self) -> Tensor:
+        return self.lam / (1.0 - EMA_BETAS[2] ** (self.t + 1))
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One leaf of the update graph: its index, its exact paper name and its value."""
+
+    index: int
+    name: str
+    readable: str
+    latex: str
+    fn: Callable[[OperandInputs], Tensor]
+
+
+def _aggmo(state: Tensor, betas: tuple[float, float, float], power_of_g: Tensor) -> Tensor:
+    """Mean over three momentum coefficients of (beta * state - g^k), with the raw state."""
+    return (sum(betas) * state - 3.0 * power_of_g) / 3.0
+
+
+OPERANDS: tuple[Operand, ...] = (
+    Operand(0, "g", "g", "g", lambda o: o.g),
+    Operand(1, "g^2", "g²", "g^{2}", lambda o: o.g * o.g),
+    Operand(2, "g^3", "g³", "g^{3}", lambda o: o.g * o.g * o.g),
+    Operand(3, "v hat", "v̂", r"\hat{v}", lambda o: o.v_hat),
+    Operand(4, "s hat", "ŝ", r"\hat{s}", lambda o: o.s_hat),
+    Operand(5, "lam hat", "λ̂", r"\hat{\lambda}", lambda o: o.lam_hat),
+    Operand(6, "1", "1", "1", lambda o: torch.ones_like(o.g)),
+    Operand(7, "2", "2", "2", lambda o: torch.full_like(o.g, 2.0)),
+    Operand(8, "10-6w", "1e-6·w", r"10^{-6} w", lambda o: 1e-6 * o.w),
+    Operand(9, "10-5w", "1e-5·w", r"10^{-5} w", lambda o: 1e-5 * o.w),
+    Operand(10, "10-4w", "1e-4·w", r"10^{-4} w", lambda o: 1e-4 * o.w),
+    Operand(11, "10-3w", "1e-3·w", r"10^{-3} w", lambda o: 1e-3 * o.w),
+    Operand(12, "sign(g)", "sign(g)", r"\operatorname{sign}(g)", lambda o: torch.sign(o.g)),
+    Operand(
+        13, "sign(v hat)", "sign(v̂)", r"\operatorname{sign}(\hat{v})",
+        lambda o: torch.sign(o.v_hat),
+    ),
+    Operand(
+        14, "((1-0.7)*g+0.7*v hat)", "(0.3·g + 0.7·v̂)", r"(0.3 g + 0.7 \hat{v})",
+        lambda o: 0.3 * o.g + 0.7 * o.v_hat,
+    ),
+    Operand(
+        15, "((1-0.95)*g^2+0.95*s hat)", "(0.05·g² + 0.95·ŝ)", r"(0.05 g^{2} + 0.95 \hat{s})",
+        lambda o: 0.05 * (o.g * o.g) + 0.95 * o.s_hat,
+    ),
+    # The printed name says g^2 but the released code uses g^3 (SPEC section 2, row 16).
+    Operand(
+        16, "((1-0.99)*g^2+0.99*lam hat)", "(0.01·g³ + 0.99·λ̂)",
+        r"(0.01 g^{3} + 0.99 \hat{\lambda})",
+        lambda o: 0.01 * (o.g * o.g * o.g) + 0.99 * o.lam_hat,
+    ),
+    Operand(
+        17, "mean(beta*v-g)", "aggmo_v", r"\operatorname{AggMo}_{v}",
+        lambda o: _aggmo(o.v, (0.0, 0.9, 0.999), o.g),
+    ),
+    Operand(
+        18, "mean(beta*s-g^2)", "aggmo_s", r"\operatorname{AggMo}_{s}",
+        lambda o: _aggmo(o.s, (0.0, 0.99, 0.999), o.g * o.g),
+    ),
+    Operand(
+        19, "mean(beta*lam-g^3)", "aggmo_lam", r"\operatorname{AggMo}_{\lambda}",
+        lambda o: _aggmo(o.lam, (0.0, 0.999, 0.9999), o.g * o.g * o.g),
+    ),
+)

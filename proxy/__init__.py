@@ -1,0 +1,1 @@
+"""Proxy tasks for scoring candidate optimizers."""

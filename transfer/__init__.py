@@ -1,0 +1,1 @@
+"""Transfer evaluation of discovered optimizers."""
