@@ -1,0 +1,215 @@
+"""Study configuration: a TOML file, validated, stored once in the study's user attrs.
+
+Every worker reads the configuration from the study (``optuna-nos init`` writes it), so
+workers cannot disagree. A configuration looks like::
+
+    [study]
+    space = "paper"                  # paper | adam_variants | lr_schedule
+    paper_mode = false               # the faithful column of SPEC section 13
+
+    [ga]
+    n_particles = 50
+    init_factor = 10
+    steps = 5
+    mutations = 7
+    max_redraws = 4
+    elitism = false
+    # seed = 0                       # omit for a per-worker seed
+
+    [objective]
+    target = "proxy.tasks:cifar10"   # module:factory; the other keys are the factory's
+    data_root = "~/data"
+
+    [workers]
+    heartbeat_interval = 60
+    grace_period = 120
+    max_retry = 3
+
+    [artifacts]
+    dir = "optuna-nos-artifacts"     # omit for no PNG artifacts
+
+Errors name the key and what it allows.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optuna_nos.errors import NOSError
+from optuna_nos.settings import Settings
+
+__all__ = [
+    "CONFIG_ATTR",
+    "GAConfig",
+    "StudyConfig",
+    "WorkerConfig",
+    "load_config",
+    "parse_config",
+]
+
+#: The study user attr that holds the configuration (as a JSON-compatible dict).
+CONFIG_ATTR = "nos.config"
+SPACES = ("paper", "adam_variants", "lr_schedule")
+LR_SCHEDULE_BASES = ("adam", "nesterov")
+
+
+@dataclass(frozen=True)
+class GAConfig:
+    """Sizes of the particle GA (SPEC section 8)."""
+
+    n_particles: int = 50
+    init_factor: int = 10
+    steps: int = 5
+    mutations: int = 7
+    max_redraws: int = 4
+    elitism: bool = False
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Heartbeat and retry settings of every worker's storage."""
+
+    heartbeat_interval: int = 60
+    grace_period: int = 120
+    max_retry: int = 3
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole, validated study configuration."""
+
+    space: str = "paper"
+    lr_schedule_base: str = "adam"
+    settings: Settings = field(default_factory=Settings)
+    ga: GAConfig = field(default_factory=GAConfig)
+    objective_target: str = "proxy.tasks:digits"
+    objective_options: Mapping[str, Any] = field(default_factory=dict)
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
+    artifact_dir: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The configuration as the JSON text of its validated TOML tables."""
+        return json.dumps(self.raw, sort_keys=True)
+
+
+def _kind(expected: type | tuple[type, ...]) -> str:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    return " or ".join({bool: "true/false", int: "an integer", float: "a number",
+                        str: "a string"}.get(t, t.__name__) for t in types)
+
+
+def _get(table: Mapping[str, Any], section: str, key: str, expected: type | tuple[type, ...],
+         default: Any, check: Callable[[Any], bool] | None = None, allowed: str = "") -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    types = expected if isinstance(expected, tuple) else (expected,)
+    ok_type = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        ok_type, value = True, float(value)
+    if not ok_type:
+        raise NOSError(f"config key '{section}.{key}' must be {_kind(expected)}, "
+                       f"got {value!r}")
+    if check is not None and not check(value):
+        raise NOSError(f"config key '{section}.{key}' = {value!r} is not allowed; "
+                       f"allowed: {allowed}")
+    return value
+
+
+def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
+             open_keys: bool = False) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise NOSError(f"config section '{name}' must be a table, got {table!r}")
+    if not open_keys:
+        for key in table:
+            if key not in keys:
+                raise NOSError(f"unknown config key '{name}.{key}'; allowed: {', '.join(keys)}")
+    return table
+
+
+def _positive(value: int) -> bool:
+    return value >= 1
+
+
+_SECTIONS = ("study", "ga", "objective", "workers", "artifacts")
+_STUDY_KEYS = ("space", "lr_schedule_base", "paper_mode", "unary_root_decay_prob",
+               "change_op_max_unary")
+_GA_KEYS = ("n_particles", "init_factor", "steps", "mutations", "max_redraws", "elitism",
+            "seed")
+_WORKER_KEYS = ("heartbeat_interval", "grace_period", "max_retry")
+
+
+def parse_config(data: Mapping[str, Any]) -> StudyConfig:
+    """Validate a configuration given as nested tables (parsed TOML or stored JSON)."""
+    if not isinstance(data, dict):
+        raise NOSError(f"a study config must be a table, got {type(data).__name__}")
+    for name in data:
+        if name not in _SECTIONS:
+            raise NOSError(f"unknown config section '{name}'; allowed: {', '.join(_SECTIONS)}")
+
+    study = _section(data, "study", _STUDY_KEYS)
+    space = _get(study, "study", "space", str, "paper", lambda v: v in SPACES, ", ".join(SPACES))
+    base = _get(study, "study", "lr_schedule_base", str, "adam",
+                lambda v: v in LR_SCHEDULE_BASES, ", ".join(LR_SCHEDULE_BASES))
+    settings = Settings(
+        paper_mode=_get(study, "study", "paper_mode", bool, False),
+        unary_root_decay_prob=_get(study, "study", "unary_root_decay_prob", float, 0.85,
+                                   lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+        change_op_max_unary=_get(study, "study", "change_op_max_unary", int, 23,
+                                 lambda v: 0 <= v <= 24, "an integer in 0..24"),
+    )
+
+    ga_table = _section(data, "ga", _GA_KEYS)
+    ga = GAConfig(
+        **{key: _get(ga_table, "ga", key, int, getattr(GAConfig, key), _positive,
+                     "an integer >= 1")
+           for key in ("n_particles", "init_factor", "steps", "mutations", "max_redraws")},
+        elitism=_get(ga_table, "ga", "elitism", bool, False),
+        seed=_get(ga_table, "ga", "seed", int, None, lambda v: v >= 0, "an integer >= 0"),
+    )
+
+    objective = dict(_section(data, "objective", (), open_keys=True))
+    target = objective.pop("target", "proxy.tasks:digits")
+    if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
+        raise NOSError(f"config key 'objective.target' must look like 'module:factory', "
+                       f"got {target!r}")
+
+    worker_table = _section(data, "workers", _WORKER_KEYS)
+    workers = WorkerConfig(
+        **{key: _get(worker_table, "workers", key, int, getattr(WorkerConfig, key), _positive,
+                     "an integer >= 1") for key in _WORKER_KEYS}
+    )
+    if workers.grace_period <= workers.heartbeat_interval:
+        raise NOSError(f"config key 'workers.grace_period' ({workers.grace_period}) must exceed "
+                       f"'workers.heartbeat_interval' ({workers.heartbeat_interval})")
+
+    artifacts = _section(data, "artifacts", ("dir",))
+    artifact_dir = _get(artifacts, "artifacts", "dir", str, None)
+
+    return StudyConfig(space=space, lr_schedule_base=base, settings=settings, ga=ga,
+                       objective_target=target, objective_options=objective,
+                       workers=workers, artifact_dir=artifact_dir, raw=data)
+
+
+def load_config(source: str | Path) -> StudyConfig:
+    """Read and validate a TOML study config from a file path."""
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NOSError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise NOSError(f"config file {str(path)!r} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise NOSError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return parse_config(data)

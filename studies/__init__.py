@@ -1,0 +1,1 @@
+"""Study configurations (TOML) shipped with optuna-nos; see optuna_nos.config."""
