@@ -187,7 +187,8 @@ class Genome:
 
     def active_hidden(self) -> tuple[int, ...]:
         """Active hidden-node columns in ascending order."""
-        return tuple(c for c in HIDDEN_COLUMNS if c in self.active_columns)
+        active = self.active_columns
+        return tuple(c for c in HIDDEN_COLUMNS if c in active)
 
     def active_edges(self) -> Iterator[tuple[int, int, Decay | None]]:
         """(consumer column, input column, decay or None) for every edge of the active graph."""
