@@ -1,0 +1,142 @@
+"""Opt9 and Opt10: gradient-only updates with Nesterov momentum (SPEC 10.1, 5.3).
+
+With eta_t the warmup -> hold -> cosine rate and mu_t the 0.95 -> 0.85 -> 0.95 momentum cycle
+(SPEC 5.4, with hold), the momentum buffer m starts at 0 and, in the **Keras form** the
+published classes use,
+
+    m <- mu_t m - eta_t U ;  w <- w + mu_t m - eta_t U        (m the new value)
+
+``nesterov="search"`` gives the search space's form instead (the one the search log's Opt10
+ancestor used):
+
+    m <- mu_t m - eta_t U ;  w <- w + m - eta_t U
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optuna_nos.errors import NOSError
+from optuna_nos.optimizers._base import DecayedOptimizer, StepScalars
+from optuna_nos.optimizers._functions import ema_
+from optuna_nos.schedules import momentum_cycle
+from optuna_nos.space.decays import base_schedule
+
+__all__ = ["NESTEROV_FORMS", "Opt9", "Opt10"]
+
+NESTEROV_FORMS = ("keras", "search")
+
+
+class _NesterovOptimizer(DecayedOptimizer):
+    """Applies U with Nesterov momentum in the chosen form; subclasses give U."""
+
+    _extra_attrs = (*DecayedOptimizer._extra_attrs, "nesterov")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        total_steps: int,
+        warmup_steps: int = 0,
+        hold_steps: int = 0,
+        use_decay: bool = True,
+        nesterov: str = "keras",
+    ) -> None:
+        if nesterov not in NESTEROV_FORMS:
+            raise NOSError(f"nesterov must be one of {NESTEROV_FORMS}, got {nesterov!r}")
+        self.nesterov = nesterov
+        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
+                         hold_steps=hold_steps, use_decay=use_decay)
+        self._set_table("mu", momentum_cycle(total_steps, warmup_steps, hold_steps))
+
+    def _options(self) -> dict[str, Any]:
+        return {**super()._options(), "nesterov": self.nesterov}
+
+    def _new_state(self, param: Tensor) -> dict[str, Tensor]:
+        return {"momentum_buffer": torch.zeros_like(param)}
+
+    def _apply(
+        self, param: Tensor, update: Tensor, state: dict[str, Tensor], scalars: StepScalars
+    ) -> None:
+        mu, eta = scalars["mu"], scalars.eta
+        buffer = state["momentum_buffer"]
+        buffer.mul_(mu).add_(update, alpha=-eta)
+        if self.nesterov == "keras":
+            param.add_(buffer, alpha=mu).add_(update, alpha=-eta)
+        else:
+            param.add_(buffer).add_(update, alpha=-eta)
+
+
+class Opt9(_NesterovOptimizer):
+    """Opt9 (SPEC 10.1), with s = EMA_0.99(g^2) and s_hat = s / (1 - 0.99^(t+1)):
+
+        A = erfc(a11(t))   (with ``use_decay``; else A = 1)
+        U = A g exp(atan(0.05 g^2 + 0.95 s_hat))
+
+    applied with Nesterov momentum, Keras form by default (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        total_steps: int,
+        warmup_steps: int = 0,
+        hold_steps: int = 0,
+        use_decay: bool = True,
+        nesterov: str = "keras",
+    ) -> None:
+        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
+                         hold_steps=hold_steps, use_decay=use_decay, nesterov=nesterov)
+        if self.use_decay:
+            self._set_table("A", torch.erfc(base_schedule("a11", total_steps)))
+
+    def _new_state(self, param: Tensor) -> dict[str, Tensor]:
+        return {"s": torch.zeros_like(param), **super()._new_state(param)}
+
+    def _direction(
+        self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
+    ) -> Tensor:
+        ema_(state["s"], grad**2, 0.99)
+        s_hat = state["s"] / scalars.bias_correction(0.99)
+        update = grad * torch.exp(torch.atan(0.05 * grad**2 + 0.95 * s_hat))
+        return scalars["A"] * update if self.use_decay else update
+
+
+class Opt10(_NesterovOptimizer):
+    """Opt10 (SPEC 10.1):
+
+        A = a13(t) a2(t)   (with ``use_decay``: 0 at both ends, peak 0.635; else A = 1)
+        U = i1e(i1e(A g))  (|U| <= 0.0885)
+
+    applied with Nesterov momentum, Keras form by default (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        total_steps: int,
+        warmup_steps: int = 0,
+        hold_steps: int = 0,
+        use_decay: bool = True,
+        nesterov: str = "keras",
+    ) -> None:
+        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
+                         hold_steps=hold_steps, use_decay=use_decay, nesterov=nesterov)
+        if self.use_decay:
+            self._set_table("A", base_schedule("a13", total_steps)
+                            * base_schedule("a2", total_steps))
+
+    def _direction(
+        self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
+    ) -> Tensor:
+        scaled = scalars["A"] * grad if self.use_decay else grad
+        return torch.special.i1e(torch.special.i1e(scaled))

@@ -1,0 +1,451 @@
+"""The published optimizers (SPEC 10.1, 10.2): formulas in float64 and the optimizer contract.
+
+The float64 references below are written from SPEC section 10 with numpy/scipy, independently
+of the package (they share nothing with it but the SPEC).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from scipy import special
+
+from optuna_nos.errors import NOSError
+from optuna_nos.optimizers import (
+    A1,
+    A2,
+    A3,
+    A4,
+    A5,
+    PUBLISHED_OPTIMIZERS,
+    AdamClip,
+    Opt1,
+    Opt3,
+    Opt4,
+    Opt5,
+    Opt9,
+    Opt10,
+    PublishedOptimizer,
+)
+
+EPS = 1e-7
+DECAYED = ("Opt4", "Opt5", "Opt6", "Opt7", "Opt8", "Opt9", "Opt10")
+UNDECAYED = ("Opt1", "Opt2", "Opt3", "Opt3_g3", "A1", "A2", "A3", "A4", "A5")
+
+
+# ---------------------------------------------------------------- float64 reference (SPEC 10)
+
+
+def reference_schedules(total: int, warmup: int, hold: int) -> dict[str, np.ndarray]:
+    """Base schedules (SPEC 4.1), eta_t / eta and mu_t (SPEC 5.4, hold at eta), F0 (10.3)."""
+    t = np.arange(total, dtype=np.float64)
+    beta = 0.95 * (1.0 - (t + 1.0) / total)
+    a = {
+        "a2": t / total,
+        "a4": 0.5 * (1.0 - np.cos(np.pi * t / total)),
+        "a6": 0.5 * (1.0 - np.cos(2.0 * np.pi * t / total)),
+        "a8": 0.5 * (1.0 - np.cos(np.pi * np.mod(2.0 * t, total) / total)),
+        "a10": np.mod(2.0 * t, total) / total,
+        "a11": 0.01 ** (t / total),
+        "a13": beta / (0.05 + beta),
+    }
+    shape = np.empty(total)
+    for step in range(total):
+        if step < warmup:
+            shape[step] = step / warmup
+        elif hold > 0 and step <= warmup + hold:
+            shape[step] = 1.0
+        else:
+            shape[step] = 0.5 * (1.0 + math.cos(math.pi * (step - warmup - hold)
+                                                / (total - warmup - hold)))
+    mu = np.concatenate([np.linspace(0.95, 0.85, warmup), np.full(hold, 0.85),
+                         np.linspace(0.85, 0.95, total - warmup - hold)])
+    f0 = special.erfc(special.erfc(a["a4"])) / (1.0 - np.tanh(a["a8"]) ** 2)
+    return {**a, "shape": shape, "mu": mu, "F0": f0}
+
+
+def _softsign(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.abs(x))
+
+
+def _sym_clip(x: np.ndarray, c: np.ndarray | float) -> np.ndarray:
+    return np.clip(x, -np.abs(c), np.abs(c))
+
+
+class Reference:
+    """One published optimizer, step by step, on numpy float64 arrays."""
+
+    def __init__(self, name: str, options: dict[str, Any], total: int, warmup: int,
+                 hold: int) -> None:
+        self.name = name
+        self.use_decay = options.get("use_decay", True)
+        self.variant = options.get("variant", 0)
+        self.eps_in_denominator = options.get("eps_in_denominator", True)
+        self.nesterov = options.get("nesterov", "keras")
+        self.s = reference_schedules(total, warmup, hold)
+        self.state: dict[int, dict[str, np.ndarray]] = {}
+
+    def eta(self, lr: float, t: int) -> float:
+        factor = self.s["F0"][t] if self.use_decay and self.name in ("Opt4", "Opt5",
+                                                                      "Opt6") else 1.0
+        return lr * self.s["shape"][t] * factor
+
+    def direction(self, key: int, g: np.ndarray, w: np.ndarray, t: int) -> np.ndarray:
+        st = self.state.setdefault(key, {n: np.zeros_like(w) for n in ("v", "s", "l", "m")})
+        s, name, on = self.s, self.name, self.use_decay
+        st["v"] = 0.9 * st["v"] + 0.1 * g
+        v_hat = st["v"] / (1.0 - 0.9 ** (t + 1))
+        q = 0.3 * g + 0.7 * v_hat
+        st["s"] = 0.99 * st["s"] + 0.01 * g * g
+        s_hat = st["s"] / (1.0 - 0.99 ** (t + 1))
+        if name == "Opt1":
+            s1 = np.abs(1e-5 * w - 0.05 * g**2 + 0.95 * s_hat)
+            return q + _softsign(_sym_clip(1e-5 * w, s1))
+        if name == "Opt2":
+            s2 = 1e-5 * w - (0.05 * g**2 + 0.95 * s_hat)
+            return q + _softsign(1e-5 * w / np.sqrt(1.0 + s2**2))
+        if name in ("Opt3", "Opt3_g3"):
+            st["l"] = 0.999 * st["l"] + 0.001 * (g**3 if name == "Opt3_g3" else g**2)
+            l_hat = st["l"] / (1.0 - 0.999 ** (t + 1))
+            l2 = 1e-5 * w - (0.01 * g**3 + 0.99 * l_hat)
+            return q + _softsign(1e-5 * w / np.sqrt(1.0 + l2**2))
+        if name in ("Opt4", "Opt5"):
+            a_t = np.arctan(s["a13"][t]) if name == "Opt4" and self.variant == 0 else 1.0
+            c = np.abs(a_t * np.exp(v_hat))
+            eps = EPS if name == "Opt4" and self.eps_in_denominator else 0.0
+            return q / (_sym_clip(np.full_like(c, 2.0), c) + eps)
+        if name == "Opt6":
+            b_t = 1.0 - np.tanh(s["a4"][t]) ** 2 if on else 1.0
+            return q / np.abs(b_t * np.exp(1e-4 * w))
+        if name in ("Opt7", "Opt8"):
+            a_t = max(s["a6"][t], s["a10"][t]) if on else 1.0
+            outer = np.tanh if name == "Opt7" else np.arcsinh
+            return outer(a_t * np.arcsinh(q))
+        if name == "Opt9":
+            a_t = special.erfc(s["a11"][t]) if on else 1.0
+            return a_t * g * np.exp(np.arctan(0.05 * g**2 + 0.95 * s_hat))
+        if name == "Opt10":
+            a_t = s["a13"][t] * s["a2"][t] if on else 1.0
+            return special.i1e(special.i1e(a_t * g))
+        bound = {
+            "A1": np.sqrt(s_hat) + EPS,
+            "A2": np.abs(np.log(s_hat + EPS)),
+            "A3": np.sqrt(np.abs(np.log(s_hat + EPS))),
+            "A4": special.expit(s_hat + EPS),
+            "A5": np.sqrt(s_hat) + EPS,
+        }[name]
+        u = _sym_clip(v_hat, bound)
+        if name == "A5":
+            u = u * min(1.0, 1.0 / np.linalg.norm(u)) if np.any(u) else u
+        return u
+
+    def apply(self, key: int, w: np.ndarray, u: np.ndarray, eta: float, t: int) -> np.ndarray:
+        if self.name not in ("Opt9", "Opt10"):
+            return w - eta * u
+        st, mu = self.state[key], self.s["mu"][t]
+        st["m"] = mu * st["m"] - eta * u
+        if self.nesterov == "keras":
+            return w + mu * st["m"] - eta * u
+        return w + st["m"] - eta * u
+
+
+def _formula_cases() -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for name in PUBLISHED_OPTIMIZERS:
+        if name.startswith("A"):
+            cases.append((name, {}))
+        else:
+            cases += [(name, {"use_decay": True}), (name, {"use_decay": False})]
+    cases += [
+        ("Opt4", {"variant": 1}),
+        ("Opt4", {"eps_in_denominator": False}),
+        ("Opt4", {"variant": 1, "eps_in_denominator": False, "use_decay": False}),
+        ("Opt9", {"nesterov": "search"}),
+        ("Opt10", {"nesterov": "search", "use_decay": False}),
+    ]
+    return cases
+
+
+def _gradient(noise: np.ndarray, w: np.ndarray, w0: np.ndarray) -> np.ndarray:
+    """A gradient that depends on the trajectory, so errors compound."""
+    return noise + 0.1 * (w - w0)
+
+
+@pytest.mark.parametrize(("name", "options"), _formula_cases(),
+                         ids=lambda v: v if isinstance(v, str) else repr(v))
+def test_float64_matches_spec_formula(name: str, options: dict[str, Any]) -> None:
+    total, warmup, hold, steps, lr = 60, 5, 10, 50, 0.05
+    rng = np.random.default_rng(7)
+    # Large weights make the 1e-5 w and 1e-4 w terms (and clip bounds) matter.
+    starts = [3000.0 * rng.standard_normal((3, 4)), 3000.0 * rng.standard_normal(5)]
+    lrs = [lr, 0.5 * lr]
+    noise = [[rng.standard_normal(w.shape) * 10.0 ** rng.uniform(-3, 1, w.shape)
+              for w in starts] for _ in range(steps)]
+    noise[3][1][:] = 0.0  # an all-zero gradient tensor (A5's norm of 0, sign of 0)
+
+    params = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in starts]
+    groups = [{"params": [p], "lr": group_lr} for p, group_lr in zip(params, lrs, strict=True)]
+    opt = PUBLISHED_OPTIMIZERS[name](groups, total_steps=total, warmup_steps=warmup,
+                                     hold_steps=hold, **options)
+    ref = Reference(name, options, total, warmup, hold)
+    ref_w = [w.copy() for w in starts]
+    for t in range(steps):
+        for key, p in enumerate(params):
+            p.grad = torch.from_numpy(_gradient(noise[t][key], p.detach().numpy(),
+                                                starts[key]))
+            g = _gradient(noise[t][key], ref_w[key], starts[key])
+            u = ref.direction(key, g, ref_w[key], t)
+            ref_w[key] = ref.apply(key, ref_w[key], u, ref.eta(lrs[key], t), t)
+        opt.step()
+        for key, p in enumerate(params):
+            moved = p.detach().numpy() - starts[key]
+            np.testing.assert_allclose(moved, ref_w[key] - starts[key], rtol=1e-9,
+                                       atol=1e-12, err_msg=f"{name} step {t}")
+    assert opt.t == steps
+    assert all(p.dtype == torch.float64 for s in opt.state.values() for p in s.values())
+
+
+def test_adamclip_variants_are_a1_to_a5() -> None:
+    for variant, cls in enumerate((A1, A2, A3, A4, A5)):
+        weights = []
+        for make in (lambda p, v=variant: AdamClip(p, v, 0.1, total_steps=10),
+                     lambda p, c=cls: c(p, 0.1, total_steps=10)):
+            torch.manual_seed(0)
+            w = torch.randn(6, requires_grad=True)
+            opt = make([w])
+            for _ in range(5):
+                w.grad = torch.sin(3 * w.detach()) + 0.1
+                opt.step()
+            weights.append(w.detach().clone())
+        assert torch.equal(weights[0], weights[1]), cls.__name__
+
+
+def test_opt4_variant1_without_eps_is_opt5() -> None:
+    weights = []
+    for make in (lambda p: Opt4(p, 0.1, total_steps=20, variant=1, eps_in_denominator=False),
+                 lambda p: Opt5(p, 0.1, total_steps=20)):
+        w = torch.linspace(-2, 2, 7, dtype=torch.float64, requires_grad=True)
+        opt = make([w])
+        for _ in range(20):
+            w.grad = torch.tanh(3.0 * w.detach()) - 0.3
+            opt.step()
+        weights.append(w.detach())
+    assert bool(torch.isfinite(weights[0]).all())
+    assert torch.equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize(("eps_in_denominator", "finite"), [(True, True), (False, False)])
+def test_opt4_last_step(eps_in_denominator: bool, finite: bool) -> None:
+    """a13(T-1) = 0 gives c = 0: the released form divides by 0 (SPEC 13 row 17)."""
+    w = torch.ones(4, requires_grad=True)
+    opt = Opt4([w], 0.01, total_steps=12, eps_in_denominator=eps_in_denominator)
+    for _ in range(12):
+        w.grad = torch.full_like(w, 0.3)
+        opt.step()
+    assert bool(torch.isfinite(w).all()) is finite
+
+
+# ------------------------------------------------------------------------ contract (all)
+
+TOTAL, WARMUP, HOLD = 60, 6, 6
+
+
+def _model(dtype: torch.dtype) -> torch.nn.Linear:
+    torch.manual_seed(1)
+    return torch.nn.Linear(4, 1).to(dtype)
+
+
+def _loss(model: torch.nn.Linear) -> torch.Tensor:
+    """Mean squared error of a fixed linear regression problem.
+
+    The forward pass runs in float32 (bfloat16 matmuls are slow on CPU); the parameters, their
+    gradients and the optimizer keep the model's dtype.
+    """
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=gen)
+    y = x @ torch.randn(4, 1, generator=gen) + 0.1 * torch.randn(64, 1, generator=gen)
+    prediction = torch.nn.functional.linear(x, model.weight.float(), model.bias.float())
+    return torch.nn.functional.mse_loss(prediction, y)
+
+
+def _train(model: torch.nn.Linear, opt: torch.optim.Optimizer, steps: int) -> float:
+    for _ in range(steps):
+        opt.zero_grad()
+        _loss(model).backward()
+        opt.step()
+    return float(_loss(model).detach())
+
+
+def _make(name: str) -> Callable[[Any], PublishedOptimizer]:
+    cls = PUBLISHED_OPTIMIZERS[name]
+    return lambda params: cls(params, 0.1, total_steps=TOTAL, warmup_steps=WARMUP,
+                              hold_steps=HOLD)
+
+
+ALL = sorted(PUBLISHED_OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_loss_decreases_without_nan(name: str, dtype: torch.dtype) -> None:
+    model = _model(dtype)
+    before = float(_loss(model).detach())
+    opt = _make(name)(model.parameters())
+    after = _train(model, opt, 40)
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    assert all(s.dtype == dtype for st in opt.state.values() for s in st.values())
+    assert math.isfinite(after)
+    assert after < 0.2 * before, (before, after)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_dict_resumes_bit_exactly(name: str) -> None:
+    model = _model(torch.float32)
+    opt = _make(name)(model.parameters())
+    _train(model, opt, 20)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    _train(model, opt, 20)
+
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed = _model(torch.float32)
+    resumed.load_state_dict(saved["model"])
+    resumed_opt = _make(name)(resumed.parameters())
+    resumed_opt.load_state_dict(saved["opt"])
+    assert resumed_opt.t == 20
+    _train(resumed, resumed_opt, 20)
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_stepping_past_total_steps_raises(name: str) -> None:
+    w = torch.zeros(3, requires_grad=True)
+    opt = PUBLISHED_OPTIMIZERS[name]([w], 0.1, total_steps=3)
+    for _ in range(3):
+        w.grad = torch.ones(3)
+        opt.step()
+    with pytest.raises(NOSError, match="total_steps=3"):
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_sparse_gradients_raise(name: str) -> None:
+    embedding = torch.nn.Embedding(5, 3, sparse=True)
+    opt = PUBLISHED_OPTIMIZERS[name](embedding.parameters(), 0.1, total_steps=5)
+    embedding(torch.tensor([1, 2])).sum().backward()
+    before = embedding.weight.detach().clone()
+    with pytest.raises(NOSError, match="sparse"):
+        opt.step()
+    assert torch.equal(embedding.weight, before)
+    assert opt.t == 0
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_params_without_grad_are_skipped(name: str) -> None:
+    used, unused = torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt = PUBLISHED_OPTIMIZERS[name]([used, unused], 0.1, total_steps=5)
+    assert len(opt.state) == 0  # state is lazy
+    for _ in range(2):  # some updates are 0 at t = 0 (decay factor A(0) = 0)
+        opt.zero_grad()
+        (used**2).sum().backward()
+        opt.step()
+    assert opt.t == 2
+    assert unused not in opt.state and torch.equal(unused, torch.ones(2))
+    assert used in opt.state and not torch.equal(used, torch.ones(3))
+
+
+def test_closure_loss_is_returned() -> None:
+    w = torch.ones(2, requires_grad=True)
+    opt = Opt1([w], 0.1, total_steps=5)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    assert float(opt.step(closure).detach()) == 2.0
+    assert not torch.equal(w, torch.ones(2))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_docstring_states_the_update(name: str) -> None:
+    doc = PUBLISHED_OPTIMIZERS[name].__doc__ or ""
+    assert "U =" in doc or "U  =" in doc
+
+
+_BAD_ARGS: list[tuple[Callable[[list[torch.Tensor]], object], str]] = [
+    (lambda p: Opt1(p, -1.0, total_steps=5), "-1.0"),
+    (lambda p: Opt1(p, float("nan"), total_steps=5), "nan"),
+    (lambda p: Opt1(p, True, total_steps=5), "True"),
+    (lambda p: Opt1(p, "0.1", total_steps=5), "'0.1'"),  # type: ignore[arg-type]
+    (lambda p: Opt1([{"params": p, "lr": -2.0}], total_steps=5), "-2.0"),
+    (lambda p: Opt1(p, total_steps=0), "total_steps"),
+    (lambda p: Opt1(p, total_steps=5.0), "5.0"),  # type: ignore[arg-type]
+    (lambda p: Opt1(p, total_steps=10, warmup_steps=5, hold_steps=5), "total_steps"),
+    (lambda p: Opt1(p, total_steps=10, warmup_steps=-1), "-1"),
+    (lambda p: Opt3(p, total_steps=5, use_decay="yes"), "'yes'"),  # type: ignore[arg-type]
+    (lambda p: Opt4(p, total_steps=5, variant=2), "2"),
+    (lambda p: Opt4(p, total_steps=5, eps_in_denominator=1), "1"),  # type: ignore[arg-type]
+    (lambda p: Opt9(p, total_steps=5, nesterov="nadam"), "'nadam'"),
+    (lambda p: Opt10(p, total_steps=5, nesterov="Keras"), "'Keras'"),
+    (lambda p: AdamClip(p, 5, total_steps=5), "5"),
+    (lambda p: AdamClip(p, True, total_steps=5), "True"),  # type: ignore[arg-type]
+    (lambda p: Opt1([], total_steps=5), "empty"),
+    (lambda p: Opt1([torch.zeros(2, dtype=torch.int64)], total_steps=5), "int64"),
+]
+
+
+@pytest.mark.parametrize(("make", "named"), _BAD_ARGS)
+def test_bad_hyperparameters_raise(make: Callable[[list[torch.Tensor]], object],
+                                   named: str) -> None:
+    with pytest.raises(NOSError, match=named.replace(".", r"\.")):
+        make([torch.zeros(2, requires_grad=True)])
+
+
+def test_loading_a_differently_configured_state_raises() -> None:
+    w = torch.zeros(2, requires_grad=True)
+    saved = Opt4([w], total_steps=10, variant=0).state_dict()
+    with pytest.raises(NOSError, match="variant"):
+        Opt4([w], total_steps=10, variant=1).load_state_dict(saved)
+    with pytest.raises(NOSError, match="total_steps"):
+        Opt4([w], total_steps=11).load_state_dict(saved)
+    with pytest.raises(NOSError, match="Opt5"):
+        Opt5([w], total_steps=10).load_state_dict(saved)
+    plain = torch.optim.SGD([w], lr=0.1).state_dict()
+    with pytest.raises(NOSError, match="nos"):
+        Opt4([w], total_steps=10).load_state_dict(plain)
+
+
+def test_state_dict_is_not_aliased_after_copy() -> None:
+    """The saved state is a snapshot once deep-copied, like torch.optim's."""
+    w = torch.ones(3, requires_grad=True)
+    opt = A1([w], 0.1, total_steps=5)
+    w.grad = torch.ones(3)
+    opt.step()
+    snapshot = copy.deepcopy(opt.state_dict())
+    opt.step()
+    assert snapshot["nos"]["step"] == 1 and opt.state_dict()["nos"]["step"] == 2
+    assert not torch.equal(snapshot["state"][0]["v"], opt.state_dict()["state"][0]["v"])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deepcopy_gives_an_independent_equal_optimizer(name: str) -> None:
+    model = _model(torch.float32)
+    opt = _make(name)(model.parameters())
+    _train(model, opt, 5)
+    clone_model, clone_opt = copy.deepcopy((model, opt))
+    assert clone_opt.t == 5
+    _train(model, opt, 5)
+    _train(clone_model, clone_opt, 5)
+    for a, b in zip(model.parameters(), clone_model.parameters(), strict=True):
+        assert torch.equal(a, b)
