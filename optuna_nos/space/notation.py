@@ -43,6 +43,30 @@ def _fill(fmt: str, x: str, y: str = "") -> str:
     return fmt.replace("{x}", x).replace("{y}", y)
 
 
+def _is_factor(text: str) -> bool:
+    """True when readable ``text`` reads as one factor: no '/', '·', ' + ', ' - ' outside ()."""
+    depth = 0
+    for at, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif depth == 0 and (char in "/·" or text.startswith((" + ", " - "), at)):
+            return False
+    return True
+
+
+def _group(text: str) -> str:
+    return text if _is_factor(text) else f"({text})"
+
+
+def _fill_readable(fmt: str, x: str, y: str = "") -> str:
+    """Readable formats put no brackets around their slots; a divisor needs them."""
+    if "/ {y}" in fmt:
+        y = _group(y)
+    return _fill(fmt, x, y)
+
+
 def _base_name(index: int, dialect: str) -> str:
     return f"a_{{{index + 1}}}" if dialect == "latex" else f"a{index + 1}"
 
@@ -57,7 +81,7 @@ def _format_decay_node(decay: Decay, node: DecayNode, dialect: str) -> str:
     op = table[node.binary_op if node.binary else node.unary_op]
     fmt = getattr(op, dialect)
     args = [arg(i) for i in node.inputs]
-    return _fill(fmt, *args)
+    return _fill_readable(fmt, *args) if dialect == "readable" else _fill(fmt, *args)
 
 
 def format_decay(decay: Decay, dialect: Dialect = "paper") -> str:
@@ -71,7 +95,7 @@ def _decorate(decay_text: str, arg: str, dialect: str) -> str:
         return f"[{decay_text}][{arg}]"
     if dialect == "latex":
         return f"{decay_text} \\cdot {arg}"
-    return f"{decay_text}·{arg}"
+    return f"{_group(decay_text)}·{arg}"
 
 
 def _format_node(genome: Genome, column: int, dialect: str) -> str:
@@ -87,6 +111,8 @@ def _format_node(genome: Genome, column: int, dialect: str) -> str:
             text = _decorate(_format_decay_node(decay, decay.root, dialect), text, dialect)
         args.append(text)
     op = BINARY_OPS[node.binary_op] if node.binary else UNARY_OPS[node.unary_op]
+    if dialect == "readable":
+        return _fill_readable(op.readable, *args)
     return _fill(getattr(op, dialect), *args)
 
 
