@@ -1,0 +1,455 @@
+'''Genome -> the source of a standalone PyTorch optimizer (imports torch only).
+
+The generated class computes, tensor by tensor, exactly what :class:`GenomeOptimizer`'s
+reference path computes (SPEC sections 2-5): the EMA states, the operands the genome reads,
+its active nodes in topological order as straight-line torch code with the edge decays
+precomputed over ``total_steps``, then the momentum update. The search settings in force at
+export time (e.g. paper mode's ``expMovAvg`` and hold value) are baked in.
+'''
+
+from __future__ import annotations
+
+import keyword
+import re
+
+from optuna_nos.errors import NOSError
+from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.space.decays import DECAY_HIDDEN, Decay, DecayNode
+from optuna_nos.space.genome import Genome, Momentum, column_name
+from optuna_nos.space.notation import format_equation
+from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS
+from optuna_nos.space.update_ops import STATEFUL_UNARY
+
+__all__ = ["export_source"]
+
+# Each template reproduces the float operations of the matching table entry in
+# optuna_nos.space exactly; tests/test_export.py checks the trajectories agree.
+_OPERAND_CODE: dict[int, str] = {
+    0: "g",
+    1: "g * g",
+    2: "g * g * g",
+    3: "v_hat",
+    4: "s_hat",
+    5: "lam_hat",
+    6: "torch.ones_like(g)",
+    7: "torch.full_like(g, 2.0)",
+    8: "1e-06 * w",
+    9: "1e-05 * w",
+    10: "0.0001 * w",
+    11: "0.001 * w",
+    12: "torch.sign(g)",
+    13: "torch.sign(v_hat)",
+    14: "0.3 * g + 0.7 * v_hat",
+    15: "0.05 * (g * g) + 0.95 * s_hat",
+    16: "0.01 * (g * g * g) + 0.99 * lam_hat",
+    17: f"({sum((0.0, 0.9, 0.999))!r} * v - 3.0 * g) / 3.0",
+    18: f"({sum((0.0, 0.99, 0.999))!r} * s - 3.0 * (g * g)) / 3.0",
+    19: f"({sum((0.0, 0.999, 0.9999))!r} * lam - 3.0 * (g * g * g)) / 3.0",
+}
+
+_UNARY_CODE: dict[int, str] = {
+    -1: "{x}",
+    0: "-{x}",
+    1: "torch.log(torch.abs({x}) + EPS)",
+    2: "torch.sqrt(torch.abs({x}))",
+    3: "torch.exp({x})",
+    4: "torch.abs({x})",
+    5: "torch.sigmoid({x})",
+    6: "1.0 / (1.0 + torch.abs({x}))",
+    7: "torch.log(torch.abs(1.0 + torch.exp({x})) + EPS)",
+    8: "torch.erf({x})",
+    9: "torch.erfc({x})",
+    10: "torch.asinh({x})",
+    11: "torch.tanh({x})",
+    12: "torch.atan({x})",
+    13: "1.0 / ({x} + EPS)",
+    14: "torch.special.i1e({x})",
+    15: "torch.clamp({x}, min=0.0)",
+    16: "torch.clamp({x}, max=0.0)",
+    17: "_dropout({x}, 0.5, generator)",
+    18: "_dropout({x}, 0.3, generator)",
+    19: "_dropout({x}, 0.1, generator)",
+    20: "_clip_by_norm({x})",
+    21: "{x} / (1.0 + torch.abs({x}))",
+}
+
+_BINARY_CODE: dict[int, str] = {
+    0: "{x} + {y}",
+    1: "{x} - {y}",
+    2: "{x} * {y}",
+    3: "torch.maximum({x}, {y})",
+    4: "torch.minimum({x}, {y})",
+    5: "{x} / ({y} + EPS)",
+    6: "{x} / torch.sqrt(1.0 + {y} * {y})",
+    7: "torch.clamp({x}, -torch.abs({y}), torch.abs({y}))",
+    8: "0.95 * {x} + 0.05 * {y}",
+    9: "torch.pow(torch.abs({x}), {y})",
+}
+
+_BASE_CODE: tuple[str, ...] = (
+    "1.0 - t / n",
+    "t / n",
+    "0.5 * (1.0 + torch.cos(math.pi * t / n))",
+    "0.5 * (1.0 - torch.cos(math.pi * t / n))",
+    "0.5 * (1.0 + torch.cos(2.0 * math.pi * t / n))",
+    "0.5 * (1.0 - torch.cos(2.0 * math.pi * t / n))",
+    "0.5 * (1.0 + torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n)))",
+    "0.5 * (1.0 - torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n)))",
+    "1.0 - torch.remainder(2.0 * t, n) / n",
+    "torch.remainder(2.0 * t, n) / n",
+    "torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n)",
+    "1.0 - torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n)",
+    "_a13(t, n)",
+    "0.95 - _a13(t, n)",
+)
+
+_DECAY_UNARY_CODE: dict[int, str] = {
+    0: "torch.sigmoid({x})",
+    1: "1.0 / (1.0 + torch.abs({x}))",
+    2: "torch.erf({x})",
+    3: "torch.erfc({x})",
+    4: "torch.tanh({x})",
+    5: "torch.atan({x})",
+    6: "torch.special.i1e({x})",
+    7: "{x} * {x}",
+    8: "torch.sqrt(torch.abs({x}))",
+    9: "{x} / (1.0 + torch.abs({x}))",
+    10: "1.0 - torch.tanh({x}) ** 2",
+    11: "torch.sigmoid({x}) * (1.0 - torch.sigmoid({x}))",
+    12: "{x}",
+}
+
+_DECAY_BINARY_CODE: dict[int, str] = {
+    0: "{x} + {y}",
+    1: "{x} - {y}",
+    2: "{x} * {y}",
+    3: "torch.maximum({x}, {y})",
+    4: "torch.minimum({x}, {y})",
+    5: "{x} / ({y} + EPS)",
+    6: "{x} / torch.sqrt(1.0 + {y} * {y})",
+}
+
+_STATE_STEP_CODE: dict[int, tuple[str, str]] = {
+    # op code -> (new state, output), with {n} the old state and {x} the input.
+    22: ("0.95 * {n} + 0.05 * {x}", "{n} / (1.0 - 0.95 ** {k})"),
+    23: ("{x} - {n}", "{n}"),
+    24: ("torch.maximum({x}, {n})", "{n}"),
+}
+
+
+def _fill(template: str, **parts: str) -> str:
+    """Substitute each {name}, bracketing any part that is not a plain name or subscript."""
+    for name, text in parts.items():
+        atomic = re.fullmatch(r"[A-Za-z_][\w.]*(\[[^\]]*\])*", text) is not None
+        template = template.replace("({" + name + "})", f"({text})")
+        template = template.replace("{" + name + "}", text if atomic else f"({text})")
+    return template
+
+
+def _var(column: int) -> str:
+    return column_name(column) if column >= N_OPERANDS else f"x{column}"
+
+
+def _decay_expression(decay: Decay) -> str:
+    def node_code(node: DecayNode) -> str:
+        args = [node_code(decay.hidden) if i == DECAY_HIDDEN else f"a[{i}]" for i in node.inputs]
+        if node.binary:
+            return _fill(_DECAY_BINARY_CODE[node.binary_op], x=args[0], y=args[1])
+        return _fill(_DECAY_UNARY_CODE[node.unary_op], x=args[0])
+
+    return node_code(decay.root)
+
+
+def _node_lines(genome: Genome, settings: Settings) -> tuple[list[str], list[str]]:
+    """Statements computing every active node, and the per-tensor state keys they use."""
+    lines: list[str] = []
+    state_keys: list[str] = []
+    bias_step = "0" if settings.expmovavg_zero_bias_step else "(t + 1)"
+    for column in genome.topological_order():
+        node = genome.node(column)
+        args = []
+        for child in node.inputs:
+            arg = _var(child)
+            if node.decay_on(child) is not None:
+                arg = f"{arg} * DECAYS[{column_name(column)!r}, {child}][t]"
+            args.append(arg)
+        target = _var(column)
+        if node.binary:
+            lines.append(f"{target} = {_fill(_BINARY_CODE[node.binary_op], x=args[0], y=args[1])}")
+        elif node.unary_op in STATEFUL_UNARY:
+            key = f"node_{column_name(column)}"
+            state_keys.append(key)
+            new_state, output = _STATE_STEP_CODE[node.unary_op]
+            lines.append(f"state[{key!r}] = {_fill(new_state, x=args[0], n=f'state[{key!r}]')}")
+            lines.append(f"{target} = {_fill(output, n=f'state[{key!r}]', k=bias_step)}")
+        else:
+            lines.append(f"{target} = {_fill(_UNARY_CODE[node.unary_op], x=args[0])}")
+    return lines, state_keys
+
+
+def _decay_table_lines(genome: Genome) -> list[str]:
+    lines = []
+    for consumer, child, decay in genome.active_edges():
+        if decay is not None:
+            key = f"{column_name(consumer)!r}, {child}"
+            lines.append(f"        ({key}): ({_decay_expression(decay)}).tolist(),")
+    return lines
+
+
+_MOMENTUM_LINES = {
+    Momentum.NONE: ["p.add_(step)"],
+    Momentum.MOMENTUM: ["buffer = state['momentum_buffer']", "buffer.mul_(mu).add_(step)",
+                        "p.add_(buffer)"],
+    Momentum.NESTEROV: ["buffer = state['momentum_buffer']", "buffer.mul_(mu).add_(step)",
+                        "p.add_(buffer)", "p.add_(step)"],
+}
+_MOMENTUM_TEXT = {
+    Momentum.NONE: "w <- w + sigma lr_t U",
+    Momentum.MOMENTUM: "m <- mu_t m + sigma lr_t U;  w <- w + m",
+    Momentum.NESTEROV: "m <- mu_t m + sigma lr_t U;  w <- w + m + sigma lr_t U",
+}
+
+_TEMPLATE = '''# Exported by optuna-nos{origin}.
+"""{class_name}: an optimizer discovered by optuna-nos.
+
+Update rule (paper notation):
+    {equation}
+Readable:
+    {readable}
+
+Per parameter tensor, with gradient g and value w, at 0-based step t of T:
+
+    v <- 0.9 v + 0.1 g;   s <- 0.99 s + 0.01 g^2;   lam <- 0.999 lam + 0.001 g^3
+    v_hat = v / (1 - 0.9^(t+1)), and likewise s_hat (0.99) and lam_hat (0.999)
+    U = the equation above, edge decays d(t) multiplying the values they carry
+    {momentum_text}          (sigma = {sigma})
+
+lr_t warms up linearly over warmup_steps, holds at lr for hold_steps, then follows a
+cosine to 0 at total_steps (constant lr when total_steps is None); mu_t cycles
+0.95 -> 0.85 (warmup) -> 0.85 (hold) -> 0.95, or is the constant ``momentum``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+EPS = 1e-7
+FLIP = {flip}
+HOLD_AT_ZERO = {hold_at_zero}
+NEEDS_TOTAL_STEPS = {needs_total_steps}
+USES_MOMENTUM = {uses_momentum}
+
+
+def _a13(t, n):
+    beta = 0.95 * (1.0 - (t + 1.0) / n)
+    return beta / ((1.0 - 0.95) + beta)
+
+
+def _decay_tables(n):
+    """Each decayed edge's multiplier d(t) for t = 0..n-1."""
+    t = torch.arange(n, dtype=torch.float64)
+    a = {{}}
+{base_lines}
+    return {{
+{decay_tables}
+    }}
+
+
+def _lr_table(lr, total, warmup, hold):
+    t = torch.arange(total, dtype=torch.float64)
+    decay_len = total - warmup - hold
+    out = 0.5 * lr * (1.0 + torch.cos(math.pi * (t - warmup - hold) / decay_len))
+    if hold > 0:
+        in_hold = (t >= warmup) & (t <= warmup + hold)
+        out = torch.where(in_hold, torch.full_like(t, 0.0 if HOLD_AT_ZERO else lr), out)
+    if warmup > 0:
+        out = torch.where(t < warmup, lr * t / warmup, out)
+    return out.tolist()
+
+
+def _momentum_table(total, warmup, hold):
+    return torch.cat([
+        torch.linspace(0.95, 0.85, warmup, dtype=torch.float64),
+        torch.full((hold,), 0.85, dtype=torch.float64),
+        torch.linspace(0.85, 0.95, total - warmup - hold, dtype=torch.float64),
+    ]).tolist()
+
+
+def _dropout(x, rate, generator):
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= rate
+    return torch.where(keep, x / (1.0 - rate), torch.zeros_like(x))
+
+
+def _clip_by_norm(x):
+    dims = tuple(range(x.dim()))
+    norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True) if dims else x.abs()
+    return x * torch.clamp(1.0 / norm, max=1.0)
+
+
+class {class_name}(torch.optim.Optimizer):
+    """See the module docstring for the update rule.
+
+    Args:
+        params: tensors or param-group dicts (a group may set its own ``lr``).
+        lr: peak learning rate.
+        total_steps: run length T (needed for decays, warmup, hold and the momentum cycle).
+        warmup_steps, hold_steps: the schedule's W and H.
+        momentum: "cycle" or a constant coefficient in [0, 1].
+        seed: seed of the dropout generator.
+    """
+
+    def __init__(self, params, lr, *, total_steps=None, warmup_steps=0, hold_steps=0,
+                 momentum="cycle", seed=None):
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"lr must be a finite number >= 0, got {{lr!r}}")
+        if total_steps is None:
+            if warmup_steps or hold_steps or NEEDS_TOTAL_STEPS or (
+                    momentum == "cycle" and USES_MOMENTUM):
+                raise ValueError("this optimizer's schedule needs total_steps")
+        elif not 0 <= warmup_steps + hold_steps < total_steps:
+            raise ValueError("need 0 <= warmup_steps + hold_steps < total_steps")
+        if momentum != "cycle" and not (isinstance(momentum, (int, float))
+                                        and 0.0 <= momentum <= 1.0):
+            raise ValueError(f"momentum must be 'cycle' or in [0, 1], got {{momentum!r}}")
+        super().__init__(params, {{"lr": lr}})
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+        self.hold_steps = hold_steps
+        self.momentum = momentum
+        self.seed = seed if seed is not None else int(torch.Generator().seed())
+        self.t = 0
+        self._generators = {{}}
+        self._lr_tables = {{}}
+        self._decays = _decay_tables(total_steps) if total_steps is not None else {{}}
+        self._mu = (_momentum_table(total_steps, warmup_steps, hold_steps)
+                    if momentum == "cycle" and total_steps is not None else None)
+
+    def _lr_table(self, lr):
+        if lr not in self._lr_tables:
+            self._lr_tables[lr] = _lr_table(lr, self.total_steps, self.warmup_steps,
+                                            self.hold_steps)
+        return self._lr_tables[lr]
+
+    def _generator(self, device):
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device)
+            self._generators[key].manual_seed(self.seed)
+        return self._generators[key]
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["evolved"] = {{"t": self.t, "seed": self.seed, "generators": {{
+            key: gen.get_state() for key, gen in self._generators.items()}}}}
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("evolved", {{}})
+        super().load_state_dict(state_dict)
+        self.t = int(extra.get("t", 0))
+        self.seed = int(extra.get("seed", self.seed))
+        self._generators = {{}}
+        for key, value in extra.get("generators", {{}}).items():
+            self._generator(torch.device(key)).set_state(value)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        t = self.t
+        if self.total_steps is not None and t >= self.total_steps:
+            raise RuntimeError(f"step {{t}} is past total_steps = {{self.total_steps}}")
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        DECAYS = self._decays
+        mu = self._mu[t] if self._mu is not None else self.momentum
+        for group in self.param_groups:
+            lr = group["lr"]
+            lr_t = lr if self.total_steps is None else self._lr_table(lr)[t]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("sparse gradients are not supported")
+                g, w = p.grad, p
+                state = self.state[p]
+                if not state:
+                    for key in {state_keys!r}:
+                        state[key] = torch.zeros_like(p)
+                v, s, lam = state["v"], state["s"], state["lam"]
+                g_sq = g * g
+                v.lerp_(g, {c_v!r})
+                s.lerp_(g_sq, {c_s!r})
+                lam.lerp_(g_sq * g, {c_lam!r})
+                v_hat = v / (1.0 - {b_v!r} ** (t + 1))
+                s_hat = s / (1.0 - {b_s!r} ** (t + 1))
+                lam_hat = lam / (1.0 - {b_lam!r} ** (t + 1))
+                generator = {generator}
+{body}
+                step = U * (lr_t if FLIP else -lr_t)
+{momentum_lines}
+        self.t = t + 1
+        return loss
+'''
+
+
+def export_source(
+    genome: Genome,
+    class_name: str = "EvolvedOptimizer",
+    *,
+    origin: str | None = None,
+    settings: Settings = DEFAULT_SETTINGS,
+) -> str:
+    """Python source of a standalone module defining ``class_name(torch.optim.Optimizer)``.
+
+    ``origin`` (e.g. the study, trial and fitness the genome came from) goes into the first
+    comment line. The module imports only torch and math.
+    """
+    if not class_name.isidentifier() or keyword.iskeyword(class_name):
+        raise NOSError(f"class_name must be a Python identifier, got {class_name!r}")
+    if origin is not None and ("\n" in origin or "\r" in origin):
+        raise NOSError("origin must be a single line")
+    node_lines, node_keys = _node_lines(genome, settings)
+    root_var = _var(genome.topological_order()[-1])
+    operand_lines = []
+    read = {c for col in genome.topological_order() for c in genome.node(col).inputs}
+    for index in sorted(c for c in read if c < N_OPERANDS):
+        operand_lines.append(f"x{index} = {_OPERAND_CODE[index]}")
+    body_lines = [*operand_lines, *node_lines, f"U = {root_var}"]
+    state_keys = ["v", "s", "lam", *node_keys]
+    if genome.momentum != Momentum.NONE:
+        state_keys.append("momentum_buffer")
+    uses_dropout = any(
+        not genome.node(c).binary and genome.node(c).unary_op in (17, 18, 19)
+        for c in genome.topological_order()
+    )
+    indent = " " * 16
+    used_bases = sorted({i for d in genome.active_decays()
+                         for node in (d.root, d.hidden) if node is d.root or d.uses_hidden
+                         for i in node.inputs if i != DECAY_HIDDEN})
+    base_lines = "\n".join(f"    a[{i}] = {_BASE_CODE[i]}  # a{i + 1}" for i in used_bases)
+    decay_tables = _decay_table_lines(genome)
+    return _TEMPLATE.format(
+        origin=f" from {origin}" if origin else "",
+        class_name=class_name,
+        equation=format_equation(genome, "paper"),
+        readable=format_equation(genome, "readable"),
+        momentum_text=_MOMENTUM_TEXT[genome.momentum],
+        sigma="+1 (flipped)" if genome.flip else "-1",
+        flip=genome.flip,
+        hold_at_zero=settings.hold_at_zero,
+        base_lines=base_lines,
+        decay_tables="\n".join(decay_tables),
+        state_keys=tuple(state_keys),
+        c_v=round(1.0 - EMA_BETAS[0], 12), c_s=round(1.0 - EMA_BETAS[1], 12),
+        c_lam=round(1.0 - EMA_BETAS[2], 12),
+        b_v=EMA_BETAS[0], b_s=EMA_BETAS[1], b_lam=EMA_BETAS[2],
+        generator="self._generator(p.device)" if uses_dropout else "None",
+        body="\n".join(indent + line for line in body_lines),
+        momentum_lines="\n".join(indent + line for line in _MOMENTUM_LINES[genome.momentum]),
+        needs_total_steps=bool(decay_tables),
+        uses_momentum=genome.momentum != Momentum.NONE,
+    )
