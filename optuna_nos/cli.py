@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -94,15 +92,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def _fail_own_running_trials(study: optuna.Study, reason: str) -> None:
     """Mark trials this process left RUNNING (e.g. interrupted while claiming a slot) FAIL."""
-    from optuna_nos.sampler import WORKER_ATTR
+    from optuna_nos.sampler import WORKER_ATTR, worker_id
 
-    me = _worker_id()
+    me = worker_id()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if trial.system_attrs.get(WORKER_ATTR) == me:
             study._storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
