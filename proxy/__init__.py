@@ -1,1 +1,46 @@
-"""Proxy tasks for scoring candidate optimizers."""
+"""Proxy tasks for scoring candidate optimizers (SPEC section 9).
+
+* :mod:`proxy.data` - CIFAR-10 (torchvision, from a data root) and scikit-learn's digits,
+  normalisation, batched augmentation, the training batch stream;
+* :mod:`proxy.model` - the paper's ConvNet; :mod:`proxy.stack` - K copies as one network;
+* :mod:`proxy.screen` - training runs, several learning rates at once;
+* :mod:`proxy.protocol` - the screen's thresholds as pure functions of accuracy curves;
+* :mod:`proxy.fitness` - the fitness protocol and :func:`evaluate_genome`;
+* :mod:`proxy.tasks` - Optuna objective factories ``digits`` and ``cifar10``.
+
+Names are imported lazily, so ``import proxy`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "ConvNet": "proxy.model",
+    "DIGITS_FITNESS": "proxy.fitness",
+    "PAPER_FITNESS": "proxy.fitness",
+    "Fidelity": "proxy.fitness",
+    "FitnessConfig": "proxy.fitness",
+    "FitnessResult": "proxy.fitness",
+    "ProxyTask": "proxy.fitness",
+    "evaluate_genome": "proxy.fitness",
+    "measure_fitness": "proxy.fitness",
+    "cifar10": "proxy.tasks",
+    "digits": "proxy.tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'proxy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

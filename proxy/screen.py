@@ -1,0 +1,276 @@
+"""Train runs of the fitness protocol: several learning rates at once, in one stacked model.
+
+:func:`train_runs` trains one fresh ConvNet per learning rate, all from the same seeds (same
+initial weights, same batches, same augmentation, same dropout masks), as a
+:class:`~proxy.stack.StackedConvNet` under one :class:`~optuna_nos.GenomeOptimizer` with a
+param group per run. Each run's record is exactly what training it alone would give (the
+tests check this against a plain ConvNet in float64); only the genome's own dropout ops draw
+their masks in a different order. With ``batched=False`` the runs go one after another.
+
+Per epoch of ``steps_per_epoch`` steps a run records its training accuracy (correct
+predictions / examples seen over the epoch, training mode) and, when a validation split is
+given, its validation accuracy (eval mode). A run stops
+
+* at the first batch whose loss is not finite; the unfinished epoch is not recorded;
+* after an epoch its :class:`~proxy.protocol.EarlyStop` rule rejects (that epoch counts);
+* when ``on_epoch`` raises (the pruner), which ends the whole call.
+
+Nothing synchronises with the device inside an epoch: losses and correct counts stay on
+the device until the epoch ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from optuna_nos.errors import NOSError
+from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.space.genome import Genome
+from proxy.data import (
+    Augmentation,
+    ImageSplit,
+    Normalization,
+    training_batches,
+    validation_batches,
+)
+from proxy.model import ConvNet
+from proxy.protocol import EarlyStop
+from proxy.stack import StackedConvNet, needs_per_tensor_layout
+
+__all__ = [
+    "RunResult",
+    "RunSeeds",
+    "RunSpec",
+    "batching_pays",
+    "fresh_model",
+    "train_runs",
+    "train_stack",
+]
+
+#: Largest first-layer activation (batch x width x H x W values) for which the batched screen
+#: is used on a CPU by default; past it, one copy at a time stays in cache and runs faster.
+CPU_BATCHED_MAX_ACTIVATION = 2**20
+
+#: Called after each recorded epoch of a run with (0-based epoch, the run's result so far).
+EpochCallback = Callable[[int, "RunResult"], None]
+
+
+@dataclass
+class RunResult:
+    """One training run: its learning rate, per-epoch accuracies and why it stopped early."""
+
+    lr: float
+    train_acc: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    stop: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-friendly summary (for trial user attrs)."""
+        return {"lr": self.lr, "train_acc": [round(a, 6) for a in self.train_acc],
+                "val_acc": [round(a, 6) for a in self.val_acc], "stop": self.stop}
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """Seeds of one evaluation: model init, dropout masks, batches/augmentation, optimizer."""
+
+    model: int
+    dropout: int
+    data: int
+    optimizer: int
+
+    @classmethod
+    def derive(cls, seed: int) -> RunSeeds:
+        """Four independent seeds from one (numpy's SeedSequence)."""
+        model, dropout, data, optimizer = np.random.SeedSequence(seed).generate_state(4)
+        return cls(int(model), int(dropout), int(data), int(optimizer))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a run needs besides the learning rate (SPEC section 9.3's columns)."""
+
+    genome: Genome
+    width: int
+    train: ImageSplit
+    norm: Normalization
+    augmentation: Augmentation | None
+    total_steps: int
+    warmup_steps: int
+    epochs: int
+    steps_per_epoch: int
+    early_stop: EarlyStop
+    num_classes: int = 10
+    dropout: float = 0.2
+    batch_size: int = 128
+    shuffle: bool = True
+    val: ImageSplit | None = None
+    val_batch_size: int = 128
+    settings: Settings = DEFAULT_SETTINGS
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self) -> None:
+        steps = self.epochs * self.steps_per_epoch
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise NOSError(f"a run needs epochs >= 1 and steps_per_epoch >= 1, got "
+                           f"{self.epochs} and {self.steps_per_epoch}")
+        if steps > self.total_steps:
+            raise NOSError(f"a run of {self.epochs} x {self.steps_per_epoch} = {steps} steps "
+                           f"exceeds the schedule's total_steps = {self.total_steps}")
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.images.device
+
+
+def batching_pays(spec: RunSpec) -> bool:
+    """Whether training the runs together beats one after another, by device and size.
+
+    On a GPU, K copies cost about one (the step is launch-bound), so always. On a CPU the
+    step is compute-bound: batching only saves per-step overhead, which pays for small
+    models (the digits proxy, measured by ``bench/screen.py``) but not for CIFAR-sized
+    activations, which fall out of cache when K copies are processed together.
+    """
+    if spec.device.type != "cpu":
+        return True
+    _, height, width = spec.train.images.shape[1:]
+    activation = spec.batch_size * spec.width * int(height) * int(width)
+    return activation <= CPU_BATCHED_MAX_ACTIVATION
+
+
+def train_runs(
+    spec: RunSpec,
+    lrs: Sequence[float],
+    seeds: RunSeeds,
+    *,
+    batched: bool | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> list[RunResult]:
+    """Train one fresh model per learning rate (see the module docstring); results in order.
+
+    ``batched=None`` decides by :func:`batching_pays`.
+    """
+    if not lrs:
+        return []
+    if batched is None:
+        batched = batching_pays(spec)
+    if batched:
+        return train_stack(spec, lrs, seeds, on_epoch=on_epoch)[0]
+    return [train_stack(spec, [lr], seeds, on_epoch=on_epoch)[0][0] for lr in lrs]
+
+
+def fresh_model(spec: RunSpec, seeds: RunSeeds) -> ConvNet:
+    """A run's fresh ConvNet: Glorot init from ``seeds.model``, masks from ``seeds.dropout``."""
+    device = spec.device
+    init = torch.Generator().manual_seed(seeds.model)
+    dropout = torch.Generator(device=device).manual_seed(seeds.dropout)
+    channels = int(spec.train.images.shape[1])
+    model = ConvNet(spec.width, in_channels=channels, num_classes=spec.num_classes,
+                    dropout=spec.dropout, generator=init, dropout_generator=dropout)
+    return model.to(device=device, dtype=spec.dtype)
+
+
+def train_stack(
+    spec: RunSpec,
+    lrs: Sequence[float],
+    seeds: RunSeeds,
+    *,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[list[RunResult], StackedConvNet]:
+    """Train one fresh model per lr together; the results and the stack (for inspection).
+
+    The stack keeps the copies still active at the end (:attr:`StackedConvNet.active`).
+    """
+    from optuna_nos.torch_optim import GenomeOptimizer
+
+    lrs = list(lrs)
+    stack = StackedConvNet([fresh_model(spec, seeds) for _ in lrs],
+                           per_tensor=needs_per_tensor_layout(spec.genome),
+                           grouped=spec.device.type == "cuda")
+    optimizer = GenomeOptimizer(
+        [{"params": leaves, "lr": lr} for leaves, lr in zip(stack.parameter_groups(), lrs,
+                                                            strict=True)],
+        spec.genome, lr=lrs[0], total_steps=spec.total_steps, warmup_steps=spec.warmup_steps,
+        settings=spec.settings, seed=seeds.optimizer,
+    )
+    stream = training_batches(spec.train, spec.norm, spec.augmentation,
+                              batch_size=spec.batch_size, shuffle=spec.shuffle,
+                              seed=seeds.data, dtype=spec.dtype)
+    results = [RunResult(lr) for lr in lrs]
+    numpy_nan = spec.settings.numpy_nan_semantics
+    for epoch in range(spec.epochs):
+        train_acc, first_bad = _train_epoch(stack, optimizer, stream, spec.steps_per_epoch)
+        val_acc = _validate(stack, spec) if spec.val is not None else None
+        keep = []
+        for position, copy_index in enumerate(stack.active):
+            result = results[copy_index]
+            if first_bad[position] >= 0:
+                step = epoch * spec.steps_per_epoch + first_bad[position]
+                result.stop = f"non-finite loss at step {step}"
+                continue
+            result.train_acc.append(train_acc[position])
+            validation = None if val_acc is None else val_acc[position]
+            if validation is not None:
+                result.val_acc.append(validation)
+            if on_epoch is not None:
+                on_epoch(epoch, result)
+            if spec.early_stop.stops(epoch, train_acc[position], numpy_nan=numpy_nan):
+                result.stop = (f"training accuracy {train_acc[position]:.4f} < "
+                               f"{spec.early_stop.below} after epoch {epoch}")
+                continue
+            keep.append(position)
+        if len(keep) < stack.size:
+            stack.keep(keep)
+        if stack.size == 0:
+            break
+    return results, stack
+
+
+def _train_epoch(stack: StackedConvNet, optimizer: torch.optim.Optimizer,
+                 stream: Iterator[tuple[Tensor, Tensor]], steps: int) -> tuple[list[float],
+                                                                                list[int]]:
+    """Train every active copy for ``steps`` steps.
+
+    Returns each copy's training accuracy over the epoch and the index of its first step
+    with a non-finite loss (-1 if none).
+    """
+    copies = stack.size
+    device = stack.running_mean[0].device
+    correct = torch.zeros(copies, dtype=torch.int64, device=device)
+    finite = torch.ones(steps, copies, dtype=torch.bool, device=device)
+    seen = 0
+    for step in range(steps):
+        images, labels = next(stream)
+        logits = stack.forward(images, training=True)
+        losses = F.cross_entropy(logits.transpose(1, 2), labels[:, None].expand(-1, copies),
+                                 reduction="none").mean(dim=0)
+        stack.zero_grad()
+        losses.sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
+            finite[step] = torch.isfinite(losses)
+        seen += int(labels.shape[0])
+    accuracy = (correct.double() / seen).tolist()
+    bad = ~finite
+    first_bad = torch.where(bad.any(dim=0), bad.int().argmax(dim=0), -1).tolist()
+    return accuracy, first_bad
+
+
+@torch.no_grad()
+def _validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
+    """Validation accuracy of every active copy (eval mode: BN running stats, no dropout)."""
+    assert spec.val is not None
+    device = stack.running_mean[0].device
+    correct = torch.zeros(stack.size, dtype=torch.int64, device=device)
+    for images, labels in validation_batches(spec.val, spec.norm,
+                                             batch_size=spec.val_batch_size, dtype=spec.dtype):
+        logits = stack.forward(images, training=False)
+        correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
+    return (correct.double() / len(spec.val)).tolist()

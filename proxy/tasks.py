@@ -1,0 +1,224 @@
+"""Optuna objective factories: ``proxy.tasks:digits`` (CPU default) and ``:cifar10``.
+
+A factory returns a callable ``objective(trial) -> float`` that suggests the trial's genome,
+reads the fidelity the sampler chose and scores the genome with the fitness protocol::
+
+    objective = proxy.tasks.digits(device="cpu")
+    study.optimize(objective, n_trials=20)
+
+The CLI calls a factory with the study's :class:`~optuna_nos.config.StudyConfig`; the keys of
+its ``[objective]`` table (besides ``target``) are the options below, and keyword arguments
+override them. Options common to both tasks:
+
+* ``device`` ("cuda" when available, else "cpu"), ``dtype`` ("float32" | "float64"),
+  ``seed`` (int, default 0: evaluations are seeded by (seed, trial number)),
+  ``cpu_threads`` (torch threads during a CPU evaluation; digits: 1, cifar10: torch's),
+  ``batched_screen`` (bool), ``shuffle`` (bool; default: reshuffle except in paper mode);
+* protocol constants: ``stage1_lrs``, ``stage2_lrs`` (lists), ``stage1_fail_below``,
+  ``screen_fail_below``, ``screen_stop_epoch``, ``screen_stop_below``, ``final_stop_epoch``,
+  ``final_stop_below``, ``batch_size``, ``val_batch_size``, ``dropout``;
+* ``init`` / ``evolution`` tables overriding a fidelity's ``width``, ``normalization``,
+  ``augmentation`` (a table of ``pad``, ``flip``, ``cutout``, or false), ``total_steps``,
+  ``warmup_steps``, ``final_epochs``, ``final_steps_per_epoch``, ``screen_epochs``,
+  ``screen_steps_per_epoch``.
+
+``digits`` also takes ``val_fraction`` and ``split_seed``; ``cifar10`` needs ``data_root``
+and takes ``val_size`` and ``verify_checksums``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import torch
+
+from optuna_nos.errors import NOSError
+from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
+from proxy.fitness import (
+    DIGITS_FITNESS,
+    PAPER_FITNESS,
+    Fidelity,
+    FitnessConfig,
+    ProxyTask,
+    evaluate_genome,
+)
+from proxy.protocol import EarlyStop
+
+__all__ = ["ProxyObjective", "cifar10", "digits", "fitness_config"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_FIDELITY_INTS = ("width", "total_steps", "warmup_steps", "final_epochs",
+                  "final_steps_per_epoch", "screen_epochs", "screen_steps_per_epoch")
+_PROTOCOL_FLOATS = ("stage1_fail_below", "screen_fail_below", "screen_stop_below",
+                    "final_stop_below", "dropout")
+_PROTOCOL_INTS = ("screen_stop_epoch", "final_stop_epoch", "batch_size", "val_batch_size")
+_COMMON_KEYS = ("device", "dtype", "seed", "cpu_threads", "batched_screen", "shuffle",
+                "stage1_lrs", "stage2_lrs", "init", "evolution", *_PROTOCOL_FLOATS,
+                *_PROTOCOL_INTS)
+
+
+class ProxyObjective:
+    """``objective(trial)``: suggest the genome, read the fidelity, return the fitness."""
+
+    def __init__(self, task: ProxyTask, space: str = "paper") -> None:
+        self.task = task
+        self.space = space
+
+    def __call__(self, trial: Any) -> float:
+        from optuna_nos.suggest import suggest_genome, trial_fidelity
+
+        genome = suggest_genome(trial, self.space, self.task.settings)
+        fidelity = trial_fidelity(trial)
+        trial.set_user_attr("fidelity", fidelity)
+        return evaluate_genome(genome, self.task, fidelity, trial=trial)
+
+
+def digits(config: Any = None, /, **options: Any) -> ProxyObjective:
+    """The CPU default: scikit-learn's 8x8 digits with the :data:`DIGITS_FITNESS` preset."""
+    merged, settings, space = _merge(config, options)
+    val_fraction = _number(merged.pop("val_fraction", 0.2), "val_fraction")
+    split_seed = _integer(merged.pop("split_seed", 0), "split_seed")
+    load = partial(load_digits, val_fraction=val_fraction, seed=split_seed)
+    merged.setdefault("cpu_threads", 1)
+    return ProxyObjective(_task(load, DIGITS_FITNESS, merged, settings), space)
+
+
+def cifar10(config: Any = None, /, **options: Any) -> ProxyObjective:
+    """The paper's proxy: CIFAR-10 from ``data_root`` with the :data:`PAPER_FITNESS` protocol."""
+    merged, settings, space = _merge(config, options)
+    root = merged.pop("data_root", None)
+    if not isinstance(root, str) or not root:
+        raise NOSError("config key 'objective.data_root' must name the folder that holds "
+                       f"cifar-10-batches-py/, got {root!r}")
+    val_size = _integer(merged.pop("val_size", 5000), "val_size")
+    verify = _boolean(merged.pop("verify_checksums", True), "verify_checksums")
+    load = partial(load_cifar10, root, val_size=val_size, verify_checksums=verify)
+    return ProxyObjective(_task(load, PAPER_FITNESS, merged, settings), space)
+
+
+# -- option parsing ----------------------------------------------------------------------------
+
+
+def _merge(config: Any, options: Mapping[str, Any]) -> tuple[dict[str, Any], Settings, str]:
+    """Objective options from a StudyConfig and keyword overrides; settings; search space."""
+    merged: dict[str, Any] = {}
+    settings: Settings = DEFAULT_SETTINGS
+    space = "paper"
+    if config is not None:
+        merged.update(config.objective_options)
+        settings = config.settings
+        space = config.space if config.space != "lr_schedule" \
+            else f"lr_schedule:{config.lr_schedule_base}"
+    merged.update(options)
+    settings = merged.pop("settings", settings)
+    space = merged.pop("space", space)
+    if not isinstance(settings, Settings):
+        raise NOSError(f"settings must be a Settings, got {settings!r}")
+    return merged, settings, space
+
+
+def _task(load: Callable[[], ImageDataset], preset: FitnessConfig, options: dict[str, Any],
+          settings: Settings) -> ProxyTask:
+    unknown = sorted(set(options) - set(_COMMON_KEYS))
+    if unknown:
+        raise NOSError(f"unknown config key 'objective.{unknown[0]}'; allowed: "
+                       f"{', '.join(sorted(_COMMON_KEYS))} and the task's own keys")
+    dtype_name = options.get("dtype", "float32")
+    if dtype_name not in _DTYPES:
+        raise NOSError(f"config key 'objective.dtype' must be one of {', '.join(_DTYPES)}, "
+                       f"got {dtype_name!r}")
+    device = options.get("device")
+    if device is not None and not isinstance(device, str):
+        raise NOSError(f"config key 'objective.device' must be a string, got {device!r}")
+    threads = options.get("cpu_threads")
+    return ProxyTask(load=load, config=fitness_config(options, preset), settings=settings,
+                     device=device, seed=_integer(options.get("seed", 0), "seed"),
+                     dtype=_DTYPES[dtype_name],
+                     cpu_threads=None if threads is None else _integer(threads, "cpu_threads"))
+
+
+def fitness_config(options: Mapping[str, Any], preset: FitnessConfig = PAPER_FITNESS
+                   ) -> FitnessConfig:
+    """``preset`` with the protocol options of ``options`` applied (unknown keys ignored)."""
+    changes: dict[str, Any] = {}
+    for key in ("stage1_lrs", "stage2_lrs"):
+        if key in options:
+            values = options[key]
+            if not isinstance(values, list | tuple):
+                raise NOSError(f"config key 'objective.{key}' must be a list of numbers, "
+                               f"got {values!r}")
+            changes[key] = tuple(_number(v, key) for v in values)
+    for key in ("stage1_fail_below", "screen_fail_below", "dropout"):
+        if key in options:
+            changes[key] = _number(options[key], key)
+    for key in ("batch_size", "val_batch_size"):
+        if key in options:
+            changes[key] = _integer(options[key], key)
+    for key in ("batched_screen", "shuffle"):
+        if key in options:
+            changes[key] = _boolean(options[key], key)
+    for name in ("screen", "final"):
+        rule: EarlyStop = getattr(preset, f"{name}_early_stop")
+        epoch = _integer(options.get(f"{name}_stop_epoch", rule.min_epoch), f"{name}_stop_epoch")
+        below = _number(options.get(f"{name}_stop_below", rule.below), f"{name}_stop_below")
+        changes[f"{name}_early_stop"] = EarlyStop(epoch, below)
+    for name in ("init", "evolution"):
+        if name in options:
+            changes[name] = _fidelity(getattr(preset, name), options[name], name)
+    return replace(preset, **changes)
+
+
+def _fidelity(base: Fidelity, table: Any, name: str) -> Fidelity:
+    if not isinstance(table, Mapping):
+        raise NOSError(f"config key 'objective.{name}' must be a table, got {table!r}")
+    allowed = (*_FIDELITY_INTS, "normalization", "augmentation")
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{name}.{key}"
+        if key in _FIDELITY_INTS:
+            changes[key] = _integer(value, where)
+        elif key == "normalization":
+            changes[key] = value
+        elif key == "augmentation":
+            changes[key] = _augmentation(value, where)
+        else:
+            raise NOSError(f"unknown config key 'objective.{where}'; allowed: "
+                           f"{', '.join(allowed)}")
+    return replace(base, **changes)
+
+
+def _augmentation(value: Any, where: str) -> Augmentation | None:
+    if value is False:
+        return None
+    if not isinstance(value, Mapping):
+        raise NOSError(f"config key 'objective.{where}' must be false or a table of pad, flip "
+                       f"and cutout, got {value!r}")
+    unknown = sorted(set(value) - {"pad", "flip", "cutout"})
+    if unknown:
+        raise NOSError(f"unknown config key 'objective.{where}.{unknown[0]}'; allowed: "
+                       "pad, flip, cutout")
+    return Augmentation(**value)
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise NOSError(f"config key 'objective.{key}' must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NOSError(f"config key 'objective.{key}' must be an integer, got {value!r}")
+    return value
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise NOSError(f"config key 'objective.{key}' must be true or false, got {value!r}")
+    return value
