@@ -113,11 +113,30 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                  value, attrs.get("equation", ""), reason)
 
 
-def _optimize(study: optuna.Study, config: StudyConfig, *, n_trials: int | None,
-              progress: bool) -> None:
+BASELINES_ATTR = "nos.baselines"
+
+
+def _record_baselines(study: optuna.Study, objective: Any) -> None:
+    """Score the objective's built-in baselines once per study, at both fidelities.
+
+    Objectives opt in by offering ``baselines`` (names) and ``evaluate_baseline(name,
+    fidelity)``; the results go to the study user attr ``nos.baselines``.
+    """
+    names = getattr(objective, "baselines", ())
+    if not names or BASELINES_ATTR in study.user_attrs:
+        return
+    results: dict[str, dict[str, float]] = {}
+    for name in names:
+        for fidelity in ("init", "evolution"):
+            _logger.info("baseline %s at the %s fidelity ...", name, fidelity)
+            results.setdefault(name, {})[fidelity] = objective.evaluate_baseline(name, fidelity)
+    study.set_user_attr(BASELINES_ATTR, results)
+
+
+def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
+              n_trials: int | None, progress: bool) -> None:
     from optuna_nos.sampler import StopWhenFinished
 
-    objective = load_objective(config)
     sampler = study.sampler
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
         _log_trial, StopWhenFinished(),
@@ -177,7 +196,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
                                 sampler=_make_sampler(config), load_if_exists=True)
     _write_config(study, config)
-    _optimize(study, config, n_trials=args.n_trials, progress=True)
+    objective = load_objective(config)
+    if not args.no_baselines:
+        _record_baselines(study, objective)
+    _optimize(study, objective, n_trials=args.n_trials, progress=True)
     print_leaderboard(study, top=args.top)
     return 0
 
@@ -201,7 +223,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config))
-    _optimize(study, config, n_trials=args.n_trials, progress=False)
+    _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False)
     return 0
 
 
@@ -221,7 +243,8 @@ def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
     baselines = study.user_attrs.get("nos.baselines", {})
     print(f"leaderboard of study {study.study_name!r} (best {len(rows)})")
     for name, by_fidelity in sorted(baselines.items()):
-        shown = ", ".join(f"{fid} {acc:.4f}" for fid, acc in sorted(by_fidelity.items()))
+        shown = ", ".join(f"{fid} {acc:.4f}" for fid, acc in sorted(by_fidelity.items(),
+                                                                      reverse=True))
         print(f"  baseline {name}: {shown}")
     print(f"  {'#':>3} {'trial':>6} {'fitness':>8} {'fidelity':<9} {'slot':<14} equation")
     for rank, row in enumerate(rows, 1):
@@ -314,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts")
     run.add_argument("--n-trials", type=int, help="stop after this many trials")
     run.add_argument("--top", type=int, default=10, help="leaderboard size")
+    run.add_argument("--no-baselines", action="store_true",
+                     help="skip scoring the built-in baselines (Adam, SGD+Nesterov)")
     run.set_defaults(handler=cmd_run)
 
     init = sub.add_parser("init", help="write a config into a (new) study")

@@ -38,6 +38,7 @@ import torch
 
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.space.genome import Genome
 from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
 from proxy.fitness import (
     DIGITS_FITNESS,
@@ -49,7 +50,7 @@ from proxy.fitness import (
 )
 from proxy.protocol import EarlyStop
 
-__all__ = ["ProxyObjective", "cifar10", "digits", "fitness_config"]
+__all__ = ["BASELINES", "ProxyObjective", "cifar10", "digits", "fitness_config"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _FIDELITY_INTS = ("width", "total_steps", "warmup_steps", "final_epochs",
@@ -62,12 +63,28 @@ _COMMON_KEYS = ("device", "dtype", "seed", "cpu_threads", "batched_screen", "shu
                 *_PROTOCOL_INTS)
 
 
-class ProxyObjective:
-    """``objective(trial)``: suggest the genome, read the fidelity, return the fitness."""
+#: Built-in baselines, written as genomes of the search space so they are scored with exactly
+#: the candidates' protocol (SPEC 9.5, project default).
+BASELINES: dict[str, str] = {
+    "adam": "None ~ (v hat) / (sqrt(|s hat|))",
+    "sgd_nesterov": "Nest ~ id(id(g))",
+}
 
-    def __init__(self, task: ProxyTask, space: str = "paper") -> None:
+
+class ProxyObjective:
+    """``objective(trial)``: suggest the genome, read the fidelity, return the fitness.
+
+    With ``artifact_dir`` set, each trial that got through the learning-rate screen also
+    gets a PNG artifact of its effective learning-rate schedule and decay curves.
+    """
+
+    baselines: tuple[str, ...] = tuple(BASELINES)
+
+    def __init__(self, task: ProxyTask, space: str = "paper",
+                 artifact_dir: str | None = None) -> None:
         self.task = task
         self.space = space
+        self.artifact_dir = artifact_dir
 
     def __call__(self, trial: Any) -> float:
         from optuna_nos.suggest import suggest_genome, trial_fidelity
@@ -75,7 +92,36 @@ class ProxyObjective:
         genome = suggest_genome(trial, self.space, self.task.settings)
         fidelity = trial_fidelity(trial)
         trial.set_user_attr("fidelity", fidelity)
-        return evaluate_genome(genome, self.task, fidelity, trial=trial)
+        try:
+            return evaluate_genome(genome, self.task, fidelity, trial=trial)
+        finally:
+            self._upload_schedule(trial, genome, fidelity)
+
+    def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> None:
+        lr = trial.user_attrs.get("lr")
+        if self.artifact_dir is None or not isinstance(lr, int | float):
+            return
+        from optuna_nos.artifacts import upload_schedule_artifact
+
+        spec = self.task.config.fidelity(fidelity)
+        upload_schedule_artifact(trial, genome, self.artifact_dir, lr=float(lr),
+                                 total_steps=spec.total_steps, warmup_steps=spec.warmup_steps)
+
+    def evaluate_baseline(self, name: str, fidelity: str) -> float:
+        """Fitness of a built-in baseline (:data:`BASELINES`) under the candidates' protocol.
+
+        A baseline that fails the screen scores NaN.
+        """
+        import optuna
+
+        from optuna_nos.space.parse import parse_equation
+
+        if name not in BASELINES:
+            raise NOSError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+        try:
+            return evaluate_genome(parse_equation(BASELINES[name]), self.task, fidelity)
+        except optuna.TrialPruned:
+            return math.nan
 
 
 def digits(config: Any = None, /, **options: Any) -> ProxyObjective:
@@ -85,7 +131,8 @@ def digits(config: Any = None, /, **options: Any) -> ProxyObjective:
     split_seed = _integer(merged.pop("split_seed", 0), "split_seed")
     load = partial(load_digits, val_fraction=val_fraction, seed=split_seed)
     merged.setdefault("cpu_threads", 1)
-    return ProxyObjective(_task(load, DIGITS_FITNESS, merged, settings), space)
+    return ProxyObjective(_task(load, DIGITS_FITNESS, merged, settings), space,
+                          _artifact_dir(config))
 
 
 def cifar10(config: Any = None, /, **options: Any) -> ProxyObjective:
@@ -98,10 +145,15 @@ def cifar10(config: Any = None, /, **options: Any) -> ProxyObjective:
     val_size = _integer(merged.pop("val_size", 5000), "val_size")
     verify = _boolean(merged.pop("verify_checksums", True), "verify_checksums")
     load = partial(load_cifar10, root, val_size=val_size, verify_checksums=verify)
-    return ProxyObjective(_task(load, PAPER_FITNESS, merged, settings), space)
+    return ProxyObjective(_task(load, PAPER_FITNESS, merged, settings), space,
+                          _artifact_dir(config))
 
 
 # -- option parsing ----------------------------------------------------------------------------
+
+
+def _artifact_dir(config: Any) -> str | None:
+    return getattr(config, "artifact_dir", None) if config is not None else None
 
 
 def _merge(config: Any, options: Mapping[str, Any]) -> tuple[dict[str, Any], Settings, str]:
