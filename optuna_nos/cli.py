@@ -273,6 +273,15 @@ def _trial_genome(trial: optuna.trial.FrozenTrial) -> Any:
     return Genome.from_json(text)
 
 
+def _describe_mutation(mutation: Any) -> str:
+    """``[op n3: tanh(g) -> atan(g)]`` from a trial's ``mutation`` user attr."""
+    if not isinstance(mutation, dict):
+        return ""
+    where = mutation.get("node") or ""
+    change = f"{mutation.get('before')} -> {mutation.get('after')}"
+    return f"[{mutation.get('kind', '?')} {where}: {change}]"
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from optuna_nos.space.notation import format_equation
 
@@ -293,7 +302,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     while current is not None and current.number not in seen:
         seen.add(current.number)
         value = "-" if current.value is None else f"{current.value:.4f}"
-        mutation = current.user_attrs.get("mutation", "")
+        mutation = _describe_mutation(current.user_attrs.get("mutation"))
         print(f"  trial {current.number:>5} {current.user_attrs.get('slot', ''):<14} {value:>8} "
               f"{current.user_attrs.get('equation', '')} {mutation}")
         parent = current.user_attrs.get("parent")
@@ -308,7 +317,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     trial = _trial(study, args.trial)
     source = export_source(
         _trial_genome(trial), class_name=args.class_name,
-        origin=f"study {study.study_name!r}, trial {trial.number}, fitness {trial.value}",
+        origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
+               + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )
     if args.output:
         try:

@@ -1,0 +1,27 @@
+"""A fast objective factory for CLI tests: fitness = -(sphere loss of the integrity check).
+
+Used as ``objective.target = "cli_objective:fast"`` with ``tests/`` on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from optuna_nos.artifacts import upload_schedule_artifact
+from optuna_nos.integrity import integrity_check
+from optuna_nos.suggest import suggest_genome, trial_fidelity
+
+
+def fast(config: Any) -> Any:
+    def objective(trial: optuna.Trial) -> float:
+        genome = suggest_genome(trial, config.space, config.settings)
+        trial.set_user_attr("fidelity", trial_fidelity(trial))
+        result = integrity_check(genome, config.settings)
+        if config.artifact_dir:
+            upload_schedule_artifact(trial, genome, config.artifact_dir, lr=0.1,
+                                     total_steps=100, warmup_steps=10)
+        return -float(result.loss if result.loss is not None else 1e9)
+
+    return objective
