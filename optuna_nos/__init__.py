@@ -26,6 +26,12 @@ _EXPORTS: dict[str, str] = {
     "integrity_check": "optuna_nos.integrity",
     "IntegrityResult": "optuna_nos.integrity",
     "behaviour_key": "optuna_nos.integrity",
+    "export_source": "optuna_nos.export",
+    "suggest_genome": "optuna_nos.suggest",
+    "trial_fidelity": "optuna_nos.suggest",
+    "ParticleSampler": "optuna_nos.sampler",
+    "StopWhenFinished": "optuna_nos.sampler",
+    "DivergencePruner": "optuna_nos.pruners",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,184 @@
+"""Opening a study storage for workers: URL normalisation, heartbeat, retries, clear errors.
+
+Every worker of a distributed search opens the same database the same way (DESIGN.md,
+"Storage and workers"): a small connection pool that survives server restarts, a heartbeat
+so that a killed worker's trial goes ``FAIL``, and ``RetryHeartbeatStaleTrialCallback`` so
+that such a trial is queued again with the same genome. Messages never show a password.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+
+from optuna_nos.errors import NOSError
+
+__all__ = ["CONNECT_TIMEOUT_S", "ENGINE_KWARGS", "make_storage", "normalize_url", "redact_url"]
+
+#: Connection pool of one worker: one connection for the trial, one for the heartbeat thread.
+ENGINE_KWARGS: dict[str, Any] = {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
+#: Seconds a worker waits for a PostgreSQL server before reporting it unreachable.
+CONNECT_TIMEOUT_S = 10
+
+_BARE_POSTGRES = re.compile(r"^(postgresql|postgres)://", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&](?:password|passwd|pwd)=)[^&#]*", re.IGNORECASE)
+
+_UNREACHABLE = (
+    "could not connect",
+    "connection refused",
+    "could not translate host name",
+    "name or service not known",
+    "timeout expired",
+    "timed out",
+    "no route to host",
+    "network is unreachable",
+    "server closed the connection",
+)
+_BAD_CREDENTIALS = (
+    "password authentication failed",
+    "authentication failed",
+    "no password supplied",
+    "role \"",
+    "no pg_hba.conf entry",
+    "access denied",
+)
+
+
+def normalize_url(url: str) -> str:
+    """Give bare PostgreSQL URLs the psycopg2 driver.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3, which this project does not install,
+    so ``postgresql://...`` and ``postgres://...`` become ``postgresql+psycopg2://...``. Other
+    URLs (``sqlite:///...``, ``postgresql+psycopg2://...``, ``mysql+pymysql://...``) are
+    returned unchanged.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise NOSError(f"a storage URL must be a non-empty string, got {url!r}")
+    url = url.strip()
+    return _BARE_POSTGRES.sub("postgresql+psycopg2://", url, count=1)
+
+
+def _password_span(text: str) -> tuple[int, int] | None:
+    """Where the password of ``scheme://user:password@host/...`` lies, found textually."""
+    scheme_end = text.find("://")
+    if scheme_end < 0:
+        return None
+    start = scheme_end + 3
+    query = text.find("?", start)
+    at = text.rfind("@", start, len(text) if query < 0 else query)
+    if at < 0 or text.startswith("/", start):
+        return None
+    colon = text.find(":", start, at)
+    return None if colon < 0 else (colon + 1, at)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to print or log.
+
+    Works on the text alone (no URL parser), so even a malformed URL, or a password holding
+    an unescaped ``@``, is hidden: everything between the user name's ``:`` and the last
+    ``@`` of the authority goes, and so does a ``password=`` query argument.
+    """
+    text = str(url)
+    span = _password_span(text)
+    if span is not None:
+        text = f"{text[:span[0]]}***{text[span[1]:]}"
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", text)
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` with the URL's password (if any) replaced by ``***``."""
+    span = _password_span(url)
+    password = url[span[0]:span[1]] if span is not None else ""
+    return message.replace(password, "***") if password else message
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise NOSError(f"{name} must be a positive integer (seconds) or None, got {value!r}")
+
+
+def _describe_failure(message: str, shown_url: str) -> str:
+    lowered = message.lower()
+    if "does not exist" in lowered and "database" in lowered:
+        return f"database of storage {shown_url} does not exist; create it first"
+    if any(marker in lowered for marker in _BAD_CREDENTIALS):
+        return f"storage {shown_url} rejected the user name or password"
+    if any(marker in lowered for marker in _UNREACHABLE):
+        return f"storage server of {shown_url} is unreachable; is it running and reachable?"
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    return f"cannot open storage {shown_url}: {first_line}"
+
+
+def make_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 60,
+    grace_period: int | None = None,
+    max_retry: int | None = 3,
+) -> RDBStorage:
+    """An :class:`optuna.storages.RDBStorage` set up for one worker process.
+
+    * ``url`` is normalised (:func:`normalize_url`); PostgreSQL connections time out after
+      :data:`CONNECT_TIMEOUT_S` seconds and use the small pool :data:`ENGINE_KWARGS`.
+    * ``heartbeat_interval`` (seconds, ``None`` = no heartbeat): a running trial records a
+      heartbeat this often; one silent for ``grace_period`` seconds (default
+      ``2 * heartbeat_interval``) goes ``FAIL`` and is queued again (``WAITING``, same params
+      and system attrs) up to ``max_retry`` times (``None`` = without limit).
+
+    Raises :class:`~optuna_nos.errors.NOSError` for a bad argument, an unreachable server, a
+    rejected login or a missing database; the message shows the URL with its password hidden.
+    """
+    normalized = normalize_url(url)
+    shown = redact_url(normalized)
+    _check_positive("heartbeat_interval", heartbeat_interval)
+    _check_positive("grace_period", grace_period)
+    if max_retry is not None and (
+        isinstance(max_retry, bool) or not isinstance(max_retry, int) or max_retry < 0
+    ):
+        raise NOSError(f"max_retry must be a non-negative integer or None, got {max_retry!r}")
+    if grace_period is not None and heartbeat_interval is None:
+        raise NOSError("grace_period needs a heartbeat_interval; set both or neither")
+
+    try:
+        dialect = make_url(normalized).get_backend_name()
+    except sqlalchemy.exc.ArgumentError:
+        raise NOSError(f"cannot parse storage URL {shown!r}") from None
+    engine_kwargs: dict[str, Any] = {}
+    if dialect != "sqlite":
+        engine_kwargs = dict(ENGINE_KWARGS)
+    if dialect == "postgresql":
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+
+    callback = None
+    if heartbeat_interval is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                normalized,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=callback,
+            )
+    except sqlalchemy.exc.OperationalError as exc:
+        message = _scrub(str(exc.orig or exc), normalized)
+        raise NOSError(_describe_failure(message, shown)) from None
+    except sqlalchemy.exc.ArgumentError:
+        raise NOSError(f"cannot parse storage URL {shown!r}") from None
+    except ImportError:
+        raise NOSError(
+            f"no database driver for storage {shown}; install the driver its URL names"
+        ) from None
