@@ -24,15 +24,11 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from optuna_nos.errors import NOSError
-
-if TYPE_CHECKING:
-    from torchvision.datasets import CIFAR10
 
 __all__ = [
     "NORMALIZATIONS",
@@ -132,43 +128,35 @@ def load_cifar10(
 
     ``root`` holds ``cifar-10-batches-py/`` as torchvision expects it. The first
     ``N - val_size`` images (45,000) are the training split and the last ``val_size`` (5,000)
-    the validation split; the official test set is never read. ``verify_checksums=False``
-    skips torchvision's MD5 check of the files, which only hand-made files need.
+    the validation split; the official test set is never read. The files are checked
+    against torchvision's published MD5 sums (``verify_checksums=False`` skips that, which
+    only hand-made files need) and read by :func:`proxy.cifar_files.load_cifar_arrays`, which
+    never runs code from a file.
     """
     from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    from proxy.cifar_files import load_cifar_arrays
 
     path = Path(root).expanduser()
     if not path.is_dir():
         raise NOSError(f"CIFAR-10 data root {str(path)!r} is not a directory; put "
                        "cifar-10-batches-py/ (the python version of CIFAR-10) there")
-    dataset_class: type[CIFAR10] = CIFAR10 if verify_checksums else _unverified_cifar10()
-    try:
-        dataset = dataset_class(str(path), train=True, download=False)
-    except RuntimeError as exc:
-        raise NOSError(f"CIFAR-10 files under {str(path)!r} are missing or corrupted "
-                       f"({exc}); expected cifar-10-batches-py/data_batch_1..5, test_batch "
-                       "and batches.meta") from None
-    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
-    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    folder = path / CIFAR10.base_folder
+    expected = [*CIFAR10.train_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    for name, md5 in expected:
+        if not check_integrity(str(folder / name), md5 if verify_checksums else None):
+            raise NOSError(f"CIFAR-10 file {str(folder / name)!r} is missing or corrupted; "
+                           "expected cifar-10-batches-py/data_batch_1..5 and batches.meta")
+    array_images, array_labels, _ = load_cifar_arrays("cifar10", path, "train")
+    images = torch.from_numpy(array_images).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(array_labels)
     n = len(labels)
     if not 0 < val_size < n:
         raise NOSError(f"val_size must lie in 1..{n - 1} for {n} training images, "
                        f"got {val_size}")
     val_index = torch.arange(n) >= n - val_size
     return _pool_dataset("cifar10", images, labels, val_index, num_classes=10, max_value=255.0)
-
-
-def _unverified_cifar10() -> type[CIFAR10]:
-    from torchvision.datasets import CIFAR10
-
-    class UnverifiedCIFAR10(CIFAR10):
-        """torchvision's CIFAR-10 reader with the MD5 checks turned off (files must exist)."""
-
-        train_list = [[name, None] for name, _ in CIFAR10.train_list]
-        test_list = [[name, None] for name, _ in CIFAR10.test_list]
-        meta = {**CIFAR10.meta, "md5": None}
-
-    return UnverifiedCIFAR10
 
 
 def load_digits(*, val_fraction: float = 0.2, seed: int = 0) -> ImageDataset:

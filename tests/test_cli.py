@@ -208,3 +208,22 @@ def test_dashboard_serves_attrs_and_artifacts(tmp_path: Path) -> None:
     finally:
         dashboard.terminate()
         dashboard.wait(timeout=10)
+
+
+def test_bundled_default_config_loads() -> None:
+    from optuna_nos.cli import _default_config_path
+    from optuna_nos.config import load_config
+
+    config = load_config(_default_config_path())
+    assert config.objective_target == "proxy.tasks:digits"
+
+
+@pytest.mark.slow
+def test_run_without_a_config_uses_the_bundled_default(tmp_path: Path) -> None:
+    done = _cli("run", "--n-trials", "2", "--no-baselines", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    storage = f"sqlite:///{tmp_path / 'optuna-nos.db'}"
+    study = optuna.load_study(study_name="optuna-nos", storage=storage)
+    assert study.user_attrs["nos.config"]["objective"]["target"] == "proxy.tasks:digits"
+    assert len(study.trials) == 2
+    assert optuna.trial.TrialState.RUNNING not in _states(storage, "optuna-nos")
