@@ -10,6 +10,7 @@ import importlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, NoReturn
@@ -103,6 +104,35 @@ def _fail_own_running_trials(study: optuna.Study, reason: str) -> None:
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
+def _with_interrupt_reason(
+    objective: Callable[[optuna.Trial], float],
+) -> Callable[[optuna.Trial], float]:
+    """``objective`` that records ``nos.reason`` on its trial when interrupted (Optuna then
+    marks the trial FAIL)."""
+
+    def guarded(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except KeyboardInterrupt as exc:
+            trial.set_user_attr("nos.reason", f"interrupted: {exc or 'SIGINT'}")
+            raise
+
+    return guarded
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs a failed trial with its traceback; an interrupt needs only the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_INTERRUPT_FILTER = _NoInterruptTraceback()
+
+
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     attrs = trial.user_attrs
     where = attrs.get("slot", "?")
@@ -133,6 +163,79 @@ def _record_baselines(study: optuna.Study, objective: Any) -> None:
     study.set_user_attr(BASELINES_ATTR, results)
 
 
+#: How long a worker waits for an unreachable storage server before giving up.
+STORAGE_OUTAGE_S = 600.0
+#: Outages in a row without a finished trial in between before the worker gives up.
+_MAX_OUTAGES_WITHOUT_PROGRESS = 5
+_OUTAGE_POLL_S = 2.0
+
+
+def _is_storage_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is a lost database connection."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _wait_for_storage(study: optuna.Study) -> None:
+    """Poll the storage until it answers; re-raise after :data:`STORAGE_OUTAGE_S` seconds."""
+    deadline = time.monotonic() + STORAGE_OUTAGE_S
+    while True:
+        try:
+            study._storage.get_study_user_attrs(study._study_id)
+            return
+        except Exception as exc:
+            if not _is_storage_outage(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(_OUTAGE_POLL_S)
+
+
+def _optimize_through_outages(
+    study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+) -> None:
+    """``study.optimize`` that survives a storage server restart.
+
+    A lost connection ends the current trial in the storage's eyes only: it stays RUNNING
+    until its heartbeat goes stale, then fails and is retried with the same genome. The worker
+    waits for the server (up to :data:`STORAGE_OUTAGE_S` s) and carries on.
+    """
+    finished = [0]
+
+    def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished[0] += 1
+
+    outages = 0
+    while True:
+        remaining = None if n_trials is None else n_trials - finished[0]
+        if remaining is not None and remaining <= 0:
+            return
+        before = finished[0]
+        try:
+            study.optimize(objective, n_trials=remaining, callbacks=[*callbacks, count],
+                           catch=())
+            return
+        except Exception as exc:
+            if not _is_storage_outage(exc):
+                raise
+            outages = 0 if finished[0] > before else outages + 1
+            if outages > _MAX_OUTAGES_WITHOUT_PROGRESS:
+                raise
+            _logger.warning("storage unavailable (%s); waiting up to %.0f s for it",
+                            type(exc).__name__, STORAGE_OUTAGE_S)
+            _wait_for_storage(study)
+            _logger.warning("storage reachable again; resuming")
+
+
 def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
               n_trials: int | None, progress: bool) -> None:
     from optuna_nos.sampler import StopWhenFinished
@@ -155,7 +258,7 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
         callbacks.append(advance)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        study.optimize(objective, n_trials=n_trials, callbacks=callbacks, catch=())
+        _optimize_through_outages(study, _with_interrupt_reason(objective), n_trials, callbacks)
     except KeyboardInterrupt as exc:
         _fail_own_running_trials(study, f"interrupted: {exc or 'SIGINT'}")
         raise
@@ -176,6 +279,17 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     )
 
 
+def _make_pruner() -> optuna.pruners.BasePruner:
+    """Prune only diverging runs (non-finite values): the fitness protocol does the rest.
+
+    Optuna's default MedianPruner would cut candidates by comparison with other trials,
+    which changes what the GA's fitness means.
+    """
+    from optuna_nos.pruners import DivergencePruner
+
+    return DivergencePruner()
+
+
 def _storage(url: str, config: StudyConfig | None) -> Any:
     from optuna_nos.config import WorkerConfig
     from optuna_nos.storage import make_storage
@@ -194,7 +308,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = parse_config({**config.raw, "artifacts": {"dir": args.artifact_dir}})
     storage = _storage(args.storage, config)
     study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
-                                sampler=_make_sampler(config), load_if_exists=True)
+                                sampler=_make_sampler(config), pruner=_make_pruner(),
+                                load_if_exists=True)
     _write_config(study, config)
     objective = load_objective(config)
     if not args.no_baselines:
@@ -222,7 +337,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = _study_config(probe)
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
-                              sampler=_make_sampler(config))
+                              sampler=_make_sampler(config), pruner=_make_pruner())
     _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False)
     return 0
 
@@ -385,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_INTERRUPT_FILTER)
     try:
         return int(args.handler(args))
     except NOSError as exc:
