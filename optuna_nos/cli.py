@@ -114,7 +114,7 @@ def _with_interrupt_reason(
         try:
             return objective(trial)
         except KeyboardInterrupt as exc:
-            trial.set_user_attr("nos.reason", f"interrupted: {exc or 'SIGINT'}")
+            trial.set_user_attr("nos.reason", f"interrupted: {str(exc) or 'SIGINT'}")
             raise
 
     return guarded
@@ -260,7 +260,7 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
     try:
         _optimize_through_outages(study, _with_interrupt_reason(objective), n_trials, callbacks)
     except KeyboardInterrupt as exc:
-        _fail_own_running_trials(study, f"interrupted: {exc or 'SIGINT'}")
+        _fail_own_running_trials(study, f"interrupted: {str(exc) or 'SIGINT'}")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -113,6 +113,8 @@ def _get(table: Mapping[str, Any], section: str, key: str, expected: type | tupl
     types = expected if isinstance(expected, tuple) else (expected,)
     ok_type = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
     if float in types and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**1023:
+            raise NOSError(f"config key '{section}.{key}' = {value} is out of range")
         ok_type, value = True, float(value)
     if not ok_type:
         raise NOSError(f"config key '{section}.{key}' must be {_kind(expected)}, "
@@ -131,7 +133,8 @@ def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
     if not open_keys:
         for key in table:
             if key not in keys:
-                raise NOSError(f"unknown config key '{name}.{key}'; allowed: {', '.join(keys)}")
+                raise NOSError(f"unknown config key {f'{name}.{key}'!r}; allowed: "
+                               f"{', '.join(keys)}")
     return table
 
 
@@ -153,7 +156,7 @@ def parse_config(data: Mapping[str, Any]) -> StudyConfig:
         raise NOSError(f"a study config must be a table, got {type(data).__name__}")
     for name in data:
         if name not in _SECTIONS:
-            raise NOSError(f"unknown config section '{name}'; allowed: {', '.join(_SECTIONS)}")
+            raise NOSError(f"unknown config section {name!r}; allowed: {', '.join(_SECTIONS)}")
 
     study = _section(data, "study", _STUDY_KEYS)
     space = _get(study, "study", "space", str, "paper", lambda v: v in SPACES, ", ".join(SPACES))

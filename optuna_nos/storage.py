@@ -8,6 +8,7 @@ that such a trial is queued again with the same genome. Messages never show a pa
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from typing import Any
@@ -50,6 +51,32 @@ _BAD_CREDENTIALS = (
 )
 
 
+_logger = logging.getLogger(__name__)
+
+
+class _HeartbeatTolerantStorage(RDBStorage):
+    """RDBStorage whose heartbeat survives a lost connection.
+
+    Optuna records heartbeats in a thread that dies on the first database error, after which
+    a trial that outlives a server restart would go stale and be failed while it still runs.
+    Here a failed heartbeat logs one warning per outage and the next one tries again.
+    """
+
+    _heartbeat_failing = False
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.InterfaceError) as exc:
+            if not self._heartbeat_failing:
+                _logger.warning("heartbeat of trial %d not recorded (%s); retrying",
+                                trial_id, type(exc).__name__)
+            self._heartbeat_failing = True
+            return
+        self._heartbeat_failing = False
+
+
 def normalize_url(url: str) -> str:
     """Give bare PostgreSQL URLs the psycopg2 driver.
 
@@ -66,13 +93,17 @@ def normalize_url(url: str) -> str:
 
 def _password_span(text: str) -> tuple[int, int] | None:
     """Where the password of ``scheme://user:password@host/...`` lies, found textually."""
-    scheme_end = text.find("://")
+    scheme_end = text.find(":")
     if scheme_end < 0:
         return None
-    start = scheme_end + 3
+    start = scheme_end + 1
+    while start < len(text) and text[start] == "/":
+        start += 1  # "scheme://", or a malformed "scheme:/" or "scheme:"
+    if start - scheme_end > 3:
+        return None  # "scheme:///path": no authority, so no password (sqlite file paths)
     query = text.find("?", start)
     at = text.rfind("@", start, len(text) if query < 0 else query)
-    if at < 0 or text.startswith("/", start):
+    if at < 0:
         return None
     colon = text.find(":", start, at)
     return None if colon < 0 else (colon + 1, at)
@@ -166,7 +197,7 @@ def make_storage(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
+            return _HeartbeatTolerantStorage(
                 normalized,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,

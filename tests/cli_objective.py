@@ -25,3 +25,22 @@ def fast(config: Any) -> Any:
         return -float(result.loss if result.loss is not None else 1e9)
 
     return objective
+
+
+def sleepy(config: Any) -> Any:
+    """``fast``, but each trial first sleeps ``objective.sleep_s`` seconds (default 2.0).
+
+    Reliability drills use it so that a signal or a server restart lands mid-trial; the user
+    attr ``drill.started`` marks a trial whose objective is running.
+    """
+    import time
+
+    sleep_s = float(config.objective_options.get("sleep_s", 2.0))
+    inner = fast(config)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("drill.started", True)
+        time.sleep(sleep_s)
+        return float(inner(trial))
+
+    return objective

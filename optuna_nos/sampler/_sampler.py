@@ -247,9 +247,12 @@ class ParticleSampler(BaseSampler):
                 # A retry of a trial whose worker died while claiming: start afresh.
                 storage.set_trial_system_attr(trial._trial_id, SLOT_ATTR, None)
             self._place(study, trial)
-        except BaseException:
+        except BaseException as exc:
             # Leave no RUNNING trial and no claimed slot behind (errors, Ctrl-C).
             storage.set_trial_system_attr(trial._trial_id, SLOT_ATTR, None)
+            reason = (f"interrupted: {str(exc) or 'SIGINT'}" if isinstance(exc, KeyboardInterrupt)
+                      else f"sampler error: {type(exc).__name__}")
+            storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             raise
 

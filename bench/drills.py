@@ -1,0 +1,635 @@
+"""Reliability drills: kill, interrupt, starve and restart a real search, and check what is left.
+
+Every drill runs the ``optuna-nos`` command in subprocesses, as users run it, against a real
+storage, then reads the study back and checks its invariants (no trial left RUNNING, no
+finished trial lost or changed, the search finishes). Each drill prints what it did and what
+it found; the script exits 1 when any drill fails.
+
+    python bench/drills.py --list
+    python bench/drills.py signals sigkill artifacts          # the CI set (a few minutes)
+    python bench/drills.py postgres-restart                    # restarts the local server!
+    python bench/drills.py load16 [--seconds 120]
+
+``postgres-restart`` stops the local PostgreSQL cluster for 10 s with ``pg_ctlcluster`` and
+always starts it again (try/finally). The drills that need PostgreSQL use
+``--server`` (default ``$OPTUNA_NOS_TEST_POSTGRES`` or ``postgresql://postgres@127.0.0.1:5432``)
+and a fresh database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["DRILLS", "DrillResult", "main", "postgres_available", "run_drill"]
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+DEFAULT_SERVER = os.environ.get("OPTUNA_NOS_TEST_POSTGRES",
+                                "postgresql://postgres@127.0.0.1:5432")
+SLOT_ATTR = "nos:slot"
+GENOME_ATTR = "nos:genome"
+WORKER_ATTR = "nos:worker"
+ARTIFACT_WARNING = "cannot write artifacts"
+
+FAST_GA = """
+[ga]
+n_particles = 2
+init_factor = 2
+steps = 1
+mutations = 2
+max_redraws = 2
+seed = 0
+"""
+WORKERS_2S = """
+[workers]
+heartbeat_interval = 2
+grace_period = 5
+max_retry = 2
+"""
+
+
+@dataclass
+class DrillResult:
+    """What a drill found: ``passed`` and one line per finding (numbers included)."""
+
+    name: str
+    passed: bool = True
+    findings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def note(self, line: str) -> None:
+        print(f"  [{self.name}] {line}", flush=True)
+        self.findings.append(line)
+
+    def check(self, ok: bool, line: str) -> bool:
+        self.note(("ok   " if ok else "FAIL ") + line)
+        self.passed = self.passed and ok
+        return ok
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+
+
+@dataclass
+class _Proc:
+    process: subprocess.Popen[bytes]
+    stderr_path: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _start(args: list[str], workdir: Path, tag: str,
+           preexec: Callable[[], None] | None = None) -> _Proc:
+    """``optuna-nos ARGS`` in the background; stdout and stderr go to files in ``workdir``."""
+    err = workdir / f"{tag}.stderr"
+    with open(workdir / f"{tag}.stdout", "wb") as out, open(err, "wb") as errf:
+        process = subprocess.Popen([sys.executable, "-m", "optuna_nos.cli", *args],
+                                   cwd=workdir, env=_env(), stdout=out, stderr=errf,
+                                   preexec_fn=preexec)
+    return _Proc(process, err)
+
+
+def _cli(args: list[str], workdir: Path, tag: str, timeout: float = 600) -> tuple[int, str]:
+    proc = _start(args, workdir, tag)
+    code = proc.wait(timeout)
+    if code is None:
+        proc.process.kill()
+        proc.process.wait()
+        return -9, proc.stderr
+    return code, proc.stderr
+
+
+def _stop_all(procs: list[_Proc]) -> None:
+    for proc in procs:
+        if proc.process.poll() is None:
+            proc.process.kill()
+            proc.process.wait()
+
+
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    from optuna_nos.storage import make_storage
+
+    return make_storage(url, heartbeat_interval=None, max_retry=None)
+
+
+def _trials(url: str, study: str) -> list[FrozenTrial]:
+    storage = _storage(url)
+    try:
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=True)
+    finally:
+        storage.engine.dispose()  # type: ignore[attr-defined]
+
+
+def _finished(url: str, study: str, sizes: dict[str, int]) -> bool:
+    from optuna_nos.sampler import ParticleSampler
+
+    storage = _storage(url)
+    try:
+        loaded = optuna.load_study(study_name=study, storage=storage)
+        return ParticleSampler(**sizes).is_finished(loaded)
+    finally:
+        storage.engine.dispose()  # type: ignore[attr-defined]
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, poll: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = predicate()
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            found = None
+        if found:
+            return found
+        time.sleep(poll)
+    return None
+
+
+def _count(trials: list[FrozenTrial]) -> str:
+    states: dict[str, int] = {}
+    for trial in trials:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+
+
+def _tracebacks(text: str) -> int:
+    return text.count("Traceback (most recent call last)")
+
+
+def postgres_available(server: str = DEFAULT_SERVER) -> bool:
+    """Whether the PostgreSQL server answers (trust auth)."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(f"{server}/postgres", connect_timeout=3).close()
+    except Exception:  # noqa: BLE001 - any failure means "no server"
+        return False
+    return True
+
+
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new empty database on ``server`` (its URL), dropped afterwards."""
+    import psycopg2
+
+    name = f"nos_drill_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    try:
+        yield f"{server}/{name}"
+    finally:
+        _wait_for(lambda: postgres_available(server), 60, 1.0)
+        admin = psycopg2.connect(f"{server}/postgres", connect_timeout=5)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _running_started(url: str, study: str, min_age_s: float = 0.0,
+                     objective_marker: bool = False) -> FrozenTrial | None:
+    """A RUNNING trial whose objective has started (``drill.started``; with
+    ``objective_marker=False`` holding a genome is enough) at least ``min_age_s`` ago."""
+    now = datetime.datetime.now()
+    for trial in _trials(url, study):
+        if trial.state != TrialState.RUNNING or trial.datetime_start is None:
+            continue
+        started = trial.user_attrs.get("drill.started") or (
+            not objective_marker and GENOME_ATTR in trial.system_attrs)
+        if started and (now - trial.datetime_start).total_seconds() >= min_age_s:
+            return trial
+    return None
+
+
+def _sizes(ga: str) -> dict[str, int]:
+    import tomllib
+
+    table = tomllib.loads(ga)["ga"]
+    return {k: table[k] for k in ("n_particles", "init_factor", "steps", "mutations",
+                                  "max_redraws")}
+
+
+# -- drills --------------------------------------------------------------------------------
+
+
+def drill_signals(result: DrillResult, workdir: Path, server: str) -> None:
+    """SIGTERM and SIGINT (Ctrl-C) of ``optuna-nos worker`` and ``optuna-nos run`` mid-trial:
+    exit 130, the trial ends FAIL with ``nos.reason``, none RUNNING; a rerun finishes."""
+    config_text = FAST_GA + WORKERS_2S + '\n[objective]\ntarget = "cli_objective:sleepy"\n' \
+        "sleep_s = 1.0\n"
+    sizes = _sizes(FAST_GA)
+    for command in ("worker", "run"):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            case = workdir / f"{command}_{sig.name}"
+            case.mkdir()
+            config = case / "drill.toml"
+            config.write_text(config_text)
+            url = f"sqlite:///{case / 'drill.db'}"
+            if command == "worker":
+                code, err = _cli(["init", "--storage", url, "--study", "s", "--config",
+                                  str(config)], case, "init")
+                if not result.check(code == 0, f"{command}/{sig.name}: init exit {code}"):
+                    result.note(err.strip()[-500:])
+                    continue
+                args = ["worker", "--storage", url, "--study", "s"]
+            else:
+                args = ["run", "--config", str(config), "--storage", url, "--study", "s",
+                        "--no-baselines"]
+            proc = _start(args, case, "first")
+            victim = _wait_for(lambda url=url: _running_started(url, "s", 0.0, True), 120,
+                               0.05)
+            if victim is None:
+                _stop_all([proc])
+                result.check(False, f"{command}/{sig.name}: no trial started within 120 s")
+                continue
+            proc.process.send_signal(sig)
+            code = proc.wait(60)
+            _stop_all([proc])
+            trials = _trials(url, "s")
+            after = next(t for t in trials if t.number == victim.number)
+            result.check(code == 130, f"{command}/{sig.name}: signal landed in trial "
+                         f"{victim.number}; exit status {code} (expected 130)")
+            reason = str(after.user_attrs.get("nos.reason", ""))
+            result.check(after.state == TrialState.FAIL and reason.startswith("interrupted: ")
+                         and reason.split(": ", 1)[1] in ("SIGINT", f"signal {sig.name}"),
+                         f"{command}/{sig.name}: trial {after.number} is {after.state.name} "
+                         f"with nos.reason={after.user_attrs.get('nos.reason')!r}")
+            running = [t.number for t in trials if t.state == TrialState.RUNNING]
+            result.check(not running, f"{command}/{sig.name}: trials left RUNNING: {running}")
+            tracebacks = _tracebacks(proc.stderr)
+            result.check(tracebacks == 0, f"{command}/{sig.name}: {tracebacks} tracebacks "
+                         "on stderr")
+            code, err = _cli(args, case, "rerun", timeout=300)
+            trials = _trials(url, "s")
+            finished = _finished(url, "s", sizes)
+            left = [t.number for t in trials if t.state == TrialState.RUNNING]
+            ok = code == 0 and finished and not left
+            if not result.check(ok, f"{command}/{sig.name}: rerun exit {code}, search "
+                                f"finished={finished}, {len(trials)} trials ({_count(trials)})"):
+                result.note(err.strip()[-800:])
+
+
+DIGITS_GA = """
+[ga]
+n_particles = 2
+init_factor = 2
+steps = 1
+mutations = 2
+max_redraws = 2
+seed = 0
+
+[objective]
+target = "proxy.tasks:digits"
+device = "cpu"
+
+[workers]
+heartbeat_interval = 1
+grace_period = 3
+max_retry = 2
+"""
+
+
+def drill_sigkill(result: DrillResult, workdir: Path, server: str) -> None:
+    """SIGKILL a worker mid-trial (real digits objective, heartbeat 1 s): the slot is retried
+    with the same genome by the next worker and the search completes."""
+    config = workdir / "digits.toml"
+    config.write_text(DIGITS_GA)
+    url = f"sqlite:///{workdir / 'digits.db'}"
+    code, err = _cli(["init", "--storage", url, "--study", "d", "--config", str(config)],
+                     workdir, "init")
+    if not result.check(code == 0, f"init exit {code}"):
+        result.note(err.strip()[-500:])
+        return
+    args = ["worker", "--storage", url, "--study", "d"]
+    first = _start(args, workdir, "killed")
+    # Kill in the second trial that holds a genome for 1 s: the worker is well inside training.
+    victim = _wait_for(lambda: _running_started(url, "d", min_age_s=1.0), 300, 0.1)
+    if victim is None:
+        _stop_all([first])
+        result.check(False, "no trial ran for 1 s within 300 s")
+        return
+    first.process.send_signal(signal.SIGKILL)
+    first.wait(30)
+    slot, genome = victim.system_attrs.get(SLOT_ATTR), victim.system_attrs.get(GENOME_ATTR)
+    result.note(f"SIGKILLed the worker in trial {victim.number} (slot {slot!r}) after "
+                f"{(datetime.datetime.now() - victim.datetime_start).total_seconds():.1f} s")
+    began = time.monotonic()
+    code, err = _cli(args, workdir, "second", timeout=900)
+    trials = _trials(url, "d")
+    after = next(t for t in trials if t.number == victim.number)
+    result.check(after.state == TrialState.FAIL,
+                 f"killed trial {after.number} is {after.state.name} (stale heartbeat)")
+    retries = [t for t in trials if t.number > victim.number
+               and t.system_attrs.get(SLOT_ATTR) == slot]
+    same = [t for t in retries if t.system_attrs.get(GENOME_ATTR) == genome]
+    result.check(bool(same) and same[0].state.is_finished(),
+                 f"slot {slot!r} retried in trials {[t.number for t in retries]}; same genome "
+                 f"in {[t.number for t in same]} ({same[0].state.name if same else '-'})")
+    finished = _finished(url, "d", _sizes(DIGITS_GA))
+    left = [t.number for t in trials if t.state == TrialState.RUNNING]
+    if not result.check(code == 0 and finished and not left,
+                        f"second worker exit {code} after {time.monotonic() - began:.0f} s; "
+                        f"search finished={finished}; RUNNING {left}; {_count(trials)}"):
+        result.note(err.strip()[-800:])
+
+
+def _limit_file_size() -> None:
+    """In the child: files it writes may not exceed 4 KiB (EFBIG, as a full disk would
+    refuse); CPython ignores SIGXFSZ, so the write fails instead of killing the process."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def drill_artifacts(result: DrillResult, workdir: Path, server: str) -> None:
+    """Two workers write artifacts into a directory they cannot write (root ignores chmod, so:
+    a path under a regular file, a path under /proc, and a 4 KiB file-size limit standing in
+    for a full disk): trials complete; each worker logs the warning once."""
+    cases: list[tuple[str, str, Callable[[], None] | None]] = [
+        ("under a regular file (ENOTDIR)", str(workdir / "a_file" / "artifacts"), None),
+        ("under /proc (not creatable)", f"/proc/nos-drill-{uuid.uuid4().hex[:6]}", None),
+        ("4 KiB file-size limit (EFBIG, as a full disk)", str(workdir / "capped"),
+         _limit_file_size),
+    ]
+    (workdir / "a_file").write_text("a regular file, not a directory\n")
+    sizes = _sizes(FAST_GA)
+    for index, (label, artifact_dir, preexec) in enumerate(cases):
+        with fresh_database(server) as url:
+            config = workdir / f"art{index}.toml"
+            config.write_text(FAST_GA + WORKERS_2S + '\n[objective]\ntarget = '
+                              '"cli_objective:fast"\n\n[artifacts]\ndir = '
+                              f'"{artifact_dir}"\n')
+            code, err = _cli(["init", "--storage", url, "--study", "a", "--config",
+                              str(config)], workdir, f"art{index}_init")
+            if not result.check(code == 0, f"{label}: init exit {code}"):
+                result.note(err.strip()[-500:])
+                continue
+            procs = [_start(["worker", "--storage", url, "--study", "a"], workdir,
+                            f"art{index}_w{k}", preexec) for k in range(2)]
+            codes = [p.wait(300) for p in procs]
+            _stop_all(procs)
+            trials = _trials(url, "a")
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            by_worker: dict[str, int] = {}
+            for trial in done:
+                key = str(trial.system_attrs.get(WORKER_ATTR))
+                by_worker[key] = by_worker.get(key, 0) + 1
+            warnings = [p.stderr.count(ARTIFACT_WARNING) for p in procs]
+            finished = _finished(url, "a", sizes)
+            ran = [n for n in by_worker.values() if n]
+            result.check(all(c == 0 for c in codes) and finished and len(done) > 0,
+                         f"{label}: worker exits {codes}, search finished={finished}, "
+                         f"{len(done)} trials COMPLETE ({sorted(by_worker.values())} per "
+                         "worker)")
+            ok = all(w == 1 for w, p in zip(warnings, procs, strict=True)) and len(ran) == 2
+            result.check(ok or all(w <= 1 for w in warnings) and sum(warnings) == len(ran),
+                         f"{label}: artifact warnings per worker {warnings} for "
+                         f"{len(done)} trials")
+            tracebacks = sum(_tracebacks(p.stderr) for p in procs)
+            result.check(tracebacks == 0, f"{label}: {tracebacks} tracebacks on stderr")
+
+
+def _pg_cluster(action: str) -> subprocess.CompletedProcess[str]:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    return subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
+                           action], capture_output=True, text=True, check=False, timeout=120)
+
+
+def _snapshot(trials: list[FrozenTrial]) -> dict[int, tuple[Any, ...]]:
+    return {t.number: (t.state, t.values, t.params, sorted(t.user_attrs.items(), key=str),
+                       t.datetime_complete)
+            for t in trials if t.state.is_finished()}
+
+
+RESTART_GA = """
+[ga]
+n_particles = 6
+init_factor = 4
+steps = 3
+mutations = 4
+max_redraws = 2
+seed = 0
+"""
+
+
+def drill_postgres_restart(result: DrillResult, workdir: Path, server: str) -> None:
+    """Stop the PostgreSQL server for 10 s during a 4-worker search, then start it: workers
+    reconnect and finish; no finished trial lost or changed; none left RUNNING."""
+    sizes = _sizes(RESTART_GA)
+    with fresh_database(server) as url:
+        config = workdir / "restart.toml"
+        config.write_text(RESTART_GA + WORKERS_2S + '\n[objective]\ntarget = '
+                          '"cli_objective:sleepy"\nsleep_s = 0.5\n')
+        code, err = _cli(["init", "--storage", url, "--study", "r", "--config", str(config)],
+                         workdir, "init")
+        if not result.check(code == 0, f"init exit {code}"):
+            result.note(err.strip()[-500:])
+            return
+        procs = [_start(["worker", "--storage", url, "--study", "r"], workdir, f"w{k}")
+                 for k in range(4)]
+        try:
+            enough = _wait_for(lambda: sum(t.state == TrialState.COMPLETE
+                                           for t in _trials(url, "r")) >= 12, 180, 0.5)
+            before = _snapshot(_trials(url, "r"))
+            result.note(f"{len(before)} finished trials before the restart"
+                        + ("" if enough else " (fewer than 12 within 180 s)"))
+            stopped_at = time.monotonic()
+            try:
+                stop = _pg_cluster("stop")
+                result.note(f"server stopped (exit {stop.returncode}); waiting 10 s")
+                time.sleep(10)
+            finally:
+                start = _pg_cluster("start")
+                up = _wait_for(lambda: postgres_available(server), 60, 0.5)
+                result.check(bool(up), f"server started again (exit {start.returncode}) "
+                             f"{time.monotonic() - stopped_at:.1f} s after the stop")
+            codes = [p.wait(400) for p in procs]
+        finally:
+            _stop_all(procs)
+        trials = _trials(url, "r")
+        after = _snapshot(trials)
+        lost = [n for n in before if n not in after]
+        changed = [n for n in before if n in after and after[n] != before[n]]
+        left = [t.number for t in trials if t.state == TrialState.RUNNING]
+        finished = _finished(url, "r", sizes)
+        errs = [p.stderr for p in procs]
+        result.check(all(c == 0 for c in codes), f"worker exits {codes}")
+        result.check(not lost and not changed,
+                     f"finished trials lost {lost}, changed {changed}")
+        result.check(finished and not left, f"search finished={finished}; RUNNING {left}; "
+                     f"{len(trials)} trials ({_count(trials)})")
+        reconnects = sum(e.count("storage unavailable") for e in errs)
+        tracebacks = sum(_tracebacks(e) for e in errs)
+        result.note(f"'storage unavailable' log lines: {reconnects}; tracebacks: {tracebacks}")
+        if not result.passed:
+            for k, text in enumerate(errs):
+                result.note(f"worker {k} stderr tail: {text.strip()[-600:]}")
+
+
+LOAD_GA = """
+[ga]
+n_particles = 50
+init_factor = 10
+steps = 5
+mutations = 7
+max_redraws = 4
+"""
+
+
+def drill_load16(result: DrillResult, workdir: Path, server: str,
+                 seconds: float = 120.0, n_workers: int = 16) -> None:
+    """16 worker processes, fast objective, for ``seconds``; then SIGTERM. No deadlock, no
+    unhandled exception; trials per second and the duplicate-claim rate (goal <= 1%)."""
+    with fresh_database(server) as url:
+        config = workdir / "load.toml"
+        config.write_text(LOAD_GA + WORKERS_2S + '\n[objective]\ntarget = '
+                          '"cli_objective:fast"\n')
+        code, err = _cli(["init", "--storage", url, "--study", "l", "--config", str(config)],
+                         workdir, "init")
+        if not result.check(code == 0, f"init exit {code}"):
+            result.note(err.strip()[-500:])
+            return
+        procs = [_start(["worker", "--storage", url, "--study", "l"], workdir, f"w{k:02d}")
+                 for k in range(n_workers)]
+        try:
+            time.sleep(seconds)
+            alive = sum(p.process.poll() is None for p in procs)
+            for proc in procs:
+                if proc.process.poll() is None:
+                    proc.process.send_signal(signal.SIGTERM)
+            codes = [p.wait(120) for p in procs]
+        finally:
+            _stop_all(procs)
+        trials = _trials(url, "l")
+    result.note(f"{alive} of {n_workers} workers alive after {seconds:.0f} s; exits after "
+                f"SIGTERM: {sorted(set(map(str, codes)))}")
+    errs = [p.stderr for p in procs]
+    tracebacks = sum(_tracebacks(e) for e in errs)
+    statuses = sorted(set(map(str, codes)))
+    result.check(tracebacks == 0 and all(c in (0, 130) for c in codes),
+                 f"{tracebacks} tracebacks on stderr; exit statuses {statuses}")
+    finished = [t for t in trials if t.state.is_finished() and t.datetime_complete]
+    first = min(t.datetime_start for t in trials if t.datetime_start)
+    last = max(t.datetime_complete for t in finished)
+    span = (last - first).total_seconds()
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    per_worker: dict[str, int] = {}
+    for trial in finished:
+        key = str(trial.system_attrs.get(WORKER_ATTR))
+        per_worker[key] = per_worker.get(key, 0) + 1
+    result.note(f"{len(trials)} trials ({_count(trials)}) in {span:.0f} s: "
+                f"{complete / span:.2f} COMPLETE trials/s, {len(finished) / span:.2f} finished "
+                f"trials/s; per worker min {min(per_worker.values())} max "
+                f"{max(per_worker.values())}")
+    result.check(len(per_worker) == n_workers, f"{len(per_worker)} of {n_workers} workers "
+                 "finished trials (no worker starved or deadlocked)")
+    left = [t.number for t in trials if t.state == TrialState.RUNNING]
+    result.check(not left, f"trials left RUNNING after SIGTERM: {left}")
+    duplicates, claimed = _duplicate_claims(trials)
+    rate = duplicates / max(1, claimed)
+    result.check(rate <= 0.01, f"duplicate slot claims: {duplicates} of {claimed} slot "
+                 f"attempts ({100 * rate:.2f}%, goal <= 1%)")
+
+
+def _duplicate_claims(trials: list[FrozenTrial]) -> tuple[int, int]:
+    """Attempts that started while another attempt on the same slot was still running."""
+    by_slot: dict[str, list[FrozenTrial]] = {}
+    for trial in trials:
+        slot = trial.system_attrs.get(SLOT_ATTR)
+        if slot is not None and trial.datetime_start is not None:
+            by_slot.setdefault(slot, []).append(trial)
+    duplicates = 0
+    far = datetime.datetime.max
+    for attempts in by_slot.values():
+        attempts.sort(key=lambda t: t.number)
+        for k, later in enumerate(attempts[1:], 1):
+            if any(earlier.datetime_start <= later.datetime_start  # type: ignore[operator]
+                   < (earlier.datetime_complete or far) for earlier in attempts[:k]):
+                duplicates += 1
+    return duplicates, sum(len(a) for a in by_slot.values())
+
+
+DRILLS: dict[str, tuple[Callable[..., None], bool]] = {
+    # name: (drill, needs PostgreSQL)
+    "signals": (drill_signals, False),
+    "sigkill": (drill_sigkill, False),
+    "artifacts": (drill_artifacts, True),
+    "postgres-restart": (drill_postgres_restart, True),
+    "load16": (drill_load16, True),
+}
+
+
+def run_drill(name: str, server: str = DEFAULT_SERVER, **options: Any) -> DrillResult:
+    """Run one drill in a fresh temporary directory and return what it found."""
+    drill, needs_postgres = DRILLS[name]
+    result = DrillResult(name)
+    print(f"== drill {name}: {(drill.__doc__ or '').splitlines()[0]}", flush=True)
+    if needs_postgres and not postgres_available(server):
+        result.check(False, f"PostgreSQL at {server} is unreachable")
+        return result
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"nos_drill_{name}_") as tmp:
+        drill(result, Path(tmp), server, **options)
+    result.seconds = time.monotonic() - began
+    print(f"== drill {name}: {'PASSED' if result.passed else 'FAILED'} in "
+          f"{result.seconds:.0f} s", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("drills", nargs="*", help=f"drills to run: {', '.join(DRILLS)}")
+    parser.add_argument("--list", action="store_true", help="list the drills and exit")
+    parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL server URL")
+    parser.add_argument("--seconds", type=float, default=120.0, help="load16 duration")
+    args = parser.parse_args(argv)
+    if args.list or not args.drills:
+        for name, (drill, _) in DRILLS.items():
+            print(f"{name:<18} {(drill.__doc__ or '').splitlines()[0]}")
+        return 0
+    unknown = [n for n in args.drills if n not in DRILLS]
+    if unknown:
+        parser.error(f"unknown drill(s) {', '.join(unknown)}; known: {', '.join(DRILLS)}")
+    results = [run_drill(name, args.server,
+                         **({"seconds": args.seconds} if name == "load16" else {}))
+               for name in args.drills]
+    print("\nsummary")
+    for result in results:
+        print(f"  {result.name:<18} {'PASSED' if result.passed else 'FAILED'} "
+              f"({result.seconds:.0f} s)")
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
