@@ -93,15 +93,26 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
-def _fail_own_running_trials(study: optuna.Study, reason: str) -> None:
-    """Mark trials this process left RUNNING (e.g. interrupted while claiming a slot) FAIL."""
+def _fail_own_running_trials(study: optuna.Study, reason: str, *, retry: bool = False) -> None:
+    """Mark trials this process left RUNNING (e.g. interrupted while claiming a slot) FAIL.
+
+    With ``retry`` each one is also handed to the storage's failed-trial callback
+    (``RetryHeartbeatStaleTrialCallback``), as a heartbeat-stale trial would be, so it is
+    retried with the same genome.
+    """
     from optuna_nos.sampler import WORKER_ATTR, worker_id
 
     me = worker_id()
+    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.system_attrs.get(WORKER_ATTR) == me:
-            study._storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
-            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        if trial.system_attrs.get(WORKER_ATTR) != me:
+            continue
+        storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
+        if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+            continue
+        callback = getattr(storage, "get_failed_trial_callback", lambda: None)()
+        if retry and callback is not None:
+            callback(study, storage.get_trial(trial._trial_id))
 
 
 def _with_interrupt_reason(
@@ -205,9 +216,9 @@ def _optimize_through_outages(
 ) -> None:
     """``study.optimize`` that survives a storage server restart.
 
-    A lost connection ends the current trial in the storage's eyes only: it stays RUNNING
-    until its heartbeat goes stale, then fails and is retried with the same genome. The worker
-    waits for the server (up to :data:`STORAGE_OUTAGE_S` s) and carries on.
+    A lost connection abandons the current trial. The worker waits for the server (up to
+    :data:`STORAGE_OUTAGE_S` s), marks the trial it left RUNNING FAIL and queues its retry
+    with the same genome (as the heartbeat would, had another worker noticed), and carries on.
     """
     finished = [0]
 
@@ -233,6 +244,7 @@ def _optimize_through_outages(
             _logger.warning("storage unavailable (%s); waiting up to %.0f s for it",
                             type(exc).__name__, STORAGE_OUTAGE_S)
             _wait_for_storage(study)
+            _fail_own_running_trials(study, "storage outage during the trial", retry=True)
             _logger.warning("storage reachable again; resuming")
 
 
