@@ -15,19 +15,17 @@ and sequential integrity check and the behaviour key.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from test_export import _load
 
 from optuna_nos.export import export_source
 from optuna_nos.integrity import (
-    LEARNING_RATES,
     behaviour_key,
     integrity_check,
     integrity_check_sequential,
@@ -48,15 +46,8 @@ Step = Callable[[], None]
 
 
 def _load_export(genome: Genome, settings: Settings, tmp_path: Path) -> Any:
-    name = f"fidelity_export_{settings.paper_mode}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(export_source(genome, settings=settings))
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return _load(export_source(genome, settings=settings), tmp_path,
+                 f"fidelity_export_{settings.paper_mode}")
 
 
 def _optimizer(path: str, genome: Genome, settings: Settings, param: torch.Tensor,

@@ -7,11 +7,13 @@ An operand reads the current gradient ``g``, the parameter ``w`` and the three E
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 from torch import Tensor
+
+from optuna_nos.space.arithmetic import DEFAULT_ARITHMETIC, Arithmetic
 
 __all__ = [
     "EMA_BETAS",
@@ -28,7 +30,11 @@ N_OPERANDS = 20
 
 @dataclass
 class OperandInputs:
-    """What the operands of one parameter tensor read at 0-based step ``t``."""
+    """What the operands of one parameter tensor read at 0-based step ``t``.
+
+    ``arithmetic`` fixes the bias corrections 1 - beta^(t+1) and ``sign`` (float64 and torch's
+    sign by default; the released code's float32 values and sign(NaN) = NaN in paper mode).
+    """
 
     g: Tensor
     w: Tensor
@@ -36,18 +42,22 @@ class OperandInputs:
     s: Tensor
     lam: Tensor
     t: int
+    arithmetic: Arithmetic = field(default=DEFAULT_ARITHMETIC)
+
+    def _hat(self, state: Tensor, index: int) -> Tensor:
+        return state / self.arithmetic.bias_correction(EMA_BETAS[index], self.t + 1)
 
     @cached_property
     def v_hat(self) -> Tensor:
-        return self.v / (1.0 - EMA_BETAS[0] ** (self.t + 1))
+        return self._hat(self.v, 0)
 
     @cached_property
     def s_hat(self) -> Tensor:
-        return self.s / (1.0 - EMA_BETAS[1] ** (self.t + 1))
+        return self._hat(self.s, 1)
 
     @cached_property
     def lam_hat(self) -> Tensor:
-        return self.lam / (1.0 - EMA_BETAS[2] ** (self.t + 1))
+        return self._hat(self.lam, 2)
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,10 @@ OPERANDS: tuple[Operand, ...] = (
     Operand(9, "10-5w", "1e-5·w", r"10^{-5} w", lambda o: 1e-5 * o.w),
     Operand(10, "10-4w", "1e-4·w", r"10^{-4} w", lambda o: 1e-4 * o.w),
     Operand(11, "10-3w", "1e-3·w", r"10^{-3} w", lambda o: 1e-3 * o.w),
-    Operand(12, "sign(g)", "sign(g)", r"\operatorname{sign}(g)", lambda o: torch.sign(o.g)),
+    Operand(12, "sign(g)", "sign(g)", r"\operatorname{sign}(g)", lambda o: o.arithmetic.sign(o.g)),
     Operand(
         13, "sign(v hat)", "sign(v̂)", r"\operatorname{sign}(\hat{v})",
-        lambda o: torch.sign(o.v_hat),
+        lambda o: o.arithmetic.sign(o.v_hat),
     ),
     Operand(
         14, "((1-0.7)*g+0.7*v hat)", "(0.3·g + 0.7·v̂)", r"(0.3 g + 0.7 \hat{v})",
