@@ -287,7 +287,7 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     return ParticleSampler(
         n_particles=ga.n_particles, init_factor=ga.init_factor, steps=ga.steps,
         mutations=ga.mutations, max_redraws=ga.max_redraws, elitism=ga.elitism, seed=ga.seed,
-        space=config.space, settings=config.settings,
+        space=config.variant, settings=config.settings,
     )
 
 
