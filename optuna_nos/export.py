@@ -18,7 +18,7 @@ from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.decays import DECAY_HIDDEN, Decay, DecayNode
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_equation
-from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS
+from optuna_nos.space.operands import AGGMO_BETAS, EMA_BETAS, N_OPERANDS
 from optuna_nos.space.update_ops import STATEFUL_UNARY
 
 __all__ = ["export_source"]
@@ -40,13 +40,24 @@ _OPERAND_CODE: dict[int, str] = {
     11: "0.001 * w",
     12: "_sign(g)",
     13: "_sign(v_hat)",
-    14: "0.3 * g + 0.7 * v_hat",
-    15: "0.05 * (g * g) + 0.95 * s_hat",
-    16: "0.01 * (g * g * g) + 0.99 * lam_hat",
-    17: f"({sum((0.0, 0.9, 0.999))!r} * v - 3.0 * g) / 3.0",
-    18: f"({sum((0.0, 0.99, 0.999))!r} * s - 3.0 * (g * g)) / 3.0",
-    19: f"({sum((0.0, 0.999, 0.9999))!r} * lam - 3.0 * (g * g * g)) / 3.0",
 }
+#: The operands with beta constants: QHM blends (x, hat, beta) and AggMo means (x, state).
+_QHM_OPERANDS = {14: ("g", "v_hat", 0.7), 15: ("(g * g)", "s_hat", 0.95),
+                 16: ("(g * g * g)", "lam_hat", 0.99)}
+_AGGMO_OPERANDS = {17: ("g", "v"), 18: ("(g * g)", "s"), 19: ("(g * g * g)", "lam")}
+
+
+def _operand_code(index: int, arithmetic: Arithmetic) -> str:
+    """The expression of operand ``index``, as operands.py computes it with ``arithmetic``."""
+    if index in _QHM_OPERANDS:
+        x, hat, beta = _QHM_OPERANDS[index]
+        keep, new = arithmetic.coefficients(beta)
+        return f"{new!r} * {x} + {keep!r} * {hat}"
+    if index in _AGGMO_OPERANDS:
+        x, state = _AGGMO_OPERANDS[index]
+        b1, b2 = (arithmetic.coefficients(beta)[0] for beta in AGGMO_BETAS[index - 17])
+        return f"(-{x} + ({b1!r} * {state} - {x}) + ({b2!r} * {state} - {x})) / 3.0"
+    return _OPERAND_CODE[index]
 
 _UNARY_CODE: dict[int, str] = {
     -1: "{x}",
@@ -452,7 +463,7 @@ def export_source(
     operand_lines = []
     read = {c for col in genome.topological_order() for c in genome.node(col).inputs}
     for index in sorted(c for c in read if c < N_OPERANDS):
-        operand_lines.append(f"x{index} = {_OPERAND_CODE[index]}")
+        operand_lines.append(f"x{index} = {_operand_code(index, arithmetic)}")
     body_lines = [*operand_lines, *node_lines, f"U = {root_var}"]
     state_keys = ["v", "s", "lam", *node_keys]
     if genome.momentum != Momentum.NONE:

@@ -39,7 +39,13 @@ from optuna_nos.space.compute import CompiledGenome, apply_update
 from optuna_nos.space.decays import Decay, decay_phenotype, decay_values, is_valid_decay
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_decay
-from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS, OPERANDS, OperandInputs
+from optuna_nos.space.operands import (
+    AGGMO_BETAS,
+    EMA_BETAS,
+    N_OPERANDS,
+    OPERANDS,
+    OperandInputs,
+)
 from optuna_nos.space.update_ops import BINARY_OPS, EPS, IDENTITY, UNARY_OPS, OpContext
 
 __all__ = [
@@ -303,7 +309,7 @@ def _bias_table(arithmetic: Arithmetic, beta: float, zero_step: bool = False
                      for t in range(TOTAL_STEPS)])
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=32)
 def _ema_scalars(arithmetic: Arithmetic, beta: float) -> tuple[Tensor, Tensor]:
     """beta and 1 - beta as 0-dim constants."""
     keep, new = arithmetic.coefficients(beta)
@@ -466,17 +472,22 @@ class _BatchedRun:
         if index in (12, 13):
             source, sign = (0 if index == 12 else 3), self.arithmetic.sign
             return lambda t: slots.__setitem__(index, sign(slots[source]))
-        if 14 <= index <= 16:  # QHM: a * g^(k+1) + b * hat_k
+        if 14 <= index <= 16:  # QHM: (1 - beta) g^(k+1) + beta hat_k, as Arithmetic.qhm
             k = index - 14
-            a, b = (_scalar(w) for w in ((0.3, 0.7), (0.05, 0.95), (0.01, 0.99))[k])
+            b, a = _ema_scalars(self.arithmetic, (0.7, 0.95, 0.99)[k])
             return lambda t: slots.__setitem__(index, (a * slots[k]).add_(b * slots[3 + k]))
-        # AggMo: (sum(betas) * raw state - 3 g^(k+1)) / 3, as operands._aggmo.
+        # AggMo: (-x + (b1 state - x) + (b2 state - x)) / 3, as Arithmetic.aggmo.
         k = index - 17
         state = states[k]
-        total = _scalar(sum(((0.0, 0.9, 0.999), (0.0, 0.99, 0.999), (0.0, 0.999, 0.9999))[k]))
+        (b1, _), (b2, _) = (_ema_scalars(self.arithmetic, beta) for beta in AGGMO_BETAS[k])
         three = _scalar(3.0)
-        return lambda t: slots.__setitem__(
-            index, (total * state).sub_(three * slots[k]).div_(three))
+
+        def aggmo(t: int) -> None:
+            x = slots[k]
+            slots[index] = torch.neg(x).add_((b1 * state).sub_(x)).add_(
+                (b2 * state).sub_(x)).div_(three)
+
+        return aggmo
 
     # -- nodes -------------------------------------------------------------------------------
 

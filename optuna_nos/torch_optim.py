@@ -521,6 +521,11 @@ class _ListOperands:
         return self._cached(_EMA_KEYS[index] + "_hat", lambda: torch._foreach_div(
             states, self.arithmetic.bias_correction(EMA_BETAS[index], self.t + 1)))
 
+    def qhm(self, xs: Tensors, index: int, beta: float) -> Tensors:
+        """(1 - beta) x + beta hat, as Arithmetic.qhm."""
+        keep, new = self.arithmetic.coefficients(beta)
+        return _blend(new, xs, keep, self._hat(index))
+
     def sign(self, xs: Tensors) -> Tensors:
         if self.arithmetic.nan_sign:
             return [self.arithmetic.sign(x) for x in xs]
@@ -557,9 +562,9 @@ _LIST_OPERANDS: dict[int, Callable[[_ListOperands], Tensors]] = {
     11: lambda o: torch._foreach_mul(o.ws, 1e-3),
     12: lambda o: o.sign(o.gs),
     13: lambda o: o.sign(o._hat(0)),
-    14: lambda o: _blend(0.3, o.gs, 0.7, o._hat(0)),
-    15: lambda o: _blend(0.05, o._cache["g^2"], 0.95, o._hat(1)),
-    16: lambda o: _blend(0.01, o._cache["g^3"], 0.99, o._hat(2)),
+    14: lambda o: o.qhm(o.gs, 0, 0.7),
+    15: lambda o: o.qhm(o._cache["g^2"], 1, 0.95),
+    16: lambda o: o.qhm(o._cache["g^3"], 2, 0.99),
 }
 
 

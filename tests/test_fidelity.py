@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from test_export import _load
@@ -33,7 +34,9 @@ from optuna_nos.integrity import (
     sphere_run,
 )
 from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.genome import Genome
+from optuna_nos.space.operands import OPERANDS, OperandInputs
 from optuna_nos.space.parse import parse_equation
 from optuna_nos.torch_optim import GenomeOptimizer
 
@@ -178,3 +181,41 @@ def test_sign_of_nan(path: str, operand: str, tmp_path: Path) -> None:
         if not nan_result:
             assert after == 0.0
 
+
+
+# -- the other beta constants: QHM blends and AggMo means ---------------------------------
+
+
+def _released_operands(g: np.ndarray, v: np.ndarray, s: np.ndarray, lam: np.ndarray,
+                       t: int) -> dict[int, np.ndarray]:
+    """Operands 14..19 as the released code computes them, in numpy float32."""
+    f = np.float32
+    one, three = f(1.0), f(3.0)
+    b7, b9, b95, b99, b999, b9999 = (f(b) for b in (0.7, 0.9, 0.95, 0.99, 0.999, 0.9999))
+    step = f(t + 1)
+    g2, g3 = g * g, g * g * g
+    v_hat, s_hat, lam_hat = (state / (one - beta**step)
+                             for state, beta in ((v, b9), (s, b99), (lam, b999)))
+    return {
+        14: (one - b7) * g + b7 * v_hat,
+        15: (one - b95) * g2 + b95 * s_hat,
+        16: (one - b99) * g3 + b99 * lam_hat,
+        17: (-g + (b9 * v - g) + (b999 * v - g)) / three,
+        18: (-g2 + (b99 * s - g2) + (b999 * s - g2)) / three,
+        19: (-g3 + (b999 * lam - g3) + (b9999 * lam - g3)) / three,
+    }
+
+
+def test_paper_mode_qhm_and_aggmo_operands_equal_the_released_formulas() -> None:
+    """Float32 inputs: operands 14..19 equal, bit for bit, the released code's float32 sums
+    with float32 beta and 1 - beta (1 - 0.95 = 0.050000012, not 0.05)."""
+    rng = np.random.default_rng(3)
+    g, v, s, lam = (rng.normal(size=64).astype(np.float32) for _ in range(4))
+    s = np.abs(s)
+    t = 4
+    expected = _released_operands(g, v, s, lam, t)
+    tensors = {k: torch.from_numpy(a) for k, a in (("g", g), ("v", v), ("s", s), ("lam", lam))}
+    inputs = OperandInputs(**tensors, w=torch.zeros(64), t=t,
+                           arithmetic=Arithmetic.of(PAPER_SETTINGS))
+    for index, want in expected.items():
+        assert torch.equal(OPERANDS[index].fn(inputs), torch.from_numpy(want)), index

@@ -13,6 +13,9 @@ is 1 - beta^k. Two columns:
   subtraction (1 - 0.9 = 0.10000002, 1 - 0.99 = 0.00999999, 1 - 0.999 = 0.00099998713) and
   1 - beta^k a float32 ``pow`` and subtraction (for beta = 0.999 that is 2e-5 off at k = 2);
   sign(NaN) is NaN.
+
+The same constants serve the operands that blend or aggregate with a beta: the QHM blends
+(1 - beta) g^k + beta hat and the AggMo means.
 """
 
 from __future__ import annotations
@@ -74,6 +77,17 @@ class Arithmetic:
         keep, new = self.coefficients(beta)
         torch._foreach_mul_(states, keep)
         torch._foreach_add_(states, torch._foreach_mul(xs, new))
+
+    def qhm(self, x: Tensor, hat: Tensor, beta: float) -> Tensor:
+        """The QHM blend (1 - beta) x + beta hat."""
+        keep, new = self.coefficients(beta)
+        return new * x + keep * hat
+
+    def aggmo(self, state: Tensor, x: Tensor, betas: tuple[float, float]) -> Tensor:
+        """The AggMo mean over beta in (0, b1, b2) of beta state - x, summed as the released
+        code sums it: (-x + (b1 state - x) + (b2 state - x)) / 3."""
+        b1, b2 = (self.coefficients(beta)[0] for beta in betas)
+        return (-x + (b1 * state - x) + (b2 * state - x)) / 3.0
 
     def sign(self, x: Tensor) -> Tensor:
         """sign(x); NaN stays NaN in the faithful mode."""
