@@ -19,6 +19,7 @@ import optuna
 
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
 from optuna_nos.errors import NOSError
+from optuna_nos.settings import Settings
 
 __all__ = ["main"]
 
@@ -442,8 +443,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study = _load_study(_storage(args.storage, None), args.study)
     trial = _trial(study, args.trial)
+    raw = study.user_attrs.get(CONFIG_ATTR)
     source = export_source(
         _trial_genome(trial), class_name=args.class_name,
+        settings=parse_config(raw).settings if raw is not None else Settings(),
         origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )

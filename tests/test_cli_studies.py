@@ -98,3 +98,22 @@ def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: P
     for trial in trials:
         genome = parse_equation(trial.user_attrs["equation"])
         assert conforms(genome, variant), trial.user_attrs["equation"]
+
+
+@pytest.mark.parametrize("paper_mode", [False, True])
+def test_export_bakes_in_the_study_settings(paper_mode: bool, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``optuna-nos export`` writes the study's arithmetic: paper mode's float32 EMA terms."""
+    from optuna_nos.cli import main
+    from optuna_nos.config import CONFIG_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'export.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr(CONFIG_ATTR, {"study": {"paper_mode": paper_mode}})
+    trial = study.ask()
+    trial.set_user_attr("genome", parse_equation("None ~ id(id(lam hat))").to_json())
+    study.tell(trial, 0.5)
+    assert main(["export", "0", "--storage", storage, "--study", "s"]) == 0
+    source = capsys.readouterr().out
+    assert f"FLOAT32_EMA = {paper_mode}" in source
+    assert f"NAN_SIGN = {paper_mode}" in source
