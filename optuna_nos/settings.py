@@ -96,6 +96,13 @@ class Settings:
         return self.paper_mode
 
     @property
+    def records_broken_epoch(self) -> bool:
+        """A run whose loss turns non-finite keeps its unfinished epoch in its curves, as Keras'
+        TerminateOnNaN leaves it in the history: the training accuracy over the batches up to
+        and including the bad one."""
+        return self.paper_mode
+
+    @property
     def shuffle(self) -> bool:
         """Row 12: training data is reshuffled each pass (project) or read in fixed order."""
         return not self.paper_mode
