@@ -19,6 +19,7 @@ import optuna
 
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
 from optuna_nos.errors import NOSError
+from optuna_nos.settings import Settings
 
 __all__ = ["main"]
 
@@ -287,7 +288,7 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     return ParticleSampler(
         n_particles=ga.n_particles, init_factor=ga.init_factor, steps=ga.steps,
         mutations=ga.mutations, max_redraws=ga.max_redraws, elitism=ga.elitism, seed=ga.seed,
-        space=config.space, settings=config.settings,
+        space=config.variant, settings=config.settings,
     )
 
 
@@ -442,8 +443,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study = _load_study(_storage(args.storage, None), args.study)
     trial = _trial(study, args.trial)
+    raw = study.user_attrs.get(CONFIG_ATTR)
     source = export_source(
         _trial_genome(trial), class_name=args.class_name,
+        settings=parse_config(raw).settings if raw is not None else Settings(),
         origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )

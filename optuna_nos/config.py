@@ -94,6 +94,14 @@ class StudyConfig:
     artifact_dir: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def variant(self) -> str:
+        """The search-space variant as the sampler and ``suggest_genome`` name it: ``space``,
+        or ``"lr_schedule:<base>"`` for an lr_schedule search with a base other than Adam."""
+        from optuna_nos.space.variants import Variant  # keeps torch out of the CLI's start-up
+
+        return str(Variant(self.space, self.lr_schedule_base))
+
     def to_json(self) -> str:
         """The configuration as the JSON text of its validated TOML tables."""
         return json.dumps(self.raw, sort_keys=True)

@@ -14,10 +14,11 @@ import re
 
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.decays import DECAY_HIDDEN, Decay, DecayNode
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_equation
-from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS
+from optuna_nos.space.operands import AGGMO_BETAS, EMA_BETAS, N_OPERANDS
 from optuna_nos.space.update_ops import STATEFUL_UNARY
 
 __all__ = ["export_source"]
@@ -37,15 +38,26 @@ _OPERAND_CODE: dict[int, str] = {
     9: "1e-05 * w",
     10: "0.0001 * w",
     11: "0.001 * w",
-    12: "torch.sign(g)",
-    13: "torch.sign(v_hat)",
-    14: "0.3 * g + 0.7 * v_hat",
-    15: "0.05 * (g * g) + 0.95 * s_hat",
-    16: "0.01 * (g * g * g) + 0.99 * lam_hat",
-    17: f"({sum((0.0, 0.9, 0.999))!r} * v - 3.0 * g) / 3.0",
-    18: f"({sum((0.0, 0.99, 0.999))!r} * s - 3.0 * (g * g)) / 3.0",
-    19: f"({sum((0.0, 0.999, 0.9999))!r} * lam - 3.0 * (g * g * g)) / 3.0",
+    12: "_sign(g)",
+    13: "_sign(v_hat)",
 }
+#: The operands with beta constants: QHM blends (x, hat, beta) and AggMo means (x, state).
+_QHM_OPERANDS = {14: ("g", "v_hat", 0.7), 15: ("(g * g)", "s_hat", 0.95),
+                 16: ("(g * g * g)", "lam_hat", 0.99)}
+_AGGMO_OPERANDS = {17: ("g", "v"), 18: ("(g * g)", "s"), 19: ("(g * g * g)", "lam")}
+
+
+def _operand_code(index: int, arithmetic: Arithmetic) -> str:
+    """The expression of operand ``index``, as operands.py computes it with ``arithmetic``."""
+    if index in _QHM_OPERANDS:
+        x, hat, beta = _QHM_OPERANDS[index]
+        keep, new = arithmetic.coefficients(beta)
+        return f"{new!r} * {x} + {keep!r} * {hat}"
+    if index in _AGGMO_OPERANDS:
+        x, state = _AGGMO_OPERANDS[index]
+        b1, b2 = (arithmetic.coefficients(beta)[0] for beta in AGGMO_BETAS[index - 17])
+        return f"(-{x} + ({b1!r} * {state} - {x}) + ({b2!r} * {state} - {x})) / 3.0"
+    return _OPERAND_CODE[index]
 
 _UNARY_CODE: dict[int, str] = {
     -1: "{x}",
@@ -131,7 +143,7 @@ _DECAY_BINARY_CODE: dict[int, str] = {
 
 _STATE_STEP_CODE: dict[int, tuple[str, str]] = {
     # op code -> (new state, output), with {n} the old state and {x} the input.
-    22: ("0.95 * {n} + 0.05 * {x}", "{n} / (1.0 - 0.95 ** {k})"),
+    22: ("KEEP_95 * {n} + NEW_95 * {x}", "{n} / _bias(0.95, {k})"),
     23: ("{x} - {n}", "{n}"),
     24: ("torch.maximum({x}, {n})", "{n}"),
 }
@@ -209,6 +221,11 @@ _MOMENTUM_TEXT = {
     Momentum.NESTEROV: "m <- mu_t m + sigma lr_t U;  w <- w + m + sigma lr_t U",
 }
 
+_ARITHMETIC_TEXT = {
+    False: "float64 beta, 1 - beta and 1 - beta^k; torch's sign(NaN) = 0",
+    True: "float32 beta, 1 - beta and 1 - beta^k, and sign(NaN) = NaN, as the released code",
+}
+
 _TEMPLATE = '''# Exported by optuna-nos{origin}.
 """{class_name}: an optimizer discovered by optuna-nos.
 
@@ -221,6 +238,7 @@ Per parameter tensor, with gradient g and value w, at 0-based step t of T:
 
     v <- 0.9 v + 0.1 g;   s <- 0.99 s + 0.01 g^2;   lam <- 0.999 lam + 0.001 g^3
     v_hat = v / (1 - 0.9^(t+1)), and likewise s_hat (0.99) and lam_hat (0.999)
+    ({arithmetic_text})
     U = the equation above, edge decays d(t) multiplying the values they carry
     {momentum_text}          (sigma = {sigma})
 
@@ -237,9 +255,36 @@ import torch
 
 EPS = 1e-7
 FLIP = {flip}
+FLOAT32_EMA = {float32_ema}
+NAN_SIGN = {nan_sign}
+#: beta and 1 - beta of v, s, lam and expMovAvg.
+KEEP_V, NEW_V = {ema_v}
+KEEP_S, NEW_S = {ema_s}
+KEEP_LAM, NEW_LAM = {ema_lam}
+KEEP_95, NEW_95 = {ema_95}
 HOLD_AT_ZERO = {hold_at_zero}
 NEEDS_TOTAL_STEPS = {needs_total_steps}
 USES_MOMENTUM = {uses_momentum}
+
+
+_BIASES = {{}}
+
+
+def _bias(beta, k):
+    """1 - beta^k, in float32 (as the released code) when FLOAT32_EMA."""
+    if not FLOAT32_EMA:
+        return 1.0 - beta ** k
+    if (beta, k) not in _BIASES:
+        one = torch.tensor(1.0, dtype=torch.float32)
+        power = torch.pow(torch.tensor(beta, dtype=torch.float32),
+                          torch.tensor(float(k), dtype=torch.float32))
+        _BIASES[beta, k] = float(one - power)
+    return _BIASES[beta, k]
+
+
+def _sign(x):
+    out = torch.sign(x)
+    return torch.where(torch.isnan(x), x, out) if NAN_SIGN else out
 
 
 def _a13(t, n):
@@ -381,12 +426,12 @@ class {class_name}(torch.optim.Optimizer):
                         state[key] = torch.zeros_like(p)
                 v, s, lam = state["v"], state["s"], state["lam"]
                 g_sq = g * g
-                v.lerp_(g, {c_v!r})
-                s.lerp_(g_sq, {c_s!r})
-                lam.lerp_(g_sq * g, {c_lam!r})
-                v_hat = v / (1.0 - {b_v!r} ** (t + 1))
-                s_hat = s / (1.0 - {b_s!r} ** (t + 1))
-                lam_hat = lam / (1.0 - {b_lam!r} ** (t + 1))
+                v.mul_(KEEP_V).add_(g * NEW_V)
+                s.mul_(KEEP_S).add_(g_sq * NEW_S)
+                lam.mul_(KEEP_LAM).add_(g_sq * g * NEW_LAM)
+                v_hat = v / _bias({b_v!r}, t + 1)
+                s_hat = s / _bias({b_s!r}, t + 1)
+                lam_hat = lam / _bias({b_lam!r}, t + 1)
                 generator = {generator}
 {body}
                 step = U * (lr_t if FLIP else -lr_t)
@@ -413,11 +458,12 @@ def export_source(
     if origin is not None and ("\n" in origin or "\r" in origin):
         raise NOSError("origin must be a single line")
     node_lines, node_keys = _node_lines(genome, settings)
+    arithmetic = Arithmetic.of(settings)
     root_var = _var(genome.topological_order()[-1])
     operand_lines = []
     read = {c for col in genome.topological_order() for c in genome.node(col).inputs}
     for index in sorted(c for c in read if c < N_OPERANDS):
-        operand_lines.append(f"x{index} = {_OPERAND_CODE[index]}")
+        operand_lines.append(f"x{index} = {_operand_code(index, arithmetic)}")
     body_lines = [*operand_lines, *node_lines, f"U = {root_var}"]
     state_keys = ["v", "s", "lam", *node_keys]
     if genome.momentum != Momentum.NONE:
@@ -444,8 +490,10 @@ def export_source(
         base_lines=base_lines,
         decay_tables="\n".join(decay_tables),
         state_keys=tuple(state_keys),
-        c_v=round(1.0 - EMA_BETAS[0], 12), c_s=round(1.0 - EMA_BETAS[1], 12),
-        c_lam=round(1.0 - EMA_BETAS[2], 12),
+        arithmetic_text=_ARITHMETIC_TEXT[arithmetic.float32_ema],
+        float32_ema=arithmetic.float32_ema, nan_sign=arithmetic.nan_sign,
+        ema_v=arithmetic.coefficients(EMA_BETAS[0]), ema_s=arithmetic.coefficients(EMA_BETAS[1]),
+        ema_lam=arithmetic.coefficients(EMA_BETAS[2]), ema_95=arithmetic.coefficients(0.95),
         b_v=EMA_BETAS[0], b_s=EMA_BETAS[1], b_lam=EMA_BETAS[2],
         generator="self._generator(p.device)" if uses_dropout else "None",
         body="\n".join(indent + line for line in body_lines),

@@ -34,11 +34,18 @@ from torch import Tensor
 from optuna_nos.errors import NOSError
 from optuna_nos.schedules import lr_schedule, momentum_cycle
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.compute import CompiledGenome, apply_update
 from optuna_nos.space.decays import Decay, decay_phenotype, decay_values, is_valid_decay
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_decay
-from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS, OPERANDS, OperandInputs
+from optuna_nos.space.operands import (
+    AGGMO_BETAS,
+    EMA_BETAS,
+    N_OPERANDS,
+    OPERANDS,
+    OperandInputs,
+)
 from optuna_nos.space.update_ops import BINARY_OPS, EPS, IDENTITY, UNARY_OPS, OpContext
 
 __all__ = [
@@ -130,9 +137,10 @@ def _sphere_gradient(x: Tensor) -> Tensor:
     return torch.add(_NEG_TWO_TARGET, x, alpha=2.0)
 
 
-def _ema_(state: Tensor, value: Tensor, beta: float) -> None:
-    """state <- beta * state + (1 - beta) * value, in place."""
-    state.lerp_(value, 1.0 - beta)
+def _update_emas(arithmetic: Arithmetic, g: Tensor, v: Tensor, s: Tensor, lam: Tensor) -> None:
+    """v, s, lam <- beta * state + (1 - beta) * g^k for k = 1, 2, 3, in place."""
+    for state, value, beta in zip((v, s, lam), (g, g * g, g * g * g), EMA_BETAS, strict=True):
+        arithmetic.ema_(state, value, beta)
 
 
 def _ema_bias_step(settings: Settings, t: int) -> int:
@@ -209,16 +217,16 @@ def sphere_run(
     v, s, lam = (torch.zeros(_DIM, dtype=_DTYPE) for _ in range(3))
     buffer = None if genome.momentum == Momentum.NONE else torch.zeros(_DIM, dtype=_DTYPE)
     node_state: dict[int, Tensor] = {}
-    ctx = OpContext(generator=generator)
+    arithmetic = Arithmetic.of(settings)
+    ctx = OpContext(generator=generator, arithmetic=arithmetic)
     loss = _sphere_loss(x)
     for t in range(TOTAL_STEPS):
         loss = _sphere_loss(x)
         g = _sphere_gradient(x)
-        for state, value, beta in zip((v, s, lam), (g, g * g, g * g * g), EMA_BETAS, strict=True):
-            _ema_(state, value, beta)
+        _update_emas(arithmetic, g, v, s, lam)
         ctx.ema_bias_step = _ema_bias_step(settings, t)
-        update = compiled.update(OperandInputs(g=g, w=x, v=v, s=s, lam=lam, t=t), node_state,
-                                 ctx)
+        inputs = OperandInputs(g=g, w=x, v=v, s=s, lam=lam, t=t, arithmetic=arithmetic)
+        update = compiled.update(inputs, node_state, ctx)
         apply_update(x, buffer, update, lrs[t], mus[t], genome.momentum, flip)
     return float(loss)
 
@@ -293,10 +301,19 @@ def _schedule_tables(hold_at_zero: bool) -> tuple[tuple[Tensor, ...], tuple[Tens
     return signed_lrs.unbind(0), _scalars(mus)
 
 
-@lru_cache(maxsize=4)
-def _bias_table(beta: float, zero_step: bool = False) -> tuple[Tensor, ...]:
+@lru_cache(maxsize=16)
+def _bias_table(arithmetic: Arithmetic, beta: float, zero_step: bool = False
+                ) -> tuple[Tensor, ...]:
     """1 - beta^(t+1) for t = 0..T-1, or 1 - beta^0 = 0 throughout with ``zero_step``."""
-    return _scalars([1.0 - beta ** (0 if zero_step else t + 1) for t in range(TOTAL_STEPS)])
+    return _scalars([arithmetic.bias_correction(beta, 0 if zero_step else t + 1)
+                     for t in range(TOTAL_STEPS)])
+
+
+@lru_cache(maxsize=32)
+def _ema_scalars(arithmetic: Arithmetic, beta: float) -> tuple[Tensor, Tensor]:
+    """beta and 1 - beta as 0-dim constants."""
+    keep, new = arithmetic.coefficients(beta)
+    return _scalar(keep), _scalar(new)
 
 
 @lru_cache(maxsize=4096)
@@ -391,6 +408,7 @@ class _BatchedRun:
                  generator: torch.Generator | None) -> None:
         self.genome = genome
         self.settings = settings
+        self.arithmetic = Arithmetic.of(settings)
         self.order = genome.topological_order()
         self.x = _X0.expand(_ROWS, _DIM).clone()
         self.slots: list[Tensor] = [_ONES] * (N_OPERANDS + len(genome.hidden) + 1)
@@ -418,15 +436,16 @@ class _BatchedRun:
 
     def _emit_operands(self, used: set[int]) -> None:
         """One instruction for g, its powers, the EMA states and their bias corrections."""
-        slots, x = self.slots, self.x
+        slots, x, arithmetic = self.slots, self.x, self.arithmetic
         # Which bias-corrected EMAs (operands 3..5) and raw EMA states the operands read.
         hats = (bool(used & {3, 13, 14}), bool(used & {4, 15}), bool(used & {5, 16}))
         raw = tuple(hat or aggmo in used for hat, aggmo in zip(hats, (17, 18, 19), strict=True))
         need_g3 = raw[2] or bool(used & {2, 16, 19})
         need_g2 = raw[1] or need_g3 or bool(used & {1, 15, 18})
         states = {k: torch.zeros(_ROWS, _DIM, dtype=_DTYPE) for k in range(3) if raw[k]}
-        # (state, slot of g^(k+1), weight 1 - beta, bias table or None) per EMA in use
-        emas = [(states[k], k, 1.0 - EMA_BETAS[k], _bias_table(EMA_BETAS[k]) if hats[k] else None)
+        # (state, slot of g^(k+1), beta, 1 - beta, bias table or None) per EMA in use
+        emas = [(states[k], k, *_ema_scalars(arithmetic, EMA_BETAS[k]),
+                 _bias_table(arithmetic, EMA_BETAS[k]) if hats[k] else None)
                 for k in states]
 
         def gradient_and_moments(t: int) -> None:
@@ -435,8 +454,8 @@ class _BatchedRun:
                 g2 = slots[1] = g * g
                 if need_g3:
                     slots[2] = g2 * g
-            for state, power, weight, bias in emas:
-                state.lerp_(slots[power], weight)  # as _ema_
+            for state, power, keep, new, bias in emas:
+                state.mul_(keep).add_(slots[power] * new)  # as Arithmetic.ema_
                 if bias is not None:
                     slots[3 + power] = state / bias[t]
 
@@ -451,19 +470,24 @@ class _BatchedRun:
             scale = _scalar((1e-6, 1e-5, 1e-4, 1e-3)[index - 8])
             return lambda t: slots.__setitem__(index, scale * x)
         if index in (12, 13):
-            source = 0 if index == 12 else 3
-            return lambda t: slots.__setitem__(index, torch.sign(slots[source]))
-        if 14 <= index <= 16:  # QHM: a * g^(k+1) + b * hat_k
+            source, sign = (0 if index == 12 else 3), self.arithmetic.sign
+            return lambda t: slots.__setitem__(index, sign(slots[source]))
+        if 14 <= index <= 16:  # QHM: (1 - beta) g^(k+1) + beta hat_k, as Arithmetic.qhm
             k = index - 14
-            a, b = (_scalar(w) for w in ((0.3, 0.7), (0.05, 0.95), (0.01, 0.99))[k])
+            b, a = _ema_scalars(self.arithmetic, (0.7, 0.95, 0.99)[k])
             return lambda t: slots.__setitem__(index, (a * slots[k]).add_(b * slots[3 + k]))
-        # AggMo: (sum(betas) * raw state - 3 g^(k+1)) / 3, as operands._aggmo.
+        # AggMo: (-x + (b1 state - x) + (b2 state - x)) / 3, as Arithmetic.aggmo.
         k = index - 17
         state = states[k]
-        total = _scalar(sum(((0.0, 0.9, 0.999), (0.0, 0.99, 0.999), (0.0, 0.999, 0.9999))[k]))
+        (b1, _), (b2, _) = (_ema_scalars(self.arithmetic, beta) for beta in AGGMO_BETAS[k])
         three = _scalar(3.0)
-        return lambda t: slots.__setitem__(
-            index, (total * state).sub_(three * slots[k]).div_(three))
+
+        def aggmo(t: int) -> None:
+            x = slots[k]
+            slots[index] = torch.neg(x).add_((b1 * state).sub_(x)).add_(
+                (b2 * state).sub_(x)).div_(three)
+
+        return aggmo
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -535,8 +559,8 @@ class _BatchedRun:
         slots = self.slots
         state = [torch.zeros(_ROWS, _DIM, dtype=_DTYPE)]
         if code == 22:  # n <- 0.95 n + 0.05 x ; out = n / (1 - 0.95^k), as update_ops
-            keep, new = _scalar(0.95), _scalar(0.05)
-            bias = _bias_table(0.95, self.settings.expmovavg_zero_bias_step)
+            keep, new = _ema_scalars(self.arithmetic, 0.95)
+            bias = _bias_table(self.arithmetic, 0.95, self.settings.expmovavg_zero_bias_step)
 
             def exp_mov_avg(t: int) -> None:
                 state[0] = keep * state[0] + new * arg(t)
@@ -672,14 +696,14 @@ def behaviour_key(genome: Genome, settings: Settings = DEFAULT_SETTINGS) -> str:
     w, grads = _probe()
     compiled = CompiledGenome(genome, _PROBE_STEPS)
     v, s, lam = (torch.zeros(_PROBE_SHAPE, dtype=torch.float64) for _ in range(3))
-    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED))
+    arithmetic = Arithmetic.of(settings)
+    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED), arithmetic=arithmetic)
     node_state: dict[int, Tensor] = {}
     tokens = [genome.momentum.name]
     for t, g in enumerate(grads):
-        for state, value, beta in zip((v, s, lam), (g, g * g, g * g * g), EMA_BETAS, strict=True):
-            _ema_(state, value, beta)
+        _update_emas(arithmetic, g, v, s, lam)
         ctx.ema_bias_step = _ema_bias_step(settings, t)
-        update = compiled.update(OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=t), node_state,
-                                 ctx)
+        inputs = OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=t, arithmetic=arithmetic)
+        update = compiled.update(inputs, node_state, ctx)
         tokens.extend(_token(u) for u in update.flatten().tolist())
     return hashlib.sha256(",".join(tokens).encode()).hexdigest()[:24]

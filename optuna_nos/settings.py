@@ -85,6 +85,24 @@ class Settings:
         return self.paper_mode
 
     @property
+    def float32_ema_constants(self) -> bool:
+        """The EMAs' beta, 1 - beta and bias corrections 1 - beta^(t+1) are float32 values
+        (1 - 0.999 = 0.00099998713), not float64 ones."""
+        return self.paper_mode
+
+    @property
+    def sign_keeps_nan(self) -> bool:
+        """The operands sign(g) and sign(v hat) give NaN for NaN, not torch's 0."""
+        return self.paper_mode
+
+    @property
+    def records_broken_epoch(self) -> bool:
+        """A run whose loss turns non-finite keeps its unfinished epoch in its curves, as Keras'
+        TerminateOnNaN leaves it in the history: the training accuracy over the batches up to
+        and including the bad one."""
+        return self.paper_mode
+
+    @property
     def shuffle(self) -> bool:
         """Row 12: training data is reshuffled each pass (project) or read in fixed order."""
         return not self.paper_mode

@@ -29,6 +29,7 @@ from torch.optim.optimizer import ParamsT
 from optuna_nos.errors import NOSError
 from optuna_nos.schedules import check_schedule_steps, lr_schedule, momentum_cycle
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.compute import CompiledGenome, apply_update
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.operands import EMA_BETAS, OPERANDS, OperandInputs
@@ -38,8 +39,6 @@ __all__ = ["GenomeOptimizer"]
 
 Tensors = list[Tensor] | tuple[Tensor, ...]
 
-#: 1 - beta of the EMA states v, s and lam: 0.1, 0.01, 0.001 (rounded to the nearest double).
-_EMA_WEIGHTS: tuple[float, ...] = tuple(round(1.0 - beta, 12) for beta in EMA_BETAS)
 _EMA_KEYS = ("v", "s", "lam")
 _BUFFER_KEY = "momentum_buffer"
 _STATE_DICT_KEY = "genome_optimizer"
@@ -88,6 +87,7 @@ class GenomeOptimizer(Optimizer):
 
         v   <- 0.9 v + 0.1 g          s <- 0.99 s + 0.01 g^2       lam <- 0.999 lam + 0.001 g^3
         v_hat = v / (1 - 0.9^(t+1))   (likewise s_hat, lam_hat)
+        sign(NaN) = 0 (torch), NaN in paper mode
         U   = root of the genome's graph over the operands, each edge value multiplied by
               its decay d(t) before the consumer's op
         sigma = +1 if genome.flip else -1
@@ -119,8 +119,9 @@ class GenomeOptimizer(Optimizer):
         warmup_steps, hold_steps: W and H of the schedule (need ``total_steps``).
         momentum: ``"cycle"`` for the paper's mu_t above, or a constant coefficient in [0, 1].
             Ignored by genomes of momentum type none.
-        settings: behaviour switches; paper mode holds at eta_t = 0 and makes ``expMovAvg``
-            divide by 1 - 0.95^0 = 0 (SPEC section 13).
+        settings: behaviour switches; paper mode holds at eta_t = 0, makes ``expMovAvg``
+            divide by 1 - 0.95^0 = 0 and computes the EMAs with the released code's float32
+            beta, 1 - beta and 1 - beta^(t+1) (SPEC section 13).
         seed: seed of the dropout generators (one per device); ``None`` draws a fresh one.
         foreach: use the list path (default) or, with ``False``, the reference loop. A genome
             with two or more active dropout nodes always takes the reference loop, since the
@@ -179,6 +180,7 @@ class GenomeOptimizer(Optimizer):
         self._genome = genome
         self._compiled = CompiledGenome(genome, total_steps)  # NOSError: decays without T
         self._settings = settings
+        self._arithmetic = Arithmetic.of(settings)
         self._total_steps = total_steps
         self._warmup_steps = warmup_steps
         self._hold_steps = hold_steps
@@ -329,7 +331,8 @@ class GenomeOptimizer(Optimizer):
     def _context(self, device: torch.device, t: int) -> OpContext:
         bias_step = 0 if self._settings.expmovavg_zero_bias_step else t + 1
         generator = self._generator(device) if self._uses_dropout else None
-        return OpContext(generator=generator, batch_dims=0, ema_bias_step=bias_step)
+        return OpContext(generator=generator, batch_dims=0, ema_bias_step=bias_step,
+                         arithmetic=self._arithmetic)
 
     def _generator(self, device: torch.device) -> torch.Generator:
         key = str(device)
@@ -354,8 +357,9 @@ class GenomeOptimizer(Optimizer):
             if ctx is None:
                 ctx = contexts[param.device] = self._context(param.device, t)
             v, s, lam = (state[key] for key in _EMA_KEYS)
-            _update_emas(grad, v, s, lam)
-            inputs = OperandInputs(g=grad, w=param, v=v, s=s, lam=lam, t=t)
+            _update_emas(grad, v, s, lam, self._arithmetic)
+            inputs = OperandInputs(g=grad, w=param, v=v, s=s, lam=lam, t=t,
+                                   arithmetic=self._arithmetic)
             node_state = {column: state[_node_state_key(column)] for column in stateful}
             update = self._compiled.update(inputs, node_state, ctx)
             for column in stateful:
@@ -377,8 +381,9 @@ class GenomeOptimizer(Optimizer):
         grads = [item.grad for item in items]
         states = [item.state for item in items]
         vs, ss, lams = ([state[key] for state in states] for key in _EMA_KEYS)
-        grads_sq, grads_cube = _foreach_update_emas(grads, vs, ss, lams)
-        operands = _ListOperands(grads, params, vs, ss, lams, t, grads_sq, grads_cube)
+        grads_sq, grads_cube = _foreach_update_emas(grads, vs, ss, lams, self._arithmetic)
+        operands = _ListOperands(grads, params, vs, ss, lams, t, grads_sq, grads_cube,
+                                 self._arithmetic)
         compiled = self._compiled
         values: dict[int, Tensors] = {c: operands.value(c) for c in compiled.operands}
         for column in compiled.order:
@@ -466,28 +471,25 @@ class GenomeOptimizer(Optimizer):
 # -- the EMA states -----------------------------------------------------------------------------
 
 
-def _update_emas(g: Tensor, v: Tensor, s: Tensor, lam: Tensor) -> None:
+def _update_emas(g: Tensor, v: Tensor, s: Tensor, lam: Tensor, arithmetic: Arithmetic) -> None:
     """v <- 0.9 v + 0.1 g ; s <- 0.99 s + 0.01 g^2 ; lam <- 0.999 lam + 0.001 g^3, in place.
 
-    Each is computed as ``state.lerp_(x, 1 - beta)`` = state + (1 - beta) (x - state), one
-    kernel per state (the form torch's Adam uses).
+    Each in the paper's form beta * state + (1 - beta) * x (a lerp would turn inf into NaN),
+    with the constants of ``arithmetic``.
     """
-    c_v, c_s, c_lam = _EMA_WEIGHTS
     g_sq = g * g
-    v.lerp_(g, c_v)
-    s.lerp_(g_sq, c_s)
-    lam.lerp_(g_sq * g, c_lam)
+    for state, x, beta in zip((v, s, lam), (g, g_sq, g_sq * g), EMA_BETAS, strict=True):
+        arithmetic.ema_(state, x, beta)
 
 
-def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors
-                         ) -> tuple[Tensors, Tensors]:
+def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
+                         arithmetic: Arithmetic) -> tuple[Tensors, Tensors]:
     """:func:`_update_emas` over lists; returns the lists of g^2 and g^3 it computed."""
-    c_v, c_s, c_lam = _EMA_WEIGHTS
     grads_sq = torch._foreach_mul(gs, gs)
-    torch._foreach_lerp_(vs, gs, c_v)
-    torch._foreach_lerp_(ss, grads_sq, c_s)
     grads_cube = torch._foreach_mul(grads_sq, gs)
-    torch._foreach_lerp_(lams, grads_cube, c_lam)
+    for states, xs, beta in zip((vs, ss, lams), (gs, grads_sq, grads_cube), EMA_BETAS,
+                                strict=True):
+        arithmetic.foreach_ema_(list(states), list(xs), beta)
     return grads_sq, grads_cube
 
 
@@ -503,8 +505,10 @@ class _ListOperands:
     """The operands of SPEC section 2 for a list of tensors, each computed at most once."""
 
     def __init__(self, gs: Tensors, ws: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
-                 t: int, grads_sq: Tensors, grads_cube: Tensors) -> None:
+                 t: int, grads_sq: Tensors, grads_cube: Tensors,
+                 arithmetic: Arithmetic) -> None:
         self.gs, self.ws, self.vs, self.ss, self.lams, self.t = gs, ws, vs, ss, lams, t
+        self.arithmetic = arithmetic
         self._cache: dict[str, Tensors] = {"g^2": grads_sq, "g^3": grads_cube}
 
     def _cached(self, name: str, make: Callable[[], Tensors]) -> Tensors:
@@ -515,13 +519,24 @@ class _ListOperands:
     def _hat(self, index: int) -> Tensors:
         states = (self.vs, self.ss, self.lams)[index]
         return self._cached(_EMA_KEYS[index] + "_hat", lambda: torch._foreach_div(
-            states, 1.0 - EMA_BETAS[index] ** (self.t + 1)))
+            states, self.arithmetic.bias_correction(EMA_BETAS[index], self.t + 1)))
+
+    def qhm(self, xs: Tensors, index: int, beta: float) -> Tensors:
+        """(1 - beta) x + beta hat, as Arithmetic.qhm."""
+        keep, new = self.arithmetic.coefficients(beta)
+        return _blend(new, xs, keep, self._hat(index))
+
+    def sign(self, xs: Tensors) -> Tensors:
+        if self.arithmetic.nan_sign:
+            return [self.arithmetic.sign(x) for x in xs]
+        return torch._foreach_sign(xs)
 
     def value(self, index: int) -> Tensors:
         make = _LIST_OPERANDS.get(index)
         if make is not None:
             return make(self)
-        inputs = [OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=self.t)
+        inputs = [OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=self.t,
+                                arithmetic=self.arithmetic)
                   for g, w, v, s, lam in zip(self.gs, self.ws, self.vs, self.ss, self.lams,
                                              strict=True)]
         return [OPERANDS[index].fn(i) for i in inputs]
@@ -545,11 +560,11 @@ _LIST_OPERANDS: dict[int, Callable[[_ListOperands], Tensors]] = {
     9: lambda o: torch._foreach_mul(o.ws, 1e-5),
     10: lambda o: torch._foreach_mul(o.ws, 1e-4),
     11: lambda o: torch._foreach_mul(o.ws, 1e-3),
-    12: lambda o: torch._foreach_sign(o.gs),
-    13: lambda o: torch._foreach_sign(o._hat(0)),
-    14: lambda o: _blend(0.3, o.gs, 0.7, o._hat(0)),
-    15: lambda o: _blend(0.05, o._cache["g^2"], 0.95, o._hat(1)),
-    16: lambda o: _blend(0.01, o._cache["g^3"], 0.99, o._hat(2)),
+    12: lambda o: o.sign(o.gs),
+    13: lambda o: o.sign(o._hat(0)),
+    14: lambda o: o.qhm(o.gs, 0, 0.7),
+    15: lambda o: o.qhm(o._cache["g^2"], 1, 0.95),
+    16: lambda o: o.qhm(o._cache["g^3"], 2, 0.99),
 }
 
 

@@ -11,7 +11,9 @@ Per epoch of ``steps_per_epoch`` steps a run records its training accuracy (corr
 predictions / examples seen over the epoch, training mode) and, when a validation split is
 given, its validation accuracy (eval mode). A run stops
 
-* at the first batch whose loss is not finite; the unfinished epoch is not recorded;
+* at the first batch whose loss is not finite; the unfinished epoch is not recorded, except
+  in paper mode, which records its training accuracy up to and including that batch (and,
+  with a validation split, its validation accuracy), as the released code's Keras history does;
 * after an epoch its :class:`~proxy.protocol.EarlyStop` rule rejects (that epoch counts);
 * when ``on_epoch`` raises (the pruner), which ends the whole call.
 
@@ -213,6 +215,10 @@ def train_stack(
             if first_bad[position] >= 0:
                 step = epoch * spec.steps_per_epoch + first_bad[position]
                 result.stop = f"non-finite loss at step {step}"
+                if spec.settings.records_broken_epoch:
+                    result.train_acc.append(train_acc[position])
+                    if val_acc is not None:
+                        result.val_acc.append(val_acc[position])
                 continue
             result.train_acc.append(train_acc[position])
             validation = None if val_acc is None else val_acc[position]
@@ -237,14 +243,15 @@ def _train_epoch(stack: StackedConvNet, optimizer: torch.optim.Optimizer,
                                                                                 list[int]]:
     """Train every active copy for ``steps`` steps.
 
-    Returns each copy's training accuracy over the epoch and the index of its first step
-    with a non-finite loss (-1 if none).
+    Returns each copy's training accuracy over the epoch (over its steps up to and including
+    its first step with a non-finite loss, if it has one) and the index of that step (-1 if
+    none).
     """
     copies = stack.size
     device = stack.running_mean[0].device
-    correct = torch.zeros(copies, dtype=torch.int64, device=device)
+    correct = torch.zeros(steps, copies, dtype=torch.int64, device=device)
     finite = torch.ones(steps, copies, dtype=torch.bool, device=device)
-    seen = 0
+    seen = torch.zeros(steps, dtype=torch.int64)
     for step in range(steps):
         images, labels = next(stream)
         logits = stack.forward(images, training=True)
@@ -254,13 +261,15 @@ def _train_epoch(stack: StackedConvNet, optimizer: torch.optim.Optimizer,
         losses.sum().backward()
         optimizer.step()
         with torch.no_grad():
-            correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
+            correct[step] = (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
             finite[step] = torch.isfinite(losses)
-        seen += int(labels.shape[0])
-    accuracy = (correct.double() / seen).tolist()
+        seen[step] = labels.shape[0]
     bad = ~finite
-    first_bad = torch.where(bad.any(dim=0), bad.int().argmax(dim=0), -1).tolist()
-    return accuracy, first_bad
+    first_bad = torch.where(bad.any(dim=0), bad.int().argmax(dim=0), -1)
+    last = torch.where(first_bad >= 0, first_bad, steps - 1)
+    counted = correct.cumsum(dim=0)[last, torch.arange(copies, device=device)]
+    accuracy = (counted.double().cpu() / seen.cumsum(dim=0)[last.cpu()]).tolist()
+    return accuracy, first_bad.tolist()
 
 
 @torch.no_grad()

@@ -164,8 +164,7 @@ def _merge(config: Any, options: Mapping[str, Any]) -> tuple[dict[str, Any], Set
     if config is not None:
         merged.update(config.objective_options)
         settings = config.settings
-        space = config.space if config.space != "lr_schedule" \
-            else f"lr_schedule:{config.lr_schedule_base}"
+        space = config.variant
     merged.update(options)
     settings = merged.pop("settings", settings)
     space = merged.pop("space", space)

@@ -16,7 +16,7 @@ from optuna_nos.suggest import suggest_genome, trial_fidelity
 
 def fast(config: Any) -> Any:
     def objective(trial: optuna.Trial) -> float:
-        genome = suggest_genome(trial, config.space, config.settings)
+        genome = suggest_genome(trial, config.variant, config.settings)
         trial.set_user_attr("fidelity", trial_fidelity(trial))
         result = integrity_check(genome, config.settings)
         if config.artifact_dir:

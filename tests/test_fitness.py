@@ -273,6 +273,20 @@ def test_non_finite_loss_stops_only_its_own_run(digits_data) -> None:  # type: i
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
+def test_paper_mode_records_the_broken_epoch(digits_data) -> None:  # type: ignore[no-untyped-def]
+    """Keras' TerminateOnNaN keeps the unfinished epoch in the released code's history: its
+    accuracy over the batches up to and including the one whose loss is not finite."""
+    spec = _spec(digits_data, parse_equation(ADAM), warmup_steps=0, epochs=2, steps_per_epoch=3,
+                 settings=PAPER_SETTINGS)
+    seeds = RunSeeds.derive(3)
+    results, _ = train_stack(spec, [1e308, 1e-2], seeds)
+    assert results[0].stop == "non-finite loss at step 1"
+    _, through_bad_step = _reference_run(replace(spec, epochs=1, steps_per_epoch=2), 1e308, seeds)
+    assert results[0].train_acc == through_bad_step
+    _, lone = _reference_run(spec, 1e-2, seeds)
+    assert results[1].train_acc == lone and results[1].stop is None
+
+
 def test_screen_early_stop_in_training(digits_data) -> None:  # type: ignore[no-untyped-def]
     # lr 0 never learns: chance accuracy stops the run after epoch 2 (and that epoch counts).
     spec = _spec(digits_data, parse_equation(ADAM), width=8, batch_size=64, epochs=4,

@@ -7,13 +7,16 @@ An operand reads the current gradient ``g``, the parameter ``w`` and the three E
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 from torch import Tensor
 
+from optuna_nos.space.arithmetic import DEFAULT_ARITHMETIC, Arithmetic
+
 __all__ = [
+    "AGGMO_BETAS",
     "EMA_BETAS",
     "N_OPERANDS",
     "OPERANDS",
@@ -23,12 +26,18 @@ __all__ = [
 
 #: Decay rates of the three EMA states v, s and lam.
 EMA_BETAS: tuple[float, float, float] = (0.9, 0.99, 0.999)
+#: Nonzero momentum coefficients of the AggMo operands 17, 18, 19 (the third is 0).
+AGGMO_BETAS: tuple[tuple[float, float], ...] = ((0.9, 0.999), (0.99, 0.999), (0.999, 0.9999))
 N_OPERANDS = 20
 
 
 @dataclass
 class OperandInputs:
-    """What the operands of one parameter tensor read at 0-based step ``t``."""
+    """What the operands of one parameter tensor read at 0-based step ``t``.
+
+    ``arithmetic`` fixes the bias corrections 1 - beta^(t+1) and ``sign`` (float64 and torch's
+    sign by default; the released code's float32 values and sign(NaN) = NaN in paper mode).
+    """
 
     g: Tensor
     w: Tensor
@@ -36,18 +45,22 @@ class OperandInputs:
     s: Tensor
     lam: Tensor
     t: int
+    arithmetic: Arithmetic = field(default=DEFAULT_ARITHMETIC)
+
+    def _hat(self, state: Tensor, index: int) -> Tensor:
+        return state / self.arithmetic.bias_correction(EMA_BETAS[index], self.t + 1)
 
     @cached_property
     def v_hat(self) -> Tensor:
-        return self.v / (1.0 - EMA_BETAS[0] ** (self.t + 1))
+        return self._hat(self.v, 0)
 
     @cached_property
     def s_hat(self) -> Tensor:
-        return self.s / (1.0 - EMA_BETAS[1] ** (self.t + 1))
+        return self._hat(self.s, 1)
 
     @cached_property
     def lam_hat(self) -> Tensor:
-        return self.lam / (1.0 - EMA_BETAS[2] ** (self.t + 1))
+        return self._hat(self.lam, 2)
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,6 @@ class Operand:
     readable: str
     latex: str
     fn: Callable[[OperandInputs], Tensor]
-
-
-def _aggmo(state: Tensor, betas: tuple[float, float, float], power_of_g: Tensor) -> Tensor:
-    """Mean over three momentum coefficients of (beta * state - g^k), with the raw state."""
-    return (sum(betas) * state - 3.0 * power_of_g) / 3.0
 
 
 OPERANDS: tuple[Operand, ...] = (
@@ -79,35 +87,35 @@ OPERANDS: tuple[Operand, ...] = (
     Operand(9, "10-5w", "1e-5·w", r"10^{-5} w", lambda o: 1e-5 * o.w),
     Operand(10, "10-4w", "1e-4·w", r"10^{-4} w", lambda o: 1e-4 * o.w),
     Operand(11, "10-3w", "1e-3·w", r"10^{-3} w", lambda o: 1e-3 * o.w),
-    Operand(12, "sign(g)", "sign(g)", r"\operatorname{sign}(g)", lambda o: torch.sign(o.g)),
+    Operand(12, "sign(g)", "sign(g)", r"\operatorname{sign}(g)", lambda o: o.arithmetic.sign(o.g)),
     Operand(
         13, "sign(v hat)", "sign(v̂)", r"\operatorname{sign}(\hat{v})",
-        lambda o: torch.sign(o.v_hat),
+        lambda o: o.arithmetic.sign(o.v_hat),
     ),
     Operand(
         14, "((1-0.7)*g+0.7*v hat)", "(0.3·g + 0.7·v̂)", r"(0.3 g + 0.7 \hat{v})",
-        lambda o: 0.3 * o.g + 0.7 * o.v_hat,
+        lambda o: o.arithmetic.qhm(o.g, o.v_hat, 0.7),
     ),
     Operand(
         15, "((1-0.95)*g^2+0.95*s hat)", "(0.05·g² + 0.95·ŝ)", r"(0.05 g^{2} + 0.95 \hat{s})",
-        lambda o: 0.05 * (o.g * o.g) + 0.95 * o.s_hat,
+        lambda o: o.arithmetic.qhm(o.g * o.g, o.s_hat, 0.95),
     ),
     # The printed name says g^2 but the released code uses g^3 (SPEC section 2, row 16).
     Operand(
         16, "((1-0.99)*g^2+0.99*lam hat)", "(0.01·g³ + 0.99·λ̂)",
         r"(0.01 g^{3} + 0.99 \hat{\lambda})",
-        lambda o: 0.01 * (o.g * o.g * o.g) + 0.99 * o.lam_hat,
+        lambda o: o.arithmetic.qhm(o.g * o.g * o.g, o.lam_hat, 0.99),
     ),
     Operand(
         17, "mean(beta*v-g)", "aggmo_v", r"\operatorname{AggMo}_{v}",
-        lambda o: _aggmo(o.v, (0.0, 0.9, 0.999), o.g),
+        lambda o: o.arithmetic.aggmo(o.v, o.g, AGGMO_BETAS[0]),
     ),
     Operand(
         18, "mean(beta*s-g^2)", "aggmo_s", r"\operatorname{AggMo}_{s}",
-        lambda o: _aggmo(o.s, (0.0, 0.99, 0.999), o.g * o.g),
+        lambda o: o.arithmetic.aggmo(o.s, o.g * o.g, AGGMO_BETAS[1]),
     ),
     Operand(
         19, "mean(beta*lam-g^3)", "aggmo_lam", r"\operatorname{AggMo}_{\lambda}",
-        lambda o: _aggmo(o.lam, (0.0, 0.999, 0.9999), o.g * o.g * o.g),
+        lambda o: o.arithmetic.aggmo(o.lam, o.g * o.g * o.g, AGGMO_BETAS[2]),
     ),
 )

@@ -8,10 +8,12 @@ problems at once); :attr:`OpContext.batch_dims` tells ``norm`` to keep them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from optuna_nos.space.arithmetic import DEFAULT_ARITHMETIC, Arithmetic
 
 __all__ = [
     "BINARY_OPS",
@@ -34,12 +36,14 @@ class OpContext:
 
     ``generator`` drives dropout masks; ``batch_dims`` leading dims are independent problems
     (``norm`` reduces over the rest); ``ema_bias_step`` is the exponent k of ``expMovAvg``'s
-    bias correction 1 - 0.95^k (t+1 by default, 0 in paper mode).
+    bias correction 1 - 0.95^k (t+1 by default, 0 in paper mode); ``arithmetic`` its constants
+    (float64 by default, the released code's float32 values in paper mode).
     """
 
     generator: torch.Generator | None = None
     batch_dims: int = 0
     ema_bias_step: int = 1
+    arithmetic: Arithmetic = field(default=DEFAULT_ARITHMETIC)
 
 
 #: A stateless unary op maps (x, ctx) -> out; a stateful one maps (x, state, ctx) -> (out, state).
@@ -93,8 +97,11 @@ def _clip_by_norm(x: Tensor, ctx: OpContext) -> Tensor:
 
 
 def _exp_mov_avg(x: Tensor, n: Tensor, ctx: OpContext) -> tuple[Tensor, Tensor]:
-    n = 0.95 * n + 0.05 * x
-    return n / (1.0 - 0.95**ctx.ema_bias_step), n
+    """n <- 0.95 n + (1 - 0.95) x ; out = n / (1 - 0.95^k), k = ``ctx.ema_bias_step``."""
+    arithmetic = ctx.arithmetic
+    keep, new = arithmetic.coefficients(0.95)
+    n = keep * n + new * x
+    return n / arithmetic.bias_correction(0.95, ctx.ema_bias_step), n
 
 
 def _delta_change(x: Tensor, n: Tensor, ctx: OpContext) -> tuple[Tensor, Tensor]:
