@@ -17,8 +17,10 @@ from typing import Any, NoReturn
 
 import optuna
 
+from optuna_nos.atomic_write import write_text_file
 from optuna_nos.cli_types import count, study_name
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
+from optuna_nos.display import baseline_lines, printable
 from optuna_nos.errors import NOSError
 from optuna_nos.study_setup import create_configured_study
 
@@ -154,12 +156,12 @@ _INTERRUPT_FILTER = _NoInterruptTraceback()
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     attrs = trial.user_attrs
-    where = attrs.get("slot", "?")
+    where = printable(attrs.get("slot", "?"))
     value = "-" if trial.value is None else f"{trial.value:.4f}"
-    reason = f" ({attrs['nos.reason']})" if trial.state != optuna.trial.TrialState.COMPLETE \
-        and "nos.reason" in attrs else ""
+    reason = f" ({printable(attrs['nos.reason'])})" \
+        if trial.state != optuna.trial.TrialState.COMPLETE and "nos.reason" in attrs else ""
     _logger.info("trial %d %s %s %s %s%s", trial.number, where, trial.state.name.lower(),
-                 value, attrs.get("equation", ""), reason)
+                 value, printable(attrs.get("equation", "")), reason)
 
 
 BASELINES_ATTR = "nos.baselines"
@@ -363,19 +365,17 @@ def leaderboard_rows(study: optuna.Study, top: int) -> list[dict[str, Any]]:
                                         states=(optuna.trial.TrialState.COMPLETE,))
             if t.value is not None]
     done.sort(key=lambda t: (-(t.value or 0.0), t.number))
-    return [{"trial": t.number, "value": t.value, "fidelity": t.user_attrs.get("fidelity", ""),
-             "slot": t.user_attrs.get("slot", ""), "equation": t.user_attrs.get("equation", "")}
+    return [{"trial": t.number, "value": t.value,
+             **{key: printable(t.user_attrs.get(key, "")) for key in ("fidelity", "slot",
+                                                                       "equation")}}
             for t in done[:top]]
 
 
 def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
     rows = leaderboard_rows(study, top)
-    baselines = study.user_attrs.get("nos.baselines", {})
     print(f"leaderboard of study {study.study_name!r} (best {len(rows)})")
-    for name, by_fidelity in sorted(baselines.items()):
-        shown = ", ".join(f"{fid} {acc:.4f}" for fid, acc in sorted(by_fidelity.items(),
-                                                                      reverse=True))
-        print(f"  baseline {name}: {shown}")
+    for line in baseline_lines(study.user_attrs.get(BASELINES_ATTR)):
+        print(f"  {line}")
     print(f"  {'#':>3} {'trial':>6} {'fitness':>8} {'fidelity':<9} {'slot':<14} equation")
     for rank, row in enumerate(rows, 1):
         print(f"  {rank:>3} {row['trial']:>6} {row['value']:>8.4f} {row['fidelity']:<9} "
@@ -409,7 +409,7 @@ def _describe_mutation(mutation: Any) -> str:
         return ""
     where = mutation.get("node") or ""
     change = f"{mutation.get('before')} -> {mutation.get('after')}"
-    return f"[{mutation.get('kind', '?')} {where}: {change}]"
+    return printable(f"[{mutation.get('kind', '?')} {where}: {change}]")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -420,12 +420,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     genome = _trial_genome(trial)
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     print(f"trial {trial.number}: {trial.state.name.lower()}, fitness {value}, "
-          f"fidelity {trial.user_attrs.get('fidelity', '?')}, flip {genome.flip}")
+          f"fidelity {printable(trial.user_attrs.get('fidelity', '?'))}, flip {genome.flip}")
     print(f"paper:    {format_equation(genome, 'paper')}")
     print(f"readable: {format_equation(genome, 'readable')}")
     print(f"latex:    {format_equation(genome, 'latex')}")
     if "nos.reason" in trial.user_attrs:
-        print(f"reason:   {trial.user_attrs['nos.reason']}")
+        print(f"reason:   {printable(trial.user_attrs['nos.reason'])}")
     print("lineage:")
     current: optuna.trial.FrozenTrial | None = trial
     seen: set[int] = set()
@@ -433,8 +433,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         seen.add(current.number)
         value = "-" if current.value is None else f"{current.value:.4f}"
         mutation = _describe_mutation(current.user_attrs.get("mutation"))
-        print(f"  trial {current.number:>5} {current.user_attrs.get('slot', ''):<14} {value:>8} "
-              f"{current.user_attrs.get('equation', '')} {mutation}")
+        attrs = {key: printable(current.user_attrs.get(key, "")) for key in ("slot", "equation")}
+        print(f"  trial {current.number:>5} {attrs['slot']:<14} {value:>8} {attrs['equation']} "
+              f"{mutation}")
         parent = current.user_attrs.get("parent")
         current = _trial(study, parent) if isinstance(parent, int) else None
     return 0
@@ -451,11 +452,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )
     if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(source)
-        except OSError as exc:
-            raise NOSError(f"cannot write {args.output!r}: {exc.strerror}") from None
+        write_text_file(args.output, source, force=args.force)
     else:
         sys.stdout.write(source)
     return 0
@@ -506,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("trial", type=int)
     storage_args(export, required=False)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    export.add_argument("--force", action="store_true", help="overwrite an existing --output")
     export.add_argument("--class-name", default="EvolvedOptimizer")
     export.set_defaults(handler=cmd_export)
     return parser
