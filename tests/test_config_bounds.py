@@ -101,3 +101,22 @@ def test_values_that_json_cannot_hold_alike_are_refused(text: str, fragment: str
 def test_a_stored_config_equals_itself() -> None:
     config = parse_config({"objective": {"x": [1.5, 2], "t": {"a": "b"}}})
     assert parse_config(json.loads(config.to_json())).raw == config.raw
+
+
+@pytest.mark.parametrize(("options", "fragment"), [
+    ({"init": {"width": 10**6}}, "'objective.init.width' = 1000000 is not allowed; allowed: "
+                                 "an integer in 1..4096"),
+    ({"evolution": {"total_steps": 10**12}}, "'objective.evolution.total_steps'"),
+    ({"batch_size": 10**9}, "'objective.batch_size'"),
+    ({"seed": 2**40}, "'objective.seed'"),
+    ({"split_seed": -1}, "'objective.split_seed'"),
+    ({"cpu_threads": 0}, "'objective.cpu_threads'"),
+    ({"final_stop_epoch": 10**10}, "'objective.final_stop_epoch'"),
+])
+def test_the_objective_bounds_its_integers(options: dict[str, Any], fragment: str) -> None:
+    from proxy.tasks import digits
+
+    config = parse_config({"objective": {"target": "proxy.tasks:digits", **options}})
+    with pytest.raises(NOSError) as caught:
+        digits(config)
+    assert fragment in str(caught.value)
