@@ -7,6 +7,7 @@ it found; the script exits 1 when any drill fails.
 
     python bench/drills.py --list
     python bench/drills.py signals sigkill artifacts          # the CI set (a few minutes)
+    python bench/drills.py init-race                           # 10 concurrent init pairs
     python bench/drills.py postgres-restart                    # restarts the local server!
     python bench/drills.py load16 [--seconds 120]
 
@@ -420,6 +421,38 @@ def drill_artifacts(result: DrillResult, workdir: Path, server: str) -> None:
             result.check(tracebacks == 0, f"{label}: {tracebacks} tracebacks on stderr")
 
 
+def drill_init_race(result: DrillResult, workdir: Path, server: str, rounds: int = 10) -> None:
+    """Two ``init`` processes with different configs start together on an empty PostgreSQL
+    database, ``rounds`` times: exactly one prints "ready", the other is refused, the stored
+    config is the winner's, and schema creation never crashes."""
+    configs = [workdir / f"race{k}.toml" for k in range(2)]
+    for k, path in enumerate(configs):
+        path.write_text(FAST_GA.replace("seed = 0", f"seed = {k}") + WORKERS_2S
+                        + '\n[objective]\ntarget = "cli_objective:fast"\n')
+    lost = crashes = wrong = 0
+    for round_ in range(rounds):
+        with fresh_database(server) as url:
+            procs = [_start(["init", "--storage", url, "--study", "race", "--config",
+                             str(path)], workdir, f"race{round_}_{k}")
+                     for k, path in enumerate(configs)]
+            codes = [p.wait(120) for p in procs]
+            _stop_all(procs)
+            crashes += sum(c not in (0, 2) or _tracebacks(p.stderr) > 0
+                           for c, p in zip(codes, procs, strict=True))
+            if codes.count(0) != 1:
+                lost += 1
+                result.note(f"round {round_}: exits {codes}: "
+                            + " | ".join(p.stderr.strip()[-200:] for p in procs))
+                continue
+            winner = codes.index(0)
+            stored = optuna.load_study(study_name="race", storage=_storage(url)).user_attrs
+            wrong += stored["nos.config"]["ga"]["seed"] != winner
+    result.check(lost == 0, f"{rounds} rounds: {lost} without exactly one 'ready'")
+    result.check(crashes == 0, f"{rounds} rounds: {crashes} inits crashed (exit not 0/2 or a "
+                 "traceback)")
+    result.check(wrong == 0, f"{rounds} rounds: {wrong} stored configs not the winner's")
+
+
 def _pg_cluster(action: str) -> subprocess.CompletedProcess[str]:
     version = sorted(os.listdir("/etc/postgresql"))[0]
     return subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main",
@@ -585,6 +618,7 @@ DRILLS: dict[str, tuple[Callable[..., None], bool]] = {
     "signals": (drill_signals, False),
     "sigkill": (drill_sigkill, False),
     "artifacts": (drill_artifacts, True),
+    "init-race": (drill_init_race, True),
     "postgres-restart": (drill_postgres_restart, True),
     "load16": (drill_load16, True),
 }

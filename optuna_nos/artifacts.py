@@ -3,8 +3,10 @@
 The plot shows eta_t (warmup -> hold -> cosine), every active edge's decay d(t), and the
 effective step size of the whole update when the root's input edges carry decays. It is
 uploaded with Optuna's artifact API so optuna-dashboard serves it (``--artifact-dir``).
-A read-only or full artifact directory never fails a trial: the first failure in a process
-logs one warning, later ones are silent.
+The directory may start with ``~`` or name environment variables (``$HOME/art``); both are
+expanded on the worker. Artifacts never fail a trial: a read-only, full or unusable directory
+(a dangling symbolic link, a NUL in its name) logs one warning per process, later failures
+are silent.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import tempfile
 
 import optuna
 
+from optuna_nos.display import printable
 from optuna_nos.schedules import lr_schedule
 from optuna_nos.space.decays import decay_values
 from optuna_nos.space.genome import ROOT, Genome, column_name
@@ -74,23 +77,28 @@ def upload_schedule_artifact(
 ) -> str | None:
     """Plot and upload the schedule PNG for ``trial``; returns the artifact id or None.
 
-    Any failure to write (read-only or full directory) logs one warning per process and
-    directory, and the trial goes on.
+    Any failure (read-only or full directory, dangling symbolic link, a name the system
+    refuses, a plotting error) logs one warning per process and directory, and the trial
+    goes on.
     """
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+    folder = os.path.expandvars(os.path.expanduser(artifact_dir))
     try:
-        os.makedirs(artifact_dir, exist_ok=True)
-        store = FileSystemArtifactStore(artifact_dir)
+        if os.path.islink(folder) and not os.path.exists(folder):
+            raise FileNotFoundError(f"a symbolic link to the missing {os.readlink(folder)!r}")
+        os.makedirs(folder, exist_ok=True)
+        store = FileSystemArtifactStore(folder)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"schedule_trial{trial.number}.png")
             plot_schedule_png(genome, path, lr=lr, total_steps=total_steps,
                               warmup_steps=warmup_steps, hold_steps=hold_steps)
             return upload_artifact(artifact_store=store, file_path=path, study_or_trial=trial,
                                    mimetype="image/png")
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 - an artifact must never fail its trial
         if artifact_dir not in _warned_dirs:
             _warned_dirs.add(artifact_dir)
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
             _logger.warning("cannot write artifacts to %s (%s); trials continue without them",
-                            artifact_dir, exc.strerror or exc)
+                            printable(folder), reason)
         return None

@@ -17,9 +17,13 @@ from typing import Any, NoReturn
 
 import optuna
 
+from optuna_nos.atomic_write import write_text_file
+from optuna_nos.cli_types import count, study_name
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
+from optuna_nos.display import baseline_lines, printable
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import Settings
+from optuna_nos.study_setup import create_configured_study
 
 __all__ = ["main"]
 
@@ -51,12 +55,23 @@ def load_objective(config: StudyConfig) -> Callable[[optuna.Trial], float]:
     module_name, attr = config.objective_target.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise NOSError(f"cannot import objective module {module_name!r}: {exc}") from None
+    except Exception as exc:  # ImportError, or any error the module raises while loading
+        raise NOSError(f"cannot import objective module {module_name!r}: "
+                       f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise NOSError(f"objective target {config.objective_target!r} is not a callable")
-    return factory(config)
+    try:
+        objective = factory(config)
+    except NOSError:
+        raise
+    except Exception as exc:
+        raise NOSError(f"objective target {config.objective_target!r} failed on this config: "
+                       f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not callable(objective):
+        raise NOSError(f"objective target {config.objective_target!r} returned "
+                       f"{type(objective).__name__}, not an objective(trial)")
+    return objective
 
 
 def _study_config(study: optuna.Study) -> StudyConfig:
@@ -76,14 +91,9 @@ def _load_study(storage: Any, name: str) -> optuna.Study:
         raise NOSError(f"study {name!r} does not exist in this storage") from None
 
 
-def _write_config(study: optuna.Study, config: StudyConfig) -> None:
-    existing = study.user_attrs.get(CONFIG_ATTR)
-    if existing is not None and existing != config.raw:
-        raise NOSError(
-            f"study {study.study_name!r} already holds a different config; use a new study name"
-        )
-    if existing is None:
-        study.set_user_attr(CONFIG_ATTR, config.raw)
+def _read_study(args: argparse.Namespace) -> optuna.Study:
+    """The study of ``--storage``/``--study``, opened without creating anything."""
+    return _load_study(_storage(args.storage, None, read_only=True), args.study)
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -147,12 +157,12 @@ _INTERRUPT_FILTER = _NoInterruptTraceback()
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     attrs = trial.user_attrs
-    where = attrs.get("slot", "?")
+    where = printable(attrs.get("slot", "?"))
     value = "-" if trial.value is None else f"{trial.value:.4f}"
-    reason = f" ({attrs['nos.reason']})" if trial.state != optuna.trial.TrialState.COMPLETE \
-        and "nos.reason" in attrs else ""
+    reason = f" ({printable(attrs['nos.reason'])})" \
+        if trial.state != optuna.trial.TrialState.COMPLETE and "nos.reason" in attrs else ""
     _logger.info("trial %d %s %s %s %s%s", trial.number, where, trial.state.name.lower(),
-                 value, attrs.get("equation", ""), reason)
+                 value, printable(attrs.get("equation", "")), reason)
 
 
 BASELINES_ATTR = "nos.baselines"
@@ -303,13 +313,14 @@ def _make_pruner() -> optuna.pruners.BasePruner:
     return DivergencePruner()
 
 
-def _storage(url: str, config: StudyConfig | None) -> Any:
+def _storage(url: str, config: StudyConfig | None, *, read_only: bool = False) -> Any:
     from optuna_nos.config import WorkerConfig
     from optuna_nos.storage import make_storage
 
     workers = config.workers if config is not None else WorkerConfig()
     return make_storage(url, heartbeat_interval=workers.heartbeat_interval,
-                        grace_period=workers.grace_period, max_retry=workers.max_retry)
+                        grace_period=workers.grace_period, max_retry=workers.max_retry,
+                        read_only=read_only)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -319,12 +330,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config or _default_config_path())
     if args.artifact_dir:
         config = parse_config({**config.raw, "artifacts": {"dir": args.artifact_dir}})
-    storage = _storage(args.storage, config)
-    study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
-                                sampler=_make_sampler(config), pruner=_make_pruner(),
-                                load_if_exists=True)
-    _write_config(study, config)
-    objective = load_objective(config)
+    objective, sampler = load_objective(config), _make_sampler(config)
+    study = create_configured_study(_storage(args.storage, config), args.study, config.raw,
+                                    sampler=sampler, pruner=_make_pruner())
     if not args.no_baselines:
         _record_baselines(study, objective)
     _optimize(study, objective, n_trials=args.n_trials, progress=True)
@@ -334,19 +342,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    storage = _storage(args.storage, config)
-    study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
-                                load_if_exists=True)
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise NOSError(f"study {args.study!r} minimizes; optuna-nos studies maximize fitness")
-    _write_config(study, config)
+    load_objective(config)  # a config that cannot run is refused before it is stored
+    _make_sampler(config)
+    create_configured_study(_storage(args.storage, config), args.study, config.raw)
     print(f"study {args.study!r} is ready: start workers with "
           f"'optuna-nos worker --storage URL --study {args.study}'")
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    probe = _load_study(_storage(args.storage, None), args.study)
+    probe = _read_study(args)
     config = _study_config(probe)
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
@@ -361,19 +366,17 @@ def leaderboard_rows(study: optuna.Study, top: int) -> list[dict[str, Any]]:
                                         states=(optuna.trial.TrialState.COMPLETE,))
             if t.value is not None]
     done.sort(key=lambda t: (-(t.value or 0.0), t.number))
-    return [{"trial": t.number, "value": t.value, "fidelity": t.user_attrs.get("fidelity", ""),
-             "slot": t.user_attrs.get("slot", ""), "equation": t.user_attrs.get("equation", "")}
+    return [{"trial": t.number, "value": t.value,
+             **{key: printable(t.user_attrs.get(key, "")) for key in ("fidelity", "slot",
+                                                                       "equation")}}
             for t in done[:top]]
 
 
 def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
     rows = leaderboard_rows(study, top)
-    baselines = study.user_attrs.get("nos.baselines", {})
     print(f"leaderboard of study {study.study_name!r} (best {len(rows)})")
-    for name, by_fidelity in sorted(baselines.items()):
-        shown = ", ".join(f"{fid} {acc:.4f}" for fid, acc in sorted(by_fidelity.items(),
-                                                                      reverse=True))
-        print(f"  baseline {name}: {shown}")
+    for line in baseline_lines(study.user_attrs.get(BASELINES_ATTR)):
+        print(f"  {line}")
     print(f"  {'#':>3} {'trial':>6} {'fitness':>8} {'fidelity':<9} {'slot':<14} equation")
     for rank, row in enumerate(rows, 1):
         print(f"  {rank:>3} {row['trial']:>6} {row['value']:>8.4f} {row['fidelity']:<9} "
@@ -381,7 +384,7 @@ def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    print_leaderboard(_load_study(_storage(args.storage, None), args.study), top=args.top)
+    print_leaderboard(_read_study(args), top=args.top)
     return 0
 
 
@@ -407,23 +410,23 @@ def _describe_mutation(mutation: Any) -> str:
         return ""
     where = mutation.get("node") or ""
     change = f"{mutation.get('before')} -> {mutation.get('after')}"
-    return f"[{mutation.get('kind', '?')} {where}: {change}]"
+    return printable(f"[{mutation.get('kind', '?')} {where}: {change}]")
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from optuna_nos.space.notation import format_equation
 
-    study = _load_study(_storage(args.storage, None), args.study)
+    study = _read_study(args)
     trial = _trial(study, args.trial)
     genome = _trial_genome(trial)
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     print(f"trial {trial.number}: {trial.state.name.lower()}, fitness {value}, "
-          f"fidelity {trial.user_attrs.get('fidelity', '?')}, flip {genome.flip}")
+          f"fidelity {printable(trial.user_attrs.get('fidelity', '?'))}, flip {genome.flip}")
     print(f"paper:    {format_equation(genome, 'paper')}")
     print(f"readable: {format_equation(genome, 'readable')}")
     print(f"latex:    {format_equation(genome, 'latex')}")
     if "nos.reason" in trial.user_attrs:
-        print(f"reason:   {trial.user_attrs['nos.reason']}")
+        print(f"reason:   {printable(trial.user_attrs['nos.reason'])}")
     print("lineage:")
     current: optuna.trial.FrozenTrial | None = trial
     seen: set[int] = set()
@@ -431,8 +434,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         seen.add(current.number)
         value = "-" if current.value is None else f"{current.value:.4f}"
         mutation = _describe_mutation(current.user_attrs.get("mutation"))
-        print(f"  trial {current.number:>5} {current.user_attrs.get('slot', ''):<14} {value:>8} "
-              f"{current.user_attrs.get('equation', '')} {mutation}")
+        attrs = {key: printable(current.user_attrs.get(key, "")) for key in ("slot", "equation")}
+        print(f"  trial {current.number:>5} {attrs['slot']:<14} {value:>8} {attrs['equation']} "
+              f"{mutation}")
         parent = current.user_attrs.get("parent")
         current = _trial(study, parent) if isinstance(parent, int) else None
     return 0
@@ -441,7 +445,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from optuna_nos.export import export_source
 
-    study = _load_study(_storage(args.storage, None), args.study)
+    study = _read_study(args)
     trial = _trial(study, args.trial)
     raw = study.user_attrs.get(CONFIG_ATTR)
     source = export_source(
@@ -451,11 +455,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )
     if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(source)
-        except OSError as exc:
-            raise NOSError(f"cannot write {args.output!r}: {exc.strerror}") from None
+        write_text_file(args.output, source, force=args.force)
     else:
         sys.stdout.write(source)
     return 0
@@ -469,14 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", required=required, default=DEFAULT_STORAGE,
                        help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
         p.add_argument("--study", required=required, default=DEFAULT_STUDY,
+                       type=study_name,
                        help=f"study name (default {DEFAULT_STUDY})")
 
     run = sub.add_parser("run", help="the whole search in this process")
     run.add_argument("--config", help=f"study config TOML (default: the bundled {DEFAULT_CONFIG})")
     storage_args(run, required=False)
     run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts")
-    run.add_argument("--n-trials", type=int, help="stop after this many trials")
-    run.add_argument("--top", type=int, default=10, help="leaderboard size")
+    run.add_argument("--n-trials", type=count, help="stop after this many trials")
+    run.add_argument("--top", type=count, default=10, help="leaderboard size")
     run.add_argument("--no-baselines", action="store_true",
                      help="skip scoring the built-in baselines (Adam, SGD+Nesterov)")
     run.set_defaults(handler=cmd_run)
@@ -488,12 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="evaluate trials of a study until it is finished")
     storage_args(worker, required=True)
-    worker.add_argument("--n-trials", type=int, help="stop after this many trials")
+    worker.add_argument("--n-trials", type=count, help="stop after this many trials")
     worker.set_defaults(handler=cmd_worker)
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")
     storage_args(board, required=False)
-    board.add_argument("--top", type=int, default=10)
+    board.add_argument("--top", type=count, default=10)
     board.set_defaults(handler=cmd_leaderboard)
 
     show = sub.add_parser("show", help="a trial's equation in all dialects, and its lineage")
@@ -505,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("trial", type=int)
     storage_args(export, required=False)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    export.add_argument("--force", action="store_true", help="overwrite an existing --output")
     export.add_argument("--class-name", default="EvolvedOptimizer")
     export.set_defaults(handler=cmd_export)
     return parser

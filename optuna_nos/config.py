@@ -34,6 +34,7 @@ Errors name the key and what it allows.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +134,47 @@ def _get(table: Mapping[str, Any], section: str, key: str, expected: type | tupl
     return value
 
 
+#: How deeply tables and arrays may nest in a config (the objective's tables need 3).
+MAX_DEPTH = 16
+#: The largest integer magnitude a config may hold (a signed 64-bit integer's).
+MAX_INT = 2**63 - 1
+
+
+def _check_plain(value: Any, where: str, depth: int = 0) -> None:
+    """Accept only what both TOML and JSON hold alike: strings without NUL, booleans, 64-bit
+    integers, finite numbers, and arrays and tables of them, nested at most MAX_DEPTH deep.
+
+    Anything else (a TOML datetime, NaN, a huge integer) could not be stored in the study, or
+    would compare unequal to itself when a worker checks the stored config.
+    """
+    if depth > MAX_DEPTH:
+        raise NOSError(f"config value {where!r} nests more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise NOSError(f"config value {where!r} holds a NUL character")
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if abs(value) > MAX_INT:
+            raise NOSError(f"config value {where!r} = {value} is out of range; "
+                           f"allowed: -{MAX_INT}..{MAX_INT}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise NOSError(f"config value {where!r} = {value!r} is not allowed; "
+                           "allowed: a finite number")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NOSError(f"config key {key!r} in {where!r} is not a string")
+            _check_plain(item, f"{where}.{key}" if where else key, depth + 1)
+    else:
+        raise NOSError(f"config value {where!r} is a {type(value).__name__}; allowed: strings, "
+                       "booleans, numbers, arrays and tables")
+
+
 def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
              open_keys: bool = False) -> Mapping[str, Any]:
     table = data.get(name, {})
@@ -146,9 +188,22 @@ def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
     return table
 
 
-def _positive(value: int) -> bool:
-    return value >= 1
+def _bounded(section: str, key: str, default: int | None, low: int, high: int
+             ) -> Callable[[Mapping[str, Any]], Any]:
+    """A reader of the integer ``section.key`` that must lie in ``low..high``."""
+    return lambda table: _get(table, section, key, int, default, lambda v: low <= v <= high,
+                              f"an integer in {low}..{high}")
 
+
+#: Every integer of the [ga] and [workers] tables and its range: large enough for any real
+#: search, small enough that no value exhausts memory or overflows a clock.
+GA_RANGES = {"n_particles": (1, 10_000), "init_factor": (1, 1_000), "steps": (1, 1_000),
+             "mutations": (1, 1_000), "max_redraws": (1, 100), "seed": (0, 2**32 - 1)}
+WORKER_RANGES = {"heartbeat_interval": (1, 3_600), "grace_period": (2, 86_400),
+                 "max_retry": (1, 100)}
+#: The most slots (trials) of either phase: n_particles * init_factor and
+#: n_particles * steps * mutations.
+MAX_PHASE_SLOTS = 1_000_000
 
 _SECTIONS = ("study", "ga", "objective", "workers", "artifacts")
 _STUDY_KEYS = ("space", "lr_schedule_base", "paper_mode", "unary_root_decay_prob",
@@ -162,6 +217,7 @@ def parse_config(data: Mapping[str, Any]) -> StudyConfig:
     """Validate a configuration given as nested tables (parsed TOML or stored JSON)."""
     if not isinstance(data, dict):
         raise NOSError(f"a study config must be a table, got {type(data).__name__}")
+    _check_plain(data, "")
     for name in data:
         if name not in _SECTIONS:
             raise NOSError(f"unknown config section {name!r}; allowed: {', '.join(_SECTIONS)}")
@@ -180,12 +236,16 @@ def parse_config(data: Mapping[str, Any]) -> StudyConfig:
 
     ga_table = _section(data, "ga", _GA_KEYS)
     ga = GAConfig(
-        **{key: _get(ga_table, "ga", key, int, getattr(GAConfig, key), _positive,
-                     "an integer >= 1")
-           for key in ("n_particles", "init_factor", "steps", "mutations", "max_redraws")},
+        **{key: _bounded("ga", key, getattr(GAConfig, key), *GA_RANGES[key])(ga_table)
+           for key in GA_RANGES},
         elitism=_get(ga_table, "ga", "elitism", bool, False),
-        seed=_get(ga_table, "ga", "seed", int, None, lambda v: v >= 0, "an integer >= 0"),
     )
+    for product, slots in (("n_particles * init_factor", ga.n_particles * ga.init_factor),
+                           ("n_particles * steps * mutations",
+                            ga.n_particles * ga.steps * ga.mutations)):
+        if slots > MAX_PHASE_SLOTS:
+            raise NOSError(f"config [ga] {product} = {slots} trials is too many; "
+                           f"allowed: at most {MAX_PHASE_SLOTS}")
 
     objective = dict(_section(data, "objective", (), open_keys=True))
     target = objective.pop("target", "proxy.tasks:digits")
@@ -195,8 +255,8 @@ def parse_config(data: Mapping[str, Any]) -> StudyConfig:
 
     worker_table = _section(data, "workers", _WORKER_KEYS)
     workers = WorkerConfig(
-        **{key: _get(worker_table, "workers", key, int, getattr(WorkerConfig, key), _positive,
-                     "an integer >= 1") for key in _WORKER_KEYS}
+        **{key: _bounded("workers", key, getattr(WorkerConfig, key), *WORKER_RANGES[key])(
+            worker_table) for key in _WORKER_KEYS}
     )
     if workers.grace_period <= workers.heartbeat_interval:
         raise NOSError(f"config key 'workers.grace_period' ({workers.grace_period}) must exceed "
@@ -223,4 +283,6 @@ def load_config(source: str | Path) -> StudyConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise NOSError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise NOSError(f"config file {str(path)!r} nests tables or arrays too deeply") from None
     return parse_config(data)

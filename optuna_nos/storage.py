@@ -16,11 +16,13 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from optuna_nos.errors import NOSError
+from optuna_nos.storage_schema import check_schema, open_with_retry
 
-__all__ = ["CONNECT_TIMEOUT_S", "ENGINE_KWARGS", "make_storage", "normalize_url", "redact_url"]
+__all__ = ["CONNECT_TIMEOUT_S", "ENGINE_KWARGS", "make_storage", "normalize_url",
+           "parse_storage_url", "redact_url"]
 
 #: Connection pool of one worker: one connection for the trial, one for the heartbeat thread.
 ENGINE_KWARGS: dict[str, Any] = {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
@@ -149,24 +151,54 @@ def _describe_failure(message: str, shown_url: str) -> str:
     return f"cannot open storage {shown_url}: {first_line}"
 
 
+#: Query options of a SQLite URL that SQLAlchemy's driver or SQLite's URI syntax understand.
+SQLITE_OPTIONS = ("timeout", "uri", "check_same_thread", "isolation_level", "detect_types",
+                  "cached_statements", "mode", "cache", "nolock", "immutable", "vfs")
+
+
+def parse_storage_url(normalized: str, shown: str) -> URL:
+    """The parsed URL; a malformed port, a PostgreSQL URL without host or database name, or
+    an unknown SQLite option is a :class:`~optuna_nos.errors.NOSError`."""
+    try:
+        url = make_url(normalized)
+        url.port  # noqa: B018 - a bad port raises on parsing or here
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        raise NOSError(f"cannot parse storage URL {shown!r}") from None
+    backend = url.get_backend_name()
+    if backend == "postgresql" and not ((url.host or url.query.get("host")) and url.database):
+        raise NOSError(f"storage URL {shown!r} must name a host and a database, as in "
+                       "postgresql://user@host:5432/dbname")
+    if backend == "sqlite":
+        unknown = sorted(set(url.query) - set(SQLITE_OPTIONS))
+        if unknown:
+            raise NOSError(f"unknown option {unknown[0]!r} in storage URL {shown!r}; allowed: "
+                           f"{', '.join(SQLITE_OPTIONS)}")
+    return url
+
+
 def make_storage(
     url: str,
     *,
     heartbeat_interval: int | None = 60,
     grace_period: int | None = None,
     max_retry: int | None = 3,
+    read_only: bool = False,
 ) -> RDBStorage:
     """An :class:`optuna.storages.RDBStorage` set up for one worker process.
 
-    * ``url`` is normalised (:func:`normalize_url`); PostgreSQL connections time out after
-      :data:`CONNECT_TIMEOUT_S` seconds and use the small pool :data:`ENGINE_KWARGS`.
+    * ``url`` is normalised (:func:`normalize_url`) and checked (:func:`parse_storage_url`);
+      PostgreSQL connections time out after :data:`CONNECT_TIMEOUT_S` seconds unless the URL
+      sets ``connect_timeout``, and use the small pool :data:`ENGINE_KWARGS`.
     * ``heartbeat_interval`` (seconds, ``None`` = no heartbeat): a running trial records a
       heartbeat this often; one silent for ``grace_period`` seconds (default
       ``2 * heartbeat_interval``) goes ``FAIL`` and is queued again (``WAITING``, same params
       and system attrs) up to ``max_retry`` times (``None`` = without limit).
+    * ``read_only``: the database must already hold Optuna's tables; nothing is created
+      (not even a SQLite file).
 
     Raises :class:`~optuna_nos.errors.NOSError` for a bad argument, an unreachable server, a
-    rejected login or a missing database; the message shows the URL with its password hidden.
+    rejected login, a missing database, a database that is not Optuna's or whose schema is of
+    another Optuna version; the message shows the URL with its password hidden.
     """
     normalized = normalize_url(url)
     shown = redact_url(normalized)
@@ -179,14 +211,12 @@ def make_storage(
     if grace_period is not None and heartbeat_interval is None:
         raise NOSError("grace_period needs a heartbeat_interval; set both or neither")
 
-    try:
-        dialect = make_url(normalized).get_backend_name()
-    except sqlalchemy.exc.ArgumentError:
-        raise NOSError(f"cannot parse storage URL {shown!r}") from None
+    parsed = parse_storage_url(normalized, shown)
+    dialect = parsed.get_backend_name()
     engine_kwargs: dict[str, Any] = {}
     if dialect != "sqlite":
         engine_kwargs = dict(ENGINE_KWARGS)
-    if dialect == "postgresql":
+    if dialect == "postgresql" and "connect_timeout" not in parsed.query:
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
 
     callback = None
@@ -194,7 +224,8 @@ def make_storage(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-    try:
+
+    def open_storage() -> RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _HeartbeatTolerantStorage(
@@ -203,12 +234,19 @@ def make_storage(
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=callback,
+                skip_table_creation=read_only,
             )
-    except sqlalchemy.exc.OperationalError as exc:
+
+    try:
+        check_schema(parsed, engine_kwargs, shown, read_only=read_only)
+        return open_with_retry(open_storage)
+    except sqlalchemy.exc.DBAPIError as exc:
         message = _scrub(str(exc.orig or exc), normalized)
         raise NOSError(_describe_failure(message, shown)) from None
     except sqlalchemy.exc.ArgumentError:
         raise NOSError(f"cannot parse storage URL {shown!r}") from None
+    except RuntimeError as exc:  # Optuna: the schema belongs to another Optuna version
+        raise NOSError(_describe_failure(_scrub(str(exc), normalized), shown)) from None
     except ImportError:
         raise NOSError(
             f"no database driver for storage {shown}; install the driver its URL names"

@@ -263,9 +263,21 @@ def _number(value: Any, key: str) -> float:
     return float(value)
 
 
+#: The range of each integer option (a fidelity's keys without their table's name); steps,
+#: epochs and the other counts get :data:`_COUNT_RANGE`.
+_INT_RANGES = {"width": (1, 4_096), "batch_size": (1, 65_536), "val_batch_size": (1, 65_536),
+               "seed": (0, 2**32 - 1), "split_seed": (0, 2**32 - 1), "cpu_threads": (1, 1_024),
+               "val_size": (1, 1_000_000)}
+_COUNT_RANGE = (0, 100_000_000)
+
+
 def _integer(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise NOSError(f"config key 'objective.{key}' must be an integer, got {value!r}")
+    low, high = _INT_RANGES.get(key.rsplit(".", 1)[-1], _COUNT_RANGE)
+    if not low <= value <= high:
+        raise NOSError(f"config key 'objective.{key}' = {value} is not allowed; allowed: an "
+                       f"integer in {low}..{high}")
     return value
 
 
