@@ -24,7 +24,7 @@ __all__ = ["main"]
 
 DEFAULT_STORAGE = "sqlite:///optuna-nos.db"
 DEFAULT_STUDY = "optuna-nos"
-DEFAULT_CONFIG = "cpu_digits.toml"
+DEFAULT_CONFIG = "cpu_mnist1d.toml"
 EXIT_BAD_INPUT = 2
 
 _logger = logging.getLogger("optuna_nos")
