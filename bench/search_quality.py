@@ -62,10 +62,10 @@ from typing import Any
 
 __all__ = ["Options", "bootstrap_interval", "main", "parse_options", "report", "run_job"]
 
-PARTICLE, RANDOM, TPE, FINAL = "particle", "random", "tpe", "final"
+PARTICLE, RANDOM, TPE, FINAL, REVAL = "particle", "random", "tpe", "final", "revalidate"
 SAMPLERS = (PARTICLE, RANDOM, TPE)
 SAMPLER_NAMES = {PARTICLE: "ParticleSampler", RANDOM: "RandomSampler", TPE: "TPESampler"}
-PHASES = ("all", "search", "compare", "final")
+PHASES = ("all", "search", "compare", "final", REVAL)
 TASKS = ("mnist1d", "digits")
 #: User attrs this script sets on a trial once its genome is valid and its training starts.
 TRAINED_ATTR = "bench.trained_at"
@@ -143,6 +143,16 @@ class FinalResult:
     transfer: tuple[float, ...]
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RevalResult:
+    """A rule's validation fitness (best epoch, as in the search) with the test seeds: how
+    much of a search's best score was the luck of its one evaluation."""
+
+    label: str
+    val: tuple[float, ...]
+    wall_s: float = 0.0
 
 
 # -- searches, in a worker process ------------------------------------------------------------
@@ -254,17 +264,29 @@ def _rule(text: str) -> Any:
     return TorchBaseline(text) if text in TORCH_BASELINES else Genome.from_json(text)
 
 
-def _last_epoch_scores(rule: Any, proxy: Any, seeds: Sequence[int]) -> tuple[float, ...]:
-    """Per seed: the evolution-fidelity final run's accuracy after its last epoch."""
+def _last_epoch_scores(rule: Any, proxy: Any, seeds: Sequence[int], *,
+                       best_epoch: bool = False) -> tuple[float, ...]:
+    """Per seed: the evolution-fidelity final run's accuracy after its last epoch (or its
+    best epoch: the search's fitness)."""
     from proxy.fitness import measure_fitness
 
     scores = []
     for seed in seeds:
         result = measure_fitness(rule, proxy.task, "evolution", seed=seed)
         scored = result.final is not None and result.fitness is not None
-        last = result.final.val_acc[-1] if scored and result.final is not None else FAILED
-        scores.append(last if math.isfinite(last) else FAILED)
+        if not scored or result.final is None or result.fitness is None:
+            scores.append(FAILED)
+            continue
+        value = result.fitness if best_epoch else result.final.val_acc[-1]
+        scores.append(value if math.isfinite(value) else FAILED)
     return tuple(scores)
+
+
+def _run_reval(options: Options, job: Job) -> RevalResult:
+    started = time.perf_counter()
+    val = options.objective(options.task, job.seed)
+    scores = _last_epoch_scores(_rule(job.rule), val, options.test_seeds, best_epoch=True)
+    return RevalResult(job.label, scores, time.perf_counter() - started)
 
 
 def _run_final(options: Options, job: Job) -> FinalResult:
@@ -279,7 +301,7 @@ def _run_final(options: Options, job: Job) -> FinalResult:
                        else rule.equation(), *scores, wall_s=time.perf_counter() - started)
 
 
-def run_job(job: Job, options: Options) -> SearchResult | FinalResult:
+def run_job(job: Job, options: Options) -> SearchResult | FinalResult | RevalResult:
     """Run one job in this process (one torch thread, optuna's log at WARNING)."""
     import optuna
     import torch
@@ -288,6 +310,8 @@ def run_job(job: Job, options: Options) -> SearchResult | FinalResult:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if job.kind == FINAL:
         return _run_final(options, job)
+    if job.kind == REVAL:
+        return _run_reval(options, job)
     proxy = options.objective(options.task, job.seed)
     proxy.task.dataset()
     if job.kind == PARTICLE:
@@ -298,7 +322,7 @@ def run_job(job: Job, options: Options) -> SearchResult | FinalResult:
 # -- results file -----------------------------------------------------------------------------
 
 
-def _save(path: Path, result: SearchResult | FinalResult) -> None:
+def _save(path: Path, result: SearchResult | FinalResult | RevalResult) -> None:
     record = {"type": type(result).__name__, **asdict(result)}
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
@@ -307,24 +331,43 @@ def _save(path: Path, result: SearchResult | FinalResult) -> None:
 def load_results(path: Path) -> tuple[list[SearchResult], list[FinalResult]]:
     """The searches and final evaluations recorded in ``path`` (a later record of the same
     job replaces an earlier one)."""
+    searches, finals, _ = load_all(path)
+    return searches, finals
+
+
+def load_all(path: Path) -> tuple[list[SearchResult], list[FinalResult], dict[str, RevalResult]]:
+    """:func:`load_results` and the re-validations by label."""
     searches: dict[tuple[str, int], SearchResult] = {}
     finals: dict[str, FinalResult] = {}
+    revals: dict[str, RevalResult] = {}
     if not path.exists():
-        return [], []
+        return [], [], {}
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         kind = record.pop("type")
         if kind == "SearchResult":
             result = SearchResult(**record)
             searches[(result.kind, result.seed)] = result
+        elif kind == "RevalResult":
+            revals[record["label"]] = RevalResult(record["label"], tuple(record["val"]),
+                                                  record["wall_s"])
         else:
             record["test"], record["transfer"] = tuple(record["test"]), tuple(record["transfer"])
             final = FinalResult(**record)
             finals[final.label] = final
-    return list(searches.values()), list(finals.values())
+    return list(searches.values()), list(finals.values()), revals
 
 
 # -- scheduling -------------------------------------------------------------------------------
+
+
+def _final_rule(final: FinalResult, searches: Sequence[SearchResult]) -> str:
+    """The rule text (baseline name or genome JSON) of a final evaluation."""
+    if final.kind == "baseline":
+        return final.label.split()[1]
+    search = next(r for r in searches if (r.kind, r.seed) == (final.kind, final.seed))
+    assert search.genome is not None
+    return search.genome
 
 
 def _final_job(result: SearchResult) -> Job | None:
@@ -347,13 +390,17 @@ def run_phase(options: Options, phase: str, path: Path, log: Callable[[str], Non
                  for name in options.baselines if f"baseline {name}" not in done_finals]
         jobs += [job for r in searches if (job := _final_job(r)) is not None
                  and job.label not in done_finals]
+    if phase == REVAL:
+        _, _, revals = load_all(path)
+        jobs += [Job(REVAL, r.seed, label=r.label, rule=_final_rule(r, searches))
+                 for r in finals if r.label not in revals]
     if phase in ("all", "compare"):
         jobs += [Job(kind, s, budgets[s]) for s in options.seeds for kind in (RANDOM, TPE)
                  if s in budgets and (kind, s) not in done_searches]
     follow_up = phase == "all"
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
-        pending: set[Future[SearchResult | FinalResult]] = {
+        pending: set[Future[SearchResult | FinalResult | RevalResult]] = {
             pool.submit(run_job, job, options) for job in jobs}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -371,7 +418,9 @@ def run_phase(options: Options, phase: str, path: Path, log: Callable[[str], Non
                             if job is not None}
 
 
-def _progress_line(result: SearchResult | FinalResult) -> str:
+def _progress_line(result: SearchResult | FinalResult | RevalResult) -> str:
+    if isinstance(result, RevalResult):
+        return f"done revalidate {result.label}: {result.val}"
     if isinstance(result, FinalResult):
         return (f"done {result.label} in {result.wall_s:.0f} s: test {_fmt_mean(result.test)}, "
                 f"transfer {_fmt_mean(result.transfer)}: {result.equation}")
@@ -500,6 +549,29 @@ def genomes_table(finals: Sequence[FinalResult]) -> str:
     return _table(rows)
 
 
+def selection_table(searches: Sequence[SearchResult], finals: Sequence[FinalResult],
+                    revals: dict[str, RevalResult]) -> str:
+    """Each group's score when selected, on validation again with fresh seeds, and on test."""
+    rows: list[list[Any]] = [["optimizer", "val acc in the search (its one evaluation)",
+                              "val acc, fresh seeds", "test acc, fresh seeds"]]
+    best = {(r.kind, r.seed): r.best for r in searches}
+    groups = [(f"{r.label.split()[1]} (tuned baseline)", [r]) for r in finals
+              if r.kind == "baseline"]
+    groups += [(f"best genome of {SAMPLER_NAMES[k]}", [r for r in finals if r.kind == k])
+               for k in SAMPLERS]
+    for name, runs in groups:
+        runs = [r for r in runs if r.label in revals]
+        if not runs:
+            continue
+        searched = [b for r in runs if (b := best.get((r.kind, r.seed))) is not None]
+        rows.append([name, _mean_std(searched) if searched else "-",
+                     _mean_std([statistics.fmean(revals[r.label].val) for r in runs]
+                               if len(runs) > 1 else revals[runs[0].label].val),
+                     _mean_std([statistics.fmean(r.test) for r in runs] if len(runs) > 1
+                               else runs[0].test)])
+    return _table(rows)
+
+
 def describe(options: Options) -> str:
     """The exact configuration: versions, GA sizes, samplers and the fitness protocol."""
     import optuna
@@ -527,12 +599,15 @@ def describe(options: Options) -> str:
 
 def report(path: Path, options: Options | None = None) -> str:
     """The markdown tables of a results file."""
-    searches, finals = load_results(path)
+    searches, finals, revals = load_all(path)
     seeds = sorted({r.seed for r in searches})
     parts = [f"### Search on the validation split ({len(seeds)} seeds: {seeds})",
              search_table(searches),
              "### Test split and transfer task (last-epoch accuracy, fresh seeds)",
              final_table(finals), "### Every evaluated rule", genomes_table(finals)]
+    if revals:
+        parts += ["### Selection noise: validation again with the fresh seeds "
+                  "(best epoch, as in the search)", selection_table(searches, finals, revals)]
     if options is not None:
         parts.insert(0, "```\n" + describe(options) + "\n```")
     return "\n\n".join(parts) + "\n"

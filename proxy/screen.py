@@ -192,18 +192,18 @@ def train_stack(
     The stack keeps the copies still active at the end (:attr:`StackedConvNet.active`).
     """
     lrs = list(lrs)
-    baseline = isinstance(spec.genome, TorchBaseline)
-    per_tensor = not baseline and needs_per_tensor_layout(spec.genome)
+    rule = spec.genome
+    per_tensor = not isinstance(rule, TorchBaseline) and needs_per_tensor_layout(rule)
     stack = StackedConvNet([fresh_model(spec, seeds) for _ in lrs], per_tensor=per_tensor,
                            grouped=spec.device.type == "cuda")
     groups = [{"params": leaves, "lr": lr}
               for leaves, lr in zip(stack.parameter_groups(), lrs, strict=True)]
     optimizer: GenomeOptimizer | ScheduledOptimizer
-    if isinstance(spec.genome, TorchBaseline):
-        optimizer = ScheduledOptimizer(spec.genome, groups, spec.total_steps, spec.warmup_steps)
+    if isinstance(rule, TorchBaseline):
+        optimizer = ScheduledOptimizer(rule, groups, spec.total_steps, spec.warmup_steps)
     else:
         optimizer = GenomeOptimizer(
-            groups, spec.genome, lr=lrs[0], total_steps=spec.total_steps,
+            groups, rule, lr=lrs[0], total_steps=spec.total_steps,
             warmup_steps=spec.warmup_steps, settings=spec.settings, seed=seeds.optimizer,
         )
     stream = training_batches(spec.train, spec.norm, spec.augmentation,
