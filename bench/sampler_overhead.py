@@ -10,9 +10,9 @@ trials run alternately with RandomSampler and ParticleSampler, both with the sam
 * ``loop ms``: wall time of Optuna's whole trial loop (ask, objective, tell), per trial;
 * ``sampler ms``: time inside the sampler's own methods (ParticleSampler: claim, GA state
   derivation, genome generation, attr writes);
-* Random's trials are mostly pruned early (a random root rarely reads a hidden node), so
-  its complete trials (a full genome suggested and checked) are also shown on their own:
-  they do the same storage work as a GA trial.
+* Random's trials that fail the integrity check are pruned early, so its complete trials
+  (a full genome suggested and checked) are also shown on their own: they do the same
+  storage work as a GA trial.
 
 Goal (issue 4): ParticleSampler loop time <= 2x RandomSampler's on full-genome trials, and
 no super-linear growth from N = 2,000 to 10,000. The databases are dropped afterwards.

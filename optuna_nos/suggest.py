@@ -1,33 +1,20 @@
-"""Genome <-> Optuna trial params, define-by-run (DESIGN.md, decision 1).
+"""Suggest a genome on an Optuna trial, whatever the sampler.
 
-Every gene is a categorical param with a short stable name and a fixed choice list; only the
-genes of the active graph are params, suggested depth-first from the root::
+:func:`suggest_genome` asks the genome's active genes as categorical params (the encoding is
+in :mod:`optuna_nos.genes`: every choice there is a structurally valid genome, so Random and
+TPE draws are only ever rejected by the integrity check) and returns the genome. The full
+genome (latent ops, inactive nodes, stored decays, flip) travels as JSON in the trial's system
+attr ``nos:genome``. When the :class:`ParticleSampler` has put a genome there,
+:func:`suggest_genome` suggests its active genes (which the sampler serves) and returns that
+full genome. ``study.enqueue_trial(genome_params(genome))`` queues a known optimizer.
 
-    mom                       none | momentum | nesterov
-    root.op                   a unary op name or a binary op name (arity and op in one gene)
-    root.a, root.b            the 1st / 2nd input: an operand's paper name or n0..n4
-    root.a.d                  the decay on that edge: none, or a decay op name (unary/binary)
-    root.a.d.a, root.a.d.b    the decay root's inputs: a1..a14 or D
-    root.a.d.D                the decay's hidden node D (only when the decay root reads it)
-    root.a.d.D.a, root.a.d.D.b   D's inputs: a1..a14
-    n3.op, n3.a, n3.a.d, ...  hidden node n3, suggested where it is first reached
-
-So any Optuna sampler (Random, TPE) searches the same space, the dashboard shows the genome,
-and ``study.enqueue_trial(genome_params(genome))`` queues a known optimizer. Params carry only
-the active genes; the full genome (latent ops, inactive nodes, stored decays, flip) travels as
-JSON in the trial's system attr ``nos:genome``. When the :class:`ParticleSampler` has put a
-genome there, :func:`suggest_genome` suggests its active genes (which the sampler serves) and
-returns that full genome.
-
-Search-space variants (:mod:`optuna_nos.space.variants`) fix some genes, which are then not
-params, and shorten some choice lists. A name's choice list is fixed within a variant.
+The study's system attr ``nos:encoding`` holds the param encoding version; a study whose
+trials hold params of another encoding is refused with a one-line :class:`NOSError`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import optuna
@@ -35,36 +22,31 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import BaseTrial, FixedTrial, FrozenTrial
 
 from optuna_nos.errors import NOSError
+from optuna_nos.genes import (
+    ENCODING_VERSION,
+    InvalidParams,
+    asker,
+    decode,
+    genome_from_params,
+    genome_params,
+    is_gene_name,
+    param_distribution,
+)
 from optuna_nos.pruners import REASON_ATTR
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
-from optuna_nos.space.decays import (
-    DECAY_BINARY_OPS,
-    DECAY_HIDDEN,
-    DECAY_UNARY_OPS,
-    N_BASE_SCHEDULES,
-    Decay,
-    DecayNode,
-)
-from optuna_nos.space.genome import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Genome, Momentum, Node
+from optuna_nos.space.genome import Genome
 from optuna_nos.space.notation import format_equation
-from optuna_nos.space.operands import N_OPERANDS, OPERANDS
-from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
-from optuna_nos.space.variants import (
-    ADAM_VARIANT_FIRST_INPUT,
-    ADAM_VARIANT_OPERANDS,
-    Variant,
-    VariantLike,
-    lr_schedule_template,
-    resolve_variant,
-    variant_violation,
-)
+from optuna_nos.space.variants import Variant, VariantLike, resolve_variant, variant_violation
 
 __all__ = [
+    "ENCODING_ATTR",
+    "ENCODING_VERSION",
     "FIDELITIES",
     "FIDELITY_ATTR",
     "GENOME_ATTR",
     "IDLE_ATTR",
     "Fidelity",
+    "check_encoding",
     "genome_from_params",
     "genome_params",
     "param_distribution",
@@ -78,317 +60,11 @@ GENOME_ATTR = "nos:genome"
 IDLE_ATTR = "nos:idle"
 #: System attr holding the fidelity ("init" or "evolution") the objective should train at.
 FIDELITY_ATTR = "nos:fidelity"
+#: Study system attr holding the param encoding version (:data:`ENCODING_VERSION`).
+ENCODING_ATTR = "nos:encoding"
 
 Fidelity = Literal["init", "evolution"]
 FIDELITIES: tuple[str, ...] = ("init", "evolution")
-
-MOMENTUM_CHOICES: tuple[str, ...] = ("none", "momentum", "nesterov")
-_UNARY_NAMES: tuple[str, ...] = tuple(UNARY_OPS[code].name for code in sorted(UNARY_OPS))
-_BINARY_NAMES: tuple[str, ...] = tuple(BINARY_OPS[code].name for code in sorted(BINARY_OPS))
-NODE_OP_CHOICES: tuple[str, ...] = _UNARY_NAMES + _BINARY_NAMES
-_HIDDEN_NAMES: tuple[str, ...] = tuple(f"n{i}" for i in range(N_HIDDEN))
-INPUT_CHOICES: tuple[str, ...] = tuple(op.name for op in OPERANDS) + _HIDDEN_NAMES
-_DECAY_UNARY_NAMES = tuple(DECAY_UNARY_OPS[c].name for c in sorted(DECAY_UNARY_OPS))
-_DECAY_BINARY_NAMES = tuple(DECAY_BINARY_OPS[c].name for c in sorted(DECAY_BINARY_OPS))
-DECAY_OP_CHOICES: tuple[str, ...] = _DECAY_UNARY_NAMES + _DECAY_BINARY_NAMES
-NO_DECAY = "none"
-DECAY_CHOICES: tuple[str, ...] = (NO_DECAY,) + DECAY_OP_CHOICES
-_BASE_NAMES: tuple[str, ...] = tuple(f"a{k + 1}" for k in range(N_BASE_SCHEDULES))
-DECAY_HIDDEN_NAME = "D"
-DECAY_ROOT_INPUT_CHOICES: tuple[str, ...] = _BASE_NAMES + (DECAY_HIDDEN_NAME,)
-DECAY_HIDDEN_INPUT_CHOICES: tuple[str, ...] = _BASE_NAMES
-
-_OPERAND_INDEX = {op.name: op.index for op in OPERANDS}
-_NODE_COLUMNS = {**{name: col for name, col in zip(_HIDDEN_NAMES, HIDDEN_COLUMNS, strict=True)},
-                 "root": ROOT}
-_COLUMN_NAMES = {col: name for name, col in _NODE_COLUMNS.items()}
-_POSITIONS = ("a", "b")
-
-
-class _InvalidGenome(Exception):
-    """The params describe no valid genome; the message says why."""
-
-
-# -- the gene schema ------------------------------------------------------------------------
-
-
-def _gene_kind(name: str) -> str:
-    """Classify a gene name: mom, op, input, decay, decay_input, decay_hidden, ..."""
-    if name == "mom":
-        return "mom"
-    parts = name.split(".")
-    if parts[0] not in _NODE_COLUMNS or len(parts) < 2:
-        return ""
-    tail = parts[1:]
-    if tail == ["op"]:
-        return "op"
-    if tail[0] not in _POSITIONS:
-        return ""
-    rest = tail[1:]
-    if not rest:
-        return "input"
-    if rest[0] != "d":
-        return ""
-    if len(rest) == 1:
-        return "decay"
-    if len(rest) == 2:
-        if rest[1] in _POSITIONS:
-            return "decay_input"
-        return "decay_hidden" if rest[1] == DECAY_HIDDEN_NAME else ""
-    if len(rest) == 3 and rest[1] == DECAY_HIDDEN_NAME and rest[2] in _POSITIONS:
-        return "decay_hidden_input"
-    return ""
-
-
-_PAPER_CHOICES: dict[str, tuple[str, ...]] = {
-    "mom": MOMENTUM_CHOICES,
-    "op": NODE_OP_CHOICES,
-    "input": INPUT_CHOICES,
-    "decay": DECAY_CHOICES,
-    "decay_input": DECAY_ROOT_INPUT_CHOICES,
-    "decay_hidden": DECAY_OP_CHOICES,
-    "decay_hidden_input": DECAY_HIDDEN_INPUT_CHOICES,
-}
-
-
-@dataclass(frozen=True)
-class _Space:
-    """A variant as the codec sees it: genes fixed to a value, and shortened choice lists.
-
-    ``restricted`` replaces the choice list of single genes; ``hidden_inputs`` is the choice
-    list of every hidden node's inputs (``n0.a``, ``n3.b``, ...).
-    """
-
-    variant: Variant
-    fixed: Mapping[str, str]
-    restricted: Mapping[str, tuple[str, ...]]
-    hidden_inputs: tuple[str, ...] = INPUT_CHOICES
-
-    def choices(self, name: str) -> tuple[str, ...]:
-        kind = _gene_kind(name)
-        if not kind:
-            raise NOSError(f"{name!r} is not a genome param name")
-        if name in self.restricted:
-            return self.restricted[name]
-        if kind == "input" and not name.startswith("root."):
-            return self.hidden_inputs
-        return _PAPER_CHOICES[kind]
-
-
-@cache
-def _space(variant: Variant) -> _Space:
-    if variant.name == "adam_variants":
-        return _Space(
-            variant,
-            fixed={"mom": MOMENTUM_CHOICES[Momentum.NONE],
-                   "root.a": OPERANDS[ADAM_VARIANT_FIRST_INPUT].name},
-            restricted={"root.op": _BINARY_NAMES, "root.b": _HIDDEN_NAMES},
-            hidden_inputs=tuple(OPERANDS[c].name for c in ADAM_VARIANT_OPERANDS) + _HIDDEN_NAMES,
-        )
-    if variant.name == "lr_schedule":
-        template = _encode(lr_schedule_template(variant.lr_base))
-        decay_gene = "root.a.d"
-        fixed = {k: v for k, v in template.items() if k != decay_gene}
-        return _Space(variant, fixed=fixed, restricted={decay_gene: DECAY_OP_CHOICES})
-    return _Space(variant, fixed={}, restricted={})
-
-
-def param_distribution(name: str, space: VariantLike = "paper") -> CategoricalDistribution:
-    """The categorical distribution of gene ``name`` in ``space`` (same for every trial)."""
-    return CategoricalDistribution(_space(resolve_variant(space)).choices(name))
-
-
-# -- genome -> params ------------------------------------------------------------------------
-
-
-def _op_name(node: Node) -> str:
-    return BINARY_OPS[node.binary_op].name if node.binary else UNARY_OPS[node.unary_op].name
-
-
-def _input_name(column: int) -> str:
-    return OPERANDS[column].name if column < N_OPERANDS else _COLUMN_NAMES[column]
-
-
-def _decay_op_name(node: DecayNode) -> str:
-    table = DECAY_BINARY_OPS if node.binary else DECAY_UNARY_OPS
-    return table[node.binary_op if node.binary else node.unary_op].name
-
-
-def _decay_input_name(index: int) -> str:
-    return DECAY_HIDDEN_NAME if index == DECAY_HIDDEN else _BASE_NAMES[index]
-
-
-def _encode_decay(prefix: str, decay: Decay | None, out: dict[str, str]) -> None:
-    if decay is None:
-        out[prefix] = NO_DECAY
-        return
-    out[prefix] = _decay_op_name(decay.root)
-    for position, index in zip(_POSITIONS, decay.root.inputs, strict=False):
-        out[f"{prefix}.{position}"] = _decay_input_name(index)
-    if decay.uses_hidden:
-        hidden_prefix = f"{prefix}.{DECAY_HIDDEN_NAME}"
-        out[hidden_prefix] = _decay_op_name(decay.hidden)
-        for position, index in zip(_POSITIONS, decay.hidden.inputs, strict=False):
-            out[f"{hidden_prefix}.{position}"] = _decay_input_name(index)
-
-
-def _encode(genome: Genome) -> dict[str, str]:
-    """Every active gene of ``genome``, depth-first from the root (no variant applied)."""
-    out: dict[str, str] = {"mom": MOMENTUM_CHOICES[genome.momentum]}
-    visited: set[int] = set()
-
-    def visit(column: int) -> None:
-        visited.add(column)
-        node = genome.node(column)
-        name = _COLUMN_NAMES[column]
-        out[f"{name}.op"] = _op_name(node)
-        for position, child in zip(_POSITIONS, node.inputs, strict=False):
-            out[f"{name}.{position}"] = _input_name(child)
-            _encode_decay(f"{name}.{position}.d", node.decay_on(child), out)
-            if child >= N_OPERANDS and child not in visited:
-                visit(child)
-
-    visit(ROOT)
-    return out
-
-
-def genome_params(genome: Genome, space: VariantLike = "paper") -> dict[str, str]:
-    """The trial params of ``genome``'s active genes in ``space`` (fixed genes left out).
-
-    ``study.enqueue_trial(genome_params(g))`` queues ``g``. Raises :class:`NOSError` when the
-    genome is not in ``space`` or a gene takes a value outside its choice list there.
-    """
-    resolved = resolve_variant(space)
-    spec = _space(resolved)
-    reason = variant_violation(genome, resolved)
-    if reason is not None:
-        raise NOSError(f"the genome is outside the {resolved} space: {reason}")
-    params: dict[str, str] = {}
-    for name, value in _encode(genome).items():
-        if name in spec.fixed:
-            if spec.fixed[name] != value:
-                raise NOSError(f"gene {name} = {value!r} but the {resolved} space fixes it to "
-                               f"{spec.fixed[name]!r}")
-            continue
-        if value not in spec.choices(name):
-            raise NOSError(f"gene {name} = {value!r} is not a choice of the {resolved} space")
-        params[name] = value
-    return params
-
-
-# -- params -> genome ------------------------------------------------------------------------
-
-Ask = Callable[[str], str]
-
-_UNARY_CODES = {UNARY_OPS[c].name: c for c in UNARY_OPS}
-_BINARY_CODES = {BINARY_OPS[c].name: c for c in BINARY_OPS}
-_DECAY_UNARY_CODES = {DECAY_UNARY_OPS[c].name: c for c in DECAY_UNARY_OPS}
-_DECAY_BINARY_CODES = {DECAY_BINARY_OPS[c].name: c for c in DECAY_BINARY_OPS}
-_PLACEHOLDER = Node(inputs=(0,))
-
-
-def _decay_node(ask: Ask, prefix: str, op: str) -> DecayNode:
-    binary = op in _DECAY_BINARY_CODES
-    names = [ask(f"{prefix}.{position}") for position in _POSITIONS[: 2 if binary else 1]]
-    if len(set(names)) != len(names):
-        raise _InvalidGenome(f"decay node {prefix} reads {names[0]} twice")
-    indices = tuple(DECAY_HIDDEN if n == DECAY_HIDDEN_NAME else _BASE_NAMES.index(n)
-                    for n in names)
-    if binary:
-        return DecayNode(inputs=indices, binary_op=_DECAY_BINARY_CODES[op])
-    return DecayNode(inputs=indices, unary_op=_DECAY_UNARY_CODES[op])
-
-
-def _decode_decay(ask: Ask, prefix: str) -> Decay | None:
-    op = ask(prefix)
-    if op == NO_DECAY:
-        return None
-    root = _decay_node(ask, prefix, op)
-    if DECAY_HIDDEN not in root.inputs:
-        return Decay(root=root)
-    hidden_prefix = f"{prefix}.{DECAY_HIDDEN_NAME}"
-    hidden = _decay_node(ask, hidden_prefix, ask(hidden_prefix))
-    return Decay(root=root, hidden=hidden, hidden_flag=True)
-
-
-def _decode(ask: Ask) -> Genome:
-    """Build a genome by asking for its genes depth-first; raises :class:`_InvalidGenome`."""
-    momentum = Momentum(MOMENTUM_CHOICES.index(ask("mom")))
-    nodes: dict[int, Node] = {}
-    on_path: set[int] = set()
-
-    def visit(column: int) -> None:
-        name = _COLUMN_NAMES[column]
-        on_path.add(column)
-        op = ask(f"{name}.op")
-        binary = op in _BINARY_CODES
-        inputs: list[int] = []
-        decays: dict[int, Decay] = {}
-        for position in _POSITIONS[: 2 if binary else 1]:
-            child_name = ask(f"{name}.{position}")
-            child = (_OPERAND_INDEX[child_name] if child_name in _OPERAND_INDEX
-                     else _NODE_COLUMNS[child_name])
-            if child in inputs:
-                raise _InvalidGenome(f"{name} reads {child_name} twice")
-            inputs.append(child)
-            decay = _decode_decay(ask, f"{name}.{position}.d")
-            if decay is not None:
-                decays[child] = decay
-            if child in on_path:
-                raise _InvalidGenome(f"the active graph has a cycle through {child_name}")
-            if child >= N_OPERANDS and child not in nodes:
-                visit(child)
-        if binary:
-            nodes[column] = Node(inputs=tuple(inputs), binary_op=_BINARY_CODES[op], decays=decays)
-        else:
-            nodes[column] = Node(inputs=tuple(inputs), unary_op=_UNARY_CODES[op], decays=decays)
-        on_path.discard(column)
-
-    visit(ROOT)
-    if not any(c in HIDDEN_COLUMNS for c in nodes[ROOT].inputs):
-        raise _InvalidGenome("the root must read at least one hidden node (n0..n4)")
-    hidden = tuple(nodes.get(column, _PLACEHOLDER) for column in HIDDEN_COLUMNS)
-    try:
-        return Genome(hidden, nodes[ROOT], momentum)
-    except NOSError as exc:
-        raise _InvalidGenome(str(exc)) from None
-
-
-def _asker(spec: _Space, source: Callable[[str, tuple[str, ...]], Any]) -> Ask:
-    def ask(name: str) -> str:
-        if name in spec.fixed:
-            return spec.fixed[name]
-        choices = spec.choices(name)
-        value = source(name, choices)
-        if value not in choices:
-            raise _InvalidGenome(f"param {name} = {value!r} is not one of its choices")
-        return str(value)
-
-    return ask
-
-
-def genome_from_params(params: Mapping[str, Any], space: VariantLike = "paper") -> Genome:
-    """The genome that trial params describe (inactive nodes and latent ops get defaults).
-
-    Raises :class:`NOSError` when a needed gene is missing or the params describe no valid
-    genome of ``space`` (cycle, duplicate input, root without hidden input, ...). No
-    integrity check is run here.
-    """
-    resolved = resolve_variant(space)
-
-    def source(name: str, choices: tuple[str, ...]) -> Any:
-        if name not in params:
-            raise _InvalidGenome(f"gene {name} is missing from the params")
-        return params[name]
-
-    try:
-        genome = _decode(_asker(_space(resolved), source))
-    except _InvalidGenome as exc:
-        raise NOSError(str(exc)) from None
-    reason = variant_violation(genome, resolved)
-    if reason is not None:
-        raise NOSError(f"the params lie outside the {resolved} space: {reason}")
-    return genome
 
 
 # -- trials ---------------------------------------------------------------------------------
@@ -405,6 +81,13 @@ def _set_system_attr(trial: BaseTrial, key: str, value: Any) -> None:
         trial.storage.set_trial_system_attr(trial._trial_id, key, value)
     elif isinstance(trial, FixedTrial):
         trial.system_attrs[key] = value
+
+
+def _enqueued_params(trial: BaseTrial, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The params a trial was given up front: enqueued, or a :class:`FixedTrial`'s."""
+    if isinstance(trial, FixedTrial):
+        return trial._params
+    return attrs.get("fixed_params") or {}
 
 
 def _prune(trial: BaseTrial, reason: str) -> optuna.TrialPruned:
@@ -432,10 +115,13 @@ def suggest_genome(
     * A trial the :class:`ParticleSampler` has placed carries its full genome in the system
       attr ``nos:genome``; its active genes are suggested (the sampler serves them) and the
       full genome is returned, latent genes, inactive nodes, stored decays and flip included.
-    * Otherwise (Random, TPE, an enqueued genome) the genome is built from the params and
-      checked: a structurally invalid genome or one failing the integrity check (SPEC 7)
-      raises :class:`optuna.TrialPruned`; flip is the check's outcome.
+    * Otherwise (Random, TPE, an enqueued genome) the genome is built from the params, which
+      always describe a valid structure, and checked: one failing the integrity check, or
+      enqueued params outside their choice lists, raise :class:`optuna.TrialPruned`; flip
+      is the check's outcome.
     * A trial the sampler marked idle (search finished) raises :class:`optuna.TrialPruned`.
+    * A study whose params use another encoding raises :class:`NOSError` (see
+      :func:`check_encoding`).
 
     Every prune records its reason in the user attr ``nos.reason``. The user attrs
     ``equation`` (paper notation), ``equation_readable``, ``genome`` (JSON) and ``flip`` are
@@ -443,17 +129,32 @@ def suggest_genome(
     """
     resolved = resolve_variant(space)
     _check_sampler_space(trial, resolved)
+    check_encoding(trial, resolved)
     attrs = _system_attrs(trial)
     idle = attrs.get(IDLE_ATTR)
     if idle is not None:
         raise _prune(trial, str(idle))
 
+    enqueued = _enqueued_params(trial, attrs)
+    asked: set[str] = set()
+
     def source(name: str, choices: tuple[str, ...]) -> Any:
+        if name in enqueued and enqueued[name] not in choices:
+            raise InvalidParams(f"param {name} = {enqueued[name]!r} is not one of its choices")
         return trial.suggest_categorical(name, choices)
 
+    ask = asker(resolved, source)
+
+    def recorded(name: str) -> str:
+        asked.add(name)
+        return ask(name)
+
     try:
-        decoded = _decode(_asker(_space(resolved), source))
-    except _InvalidGenome as exc:
+        decoded = decode(recorded, resolved)
+        stray = sorted(n for n in enqueued if is_gene_name(n) and n not in asked)
+        if stray:
+            raise InvalidParams(f"param {stray[0]} is not a gene of this genome")
+    except InvalidParams as exc:
         raise _prune(trial, f"invalid genome: {exc}") from None
 
     stored_json = attrs.get(GENOME_ATTR)
@@ -485,6 +186,51 @@ def _check_sampler_space(trial: BaseTrial, variant: Variant) -> None:
     if isinstance(sampler, ParticleSampler) and sampler_space != str(variant):
         raise NOSError(f"suggest_genome(space={str(variant)!r}) but the study's "
                        f"ParticleSampler searches space {sampler_space!r}; pass the same space")
+
+
+def check_encoding(trial: BaseTrial, space: VariantLike = "paper") -> None:
+    """Refuse to add trials to a study whose params use another encoding.
+
+    A study records :data:`ENCODING_VERSION` in its system attr ``nos:encoding`` on its first
+    :func:`suggest_genome`. A study without it (made before the encoding was versioned) is
+    accepted when every genome param its trials hold has this encoding's name and choice
+    list, as Optuna requires of a param within one study; otherwise, or when it records
+    another version, this raises a one-line :class:`NOSError`. Its genomes stay readable
+    from the system attr ``nos:genome``.
+    """
+    study = getattr(trial, "study", None)
+    if not isinstance(trial, optuna.Trial) or study is None:
+        return
+    storage, study_id = study._storage, study._study_id
+    version = storage.get_study_system_attrs(study_id).get(ENCODING_ATTR)
+    if version == ENCODING_VERSION:
+        return
+    if version is None:
+        clash = _foreign_param(storage.get_all_trials(study_id, deepcopy=False), space)
+        if clash is None:
+            storage.set_study_system_attr(study_id, ENCODING_ATTR, ENCODING_VERSION)
+            return
+        version = f"1 (param {clash!r})"
+    raise NOSError(
+        f"study {study.study_name!r} holds genome params of encoding {version}; this "
+        f"optuna-nos suggests encoding {ENCODING_VERSION}: start a new study (the old one's "
+        "genomes stay readable)"
+    )
+
+
+def _foreign_param(trials: Sequence[FrozenTrial], space: VariantLike) -> str | None:
+    """The first genome param of ``trials`` whose distribution this encoding does not use."""
+    for trial in trials:
+        for name, distribution in trial.distributions.items():
+            if not is_gene_name(name):
+                continue
+            try:
+                expected: CategoricalDistribution | None = param_distribution(name, space)
+            except NOSError:
+                expected = None
+            if distribution != expected:
+                return name
+    return None
 
 
 def _checked(trial: BaseTrial, genome: Genome, variant: Variant, settings: Settings) -> Genome:

@@ -1,4 +1,4 @@
-"""Genome <-> trial params (DESIGN.md decision 1): names, choice lists, round trips, pruning."""
+"""Genome <-> trial params: names, choice lists, round trips, pruning, encoding version."""
 
 from __future__ import annotations
 
@@ -45,19 +45,26 @@ def _genome(hidden: dict[int, Node], root: Node, momentum: Momentum = Momentum.N
 # -- names and choice lists ----------------------------------------------------------------
 
 
+def _ordered_pairs(n: int) -> int:
+    return n * (n - 1)
+
+
 @pytest.mark.parametrize("name,size", [
     ("mom", 3),
     ("root.op", N_UNARY + N_BINARY),
     ("n3.op", N_UNARY + N_BINARY),
-    ("root.a", N_OPERANDS + N_HIDDEN),
-    ("n0.b", N_OPERANDS + N_HIDDEN),
+    ("root.ab", 2 * (N_OPERANDS + N_HIDDEN - 1)),  # n0 and one other input, either order
+    ("n0.a", N_OPERANDS + N_HIDDEN - 1),  # n_i reads operands and n_j, j > i
+    ("n4.a", N_OPERANDS),
+    ("n0.ab", _ordered_pairs(N_OPERANDS + N_HIDDEN - 1)),
+    ("n3.ab", _ordered_pairs(N_OPERANDS + 1)),
     ("root.a.d", 1 + N_DECAY_UNARY + N_DECAY_BINARY),
     ("n2.b.d", 1 + N_DECAY_UNARY + N_DECAY_BINARY),
     ("root.a.d.a", N_BASE + 1),
-    ("root.b.d.b", N_BASE + 1),
+    ("root.b.d.ab", _ordered_pairs(N_BASE + 1)),
     ("n1.a.d.D", N_DECAY_UNARY + N_DECAY_BINARY),
     ("n1.a.d.D.a", N_BASE),
-    ("n1.a.d.D.b", N_BASE),
+    ("n1.a.d.D.ab", _ordered_pairs(N_BASE)),
 ])
 def test_every_gene_has_a_fixed_choice_list(name: str, size: int) -> None:
     distribution = param_distribution(name)
@@ -67,18 +74,26 @@ def test_every_gene_has_a_fixed_choice_list(name: str, size: int) -> None:
 
 def test_choice_lists_use_the_tables_names() -> None:
     assert param_distribution("mom").choices == ("none", "momentum", "nesterov")
-    inputs = param_distribution("root.a").choices
-    assert inputs[:3] == ("g", "g^2", "g^3") and inputs[-5:] == ("n0", "n1", "n2", "n3", "n4")
+    inputs = param_distribution("n0.a").choices
+    assert inputs[:3] == ("g", "g^2", "g^3") and inputs[-4:] == ("n1", "n2", "n3", "n4")
     assert "((1-0.7)*g+0.7*v hat)" in inputs
+    assert {"g | n0", "n0 | v hat", "n0 | n4", "n1 | n0"} <= set(
+        param_distribution("root.ab").choices)
+    assert "n0 | n0" not in param_distribution("root.ab").choices
+    assert "g | n2" in param_distribution("n1.ab").choices
+    assert not {"g | g", "n1 | g", "g | n0"} & set(param_distribution("n1.ab").choices)
     ops = param_distribution("root.op").choices
     assert {"id", "i1e", "running_max", "clip", "pow"} <= set(ops)
     assert param_distribution("root.a.d").choices[0] == "none"
     assert param_distribution("root.a.d.a").choices[-1] == "D"
+    assert "a3 | D" in param_distribution("root.a.d.ab").choices
     assert "D" not in param_distribution("root.a.d.D.a").choices
 
 
 @pytest.mark.parametrize("name", ["", "x", "root", "root.c", "n5.op", "root.a.e",
-                                  "root.a.d.c", "root.a.d.D.D", "root.a.d.a.b", "root.op.a"])
+                                  "root.a.d.c", "root.a.d.D.D", "root.a.d.a.b", "root.op.a",
+                                  "root.a", "root.b", "n0.b", "root.a.d.b", "n0.a.s",
+                                  "root.ab.s", "n1.a.d.D.b"])
 def test_unknown_gene_names_are_refused(name: str) -> None:
     with pytest.raises(NOSError, match="not a genome param name"):
         param_distribution(name)
@@ -88,14 +103,19 @@ def test_restricted_variants_shorten_lists_and_fix_genes() -> None:
     assert param_distribution("root.op", "adam_variants").choices == param_distribution(
         "root.op").choices[N_UNARY:]
     assert param_distribution("n0.a", "adam_variants").choices == (
-        "s hat", "1", "2", "n0", "n1", "n2", "n3", "n4")
+        "s hat", "1", "2", "n1", "n2", "n3", "n4")
+    # A node that must lead to s hat reads it or a higher node; the last one reads it.
+    assert param_distribution("n2.a.s", "adam_variants").choices == ("s hat", "n3", "n4")
+    assert param_distribution("n4.a.s", "adam_variants").choices == ("s hat",)
+    assert param_distribution("n4.ab.s", "adam_variants").choices == (
+        "s hat | 1", "s hat | 2", "1 | s hat", "2 | s hat")
     assert "none" not in param_distribution("root.a.d", "lr_schedule").choices
 
 
 # -- genome -> params ----------------------------------------------------------------------
 
 
-def test_params_hold_the_active_genes_depth_first() -> None:
+def test_params_hold_the_active_genes_top_down() -> None:
     # Nest ~ bessel_i1e(arctan([(a13)*(a2)][g])), with a latent op and an inactive node.
     decay = Decay(root=DecayNode(inputs=(12, 1), binary_op=2))
     genome = _genome(
@@ -104,12 +124,25 @@ def test_params_hold_the_active_genes_depth_first() -> None:
         Node(inputs=(N1,), unary_op=I1E), Momentum.NESTEROV,
     )
     assert genome.equation() == "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))"
-    params = genome_params(genome)
+    params = genome_params(genome)  # the root reads n1: renumbered so that it reads n0
     assert list(params.items()) == [
-        ("mom", "nesterov"), ("root.op", "i1e"), ("root.a", "n1"), ("root.a.d", "none"),
-        ("n1.op", "atan"), ("n1.a", "g"), ("n1.a.d", "mul"), ("n1.a.d.a", "a13"),
-        ("n1.a.d.b", "a2"),
+        ("mom", "nesterov"), ("root.op", "i1e"), ("root.a.d", "none"),
+        ("n0.op", "atan"), ("n0.a", "g"), ("n0.a.d", "mul"), ("n0.a.d.ab", "a13 | a2"),
     ]
+    assert genome_from_params(params).equation() == genome.equation()
+
+
+def test_hidden_nodes_are_numbered_top_down() -> None:
+    # root = n0 / n2 with n2 = atan(n0): n2 reads n0, so n2 becomes n0 and n0 becomes n1.
+    genome = _genome({N0: Node(inputs=(G,), unary_op=NEG), N2: Node(inputs=(N0,), unary_op=ATAN)},
+                     Node(inputs=(N0, N2), binary_op=DIV))
+    params = genome_params(genome)
+    assert (params["root.ab"], params["n0.op"], params["n0.a"]) == ("n1 | n0", "atan", "n1")
+    assert (params["n1.op"], params["n1.a"]) == ("neg", "g")
+    kept = _genome({N0: Node(inputs=(N2,), unary_op=ATAN), N2: Node(inputs=(G,), unary_op=NEG)},
+                   Node(inputs=(N2, N0), binary_op=DIV))  # already top-down: kept as it is
+    assert genome_params(kept)["root.ab"] == "n2 | n0"
+    assert genome_from_params(params).equation() == genome.equation()
 
 
 def test_a_decay_reading_its_hidden_node_adds_the_D_genes() -> None:
@@ -118,8 +151,7 @@ def test_a_decay_reading_its_hidden_node_adds_the_D_genes() -> None:
     genome = _genome({N0: Node(inputs=(G,))}, Node(inputs=(N0,), decays={N0: decay}))
     params = genome_params(genome)
     assert {k: v for k, v in params.items() if k.startswith("root.a.d")} == {
-        "root.a.d": "tanh", "root.a.d.a": "D", "root.a.d.D": "max", "root.a.d.D.a": "a4",
-        "root.a.d.D.b": "a9",
+        "root.a.d": "tanh", "root.a.d.a": "D", "root.a.d.D": "max", "root.a.d.D.ab": "a4 | a9",
     }
     assert genome_from_params(params).equation() == genome.equation()
 
@@ -150,7 +182,7 @@ def test_random_genomes_round_trip_through_params(variant: str) -> None:
 def test_fixed_genes_are_not_params() -> None:
     adam = parse_equation("None ~ (v hat) / (sqrt(|s hat|))")
     params = genome_params(adam, "adam_variants")
-    assert "mom" not in params and "root.a" not in params
+    assert "mom" not in params and "root.ab" not in params
     assert genome_from_params(params, "adam_variants").equation() == adam.equation()
     schedule = parse_equation("None ~ id([tanh(a12)][(v hat) / (sqrt(|s hat|))])")
     assert genome_params(schedule, "lr_schedule") == {"root.a.d": "tanh", "root.a.d.a": "a12"}
@@ -164,18 +196,22 @@ def test_a_genome_outside_the_space_is_refused() -> None:
 # -- params -> genome ----------------------------------------------------------------------
 
 
+_ROOT_ID = {"mom": "none", "root.op": "id", "root.a.d": "none"}
+
+
 @pytest.mark.parametrize("params,reason", [
-    ({"mom": "none", "root.op": "id", "root.a": "g", "root.a.d": "none"}, "hidden node"),
-    ({"mom": "none", "root.op": "add", "root.a": "n0", "root.a.d": "none", "n0.op": "id",
-      "n0.a": "g", "n0.a.d": "none", "root.b": "n0", "root.b.d": "none"}, "twice"),
-    ({"mom": "none", "root.op": "id", "root.a": "n0", "root.a.d": "none", "n0.op": "id",
-      "n0.a": "n1", "n0.a.d": "none", "n1.op": "id", "n1.a": "n0", "n1.a.d": "none"}, "cycle"),
-    ({"mom": "none", "root.op": "id", "root.a": "n0", "root.a.d": "none", "n0.op": "neg",
-      "n0.a": "n0", "n0.a.d": "none"}, "cycle"),
-    ({"mom": "none", "root.op": "id", "root.a": "n0", "root.a.d": "max", "root.a.d.a": "a1",
-      "root.a.d.b": "a1", "n0.op": "id", "n0.a": "g", "n0.a.d": "none"}, "twice"),
+    # What used to be drawable and invalid is now outside the choice lists.
+    ({"mom": "none", "root.op": "add", "root.ab": "g | v hat"}, "not one of its choices"),
+    ({"mom": "none", "root.op": "add", "root.ab": "n0 | n0"}, "not one of its choices"),
+    ({**_ROOT_ID, "n0.op": "neg", "n0.a": "n0"}, "not one of its choices"),
+    ({**_ROOT_ID, "n0.op": "id", "n0.a": "n1", "n0.a.d": "none", "n1.op": "id",
+      "n1.a": "n0"}, "not one of its choices"),
+    ({"mom": "none", "root.op": "id", "root.a.d": "max", "root.a.d.ab": "a1 | a1"},
+     "not one of its choices"),
     ({"mom": "none", "root.op": "id"}, "missing"),
     ({"mom": "sideways"}, "not one of its choices"),
+    # Encoding 1 params (one gene per input) lack the pair gene.
+    ({"mom": "none", "root.op": "add", "root.a": "n0", "root.b": "g"}, "root.ab is missing"),
 ])
 def test_invalid_params_are_refused_with_a_reason(params: dict[str, str], reason: str) -> None:
     with pytest.raises(NOSError, match=reason):
@@ -214,11 +250,16 @@ def test_a_degenerate_genome_is_pruned_with_its_reason() -> None:
     assert trial.user_attrs["nos.reason"].startswith("integrity check failed")
 
 
-def test_a_structurally_invalid_genome_is_pruned_with_its_reason() -> None:
-    trial = _enqueue_and_run({"mom": "none", "root.op": "id", "root.a": "n0", "root.a.d": "none",
-                              "n0.op": "neg", "n0.a": "n0", "n0.a.d": "none"})
+@pytest.mark.parametrize("params,reason", [
+    ({**_ROOT_ID, "n0.op": "neg", "n0.a": "n0", "n0.a.d": "none"}, "n0.a = 'n0' is not one"),
+    ({**_ROOT_ID, "root.a": "n0", "n0.op": "neg", "n0.a": "g", "n0.a.d": "none"},
+     "root.a is not a gene"),
+])
+def test_enqueued_params_outside_the_encoding_are_pruned_with_their_reason(
+        params: dict[str, str], reason: str) -> None:
+    trial = _enqueue_and_run(params)
     assert trial.state == TrialState.PRUNED
-    assert "cycle" in trial.user_attrs["nos.reason"]
+    assert reason in trial.user_attrs["nos.reason"]
 
 
 def test_an_idle_trial_is_pruned() -> None:
