@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=int, help="stop after this many trials")
     run.add_argument("--top", type=int, default=10, help="leaderboard size")
     run.add_argument("--no-baselines", action="store_true",
-                     help="skip scoring the built-in baselines (Adam, SGD+Nesterov)")
+                     help="skip scoring the objective's built-in tuned baselines")
     run.set_defaults(handler=cmd_run)
 
     init = sub.add_parser("init", help="write a config into a (new) study")
