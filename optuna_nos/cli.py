@@ -29,7 +29,7 @@ __all__ = ["main"]
 
 DEFAULT_STORAGE = "sqlite:///optuna-nos.db"
 DEFAULT_STUDY = "optuna-nos"
-DEFAULT_CONFIG = "cpu_digits.toml"
+DEFAULT_CONFIG = "cpu_mnist1d.toml"
 EXIT_BAD_INPUT = 2
 
 _logger = logging.getLogger("optuna_nos")
@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-trials", type=count, help="stop after this many trials")
     run.add_argument("--top", type=count, default=10, help="leaderboard size")
     run.add_argument("--no-baselines", action="store_true",
-                     help="skip scoring the built-in baselines (Adam, SGD+Nesterov)")
+                     help="skip scoring the objective's built-in tuned baselines")
     run.set_defaults(handler=cmd_run)
 
     init = sub.add_parser("init", help="write a config into a (new) study")

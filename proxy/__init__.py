@@ -6,7 +6,10 @@
 * :mod:`proxy.screen` - training runs, several learning rates at once;
 * :mod:`proxy.protocol` - the screen's thresholds as pure functions of accuracy curves;
 * :mod:`proxy.fitness` - the fitness protocol and :func:`evaluate_genome`;
-* :mod:`proxy.tasks` - Optuna objective factories ``digits`` and ``cifar10``.
+* :mod:`proxy.mnist1d` - MNIST-1D, generated locally, and its protocol preset;
+* :mod:`proxy.baselines` - Adam, AdamW, SGD+Nesterov, RMSprop and Lion as proxy baselines;
+* :mod:`proxy.tasks` - Optuna objective factories ``mnist1d`` (CPU default), ``digits`` and
+  ``cifar10``.
 
 Names are imported lazily, so ``import proxy`` does not import torch.
 """
@@ -28,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "measure_fitness": "proxy.fitness",
     "cifar10": "proxy.tasks",
     "digits": "proxy.tasks",
+    "mnist1d": "proxy.tasks",
 }
 
 __all__ = sorted(_EXPORTS)

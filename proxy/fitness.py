@@ -32,7 +32,9 @@ from optuna_nos.errors import NOSError
 from optuna_nos.pruners import REASON_ATTR
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from proxy.baselines import TorchBaseline
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
+from proxy.model import BN_MOMENTUM
 from proxy.protocol import EarlyStop, ScreenDecision, decide_screen, fitness_of, run_record
 from proxy.screen import EpochCallback, RunResult, RunSeeds, RunSpec, train_runs
 
@@ -115,6 +117,8 @@ class FitnessConfig:
     batch_size: int = 128
     val_batch_size: int = 128
     dropout: float = 0.2
+    #: BatchNorm's running-statistics momentum (PyTorch convention; the paper's Keras 0.99).
+    bn_momentum: float = BN_MOMENTUM
     #: None follows ``Settings.shuffle`` (reshuffle each pass except in paper mode).
     shuffle: bool | None = None
     #: Train the runs of a screen stage together in one stacked model; None decides by device
@@ -258,7 +262,7 @@ class GenomeTrainer:
 
     def __init__(
         self,
-        genome: Genome,
+        genome: Genome | TorchBaseline,
         data: ImageDataset,
         fidelity: Fidelity,
         config: FitnessConfig,
@@ -280,6 +284,7 @@ class GenomeTrainer:
             steps_per_epoch=fidelity.screen_steps_per_epoch,
             early_stop=config.screen_early_stop, num_classes=data.num_classes,
             dropout=config.dropout, batch_size=config.batch_size, shuffle=shuffle,
+            bn_momentum=config.bn_momentum,
             settings=settings, dtype=dtype,
         )
         self.final_spec = replace(
@@ -339,7 +344,7 @@ class ProxyTask:
 
 
 def measure_fitness(
-    genome: Genome,
+    genome: Genome | TorchBaseline,
     task: ProxyTask,
     fidelity: str | Fidelity,
     *,
@@ -366,7 +371,7 @@ def measure_fitness(
             torch.set_num_threads(threads)
 
 
-def evaluate_genome(genome: Genome, task: ProxyTask, fidelity: str | Fidelity, *,
+def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: str | Fidelity, *,
                     trial: Any = None) -> float:
     """Fitness of ``genome`` for an Optuna objective.
 

@@ -90,8 +90,11 @@ class ConvNet(nn.Module):
         dropout: float = 0.2,
         generator: torch.Generator | None = None,
         dropout_generator: torch.Generator | None = None,
+        bn_momentum: float = BN_MOMENTUM,
     ) -> None:
         super().__init__()
+        if not 0.0 < bn_momentum <= 1.0:
+            raise NOSError(f"ConvNet bn_momentum must lie in (0, 1], got {bn_momentum!r}")
         for name, value in (("base_width", base_width), ("in_channels", in_channels),
                             ("num_classes", num_classes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -103,7 +106,7 @@ class ConvNet(nn.Module):
         previous = in_channels
         for width in widths:
             self.convs.append(nn.Conv2d(previous, width, KERNEL, padding=0))
-            self.norms.append(nn.BatchNorm2d(width, eps=BN_EPS, momentum=BN_MOMENTUM))
+            self.norms.append(nn.BatchNorm2d(width, eps=BN_EPS, momentum=bn_momentum))
             previous = width
         self.dropout = GeneratorDropout(dropout, dropout_generator)
         self.fc = nn.Linear(previous, num_classes)

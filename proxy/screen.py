@@ -34,6 +34,8 @@ from torch import Tensor
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from optuna_nos.torch_optim import GenomeOptimizer
+from proxy.baselines import ScheduledOptimizer, TorchBaseline
 from proxy.data import (
     Augmentation,
     ImageSplit,
@@ -41,7 +43,7 @@ from proxy.data import (
     training_batches,
     validation_batches,
 )
-from proxy.model import ConvNet
+from proxy.model import BN_MOMENTUM, ConvNet
 from proxy.protocol import EarlyStop
 from proxy.stack import StackedConvNet, needs_per_tensor_layout
 
@@ -98,7 +100,7 @@ class RunSeeds:
 class RunSpec:
     """Everything a run needs besides the learning rate (SPEC section 9.3's columns)."""
 
-    genome: Genome
+    genome: Genome | TorchBaseline
     width: int
     train: ImageSplit
     norm: Normalization
@@ -112,6 +114,7 @@ class RunSpec:
     dropout: float = 0.2
     batch_size: int = 128
     shuffle: bool = True
+    bn_momentum: float = BN_MOMENTUM
     val: ImageSplit | None = None
     val_batch_size: int = 128
     settings: Settings = DEFAULT_SETTINGS
@@ -174,7 +177,8 @@ def fresh_model(spec: RunSpec, seeds: RunSeeds) -> ConvNet:
     dropout = torch.Generator(device=device).manual_seed(seeds.dropout)
     channels = int(spec.train.images.shape[1])
     model = ConvNet(spec.width, in_channels=channels, num_classes=spec.num_classes,
-                    dropout=spec.dropout, generator=init, dropout_generator=dropout)
+                    dropout=spec.dropout, generator=init, dropout_generator=dropout,
+                    bn_momentum=spec.bn_momentum)
     return model.to(device=device, dtype=spec.dtype)
 
 
@@ -189,18 +193,21 @@ def train_stack(
 
     The stack keeps the copies still active at the end (:attr:`StackedConvNet.active`).
     """
-    from optuna_nos.torch_optim import GenomeOptimizer
-
     lrs = list(lrs)
-    stack = StackedConvNet([fresh_model(spec, seeds) for _ in lrs],
-                           per_tensor=needs_per_tensor_layout(spec.genome),
+    rule = spec.genome
+    per_tensor = not isinstance(rule, TorchBaseline) and needs_per_tensor_layout(rule)
+    stack = StackedConvNet([fresh_model(spec, seeds) for _ in lrs], per_tensor=per_tensor,
                            grouped=spec.device.type == "cuda")
-    optimizer = GenomeOptimizer(
-        [{"params": leaves, "lr": lr} for leaves, lr in zip(stack.parameter_groups(), lrs,
-                                                            strict=True)],
-        spec.genome, lr=lrs[0], total_steps=spec.total_steps, warmup_steps=spec.warmup_steps,
-        settings=spec.settings, seed=seeds.optimizer,
-    )
+    groups = [{"params": leaves, "lr": lr}
+              for leaves, lr in zip(stack.parameter_groups(), lrs, strict=True)]
+    optimizer: GenomeOptimizer | ScheduledOptimizer
+    if isinstance(rule, TorchBaseline):
+        optimizer = ScheduledOptimizer(rule, groups, spec.total_steps, spec.warmup_steps)
+    else:
+        optimizer = GenomeOptimizer(
+            groups, rule, lr=lrs[0], total_steps=spec.total_steps,
+            warmup_steps=spec.warmup_steps, settings=spec.settings, seed=seeds.optimizer,
+        )
     stream = training_batches(spec.train, spec.norm, spec.augmentation,
                               batch_size=spec.batch_size, shuffle=spec.shuffle,
                               seed=seeds.data, dtype=spec.dtype)
@@ -238,7 +245,7 @@ def train_stack(
     return results, stack
 
 
-def _train_epoch(stack: StackedConvNet, optimizer: torch.optim.Optimizer,
+def _train_epoch(stack: StackedConvNet, optimizer: GenomeOptimizer | ScheduledOptimizer,
                  stream: Iterator[tuple[Tensor, Tensor]], steps: int) -> tuple[list[float],
                                                                                 list[int]]:
     """Train every active copy for ``steps`` steps.

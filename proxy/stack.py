@@ -69,11 +69,14 @@ class StackedConvNet:
         first = models[0]
         for model in models[1:]:
             if [p.shape for p in model.parameters()] != [p.shape for p in first.parameters()] \
-                    or model.dropout.p != first.dropout.p:
+                    or model.dropout.p != first.dropout.p \
+                    or model.norm_layers[0].momentum != first.norm_layers[0].momentum:
                 raise NOSError("stacked ConvNets must share one architecture")
         self.per_tensor = per_tensor
         self.grouped = grouped
         self.dropout = first.dropout.p
+        momentum = first.norm_layers[0].momentum
+        self.bn_momentum = BN_MOMENTUM if momentum is None else float(momentum)
         self.base_width = first.base_width
         self.in_channels = first.conv_layers[0].in_channels
         self.num_classes = first.fc.out_features
@@ -163,7 +166,7 @@ class StackedConvNet:
                 x, self.running_mean[layer].view(-1), self.running_var[layer].view(-1),
                 param(f"norms.{layer}.weight").reshape(-1),
                 param(f"norms.{layer}.bias").reshape(-1),
-                training=training, momentum=BN_MOMENTUM, eps=BN_EPS,
+                training=training, momentum=self.bn_momentum, eps=BN_EPS,
             )
             x = F.silu(x)
         features = x.mean(dim=(2, 3)).view(x.shape[0], k, -1)
@@ -189,7 +192,8 @@ class StackedConvNet:
         copy_index = self.active[position]
         like = self.leaves[copy_index][0]
         model = ConvNet(self.base_width, in_channels=self.in_channels,
-                        num_classes=self.num_classes, dropout=self.dropout)
+                        num_classes=self.num_classes, dropout=self.dropout,
+                        bn_momentum=self.bn_momentum)
         model = model.to(device=like.device, dtype=like.dtype)
         with torch.no_grad():
             if self.per_tensor:

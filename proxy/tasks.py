@@ -1,9 +1,9 @@
-"""Optuna objective factories: ``proxy.tasks:digits`` (CPU default) and ``:cifar10``.
+"""Optuna objective factories: ``proxy.tasks:mnist1d`` (CPU default), ``:digits``, ``:cifar10``.
 
 A factory returns a callable ``objective(trial) -> float`` that suggests the trial's genome,
 reads the fidelity the sampler chose and scores the genome with the fitness protocol::
 
-    objective = proxy.tasks.digits(device="cpu")
+    objective = proxy.tasks.mnist1d(device="cpu")
     study.optimize(objective, n_trials=20)
 
 The CLI calls a factory with the study's :class:`~optuna_nos.config.StudyConfig`; the keys of
@@ -16,14 +16,21 @@ override them. Options common to both tasks:
   ``batched_screen`` (bool), ``shuffle`` (bool; default: reshuffle except in paper mode);
 * protocol constants: ``stage1_lrs``, ``stage2_lrs`` (lists), ``stage1_fail_below``,
   ``screen_fail_below``, ``screen_stop_epoch``, ``screen_stop_below``, ``final_stop_epoch``,
-  ``final_stop_below``, ``batch_size``, ``val_batch_size``, ``dropout``;
+  ``final_stop_below``, ``batch_size``, ``val_batch_size``, ``dropout``, ``bn_momentum``;
 * ``init`` / ``evolution`` tables overriding a fidelity's ``width``, ``normalization``,
   ``augmentation`` (a table of ``pad``, ``flip``, ``cutout``, or false), ``total_steps``,
   ``warmup_steps``, ``final_epochs``, ``final_steps_per_epoch``, ``screen_epochs``,
   ``screen_steps_per_epoch``.
 
 ``digits`` also takes ``val_fraction`` and ``split_seed``; ``cifar10`` needs ``data_root``
-and takes ``val_size`` and ``verify_checksums``.
+and takes ``val_size`` and ``verify_checksums``; ``mnist1d`` takes ``train_size``,
+``val_size``, ``test_size``, ``data_seed`` and ``split`` ("val", or "test" for the final report
+only).
+
+Baselines (:meth:`ProxyObjective.evaluate_baseline`, shown on the leaderboard): digits and
+cifar10 score Adam and SGD+Nesterov written as genomes (:data:`BASELINES`); mnist1d scores
+the torch optimizers of :mod:`proxy.baselines` (Adam, AdamW, SGD+Nesterov, RMSprop, Lion),
+each tuned by the same learning-rate screen and schedule as the candidates.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import torch
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from proxy.baselines import TORCH_BASELINES, TorchBaseline
 from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
 from proxy.fitness import (
     DIGITS_FITNESS,
@@ -50,13 +58,13 @@ from proxy.fitness import (
 )
 from proxy.protocol import EarlyStop
 
-__all__ = ["BASELINES", "ProxyObjective", "cifar10", "digits", "fitness_config"]
+__all__ = ["BASELINES", "ProxyObjective", "cifar10", "digits", "fitness_config", "mnist1d"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _FIDELITY_INTS = ("width", "total_steps", "warmup_steps", "final_epochs",
                   "final_steps_per_epoch", "screen_epochs", "screen_steps_per_epoch")
 _PROTOCOL_FLOATS = ("stage1_fail_below", "screen_fail_below", "screen_stop_below",
-                    "final_stop_below", "dropout")
+                    "final_stop_below", "dropout", "bn_momentum")
 _PROTOCOL_INTS = ("screen_stop_epoch", "final_stop_epoch", "batch_size", "val_batch_size")
 _COMMON_KEYS = ("device", "dtype", "seed", "cpu_threads", "batched_screen", "shuffle",
                 "stage1_lrs", "stage2_lrs", "init", "evolution", *_PROTOCOL_FLOATS,
@@ -78,13 +86,14 @@ class ProxyObjective:
     gets a PNG artifact of its effective learning-rate schedule and decay curves.
     """
 
-    baselines: tuple[str, ...] = tuple(BASELINES)
-
     def __init__(self, task: ProxyTask, space: str = "paper",
-                 artifact_dir: str | None = None) -> None:
+                 artifact_dir: str | None = None, *, torch_baselines: bool = False) -> None:
         self.task = task
         self.space = space
         self.artifact_dir = artifact_dir
+        self.torch_baselines = torch_baselines
+        self.baselines: tuple[str, ...] = TORCH_BASELINES if torch_baselines \
+            else tuple(BASELINES)
 
     def __call__(self, trial: Any) -> float:
         from optuna_nos.suggest import suggest_genome, trial_fidelity
@@ -107,25 +116,31 @@ class ProxyObjective:
         upload_schedule_artifact(trial, genome, self.artifact_dir, lr=float(lr),
                                  total_steps=spec.total_steps, warmup_steps=spec.warmup_steps)
 
+    def baseline_rule(self, name: str) -> Genome | TorchBaseline:
+        """The update rule of the baseline called ``name`` (one of :attr:`baselines`)."""
+        from optuna_nos.space.parse import parse_equation
+
+        if name not in self.baselines:
+            raise NOSError(f"unknown baseline {name!r}; known: {', '.join(self.baselines)}")
+        if self.torch_baselines:
+            return TorchBaseline(name)
+        return parse_equation(BASELINES[name])
+
     def evaluate_baseline(self, name: str, fidelity: str) -> float:
-        """Fitness of a built-in baseline (:data:`BASELINES`) under the candidates' protocol.
+        """Fitness of a built-in baseline (:attr:`baselines`) under the candidates' protocol.
 
         A baseline that fails the screen scores NaN.
         """
         import optuna
 
-        from optuna_nos.space.parse import parse_equation
-
-        if name not in BASELINES:
-            raise NOSError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
         try:
-            return evaluate_genome(parse_equation(BASELINES[name]), self.task, fidelity)
+            return evaluate_genome(self.baseline_rule(name), self.task, fidelity)
         except optuna.TrialPruned:
             return math.nan
 
 
 def digits(config: Any = None, /, **options: Any) -> ProxyObjective:
-    """The CPU default: scikit-learn's 8x8 digits with the :data:`DIGITS_FITNESS` preset."""
+    """scikit-learn's 8x8 digits with the :data:`DIGITS_FITNESS` preset."""
     merged, settings, space = _merge(config, options)
     val_fraction = _number(merged.pop("val_fraction", 0.2), "val_fraction")
     split_seed = _integer(merged.pop("split_seed", 0), "split_seed")
@@ -133,6 +148,23 @@ def digits(config: Any = None, /, **options: Any) -> ProxyObjective:
     merged.setdefault("cpu_threads", 1)
     return ProxyObjective(_task(load, DIGITS_FITNESS, merged, settings), space,
                           _artifact_dir(config))
+
+
+def mnist1d(config: Any = None, /, **options: Any) -> ProxyObjective:
+    """The CPU default: MNIST-1D (:mod:`proxy.mnist1d`) with its :data:`MNIST1D_FITNESS`
+    preset; the baselines are the tuned torch optimizers."""
+    from proxy.mnist1d import MNIST1D_FITNESS, load_mnist1d
+
+    merged, settings, space = _merge(config, options)
+    sizes = {key: _integer(merged.pop(key, default), key)
+             for key, default in (("train_size", 4000), ("val_size", 2000),
+                                  ("test_size", 2000))}
+    data_seed = _integer(merged.pop("data_seed", 42), "data_seed")
+    split = merged.pop("split", "val")
+    load = partial(load_mnist1d, **sizes, seed=data_seed, split=split)
+    merged.setdefault("cpu_threads", 1)
+    return ProxyObjective(_task(load, MNIST1D_FITNESS, merged, settings), space,
+                          _artifact_dir(config), torch_baselines=True)
 
 
 def cifar10(config: Any = None, /, **options: Any) -> ProxyObjective:
@@ -204,7 +236,7 @@ def fitness_config(options: Mapping[str, Any], preset: FitnessConfig = PAPER_FIT
                 raise NOSError(f"config key 'objective.{key}' must be a list of numbers, "
                                f"got {values!r}")
             changes[key] = tuple(_number(v, key) for v in values)
-    for key in ("stage1_fail_below", "screen_fail_below", "dropout"):
+    for key in ("stage1_fail_below", "screen_fail_below", "dropout", "bn_momentum"):
         if key in options:
             changes[key] = _number(options[key], key)
     for key in ("batch_size", "val_batch_size"):

@@ -215,7 +215,7 @@ def test_bundled_default_config_loads() -> None:
     from optuna_nos.config import load_config
 
     config = load_config(_default_config_path())
-    assert config.objective_target == "proxy.tasks:digits"
+    assert config.objective_target == "proxy.tasks:mnist1d"
 
 
 @pytest.mark.slow
@@ -224,6 +224,6 @@ def test_run_without_a_config_uses_the_bundled_default(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     storage = f"sqlite:///{tmp_path / 'optuna-nos.db'}"
     study = optuna.load_study(study_name="optuna-nos", storage=storage)
-    assert study.user_attrs["nos.config"]["objective"]["target"] == "proxy.tasks:digits"
+    assert study.user_attrs["nos.config"]["objective"]["target"] == "proxy.tasks:mnist1d"
     assert len(study.trials) == 2
     assert optuna.trial.TrialState.RUNNING not in _states(storage, "optuna-nos")

@@ -64,6 +64,6 @@ def test_bundled_configs_validate() -> None:
     studies = Path(__file__).resolve().parents[1] / "studies"
     names = sorted(p.name for p in studies.glob("*.toml"))
     assert {"paper_cifar10.toml", "adam_variants.toml", "lr_schedules.toml",
-            "cpu_digits.toml"} <= set(names)
+            "cpu_digits.toml", "cpu_mnist1d.toml"} <= set(names)
     for path in studies.glob("*.toml"):
         load_config(path)
