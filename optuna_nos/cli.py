@@ -18,7 +18,9 @@ from typing import Any, NoReturn
 import optuna
 
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
+from optuna_nos.dashboard import name_metric
 from optuna_nos.errors import NOSError
+from optuna_nos.progress import redirect_logging
 
 __all__ = ["main"]
 
@@ -154,23 +156,27 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                  value, attrs.get("equation", ""), reason)
 
 
-BASELINES_ATTR = "nos.baselines"
-
-
-def _record_baselines(study: optuna.Study, objective: Any) -> None:
+def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) -> None:
     """Score the objective's built-in baselines once per study, at both fidelities.
 
     Objectives opt in by offering ``baselines`` (names) and ``evaluate_baseline(name,
     fidelity)``; the results go to the study user attr ``nos.baselines``.
     """
+    from optuna_nos.leaderboard import BASELINES_ATTR
+    from optuna_nos.progress import baseline_bar
+
     names = getattr(objective, "baselines", ())
     if not names or BASELINES_ATTR in study.user_attrs:
         return
     results: dict[str, dict[str, float]] = {}
-    for name in names:
-        for fidelity in ("init", "evolution"):
-            _logger.info("baseline %s at the %s fidelity ...", name, fidelity)
-            results.setdefault(name, {})[fidelity] = objective.evaluate_baseline(name, fidelity)
+    bar = baseline_bar(2 * len(names), disable=None if progress else True)
+    with bar:
+        for name in names:
+            for fidelity in ("init", "evolution"):
+                bar.set_postfix_str(f"{name} at the {fidelity} fidelity")
+                results.setdefault(name, {})[fidelity] = \
+                    objective.evaluate_baseline(name, fidelity)
+                bar.update(1)
     study.set_user_attr(BASELINES_ATTR, results)
 
 
@@ -249,25 +255,22 @@ def _optimize_through_outages(
 
 
 def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
-              n_trials: int | None, progress: bool) -> None:
+              n_trials: int | None, progress: bool, artifact_dir: str | None = None) -> None:
+    from optuna_nos.dashboard import StudyView, describe_trial
+    from optuna_nos.progress import SearchProgress
     from optuna_nos.sampler import StopWhenFinished
 
-    sampler = study.sampler
+    is_finished = getattr(study.sampler, "is_finished", None)
+    if callable(is_finished) and is_finished(study):
+        _logger.info("study %r: the search is finished; nothing to do", study.study_name)
+        return
+    view = StudyView(artifact_dir)
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
-        _log_trial, StopWhenFinished(),
+        describe_trial, _log_trial, view, StopWhenFinished(),
     ]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        total = sampler.n_slots if hasattr(sampler, "n_slots") else None
-        bar = tqdm(total=total, unit="slot", disable=None, desc="search")
-
-        def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            done = sampler.n_decided(study) if hasattr(sampler, "n_decided") else trial.number
-            bar.update(done - bar.n)
-
-        callbacks.append(advance)
+    bar = SearchProgress(study) if progress else None
+    if bar is not None:
+        callbacks.append(bar)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         _optimize_through_outages(study, _with_interrupt_reason(objective), n_trials, callbacks)
@@ -278,6 +281,7 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
         signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
+        view.refresh(study)
 
 
 def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
@@ -323,10 +327,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 sampler=_make_sampler(config), pruner=_make_pruner(),
                                 load_if_exists=True)
     _write_config(study, config)
+    name_metric(study)
     objective = load_objective(config)
-    if not args.no_baselines:
-        _record_baselines(study, objective)
-    _optimize(study, objective, n_trials=args.n_trials, progress=True)
+    with redirect_logging():
+        if not args.no_baselines:
+            _record_baselines(study, objective, progress=True)
+        _optimize(study, objective, n_trials=args.n_trials, progress=True,
+                  artifact_dir=config.artifact_dir)
     print_leaderboard(study, top=args.top)
     return 0
 
@@ -339,6 +346,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise NOSError(f"study {args.study!r} minimizes; optuna-nos studies maximize fitness")
     _write_config(study, config)
+    name_metric(study)
     print(f"study {args.study!r} is ready: start workers with "
           f"'optuna-nos worker --storage URL --study {args.study}'")
     return 0
@@ -350,33 +358,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
-    _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False)
+    _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False,
+              artifact_dir=config.artifact_dir)
     return 0
 
 
-def leaderboard_rows(study: optuna.Study, top: int) -> list[dict[str, Any]]:
-    """The best completed trials, best first: trial, value, fidelity, slot, equation."""
-    done = [t for t in study.get_trials(deepcopy=False,
-                                        states=(optuna.trial.TrialState.COMPLETE,))
-            if t.value is not None]
-    done.sort(key=lambda t: (-(t.value or 0.0), t.number))
-    return [{"trial": t.number, "value": t.value, "fidelity": t.user_attrs.get("fidelity", ""),
-             "slot": t.user_attrs.get("slot", ""), "equation": t.user_attrs.get("equation", "")}
-            for t in done[:top]]
-
-
 def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
-    rows = leaderboard_rows(study, top)
-    baselines = study.user_attrs.get("nos.baselines", {})
-    print(f"leaderboard of study {study.study_name!r} (best {len(rows)})")
-    for name, by_fidelity in sorted(baselines.items()):
-        shown = ", ".join(f"{fid} {acc:.4f}" for fid, acc in sorted(by_fidelity.items(),
-                                                                      reverse=True))
-        print(f"  baseline {name}: {shown}")
-    print(f"  {'#':>3} {'trial':>6} {'fitness':>8} {'fidelity':<9} {'slot':<14} equation")
-    for rank, row in enumerate(rows, 1):
-        print(f"  {rank:>3} {row['trial']:>6} {row['value']:>8.4f} {row['fidelity']:<9} "
-              f"{row['slot']:<14} {row['equation']}")
+    from optuna_nos.leaderboard import format_leaderboard
+
+    print("\n".join(format_leaderboard(study, top)))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -393,8 +383,9 @@ def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 def _trial_genome(trial: optuna.trial.FrozenTrial) -> Any:
     from optuna_nos.space.genome import Genome
+    from optuna_nos.suggest import GENOME_ATTR
 
-    text = trial.user_attrs.get("genome")
+    text = trial.system_attrs.get(GENOME_ATTR, trial.user_attrs.get("genome"))
     if text is None:
         raise NOSError(f"trial {trial.number} carries no genome")
     return Genome.from_json(text)

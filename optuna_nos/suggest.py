@@ -65,6 +65,7 @@ __all__ = [
     "GENOME_ATTR",
     "IDLE_ATTR",
     "Fidelity",
+    "display_attrs",
     "genome_from_params",
     "genome_params",
     "param_distribution",
@@ -438,8 +439,8 @@ def suggest_genome(
     * A trial the sampler marked idle (search finished) raises :class:`optuna.TrialPruned`.
 
     Every prune records its reason in the user attr ``nos.reason``. The user attrs
-    ``equation`` (paper notation), ``equation_readable``, ``genome`` (JSON) and ``flip`` are
-    set for the dashboard, and the genome JSON goes to the system attr ``nos:genome``.
+    ``equation`` (paper notation), ``equation_readable`` and ``flip`` are set for the
+    dashboard, and the genome JSON goes to the system attr ``nos:genome``.
     """
     resolved = resolve_variant(space)
     _check_sampler_space(trial, resolved)
@@ -468,11 +469,25 @@ def suggest_genome(
     else:
         genome = _checked(trial, decoded, resolved, settings)
         _set_system_attr(trial, GENOME_ATTR, genome.to_json())
-    trial.set_user_attr("equation", format_equation(genome, "paper"))
-    trial.set_user_attr("equation_readable", format_equation(genome, "readable"))
-    trial.set_user_attr("genome", genome.to_json())
-    trial.set_user_attr("flip", genome.flip)
+    _set_user_attrs(trial, display_attrs(genome))
     return genome
+
+
+def display_attrs(genome: Genome) -> dict[str, Any]:
+    """The short user attrs a dashboard shows first: ``equation`` (paper notation),
+    ``equation_readable`` and ``flip``. The full genome stays in the system attr
+    ``nos:genome``."""
+    return {"equation": format_equation(genome, "paper"),
+            "equation_readable": format_equation(genome, "readable"), "flip": genome.flip}
+
+
+def _set_user_attrs(trial: BaseTrial, attrs: Mapping[str, Any]) -> None:
+    """Set the attrs whose value differs (a rewrite would move an attr to the end of the
+    dashboard's list on PostgreSQL)."""
+    current = trial.user_attrs
+    for key, value in attrs.items():
+        if current.get(key) != value:
+            trial.set_user_attr(key, value)
 
 
 def _check_sampler_space(trial: BaseTrial, variant: Variant) -> None:

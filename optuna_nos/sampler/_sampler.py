@@ -61,6 +61,7 @@ from optuna_nos.suggest import (
     FIDELITY_ATTR,
     GENOME_ATTR,
     IDLE_ATTR,
+    display_attrs,
     genome_from_params,
     genome_params,
 )
@@ -357,6 +358,8 @@ class ParticleSampler(BaseSampler):
         storage.set_trial_system_attr(tid, GENOME_ATTR, genome.to_json())
         storage.set_trial_system_attr(tid, FIDELITY_ATTR, slot.fidelity)
         storage.set_trial_system_attr(tid, GA_ATTR, lineage)
+        for key, value in display_attrs(genome).items():  # first, so the dashboard lists it first
+            storage.set_trial_user_attr(tid, key, value)
         for key in ("slot", "particle", "step", "parent", "mutation"):
             if lineage[key] is not None:
                 storage.set_trial_user_attr(tid, key, lineage[key])
