@@ -256,7 +256,7 @@ def _optimize_through_outages(
 
 def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
               n_trials: int | None, progress: bool, artifact_dir: str | None = None) -> None:
-    from optuna_nos.dashboard import StudyView, describe_trial
+    from optuna_nos.dashboard import StudyView, describe_trial, record_fitness_by_fidelity
     from optuna_nos.progress import SearchProgress
     from optuna_nos.sampler import StopWhenFinished
 
@@ -273,7 +273,8 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
         callbacks.append(bar)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        _optimize_through_outages(study, _with_interrupt_reason(objective), n_trials, callbacks)
+        _optimize_through_outages(study, _with_interrupt_reason(
+            record_fitness_by_fidelity(objective)), n_trials, callbacks)
     except KeyboardInterrupt as exc:
         _fail_own_running_trials(study, f"interrupted: {str(exc) or 'SIGINT'}")
         raise

@@ -3,7 +3,7 @@
 * :func:`name_metric` names the objective "validation accuracy" (not "Objective 0").
 * :func:`trial_note` / :func:`describe_trial` (a study callback): a Markdown note per trial,
   shown at the top of its page: the prune reason first, then the equation in paper and
-  readable notation (LaTeX in a code block: the dashboard's Markdown renders no math),
+  readable notation (LaTeX as code to copy: the dashboard's Markdown renders no math),
   fitness, fidelity, slot, the lr the screen chose, parent and mutation, the schedule PNG.
 * :class:`StudyView` keeps the study note, the study user attrs ``best equation`` /
   ``best fitness`` (the "Study User Attributes" card sits beside the Best Trial card, which
@@ -21,7 +21,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -78,7 +78,7 @@ def trial_note(
     if genome is not None:
         lines += [f"**`{format_equation(genome, 'paper')}`**", "",
                   f"readable: `{format_equation(genome, 'readable')}`", "",
-                  "```latex", format_equation(genome, "latex"), "```", ""]
+                  f"LaTeX: `{format_equation(genome, 'latex')}`", ""]
     score = "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
     lr = attrs.get("lr")
     parent = attrs.get("parent")
@@ -94,6 +94,28 @@ def trial_note(
     if artifact_url is not None:
         lines.append(f"![learning-rate schedule and decays]({artifact_url})")
     return "\n".join(lines)
+
+
+def fitness_attr(fidelity: str) -> str:
+    """The numeric user attr holding a trial's value at its fidelity: the History plot's
+    y-axis choices include numeric user attrs, so picking it shows one fidelity alone."""
+    return f"fitness ({fidelity})"
+
+
+def record_fitness_by_fidelity(
+    objective: Callable[[optuna.Trial], float],
+) -> Callable[[optuna.Trial], float]:
+    """``objective`` that also sets the user attr :func:`fitness_attr` of the trial's
+    fidelity to its (finite) value before returning it."""
+    from optuna_nos.suggest import trial_fidelity
+
+    def recorded(trial: optuna.Trial) -> float:
+        value = objective(trial)
+        if isinstance(value, int | float) and math.isfinite(value):
+            trial.set_user_attr(fitness_attr(trial_fidelity(trial)), float(value))
+        return value
+
+    return recorded
 
 
 def artifact_url(study_id: int, trial_id: int | None, artifact_id: str) -> str:
@@ -177,7 +199,8 @@ def study_note(study: optuna.Study, trials: list[FrozenTrial], *, top: int = 10,
     lines = [f"## {study.study_name}", "",
              f"{len(finished)} finished trials; fitness is the {METRIC_NAME} at each fidelity "
              "(*init*: the cheap screen of random genomes, *evolution*: particles and "
-             "children). Filter the History plot on the user attr `fidelity` to see one.", "",
+             "children). In the History plot, pick the y axis `fitness (init)` or "
+             "`fitness (evolution)` to see one fidelity.", "",
              "### Leaderboard", "", "| # | evolution | init | trial | equation |",
              "|---:|---:|---:|---:|---|"]
     for name, scores in sorted(baselines(study).items()):
@@ -205,12 +228,14 @@ def fitness_plot_png(study: optuna.Study, trials: list[FrozenTrial]) -> bytes:
     """PNG: each particle's best fitness per GA step, with the baselines as reference lines.
 
     Step 0 is the particle's re-evaluation (evolution fidelity), step k >= 1 the best child of
-    its k-th step; the init fidelity's best score is drawn at step -1 for reference.
+    its k-th step. Baselines are horizontal lines: solid at the evolution fidelity, dotted at
+    the init fidelity.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     best: dict[int, dict[int, float]] = {}
     for trial in trials:
@@ -218,8 +243,9 @@ def fitness_plot_png(study: optuna.Study, trials: list[FrozenTrial]) -> bytes:
         if trial.state != TrialState.COMPLETE or not isinstance(particle, int) \
                 or value is None or not math.isfinite(value):
             continue
-        step = trial.user_attrs.get("step")
-        x = -1 if trial.user_attrs.get("fidelity") == "init" else int(step or 0)
+        if trial.user_attrs.get("fidelity") == "init":
+            continue
+        x = int(trial.user_attrs.get("step") or 0)
         best.setdefault(particle, {})
         best[particle][x] = max(value, best[particle].get(x, -math.inf))
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -235,14 +261,15 @@ def fitness_plot_png(study: optuna.Study, trials: list[FrozenTrial]) -> bytes:
             if isinstance(score, int | float) and math.isfinite(score):
                 ax.axhline(score, color=color, linestyle=styles.get(fidelity, "--"),
                            linewidth=1, label=f"{name} ({fidelity})")
-    ax.set_xlabel("GA step (-1: initial population, init fidelity; 0: re-evaluation)")
+    ax.set_xlabel("GA step (0: the particle's re-evaluation; k: best child of step k)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(METRIC_NAME)
     ax.set_title(f"{study.study_name}: best fitness per particle and step", fontsize=9)
     if ax.lines:
         ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
 

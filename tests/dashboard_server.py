@@ -22,9 +22,9 @@ TESTS = Path(__file__).resolve().parent
 SHOWCASE_CONFIG = """
 [ga]
 n_particles = 2
-init_factor = 3
+init_factor = 2
 steps = 2
-mutations = 2
+mutations = 1
 max_redraws = 2
 seed = 0
 

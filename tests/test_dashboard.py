@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from dashboard_server import dashboard, get_json, run_showcase_study
+
 from optuna_nos.dashboard import METRIC_NAME
 
 
@@ -36,7 +36,9 @@ def test_dashboard_shows_the_search(tmp_path: Path) -> None:
         assert all(len(a["value"]) <= 200 for a in complete["user_attrs"])
         note = complete["note"]["body"]
         equation = _attrs(complete)["equation"]
-        assert f"**`{equation}`**" in note and "```latex" in note and "| fidelity |" in note
+        assert f"**`{equation}`**" in note and "LaTeX: `" in note and "| fidelity |" in note
+        fidelity = _attrs(complete)["fidelity"]
+        assert float(_attrs(complete)[f"fitness ({fidelity})"]) == complete["values"][0]
         artifact = complete["artifacts"][0]["artifact_id"]
         assert f"/artifacts/{study_id}/{complete['trial_id']}/{artifact}" in note
 
