@@ -25,6 +25,7 @@ params, and shorten some choice lists. A name's choice list is fixed within a va
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -444,6 +445,7 @@ def suggest_genome(
     """
     resolved = resolve_variant(space)
     _check_sampler_space(trial, resolved)
+    _warn_cross_fidelity_pruner(trial)
     attrs = _system_attrs(trial)
     idle = attrs.get(IDLE_ATTR)
     if idle is not None:
@@ -500,6 +502,39 @@ def _check_sampler_space(trial: BaseTrial, variant: Variant) -> None:
     if isinstance(sampler, ParticleSampler) and sampler_space != str(variant):
         raise NOSError(f"suggest_genome(space={str(variant)!r}) but the study's "
                        f"ParticleSampler searches space {sampler_space!r}; pass the same space")
+
+
+_warned_studies: set[str] = set()
+
+
+def _compares_trials(pruner: Any) -> bool:
+    """Whether ``pruner`` judges a trial by other trials' values (Median, Percentile,
+    SuccessiveHalving, Hyperband, Wilcoxon, ...): anything but these known-safe ones."""
+    from optuna_nos.pruners import DivergencePruner
+
+    if isinstance(pruner, DivergencePruner):
+        return _compares_trials(pruner._wrapped) if pruner._wrapped is not None else False
+    if isinstance(pruner, optuna.pruners.PatientPruner):
+        return _compares_trials(pruner._wrapped_pruner)
+    return not isinstance(pruner, optuna.pruners.NopPruner | optuna.pruners.ThresholdPruner)
+
+
+def _warn_cross_fidelity_pruner(trial: BaseTrial) -> None:
+    """Warn (once per study and process) when a ParticleSampler study runs under a pruner that
+    compares trials: it would compare evolution-fidelity children with init-fidelity trials
+    and prune most of the search."""
+    study: Any = getattr(trial, "study", None)
+    from optuna_nos.sampler import ParticleSampler
+
+    if not isinstance(getattr(study, "sampler", None), ParticleSampler) \
+            or study.study_name in _warned_studies or not _compares_trials(study.pruner):
+        return
+    _warned_studies.add(study.study_name)
+    warnings.warn(
+        f"study {study.study_name!r} runs a ParticleSampler under "
+        f"{type(study.pruner).__name__}, which compares trials across fidelities and prunes "
+        "most evolution children; pass pruner=optuna_nos.DivergencePruner() to "
+        "optuna.create_study", UserWarning, stacklevel=3)
 
 
 def _checked(trial: BaseTrial, genome: Genome, variant: Variant, settings: Settings) -> Genome:
