@@ -1,4 +1,4 @@
-"""The ``optuna-nos`` command: run | init | worker | leaderboard | show | export.
+"""The optuna-nos command: run | init | worker | leaderboard | show | export.
 
 Bad input (URL, database, study, config, trial) prints one line and exits with status 2.
 """
@@ -445,19 +445,35 @@ def cmd_export(args: argparse.Namespace) -> int:
                 handle.write(source)
         except OSError as exc:
             raise NOSError(f"cannot write {args.output!r}: {exc.strerror}") from None
+        print(f"wrote {args.class_name} (trial {trial.number}) to {args.output}",
+              file=sys.stderr)
     else:
         sys.stdout.write(source)
     return 0
 
 
+_EPILOG = """\
+Trial lines read 'trial N SLOT STATE FITNESS EQUATION'. SLOT is the unit of GA work the
+trial scored: 'init 14' = random genome 14 of the initial population (cheap init fidelity);
+'p3 s0' = particle 3's genome re-evaluated at the evolution fidelity; 'p3 s1 c0' = child 0
+of particle 3's step 1 (a mutant). 'flip' (in show) says the update's sign is reversed: the
+integrity check found the genome descends only with its sign flipped.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="optuna-nos", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="optuna-nos", description=__doc__.splitlines()[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def storage_args(p: argparse.ArgumentParser, required: bool) -> None:
-        p.add_argument("--storage", required=required, default=DEFAULT_STORAGE,
+        if required:
+            p.add_argument("--storage", required=True, help="Optuna storage URL")
+            p.add_argument("--study", required=True, help="study name")
+            return
+        p.add_argument("--storage", default=DEFAULT_STORAGE,
                        help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
-        p.add_argument("--study", required=required, default=DEFAULT_STUDY,
+        p.add_argument("--study", default=DEFAULT_STUDY,
                        help=f"study name (default {DEFAULT_STUDY})")
 
     run = sub.add_parser("run", help="the whole search in this process")
@@ -465,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     storage_args(run, required=False)
     run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts")
     run.add_argument("--n-trials", type=int, help="stop after this many trials")
-    run.add_argument("--top", type=int, default=10, help="leaderboard size")
+    run.add_argument("--top", type=int, default=10,
+                     help="genomes in the closing leaderboard (default 10)")
     run.add_argument("--no-baselines", action="store_true",
                      help="skip scoring the built-in baselines (Adam, SGD+Nesterov)")
     run.set_defaults(handler=cmd_run)
@@ -482,19 +499,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")
     storage_args(board, required=False)
-    board.add_argument("--top", type=int, default=10)
+    board.add_argument("--top", type=int, default=10, help="genomes to list (default 10)")
     board.set_defaults(handler=cmd_leaderboard)
 
     show = sub.add_parser("show", help="a trial's equation in all dialects, and its lineage")
-    show.add_argument("trial", type=int)
+    show.add_argument("trial", type=int, help="the trial's number (as in 'trial 12')")
     storage_args(show, required=False)
     show.set_defaults(handler=cmd_show)
 
     export = sub.add_parser("export", help="a trial's genome as a standalone torch optimizer")
-    export.add_argument("trial", type=int)
+    export.add_argument("trial", type=int, help="the trial's number (as in 'trial 12')")
     storage_args(export, required=False)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
-    export.add_argument("--class-name", default="EvolvedOptimizer")
+    export.add_argument("--class-name", default="EvolvedOptimizer",
+                        help="name of the generated class (default EvolvedOptimizer)")
     export.set_defaults(handler=cmd_export)
     return parser
 

@@ -84,3 +84,34 @@ def test_run_on_a_terminal_and_rerun(tmp_path: Path) -> None:
     assert any("baseline adam" in line for line in board)
     equations = [line.split(None, 4)[-1] for line in board[2:] if re.match(r"\s+\d+ ", line)]
     assert equations and len(equations) == len(set(equations))  # one row per genome
+
+
+def test_reasons_say_diverged_not_minus_inf() -> None:
+    from proxy.protocol import _fmt
+
+    assert _fmt([0.5, float("-inf"), float("nan")]) == "0.5000, diverged, diverged"
+
+
+def test_help_explains_slots_and_trial_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    from optuna_nos.cli import build_parser
+
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and "'p3 s1 c0'" in top and "'flip'" in top
+    for command in ("init", "worker"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        assert "default sqlite" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["show", "--help"])
+    assert "the trial's number" in capsys.readouterr().out
+
+
+def test_transfer_help_names_the_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    from transfer.__main__ import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    assert "transfer suite" in capsys.readouterr().out
