@@ -392,6 +392,14 @@ def _trial_genome(trial: optuna.trial.FrozenTrial) -> Any:
     return Genome.from_json(text)
 
 
+def _trial_recipe(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """How the objective trained the trial's genome (system attr ``nos:recipe``), if known."""
+    from optuna_nos.suggest import RECIPE_ATTR
+
+    recipe = trial.system_attrs.get(RECIPE_ATTR)
+    return dict(recipe) if isinstance(recipe, dict) else None
+
+
 def _describe_mutation(mutation: Any) -> str:
     """``[op n3: tanh(g) -> atan(g)]`` from a trial's ``mutation`` user attr."""
     if not isinstance(mutation, dict):
@@ -413,6 +421,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"paper:    {format_equation(genome, 'paper')}")
     print(f"readable: {format_equation(genome, 'readable')}")
     print(f"latex:    {format_equation(genome, 'latex')}")
+    recipe = _trial_recipe(trial)
+    if recipe:
+        print("recipe:   " + ", ".join(f"{k}={v!r}" for k, v in recipe.items()))
     if "nos.reason" in trial.user_attrs:
         print(f"reason:   {trial.user_attrs['nos.reason']}")
     print("lineage:")
@@ -435,7 +446,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     study = _load_study(_storage(args.storage, None), args.study)
     trial = _trial(study, args.trial)
     source = export_source(
-        _trial_genome(trial), class_name=args.class_name,
+        _trial_genome(trial), class_name=args.class_name, recipe=_trial_recipe(trial),
         origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )

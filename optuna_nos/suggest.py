@@ -65,15 +65,20 @@ __all__ = [
     "FIDELITY_ATTR",
     "GENOME_ATTR",
     "IDLE_ATTR",
+    "RECIPE_ATTR",
     "Fidelity",
     "display_attrs",
     "genome_from_params",
     "genome_params",
     "param_distribution",
+    "set_system_attr",
     "suggest_genome",
     "trial_fidelity",
 ]
 
+#: System attr: how the objective trained the genome (``lr``, ``total_steps``,
+#: ``warmup_steps``, ``hold_steps``), carried into exported optimizers.
+RECIPE_ATTR = "nos:recipe"
 #: System attr holding the trial's full genome as versioned JSON.
 GENOME_ATTR = "nos:genome"
 #: System attr the sampler sets on a trial it has no work for; the value is the reason.
@@ -402,7 +407,8 @@ def _system_attrs(trial: BaseTrial | FrozenTrial) -> Mapping[str, Any]:
     return getattr(trial, "system_attrs", {})
 
 
-def _set_system_attr(trial: BaseTrial, key: str, value: Any) -> None:
+def set_system_attr(trial: BaseTrial, key: str, value: Any) -> None:
+    """Set a trial system attr (an Optuna trial's, or a FixedTrial's dict)."""
     if isinstance(trial, optuna.Trial):
         trial.storage.set_trial_system_attr(trial._trial_id, key, value)
     elif isinstance(trial, FixedTrial):
@@ -470,7 +476,7 @@ def suggest_genome(
             )
     else:
         genome = _checked(trial, decoded, resolved, settings)
-        _set_system_attr(trial, GENOME_ATTR, genome.to_json())
+        set_system_attr(trial, GENOME_ATTR, genome.to_json())
     _set_user_attrs(trial, display_attrs(genome))
     return genome
 

@@ -27,7 +27,8 @@ from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
 from optuna_nos.errors import NOSError
-from optuna_nos.schedules import check_schedule_steps, lr_schedule, momentum_cycle
+from optuna_nos.schedules import check_schedule_steps, momentum_cycle
+from optuna_nos.schedules import lr_schedule as _lr_schedule
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.compute import CompiledGenome, apply_update
 from optuna_nos.space.genome import Genome, Momentum, column_name
@@ -44,7 +45,6 @@ _EMA_KEYS = ("v", "s", "lam")
 _BUFFER_KEY = "momentum_buffer"
 _STATE_DICT_KEY = "genome_optimizer"
 _DROPOUT_OPS = frozenset({17, 18, 19})
-_LR_TABLE_CACHE_SIZE = 16
 
 
 def _node_state_key(column: int) -> str:
@@ -117,6 +117,9 @@ class GenomeOptimizer(Optimizer):
             with a momentum type that uses it raises :class:`NOSError` (no constant
             momentum coefficient is guessed: pass a float).
         warmup_steps, hold_steps: W and H of the schedule (need ``total_steps``).
+        lr_schedule: ``False`` turns the built-in eta_t off: each step uses its group's
+            ``lr`` as it is, for a torch LR scheduler of your own. Decays (and the momentum
+            cycle) still follow ``total_steps``.
         momentum: ``"cycle"`` for the paper's mu_t above, or a constant coefficient in [0, 1].
             Ignored by genomes of momentum type none.
         settings: behaviour switches; paper mode holds at eta_t = 0 and makes ``expMovAvg``
@@ -140,7 +143,8 @@ class GenomeOptimizer(Optimizer):
       The step counter t and the dropout generators' states go into :meth:`state_dict`, so
       resuming from it continues bit for bit.
     * ``group["lr"]`` may be changed between steps (for example by a torch LR scheduler):
-      eta_t is then computed from the new peak value.
+      eta_t is then computed from the new peak value, at O(1) cost per step. To let the
+      scheduler alone decide the learning rate, pass ``lr_schedule=False``.
     """
 
     def __init__(
@@ -156,6 +160,7 @@ class GenomeOptimizer(Optimizer):
         settings: Settings = DEFAULT_SETTINGS,
         seed: int | None = None,
         foreach: bool | None = None,
+        lr_schedule: bool = True,
     ) -> None:
         if not isinstance(genome, Genome):
             raise NOSError(f"genome must be a Genome, got {type(genome).__name__}")
@@ -186,7 +191,13 @@ class GenomeOptimizer(Optimizer):
             momentum_cycle(total_steps, warmup_steps, hold_steps).tolist()
             if momentum == "cycle" and total_steps is not None else None
         )
-        self._lr_tables: dict[float, list[float]] = {}
+        # eta_t / eta after the warmup, computed once: a peak lr changed every step (a torch
+        # LR scheduler) then costs O(1) per step, not a new table.
+        self._lr_shape: list[float] | None = (
+            _lr_schedule(1.0, total_steps, warmup_steps, hold_steps,
+                         hold_at_zero=settings.hold_at_zero).tolist()
+            if lr_schedule and total_steps is not None else None
+        )
         self._t = 0
         self._seed = seed if seed is not None else int(torch.Generator().seed())
         self._generators: dict[str, torch.Generator] = {}
@@ -245,19 +256,12 @@ class GenomeOptimizer(Optimizer):
     def lr_at(self, step: int, group: int = 0) -> float:
         """eta_t of param group ``group`` at 0-based step ``step``."""
         lr = _check_lr(self.param_groups[group]["lr"])
-        if self._total_steps is None:
-            return lr
         self._check_step(step)
-        table = self._lr_tables.get(lr)
-        if table is None:
-            if len(self._lr_tables) >= _LR_TABLE_CACHE_SIZE:
-                self._lr_tables.clear()
-            table = lr_schedule(
-                lr, self._total_steps, self._warmup_steps, self._hold_steps,
-                hold_at_zero=self._settings.hold_at_zero,
-            ).tolist()
-            self._lr_tables[lr] = table
-        return table[step]
+        if self._lr_shape is None:
+            return lr
+        if step < self._warmup_steps:
+            return lr * step / self._warmup_steps
+        return lr * self._lr_shape[step]
 
     def momentum_at(self, step: int) -> float:
         """mu_t at 0-based step ``step`` (0.0 when the momentum type is none)."""

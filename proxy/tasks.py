@@ -97,7 +97,19 @@ class ProxyObjective:
         try:
             return evaluate_genome(genome, self.task, fidelity, trial=trial)
         finally:
+            self._record_recipe(trial, fidelity)
             self._upload_schedule(trial, genome, fidelity)
+
+    def _record_recipe(self, trial: Any, fidelity: str) -> None:
+        """System attr ``nos:recipe``: the lr the screen chose and the schedule's steps."""
+        from optuna_nos.suggest import RECIPE_ATTR, set_system_attr
+
+        lr = trial.user_attrs.get("lr")
+        if isinstance(lr, int | float):
+            spec = self.task.config.fidelity(fidelity)
+            set_system_attr(trial, RECIPE_ATTR, {"lr": float(lr),
+                                                 "total_steps": spec.total_steps,
+                                                 "warmup_steps": spec.warmup_steps})
 
     def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> str | None:
         """Upload the schedule PNG at the screen's lr (lr 1, relative, when none was chosen)."""
