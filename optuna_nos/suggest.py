@@ -1,4 +1,4 @@
-"""Genome <-> Optuna trial params, define-by-run (DESIGN.md, decision 1).
+"""Genome <-> Optuna trial params, define-by-run.
 
 Every gene is a categorical param with a short stable name and a fixed choice list; only the
 genes of the active graph are params, suggested depth-first from the root::
@@ -441,7 +441,7 @@ def suggest_genome(
       attr ``nos:genome``; its active genes are suggested (the sampler serves them) and the
       full genome is returned, latent genes, inactive nodes, stored decays and flip included.
     * Otherwise (Random, TPE, an enqueued genome) the genome is built from the params and
-      checked: a structurally invalid genome or one failing the integrity check (SPEC 7)
+      checked: a structurally invalid genome or one failing the integrity check
       raises :class:`optuna.TrialPruned`; flip is the check's outcome.
     * A trial the sampler marked idle (search finished) raises :class:`optuna.TrialPruned`.
 

@@ -1,4 +1,4 @@
-"""``GenomeOptimizer``: a :class:`torch.optim.Optimizer` that applies a genome (SPEC 2-5).
+"""``GenomeOptimizer``: a :class:`torch.optim.Optimizer` that applies a genome.
 
 Two evaluation paths compute the same step:
 
@@ -79,7 +79,7 @@ class _Work:
 
 
 class GenomeOptimizer(Optimizer):
-    r"""Train with the update rule a genome describes (SPEC sections 2-5).
+    r"""Train with the update rule a genome describes.
 
     Every call to :meth:`step` is one step t (0-based, shared by all tensors). For each
     parameter tensor w with gradient g:
@@ -123,7 +123,7 @@ class GenomeOptimizer(Optimizer):
         momentum: ``"cycle"`` for the paper's mu_t above, or a constant coefficient in [0, 1].
             Ignored by genomes of momentum type none.
         settings: behaviour switches; paper mode holds at eta_t = 0 and makes ``expMovAvg``
-            divide by 1 - 0.95^0 = 0 (SPEC section 13).
+            divide by 1 - 0.95^0 = 0.
         seed: seed of the dropout generators (one per device); ``None`` draws a fresh one.
         foreach: use the list path (default) or, with ``False``, the reference loop. A genome
             with two or more active dropout nodes always takes the reference loop, since the
@@ -136,7 +136,7 @@ class GenomeOptimizer(Optimizer):
       sees the shared t (bias corrections, schedules and decays are not per tensor).
     * Stepping past ``total_steps``, sparse gradients and non-floating parameters raise
       :class:`NOSError`. NaN and inf in gradients are not checked: they propagate into the
-      states and parameters, as SPEC section 3 prescribes.
+      states and parameters, as in the paper.
     * State per parameter: ``v``, ``s``, ``lam`` (always kept, whether or not an operand
       reads them), ``node_<n>`` for each active stateful node (``expMovAvg``,
       ``deltaChange``, ``MaxValue``) and ``momentum_buffer`` for momentum types that use it.
@@ -348,7 +348,7 @@ class GenomeOptimizer(Optimizer):
         return generator
 
     def _step_reference(self, work: list[_Work], t: int) -> None:
-        """The readable path: one tensor at a time, exactly SPEC section 5.2."""
+        """The readable path: one tensor at a time, the update rule as written."""
         mu = self.momentum_at(t)
         contexts: dict[torch.device, OpContext] = {}
         stateful = self._compiled.stateful_nodes
@@ -504,7 +504,7 @@ def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors
 
 
 class _ListOperands:
-    """The operands of SPEC section 2 for a list of tensors, each computed at most once."""
+    """The operands of the search space for a list of tensors, each computed at most once."""
 
     def __init__(self, gs: Tensors, ws: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
                  t: int, grads_sq: Tensors, grads_cube: Tensors) -> None:
