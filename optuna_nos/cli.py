@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import optuna
 
+from optuna_nos.baselines import claim_baselines, release_baselines
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
 from optuna_nos.dashboard import name_metric
 from optuna_nos.errors import NOSError
@@ -180,6 +181,17 @@ def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) ->
     study.set_user_attr(BASELINES_ATTR, results)
 
 
+def _score_baselines_once(study: optuna.Study, objective: Any, *, progress: bool) -> None:
+    """Score the baselines unless recorded or another process is scoring them now."""
+    if not claim_baselines(study, objective):
+        return
+    _logger.info("scoring the baselines of study %r", study.study_name)
+    try:
+        _record_baselines(study, objective, progress=progress)
+    finally:
+        release_baselines(study)
+
+
 #: How long a worker waits for an unreachable storage server before giving up.
 STORAGE_OUTAGE_S = 600.0
 #: Outages in a row without a finished trial in between before the worker gives up.
@@ -332,7 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     objective = load_objective(config)
     with redirect_logging():
         if not args.no_baselines:
-            _record_baselines(study, objective, progress=True)
+            _score_baselines_once(study, objective, progress=True)
         _optimize(study, objective, n_trials=args.n_trials, progress=True,
                   artifact_dir=config.artifact_dir)
     print_leaderboard(study, top=args.top)
@@ -359,7 +371,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
-    _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False,
+    objective = load_objective(config)
+    _score_baselines_once(study, objective, progress=False)
+    _optimize(study, objective, n_trials=args.n_trials, progress=False,
               artifact_dir=config.artifact_dir)
     return 0
 

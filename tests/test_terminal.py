@@ -115,3 +115,28 @@ def test_transfer_help_names_the_suite(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     assert "transfer suite" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_racing_workers_score_the_baselines_once(postgres_url: str, tmp_path: Path) -> None:
+    import subprocess
+
+    (tmp_path / "c.toml").write_text(CONFIG)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cli = [sys.executable, "-m", "optuna_nos.cli"]
+    subprocess.run([*cli, "init", "--storage", postgres_url, "--study", "b", "--config",
+                    "c.toml"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    workers = [subprocess.Popen([*cli, "worker", "--storage", postgres_url, "--study", "b",
+                                 "--n-trials", "1"], cwd=tmp_path, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(3)]
+    logs = [w.communicate(timeout=300)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], logs
+    assert sum("scoring the baselines" in log for log in logs) == 1
+    from optuna_nos.storage import normalize_url
+
+    storage = normalize_url(postgres_url)
+    study = optuna.load_study(study_name="b", storage=storage)
+    assert set(study.user_attrs["nos.baselines"]) == {"adam", "sgd_nesterov"}
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["b"]
