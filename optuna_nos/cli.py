@@ -1,4 +1,4 @@
-"""The ``optuna-nos`` command: run | init | worker | leaderboard | show | export.
+"""The optuna-nos command: run | init | worker | leaderboard | show | export.
 
 Bad input (URL, database, study, config, trial) prints one line and exits with status 2.
 """
@@ -18,10 +18,13 @@ from typing import Any, NoReturn
 import optuna
 
 from optuna_nos.atomic_write import write_text_file
+from optuna_nos.baselines import claim_baselines, release_baselines
 from optuna_nos.cli_types import count, study_name
 from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
-from optuna_nos.display import baseline_lines, printable
+from optuna_nos.dashboard import name_metric
+from optuna_nos.display import printable
 from optuna_nos.errors import NOSError
+from optuna_nos.progress import redirect_logging
 from optuna_nos.settings import Settings
 from optuna_nos.study_setup import create_configured_study
 
@@ -165,24 +168,39 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
                  value, printable(attrs.get("equation", "")), reason)
 
 
-BASELINES_ATTR = "nos.baselines"
-
-
-def _record_baselines(study: optuna.Study, objective: Any) -> None:
+def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) -> None:
     """Score the objective's built-in baselines once per study, at both fidelities.
 
     Objectives opt in by offering ``baselines`` (names) and ``evaluate_baseline(name,
     fidelity)``; the results go to the study user attr ``nos.baselines``.
     """
+    from optuna_nos.leaderboard import BASELINES_ATTR
+    from optuna_nos.progress import baseline_bar
+
     names = getattr(objective, "baselines", ())
     if not names or BASELINES_ATTR in study.user_attrs:
         return
     results: dict[str, dict[str, float]] = {}
-    for name in names:
-        for fidelity in ("init", "evolution"):
-            _logger.info("baseline %s at the %s fidelity ...", name, fidelity)
-            results.setdefault(name, {})[fidelity] = objective.evaluate_baseline(name, fidelity)
+    bar = baseline_bar(2 * len(names), disable=None if progress else True)
+    with bar:
+        for name in names:
+            for fidelity in ("init", "evolution"):
+                bar.set_postfix_str(f"{name} at the {fidelity} fidelity")
+                results.setdefault(name, {})[fidelity] = \
+                    objective.evaluate_baseline(name, fidelity)
+                bar.update(1)
     study.set_user_attr(BASELINES_ATTR, results)
+
+
+def _score_baselines_once(study: optuna.Study, objective: Any, *, progress: bool) -> None:
+    """Score the baselines unless recorded or another process is scoring them now."""
+    if not claim_baselines(study, objective):
+        return
+    _logger.info("scoring the baselines of study %r", study.study_name)
+    try:
+        _record_baselines(study, objective, progress=progress)
+    finally:
+        release_baselines(study)
 
 
 #: How long a worker waits for an unreachable storage server before giving up.
@@ -260,28 +278,26 @@ def _optimize_through_outages(
 
 
 def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
-              n_trials: int | None, progress: bool) -> None:
+              n_trials: int | None, progress: bool, artifact_dir: str | None = None) -> None:
+    from optuna_nos.dashboard import StudyView, describe_trial, record_fitness_by_fidelity
+    from optuna_nos.progress import SearchProgress
     from optuna_nos.sampler import StopWhenFinished
 
-    sampler = study.sampler
+    is_finished = getattr(study.sampler, "is_finished", None)
+    if callable(is_finished) and is_finished(study):
+        _logger.info("study %r: the search is finished; nothing to do", study.study_name)
+        return
+    view = StudyView(artifact_dir)
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
-        _log_trial, StopWhenFinished(),
+        describe_trial, _log_trial, view, StopWhenFinished(),
     ]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        total = sampler.n_slots if hasattr(sampler, "n_slots") else None
-        bar = tqdm(total=total, unit="slot", disable=None, desc="search")
-
-        def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            done = sampler.n_decided(study) if hasattr(sampler, "n_decided") else trial.number
-            bar.update(done - bar.n)
-
-        callbacks.append(advance)
+    bar = SearchProgress(study) if progress else None
+    if bar is not None:
+        callbacks.append(bar)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        _optimize_through_outages(study, _with_interrupt_reason(objective), n_trials, callbacks)
+        _optimize_through_outages(study, _with_interrupt_reason(
+            record_fitness_by_fidelity(objective)), n_trials, callbacks)
     except KeyboardInterrupt as exc:
         _fail_own_running_trials(study, f"interrupted: {str(exc) or 'SIGINT'}")
         raise
@@ -289,6 +305,7 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
         signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
+        view.refresh(study)
 
 
 def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
@@ -333,9 +350,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     objective, sampler = load_objective(config), _make_sampler(config)
     study = create_configured_study(_storage(args.storage, config), args.study, config.raw,
                                     sampler=sampler, pruner=_make_pruner())
-    if not args.no_baselines:
-        _record_baselines(study, objective)
-    _optimize(study, objective, n_trials=args.n_trials, progress=True)
+    name_metric(study)
+    with redirect_logging():
+        if not args.no_baselines:
+            _score_baselines_once(study, objective, progress=True)
+        _optimize(study, objective, n_trials=args.n_trials, progress=True,
+                  artifact_dir=config.artifact_dir)
     print_leaderboard(study, top=args.top)
     return 0
 
@@ -344,7 +364,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     load_objective(config)  # a config that cannot run is refused before it is stored
     _make_sampler(config)
-    create_configured_study(_storage(args.storage, config), args.study, config.raw)
+    study = create_configured_study(_storage(args.storage, config), args.study, config.raw)
+    name_metric(study)
     print(f"study {args.study!r} is ready: start workers with "
           f"'optuna-nos worker --storage URL --study {args.study}'")
     return 0
@@ -356,31 +377,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
-    _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False)
+    objective = load_objective(config)
+    _score_baselines_once(study, objective, progress=False)
+    _optimize(study, objective, n_trials=args.n_trials, progress=False,
+              artifact_dir=config.artifact_dir)
     return 0
 
 
-def leaderboard_rows(study: optuna.Study, top: int) -> list[dict[str, Any]]:
-    """The best completed trials, best first: trial, value, fidelity, slot, equation."""
-    done = [t for t in study.get_trials(deepcopy=False,
-                                        states=(optuna.trial.TrialState.COMPLETE,))
-            if t.value is not None]
-    done.sort(key=lambda t: (-(t.value or 0.0), t.number))
-    return [{"trial": t.number, "value": t.value,
-             **{key: printable(t.user_attrs.get(key, "")) for key in ("fidelity", "slot",
-                                                                       "equation")}}
-            for t in done[:top]]
-
-
 def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
-    rows = leaderboard_rows(study, top)
-    print(f"leaderboard of study {study.study_name!r} (best {len(rows)})")
-    for line in baseline_lines(study.user_attrs.get(BASELINES_ATTR)):
-        print(f"  {line}")
-    print(f"  {'#':>3} {'trial':>6} {'fitness':>8} {'fidelity':<9} {'slot':<14} equation")
-    for rank, row in enumerate(rows, 1):
-        print(f"  {rank:>3} {row['trial']:>6} {row['value']:>8.4f} {row['fidelity']:<9} "
-              f"{row['slot']:<14} {row['equation']}")
+    from optuna_nos.leaderboard import format_leaderboard
+
+    print("\n".join(format_leaderboard(study, top)))
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -397,11 +404,20 @@ def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 def _trial_genome(trial: optuna.trial.FrozenTrial) -> Any:
     from optuna_nos.space.genome import Genome
+    from optuna_nos.suggest import GENOME_ATTR
 
-    text = trial.user_attrs.get("genome")
+    text = trial.system_attrs.get(GENOME_ATTR, trial.user_attrs.get("genome"))
     if text is None:
         raise NOSError(f"trial {trial.number} carries no genome")
     return Genome.from_json(text)
+
+
+def _trial_recipe(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
+    """How the objective trained the trial's genome (system attr ``nos:recipe``), if known."""
+    from optuna_nos.suggest import RECIPE_ATTR
+
+    recipe = trial.system_attrs.get(RECIPE_ATTR)
+    return dict(recipe) if isinstance(recipe, dict) else None
 
 
 def _describe_mutation(mutation: Any) -> str:
@@ -425,6 +441,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"paper:    {format_equation(genome, 'paper')}")
     print(f"readable: {format_equation(genome, 'readable')}")
     print(f"latex:    {format_equation(genome, 'latex')}")
+    recipe = _trial_recipe(trial)
+    if recipe:
+        print("recipe:   " + ", ".join(f"{k}={v!r}" for k, v in recipe.items()))
     if "nos.reason" in trial.user_attrs:
         print(f"reason:   {printable(trial.user_attrs['nos.reason'])}")
     print("lineage:")
@@ -449,27 +468,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     trial = _trial(study, args.trial)
     raw = study.user_attrs.get(CONFIG_ATTR)
     source = export_source(
-        _trial_genome(trial), class_name=args.class_name,
+        _trial_genome(trial), class_name=args.class_name, recipe=_trial_recipe(trial),
         settings=parse_config(raw).settings if raw is not None else Settings(),
         origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )
     if args.output:
         write_text_file(args.output, source, force=args.force)
+        print(f"wrote {args.class_name} (trial {trial.number}) to {args.output}",
+              file=sys.stderr)
     else:
         sys.stdout.write(source)
     return 0
 
 
+_EPILOG = """\
+Trial lines read 'trial N SLOT STATE FITNESS EQUATION'. SLOT is the unit of GA work the
+trial scored: 'init 14' = random genome 14 of the initial population (cheap init fidelity);
+'p3 s0' = particle 3's genome re-evaluated at the evolution fidelity; 'p3 s1 c0' = child 0
+of particle 3's step 1 (a mutant). 'flip' (in show) says the update's sign is reversed: the
+integrity check found the genome descends only with its sign flipped.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="optuna-nos", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="optuna-nos", description=__doc__.splitlines()[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def storage_args(p: argparse.ArgumentParser, required: bool) -> None:
-        p.add_argument("--storage", required=required, default=DEFAULT_STORAGE,
+        if required:
+            p.add_argument("--storage", required=True, help="Optuna storage URL")
+            p.add_argument("--study", required=True, type=study_name, help="study name")
+            return
+        p.add_argument("--storage", default=DEFAULT_STORAGE,
                        help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
-        p.add_argument("--study", required=required, default=DEFAULT_STUDY,
-                       type=study_name,
+        p.add_argument("--study", default=DEFAULT_STUDY, type=study_name,
                        help=f"study name (default {DEFAULT_STUDY})")
 
     run = sub.add_parser("run", help="the whole search in this process")
@@ -477,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     storage_args(run, required=False)
     run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts")
     run.add_argument("--n-trials", type=count, help="stop after this many trials")
-    run.add_argument("--top", type=count, default=10, help="leaderboard size")
+    run.add_argument("--top", type=count, default=10,
+                     help="genomes in the closing leaderboard (default 10)")
     run.add_argument("--no-baselines", action="store_true",
                      help="skip scoring the objective's built-in tuned baselines")
     run.set_defaults(handler=cmd_run)
@@ -494,20 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")
     storage_args(board, required=False)
-    board.add_argument("--top", type=count, default=10)
+    board.add_argument("--top", type=count, default=10, help="genomes to list (default 10)")
     board.set_defaults(handler=cmd_leaderboard)
 
     show = sub.add_parser("show", help="a trial's equation in all dialects, and its lineage")
-    show.add_argument("trial", type=int)
+    show.add_argument("trial", type=int, help="the trial's number (as in 'trial 12')")
     storage_args(show, required=False)
     show.set_defaults(handler=cmd_show)
 
     export = sub.add_parser("export", help="a trial's genome as a standalone torch optimizer")
-    export.add_argument("trial", type=int)
+    export.add_argument("trial", type=int, help="the trial's number (as in 'trial 12')")
     storage_args(export, required=False)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
     export.add_argument("--force", action="store_true", help="overwrite an existing --output")
-    export.add_argument("--class-name", default="EvolvedOptimizer")
+    export.add_argument("--class-name", default="EvolvedOptimizer",
+                        help="name of the generated class (default EvolvedOptimizer)")
     export.set_defaults(handler=cmd_export)
     return parser
 

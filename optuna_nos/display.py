@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["baseline_lines", "printable"]
+__all__ = ["printable"]
 
 
 def printable(value: Any) -> str:
@@ -19,20 +19,3 @@ def printable(value: Any) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
-def baseline_lines(baselines: Any) -> list[str]:
-    """``baseline NAME: evolution 0.61, init 0.55`` for each well-formed entry of the study
-    attr ``nos.baselines`` ({name: {fidelity: accuracy}}); malformed entries are skipped."""
-    if not isinstance(baselines, dict):
-        return []
-    lines = []
-    for name, by_fidelity in sorted(baselines.items(), key=lambda item: str(item[0])):
-        if not isinstance(by_fidelity, dict):
-            continue
-        scores = [f"{printable(fidelity)} {accuracy:.4f}" for fidelity, accuracy
-                  in sorted(by_fidelity.items(), key=lambda item: str(item[0]), reverse=True)
-                  if isinstance(accuracy, int | float) and not isinstance(accuracy, bool)]
-        if scores:
-            lines.append(f"baseline {printable(name)}: {', '.join(scores)}")
-    return lines

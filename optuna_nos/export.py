@@ -10,7 +10,9 @@ export time (e.g. paper mode's ``expMovAvg`` and hold value) are baked in.
 from __future__ import annotations
 
 import keyword
+import math
 import re
+from collections.abc import Mapping
 
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
@@ -245,7 +247,7 @@ Per parameter tensor, with gradient g and value w, at 0-based step t of T:
 lr_t warms up linearly over warmup_steps, holds at lr for hold_steps, then follows a
 cosine to 0 at total_steps (constant lr when total_steps is None); mu_t cycles
 0.95 -> 0.85 (warmup) -> 0.85 (hold) -> 0.95, or is the constant ``momentum``.
-"""
+{recipe_text}"""
 
 from __future__ import annotations
 
@@ -253,6 +255,8 @@ import math
 
 import torch
 
+#: The learning rate and schedule the search trained this optimizer with (None: unknown).
+RECIPE = {recipe!r}
 EPS = 1e-7
 FLIP = {flip}
 FLOAT32_EMA = {float32_ema}
@@ -343,10 +347,14 @@ class {class_name}(torch.optim.Optimizer):
         warmup_steps, hold_steps: the schedule's W and H.
         momentum: "cycle" or a constant coefficient in [0, 1].
         seed: seed of the dropout generator.
+        lr_schedule: False turns the built-in lr_t off (each step uses its group's lr as it
+            is, for a torch LR scheduler of your own); decays still follow total_steps.
+
+    RECIPE holds the learning rate and schedule the search trained this optimizer with.
     """
 
     def __init__(self, params, lr, *, total_steps=None, warmup_steps=0, hold_steps=0,
-                 momentum="cycle", seed=None):
+                 momentum="cycle", seed=None, lr_schedule=True):
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
             raise ValueError(f"lr must be a finite number >= 0, got {{lr!r}}")
         if total_steps is None:
@@ -366,16 +374,20 @@ class {class_name}(torch.optim.Optimizer):
         self.seed = seed if seed is not None else int(torch.Generator().seed())
         self.t = 0
         self._generators = {{}}
-        self._lr_tables = {{}}
+        # lr_t / lr after the warmup, computed once: a peak lr changed every step (a torch
+        # LR scheduler) costs O(1) per step
+        self._lr_shape = (_lr_table(1.0, total_steps, warmup_steps, hold_steps)
+                          if lr_schedule and total_steps is not None else None)
         self._decays = _decay_tables(total_steps) if total_steps is not None else {{}}
         self._mu = (_momentum_table(total_steps, warmup_steps, hold_steps)
                     if momentum == "cycle" and total_steps is not None else None)
 
-    def _lr_table(self, lr):
-        if lr not in self._lr_tables:
-            self._lr_tables[lr] = _lr_table(lr, self.total_steps, self.warmup_steps,
-                                            self.hold_steps)
-        return self._lr_tables[lr]
+    def _lr_at(self, lr, t):
+        if self._lr_shape is None:
+            return lr
+        if t < self.warmup_steps:
+            return lr * t / self.warmup_steps
+        return lr * self._lr_shape[t]
 
     def _generator(self, device):
         key = str(device)
@@ -413,7 +425,7 @@ class {class_name}(torch.optim.Optimizer):
         mu = self._mu[t] if self._mu is not None else self.momentum
         for group in self.param_groups:
             lr = group["lr"]
-            lr_t = lr if self.total_steps is None else self._lr_table(lr)[t]
+            lr_t = self._lr_at(lr, t)
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -441,17 +453,46 @@ class {class_name}(torch.optim.Optimizer):
 '''
 
 
+_RECIPE_KEYS = ("lr", "total_steps", "warmup_steps", "hold_steps")
+
+
+def _recipe(recipe: Mapping[str, float | int] | None) -> dict[str, float | int] | None:
+    """The recipe's known keys with finite numbers; NOSError on anything else."""
+    if recipe is None:
+        return None
+    clean: dict[str, float | int] = {}
+    for key, value in recipe.items():
+        if key not in _RECIPE_KEYS or isinstance(value, bool) \
+                or not isinstance(value, int | float) or not math.isfinite(value):
+            raise NOSError(f"recipe entry {key!r}: {value!r} is not one of {_RECIPE_KEYS} "
+                           "with a finite number")
+        clean[key] = value
+    return clean
+
+
+def _recipe_text(recipe: Mapping[str, float | int] | None, class_name: str) -> str:
+    clean = _recipe(recipe)
+    if not clean:
+        return ""
+    shown = ", ".join(f"{k}={v!r}" for k, v in clean.items())
+    return (f"\nThe search trained it with {shown}:\n\n"
+            f"    opt = {class_name}(params, **RECIPE)\n")
+
+
 def export_source(
     genome: Genome,
     class_name: str = "EvolvedOptimizer",
     *,
     origin: str | None = None,
     settings: Settings = DEFAULT_SETTINGS,
+    recipe: Mapping[str, float | int] | None = None,
 ) -> str:
     """Python source of a standalone module defining ``class_name(torch.optim.Optimizer)``.
 
     ``origin`` (e.g. the study, trial and fitness the genome came from) goes into the first
-    comment line. The module imports only torch and math.
+    comment line. ``recipe`` (``lr``, ``total_steps``, ``warmup_steps``, ``hold_steps``: how
+    the search trained the genome) goes into the docstring and the module constant
+    ``RECIPE``. The module imports only torch and math.
     """
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise NOSError(f"class_name must be a Python identifier, got {class_name!r}")
@@ -479,6 +520,7 @@ def export_source(
     base_lines = "\n".join(f"    a[{i}] = {_BASE_CODE[i]}  # a{i + 1}" for i in used_bases)
     decay_tables = _decay_table_lines(genome)
     return _TEMPLATE.format(
+        recipe=_recipe(recipe), recipe_text=_recipe_text(recipe, class_name),
         origin=f" from {origin}" if origin else "",
         class_name=class_name,
         equation=format_equation(genome, "paper"),

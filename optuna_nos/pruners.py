@@ -2,7 +2,7 @@
 
 A candidate optimizer that makes the loss non-finite, or leaves the model at chance level
 after a warm-up, will not recover; training it further only burns the worker's time. Every
-prune writes its reason to the trial's user attr ``nos.reason`` (DESIGN.md, decision 4).
+prune writes its reason to the trial's user attr ``nos.reason``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ trials hold params of another encoding is refused with a one-line :class:`NOSErr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -45,15 +46,21 @@ __all__ = [
     "FIDELITY_ATTR",
     "GENOME_ATTR",
     "IDLE_ATTR",
+    "RECIPE_ATTR",
     "Fidelity",
     "check_encoding",
+    "display_attrs",
     "genome_from_params",
     "genome_params",
     "param_distribution",
+    "set_system_attr",
     "suggest_genome",
     "trial_fidelity",
 ]
 
+#: System attr: how the objective trained the genome (``lr``, ``total_steps``,
+#: ``warmup_steps``, ``hold_steps``), carried into exported optimizers.
+RECIPE_ATTR = "nos:recipe"
 #: System attr holding the trial's full genome as versioned JSON.
 GENOME_ATTR = "nos:genome"
 #: System attr the sampler sets on a trial it has no work for; the value is the reason.
@@ -76,7 +83,8 @@ def _system_attrs(trial: BaseTrial | FrozenTrial) -> Mapping[str, Any]:
     return getattr(trial, "system_attrs", {})
 
 
-def _set_system_attr(trial: BaseTrial, key: str, value: Any) -> None:
+def set_system_attr(trial: BaseTrial, key: str, value: Any) -> None:
+    """Set a trial system attr (an Optuna trial's, or a FixedTrial's dict)."""
     if isinstance(trial, optuna.Trial):
         trial.storage.set_trial_system_attr(trial._trial_id, key, value)
     elif isinstance(trial, FixedTrial):
@@ -124,12 +132,13 @@ def suggest_genome(
       :func:`check_encoding`).
 
     Every prune records its reason in the user attr ``nos.reason``. The user attrs
-    ``equation`` (paper notation), ``equation_readable``, ``genome`` (JSON) and ``flip`` are
-    set for the dashboard, and the genome JSON goes to the system attr ``nos:genome``.
+    ``equation`` (paper notation), ``equation_readable`` and ``flip`` are set for the
+    dashboard, and the genome JSON goes to the system attr ``nos:genome``.
     """
     resolved = resolve_variant(space)
     _check_sampler_space(trial, resolved)
     check_encoding(trial, resolved)
+    _warn_cross_fidelity_pruner(trial)
     attrs = _system_attrs(trial)
     idle = attrs.get(IDLE_ATTR)
     if idle is not None:
@@ -168,12 +177,26 @@ def suggest_genome(
             )
     else:
         genome = _checked(trial, decoded, resolved, settings)
-        _set_system_attr(trial, GENOME_ATTR, genome.to_json())
-    trial.set_user_attr("equation", format_equation(genome, "paper"))
-    trial.set_user_attr("equation_readable", format_equation(genome, "readable"))
-    trial.set_user_attr("genome", genome.to_json())
-    trial.set_user_attr("flip", genome.flip)
+        set_system_attr(trial, GENOME_ATTR, genome.to_json())
+    _set_user_attrs(trial, display_attrs(genome))
     return genome
+
+
+def display_attrs(genome: Genome) -> dict[str, Any]:
+    """The short user attrs a dashboard shows first: ``equation`` (paper notation),
+    ``equation_readable`` and ``flip``. The full genome stays in the system attr
+    ``nos:genome``."""
+    return {"equation": format_equation(genome, "paper"),
+            "equation_readable": format_equation(genome, "readable"), "flip": genome.flip}
+
+
+def _set_user_attrs(trial: BaseTrial, attrs: Mapping[str, Any]) -> None:
+    """Set the attrs whose value differs (a rewrite would move an attr to the end of the
+    dashboard's list on PostgreSQL)."""
+    current = trial.user_attrs
+    for key, value in attrs.items():
+        if current.get(key) != value:
+            trial.set_user_attr(key, value)
 
 
 def _check_sampler_space(trial: BaseTrial, variant: Variant) -> None:
@@ -231,6 +254,39 @@ def _foreign_param(trials: Sequence[FrozenTrial], space: VariantLike) -> str | N
             if distribution != expected:
                 return name
     return None
+
+
+_warned_studies: set[str] = set()
+
+
+def _compares_trials(pruner: Any) -> bool:
+    """Whether ``pruner`` judges a trial by other trials' values (Median, Percentile,
+    SuccessiveHalving, Hyperband, Wilcoxon, ...): anything but these known-safe ones."""
+    from optuna_nos.pruners import DivergencePruner
+
+    if isinstance(pruner, DivergencePruner):
+        return _compares_trials(pruner._wrapped) if pruner._wrapped is not None else False
+    if isinstance(pruner, optuna.pruners.PatientPruner):
+        return _compares_trials(pruner._wrapped_pruner)
+    return not isinstance(pruner, optuna.pruners.NopPruner | optuna.pruners.ThresholdPruner)
+
+
+def _warn_cross_fidelity_pruner(trial: BaseTrial) -> None:
+    """Warn (once per study and process) when a ParticleSampler study runs under a pruner that
+    compares trials: it would compare evolution-fidelity children with init-fidelity trials
+    and prune most of the search."""
+    study: Any = getattr(trial, "study", None)
+    from optuna_nos.sampler import ParticleSampler
+
+    if not isinstance(getattr(study, "sampler", None), ParticleSampler) \
+            or study.study_name in _warned_studies or not _compares_trials(study.pruner):
+        return
+    _warned_studies.add(study.study_name)
+    warnings.warn(
+        f"study {study.study_name!r} runs a ParticleSampler under "
+        f"{type(study.pruner).__name__}, which compares trials across fidelities and prunes "
+        "most evolution children; pass pruner=optuna_nos.DivergencePruner() to "
+        "optuna.create_study", UserWarning, stacklevel=3)
 
 
 def _checked(trial: BaseTrial, genome: Genome, variant: Variant, settings: Settings) -> Genome:

@@ -1,4 +1,4 @@
-"""``GenomeOptimizer``: a :class:`torch.optim.Optimizer` that applies a genome (SPEC 2-5).
+"""``GenomeOptimizer``: a :class:`torch.optim.Optimizer` that applies a genome.
 
 Two evaluation paths compute the same step:
 
@@ -27,7 +27,8 @@ from torch.optim import Optimizer
 from torch.optim.optimizer import ParamsT
 
 from optuna_nos.errors import NOSError
-from optuna_nos.schedules import check_schedule_steps, lr_schedule, momentum_cycle
+from optuna_nos.schedules import check_schedule_steps, momentum_cycle
+from optuna_nos.schedules import lr_schedule as _lr_schedule
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.compute import CompiledGenome, apply_update
@@ -43,7 +44,6 @@ _EMA_KEYS = ("v", "s", "lam")
 _BUFFER_KEY = "momentum_buffer"
 _STATE_DICT_KEY = "genome_optimizer"
 _DROPOUT_OPS = frozenset({17, 18, 19})
-_LR_TABLE_CACHE_SIZE = 16
 
 
 def _node_state_key(column: int) -> str:
@@ -78,7 +78,7 @@ class _Work:
 
 
 class GenomeOptimizer(Optimizer):
-    r"""Train with the update rule a genome describes (SPEC sections 2-5).
+    r"""Train with the update rule a genome describes.
 
     Every call to :meth:`step` is one step t (0-based, shared by all tensors). For each
     parameter tensor w with gradient g:
@@ -117,11 +117,14 @@ class GenomeOptimizer(Optimizer):
             with a momentum type that uses it raises :class:`NOSError` (no constant
             momentum coefficient is guessed: pass a float).
         warmup_steps, hold_steps: W and H of the schedule (need ``total_steps``).
+        lr_schedule: ``False`` turns the built-in eta_t off: each step uses its group's
+            ``lr`` as it is, for a torch LR scheduler of your own. Decays (and the momentum
+            cycle) still follow ``total_steps``.
         momentum: ``"cycle"`` for the paper's mu_t above, or a constant coefficient in [0, 1].
             Ignored by genomes of momentum type none.
         settings: behaviour switches; paper mode holds at eta_t = 0, makes ``expMovAvg``
             divide by 1 - 0.95^0 = 0 and computes the EMAs with the released code's float32
-            beta, 1 - beta and 1 - beta^(t+1) (SPEC section 13).
+            beta, 1 - beta and 1 - beta^(t+1).
         seed: seed of the dropout generators (one per device); ``None`` draws a fresh one.
         foreach: use the list path (default) or, with ``False``, the reference loop. A genome
             with two or more active dropout nodes always takes the reference loop, since the
@@ -134,14 +137,15 @@ class GenomeOptimizer(Optimizer):
       sees the shared t (bias corrections, schedules and decays are not per tensor).
     * Stepping past ``total_steps``, sparse gradients and non-floating parameters raise
       :class:`NOSError`. NaN and inf in gradients are not checked: they propagate into the
-      states and parameters, as SPEC section 3 prescribes.
+      states and parameters, as in the paper.
     * State per parameter: ``v``, ``s``, ``lam`` (always kept, whether or not an operand
       reads them), ``node_<n>`` for each active stateful node (``expMovAvg``,
       ``deltaChange``, ``MaxValue``) and ``momentum_buffer`` for momentum types that use it.
       The step counter t and the dropout generators' states go into :meth:`state_dict`, so
       resuming from it continues bit for bit.
     * ``group["lr"]`` may be changed between steps (for example by a torch LR scheduler):
-      eta_t is then computed from the new peak value.
+      eta_t is then computed from the new peak value, at O(1) cost per step. To let the
+      scheduler alone decide the learning rate, pass ``lr_schedule=False``.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class GenomeOptimizer(Optimizer):
         settings: Settings = DEFAULT_SETTINGS,
         seed: int | None = None,
         foreach: bool | None = None,
+        lr_schedule: bool = True,
     ) -> None:
         if not isinstance(genome, Genome):
             raise NOSError(f"genome must be a Genome, got {type(genome).__name__}")
@@ -188,7 +193,13 @@ class GenomeOptimizer(Optimizer):
             momentum_cycle(total_steps, warmup_steps, hold_steps).tolist()
             if momentum == "cycle" and total_steps is not None else None
         )
-        self._lr_tables: dict[float, list[float]] = {}
+        # eta_t / eta after the warmup, computed once: a peak lr changed every step (a torch
+        # LR scheduler) then costs O(1) per step, not a new table.
+        self._lr_shape: list[float] | None = (
+            _lr_schedule(1.0, total_steps, warmup_steps, hold_steps,
+                         hold_at_zero=settings.hold_at_zero).tolist()
+            if lr_schedule and total_steps is not None else None
+        )
         self._t = 0
         self._seed = seed if seed is not None else int(torch.Generator().seed())
         self._generators: dict[str, torch.Generator] = {}
@@ -247,19 +258,12 @@ class GenomeOptimizer(Optimizer):
     def lr_at(self, step: int, group: int = 0) -> float:
         """eta_t of param group ``group`` at 0-based step ``step``."""
         lr = _check_lr(self.param_groups[group]["lr"])
-        if self._total_steps is None:
-            return lr
         self._check_step(step)
-        table = self._lr_tables.get(lr)
-        if table is None:
-            if len(self._lr_tables) >= _LR_TABLE_CACHE_SIZE:
-                self._lr_tables.clear()
-            table = lr_schedule(
-                lr, self._total_steps, self._warmup_steps, self._hold_steps,
-                hold_at_zero=self._settings.hold_at_zero,
-            ).tolist()
-            self._lr_tables[lr] = table
-        return table[step]
+        if self._lr_shape is None:
+            return lr
+        if step < self._warmup_steps:
+            return lr * step / self._warmup_steps
+        return lr * self._lr_shape[step]
 
     def momentum_at(self, step: int) -> float:
         """mu_t at 0-based step ``step`` (0.0 when the momentum type is none)."""
@@ -347,7 +351,7 @@ class GenomeOptimizer(Optimizer):
         return generator
 
     def _step_reference(self, work: list[_Work], t: int) -> None:
-        """The readable path: one tensor at a time, exactly SPEC section 5.2."""
+        """The readable path: one tensor at a time, the update rule as written."""
         mu = self.momentum_at(t)
         contexts: dict[torch.device, OpContext] = {}
         stateful = self._compiled.stateful_nodes
@@ -502,7 +506,7 @@ def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
 
 
 class _ListOperands:
-    """The operands of SPEC section 2 for a list of tensors, each computed at most once."""
+    """The operands of the search space for a list of tensors, each computed at most once."""
 
     def __init__(self, gs: Tensors, ws: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
                  t: int, grads_sq: Tensors, grads_cube: Tensors,

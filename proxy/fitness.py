@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 FIDELITIES = ("init", "evolution")
+#: Trial system attrs: the learning-rate screen's runs and the final run.
+SCREEN_ATTR = "nos:screen"
+FINAL_ATTR = "nos:final"
 
 
 @dataclass(frozen=True)
@@ -376,14 +379,17 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
     """Fitness of ``genome`` for an Optuna objective.
 
     With a trial: every final-run epoch's validation accuracy is reported
-    (``trial.report(acc, epoch)``) and the pruner consulted; user attrs ``lr`` (the chosen
-    learning rate), ``screen`` (the screen runs) and ``final`` (the final run) are set; a
-    failure or a prune sets ``nos.reason`` and raises :class:`optuna.TrialPruned`.
+    (``trial.report(acc, epoch)``) and the pruner consulted; the user attr ``lr`` (the chosen
+    learning rate) and the system attrs ``nos:screen`` (the screen runs) and ``nos:final``
+    (the final run; long, so kept out of the dashboard's user attrs) are set; a failure or a
+    prune sets ``nos.reason`` and raises :class:`optuna.TrialPruned`.
 
     In paper mode a NaN fitness (numpy semantics) is returned as it is, which Optuna records
     as a failed trial.
     """
     import optuna
+
+    from optuna_nos.suggest import set_system_attr
 
     numpy_nan = task.settings.numpy_nan_semantics
     screen_summary: list[dict[str, Any]] = []
@@ -392,7 +398,7 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
         screen_summary.extend(FitnessResult(None, None, lr, runs).screen_summary(numpy_nan))
         if trial is not None:
             trial.set_user_attr("lr", lr)
-            trial.set_user_attr("screen", screen_summary)
+            set_system_attr(trial, SCREEN_ATTR, screen_summary)
 
     def report(epoch: int, run: RunResult) -> None:
         if trial is None:
@@ -403,7 +409,7 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
             reason = f"pruned after epoch {epoch} (validation accuracy {accuracy:.4f})"
             if REASON_ATTR not in trial.user_attrs:
                 trial.set_user_attr(REASON_ATTR, reason)
-            trial.set_user_attr("final", run.to_dict())
+            set_system_attr(trial, FINAL_ATTR, run.to_dict())
             raise optuna.TrialPruned(reason)
 
     seed = task.evaluation_seed(None if trial is None else trial.number)
@@ -411,9 +417,9 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
                              on_screen_done=screen_done)
     if trial is not None:
         if not screen_summary:
-            trial.set_user_attr("screen", result.screen_summary(numpy_nan))
+            set_system_attr(trial, SCREEN_ATTR, result.screen_summary(numpy_nan))
         if result.final is not None:
-            trial.set_user_attr("final", result.final.to_dict())
+            set_system_attr(trial, FINAL_ATTR, result.final.to_dict())
     if result.failed:
         assert result.reason is not None
         if trial is not None:

@@ -147,4 +147,5 @@ def fitness_of(val_curve: Sequence[float], *, numpy_nan: bool) -> float | None:
 
 
 def _fmt(values: Sequence[float]) -> str:
-    return ", ".join(f"{v:.4f}" for v in values)
+    """Accuracies for a reason: a run without a finite accuracy reads "diverged"."""
+    return ", ".join(f"{v:.4f}" if math.isfinite(v) else "diverged" for v in values)

@@ -72,7 +72,7 @@ _COMMON_KEYS = ("device", "dtype", "seed", "cpu_threads", "batched_screen", "shu
 
 
 #: Built-in baselines, written as genomes of the search space so they are scored with exactly
-#: the candidates' protocol (SPEC 9.5, project default).
+#: the candidates' protocol (a project default).
 BASELINES: dict[str, str] = {
     "adam": "None ~ (v hat) / (sqrt(|s hat|))",
     "sgd_nesterov": "Nest ~ id(id(g))",
@@ -82,8 +82,9 @@ BASELINES: dict[str, str] = {
 class ProxyObjective:
     """``objective(trial)``: suggest the genome, read the fidelity, return the fitness.
 
-    With ``artifact_dir`` set, each trial that got through the learning-rate screen also
-    gets a PNG artifact of its effective learning-rate schedule and decay curves.
+    With ``artifact_dir`` set, each trial with a genome also gets a PNG artifact of its
+    effective learning-rate schedule and decay curves: at the lr the screen chose, or at lr 1
+    (relative) when the screen chose none (a pruned trial).
     """
 
     def __init__(self, task: ProxyTask, space: str = "paper",
@@ -100,21 +101,37 @@ class ProxyObjective:
 
         genome = suggest_genome(trial, self.space, self.task.settings)
         fidelity = trial_fidelity(trial)
-        trial.set_user_attr("fidelity", fidelity)
+        if trial.user_attrs.get("fidelity") != fidelity:
+            trial.set_user_attr("fidelity", fidelity)
         try:
             return evaluate_genome(genome, self.task, fidelity, trial=trial)
         finally:
+            self._record_recipe(trial, fidelity)
             self._upload_schedule(trial, genome, fidelity)
 
-    def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> None:
+    def _record_recipe(self, trial: Any, fidelity: str) -> None:
+        """System attr ``nos:recipe``: the lr the screen chose and the schedule's steps."""
+        from optuna_nos.suggest import RECIPE_ATTR, set_system_attr
+
         lr = trial.user_attrs.get("lr")
-        if self.artifact_dir is None or not isinstance(lr, int | float):
-            return
+        if isinstance(lr, int | float):
+            spec = self.task.config.fidelity(fidelity)
+            set_system_attr(trial, RECIPE_ATTR, {"lr": float(lr),
+                                                 "total_steps": spec.total_steps,
+                                                 "warmup_steps": spec.warmup_steps})
+
+    def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> str | None:
+        """Upload the schedule PNG at the screen's lr (lr 1, relative, when none was chosen)."""
+        if self.artifact_dir is None:
+            return None
         from optuna_nos.artifacts import upload_schedule_artifact
 
+        lr = trial.user_attrs.get("lr")
         spec = self.task.config.fidelity(fidelity)
-        upload_schedule_artifact(trial, genome, self.artifact_dir, lr=float(lr),
-                                 total_steps=spec.total_steps, warmup_steps=spec.warmup_steps)
+        return upload_schedule_artifact(
+            trial, genome, self.artifact_dir,
+            lr=float(lr) if isinstance(lr, int | float) else 1.0,
+            total_steps=spec.total_steps, warmup_steps=spec.warmup_steps)
 
     def baseline_rule(self, name: str) -> Genome | TorchBaseline:
         """The update rule of the baseline called ``name`` (one of :attr:`baselines`)."""

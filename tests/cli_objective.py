@@ -44,3 +44,40 @@ def sleepy(config: Any) -> Any:
         return float(inner(trial))
 
     return objective
+
+
+class _Showcase:
+    """``fast``, with a prune (and its reason) for every genome whose loss exceeds 1, and two
+    baselines scored the same way: a small study with every kind of trial for the dashboard."""
+
+    baselines = ("adam", "sgd_nesterov")
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def _loss(self, genome: Any) -> float:
+        result = integrity_check(genome, self.config.settings)
+        return float(result.loss if result.loss is not None else 1e9)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        genome = suggest_genome(trial, self.config.space, self.config.settings)
+        trial.set_user_attr("lr", 0.1)
+        if self.config.artifact_dir:
+            upload_schedule_artifact(trial, genome, self.config.artifact_dir, lr=0.1,
+                                     total_steps=100, warmup_steps=10)
+        loss = self._loss(genome)
+        if loss > 1.0:
+            reason = f"sphere loss {loss:.3g} above 1"
+            trial.set_user_attr("nos.reason", reason)
+            raise optuna.TrialPruned(reason)
+        return -loss
+
+    def evaluate_baseline(self, name: str, fidelity: str) -> float:
+        from optuna_nos.space.parse import parse_equation
+        from proxy.tasks import BASELINES
+
+        return -self._loss(parse_equation(BASELINES[name]))
+
+
+def showcase(config: Any) -> Any:
+    return _Showcase(config)

@@ -199,7 +199,7 @@ def test_dashboard_serves_attrs_and_artifacts(tmp_path: Path) -> None:
             detail = json.load(response)
         trial = next(t for t in detail["trials"] if t["state"] == "Complete")
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
-        assert {"equation", "equation_readable", "genome", "fidelity", "slot"} <= set(attrs)
+        assert {"equation", "equation_readable", "fidelity", "slot"} <= set(attrs)
         assert attrs["equation"].split(" ~ ")[0] in {"None", "Mom", "Nest"}
         artifact = trial["artifacts"][0]
         url = f"{base}/artifacts/{study_id}/{trial['trial_id']}/{artifact['artifact_id']}"

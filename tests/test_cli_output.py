@@ -47,8 +47,9 @@ def test_stored_text_is_printed_escaped(argv: list[str], storage: str,
 def test_malformed_baselines_are_skipped(storage: str, capsys: pytest.CaptureFixture[str]
                                          ) -> None:
     assert main(["leaderboard", "--storage", storage, "--study", "s"]) == 0
-    baselines = [line for line in capsys.readouterr().out.splitlines() if "baseline" in line]
-    assert baselines == ["  baseline adam: init 0.5000"]
+    baselines = [line.split() for line in capsys.readouterr().out.splitlines()
+                 if "baseline" in line]
+    assert baselines == [["-", "-", "0.5000", "-", "baseline", "adam"]]  # evolution, init
 
 
 def _export(storage: str, path: Path, *extra: str) -> int:

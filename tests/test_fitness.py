@@ -335,7 +335,7 @@ def test_objective_reports_and_records() -> None:
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["lr"] in TINY.screen_lrs
-    assert [run["lr"] for run in trial.user_attrs["screen"]] == list(TINY.screen_lrs)
+    assert [run["lr"] for run in trial.system_attrs["nos:screen"]] == list(TINY.screen_lrs)
     assert trial.value == max(trial.intermediate_values.values())
     assert sorted(trial.intermediate_values) == list(range(len(trial.intermediate_values)))
 
@@ -348,7 +348,7 @@ def test_screen_failure_prunes_with_a_reason() -> None:
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert "stage 1" in trial.user_attrs["nos.reason"]
-    assert len(trial.user_attrs["screen"]) == 3 and "lr" not in trial.user_attrs
+    assert len(trial.system_attrs["nos:screen"]) == 3 and "lr" not in trial.user_attrs
 
 
 class _AlwaysPrune(optuna.pruners.BasePruner):

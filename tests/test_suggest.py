@@ -227,7 +227,7 @@ def test_fixed_trial_gives_the_genome_and_its_flip() -> None:
     assert trial.user_attrs["equation"] == "None ~ id(-(g))"
     assert trial.user_attrs["equation_readable"].startswith("U = ")
     assert trial.user_attrs["flip"] is True
-    assert Genome.from_json(trial.user_attrs["genome"]) == genome
+    assert "genome" not in trial.user_attrs  # the full genome is a system attr only
     assert Genome.from_json(trial.system_attrs[GENOME_ATTR]) == genome
 
 
@@ -333,3 +333,22 @@ def test_the_space_must_match_the_particle_sampler_s() -> None:
         suggest_genome(trial)  # space="paper"
     genome = suggest_genome(trial, "adam_variants")
     assert genome.equation().startswith("None ~ ")
+
+
+def test_a_particle_study_under_a_comparing_pruner_warns_once() -> None:
+    import warnings
+
+    from optuna_nos import DivergencePruner, ParticleSampler
+
+    def objective(trial: optuna.Trial) -> float:
+        suggest_genome(trial)
+        return 0.0
+
+    sizes = {"n_particles": 1, "init_factor": 2, "steps": 1, "mutations": 1, "seed": 0}
+    for pruner, expected in ((optuna.pruners.MedianPruner(), 1), (DivergencePruner(), 0)):
+        study = optuna.create_study(direction="maximize", sampler=ParticleSampler(**sizes),
+                                    pruner=pruner)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            study.optimize(objective, n_trials=3)
+        assert sum("DivergencePruner" in str(w.message) for w in caught) == expected

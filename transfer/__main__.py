@@ -66,7 +66,9 @@ def _names(text: str) -> tuple[str, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m transfer",
                      description="Compare an optimizer with tuned baselines under one protocol "
-                                 "(the same LR grid, schedule and seeds for every optimizer).")
+                                 "(the same LR grid, schedule and seeds for every optimizer). "
+                                 "'python -m transfer suite --help': the CPU suite of the "
+                                 "published optimizers on two small tasks.")
     what = parser.add_argument_group("what to compare")
     what.add_argument("--optimizer", action="append", default=[], metavar="SPEC",
                       help="a published name (Opt1..Opt10, A1..A5), a baseline, a .py file "

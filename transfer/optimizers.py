@@ -292,9 +292,11 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     matches = [t for t in loaded.get_trials(deepcopy=False) if t.number == trial]
     if not matches:
         raise NOSError(f"study {study!r} has no trial {trial}")
-    text = matches[0].user_attrs.get("genome")
+    from optuna_nos.suggest import GENOME_ATTR
+
+    text = matches[0].system_attrs.get(GENOME_ATTR, matches[0].user_attrs.get("genome"))
     if not isinstance(text, str):
-        raise NOSError(f"trial {trial} of study {study!r} carries no 'genome' user attr")
+        raise NOSError(f"trial {trial} of study {study!r} carries no genome")
     genome = Genome.from_json(text)
     return _genome_spec(name or f"{study}#{trial}", genome,
                         f"study {study!r} trial {trial}: {genome.equation()}")

@@ -1,4 +1,4 @@
-"""The particle GA as a distributed Optuna sampler (SPEC section 8, DESIGN.md decisions 2-3).
+"""The particle GA as a distributed Optuna sampler.
 
 * :class:`ParticleSampler` - the sampler; :class:`StopWhenFinished` - the callback that ends
   a worker once every slot is decided.

@@ -1,4 +1,4 @@
-"""ParticleSampler: the paper's particle GA as an Optuna sampler (DESIGN.md, decisions 2-3).
+"""ParticleSampler: the paper's particle GA as an Optuna sampler.
 
 Each worker, in :meth:`ParticleSampler.before_trial`, derives the GA state from the trials
 (:func:`~optuna_nos.sampler._state.derive_state`), claims an open slot, builds the slot's
@@ -61,6 +61,7 @@ from optuna_nos.suggest import (
     FIDELITY_ATTR,
     GENOME_ATTR,
     IDLE_ATTR,
+    display_attrs,
     genome_from_params,
     genome_params,
 )
@@ -91,15 +92,15 @@ def worker_id() -> str:
 
 
 class ParticleSampler(BaseSampler):
-    """The mutation-only particle GA of SPEC section 8, all state in the study storage.
+    """The paper's mutation-only particle GA, all state in the study storage.
 
     Args:
-        n_particles: particles (SPEC n = 50).
+        n_particles: particles (the paper: 50).
         init_factor: the initial population is ``init_factor * n_particles`` random genomes
             scored at the *init* fidelity; the best ``n_particles`` become particles.
-        steps: steps per particle (SPEC K = 5).
-        mutations: children per step (SPEC M = 7).
-        max_redraws: attempts of a child slot before it counts as failed (SPEC REDO = 4),
+        steps: steps per particle (the paper: 5).
+        mutations: children per step (the paper: 7).
+        max_redraws: attempts of a child slot before it counts as failed (the paper: 4),
             and crashes an initial or re-evaluation slot may take.
         elitism: keep the particle's genome when it beats all its children (the paper: no).
         seed: with one worker, a seed makes the run reproducible; None seeds each worker
@@ -116,7 +117,7 @@ class ParticleSampler(BaseSampler):
     attrs (``slot``, ``fidelity``, ``particle``, ``step``, ``parent``, ``mutation``).
 
     * Failures (pruned trials, non-finite values) rank below every success, in the initial
-      population and among children; for accuracies this equals SPEC 8's scores 0 and -1.
+      population and among children; for accuracies this equals the paper's scores 0 and -1.
     * An enqueued trial (``study.enqueue_trial(genome_params(g))``) that passes the integrity
       check takes an open initial slot; once none is open it runs outside the GA.
     * Params other than the genome's (an objective's own ``suggest_float``) are sampled by
@@ -357,6 +358,8 @@ class ParticleSampler(BaseSampler):
         storage.set_trial_system_attr(tid, GENOME_ATTR, genome.to_json())
         storage.set_trial_system_attr(tid, FIDELITY_ATTR, slot.fidelity)
         storage.set_trial_system_attr(tid, GA_ATTR, lineage)
+        for key, value in display_attrs(genome).items():  # first, so the dashboard lists it first
+            storage.set_trial_user_attr(tid, key, value)
         for key in ("slot", "particle", "step", "parent", "mutation"):
             if lineage[key] is not None:
                 storage.set_trial_user_attr(tid, key, lineage[key])
