@@ -97,6 +97,12 @@ class ProxyObjective:
         finally:
             self._upload_schedule(trial, genome, fidelity)
 
+    def evaluate_pack(self, pack: Any) -> None:
+        """Evaluate a pack of trials together (:func:`proxy.packed.evaluate_pack`)."""
+        from proxy.packed import evaluate_pack
+
+        evaluate_pack(self, pack)
+
     def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> None:
         lr = trial.user_attrs.get("lr")
         if self.artifact_dir is None or not isinstance(lr, int | float):
