@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Candidate",
+    "auto_pack_size",
     "evaluate_pack",
     "PackDone",
     "PackEpoch",
@@ -336,3 +337,19 @@ def _evaluate_group(objective: ProxyObjective, pack: Pack, fidelity: str,
     measure_pack([genome for _, genome in members],
                  [task.evaluation_seed(trial.number) for trial, _ in members], task, fidelity,
                  on_screen_done=screen_done, on_epoch=epoch_done, on_done=done)
+
+
+def auto_pack_size(task: ProxyTask, fidelity: str = "evolution") -> int:
+    """``--pack auto``: a pack size measured on the task's device (``proxy.measure``).
+
+    Sized for the screen's largest stage at ``fidelity`` (the wider model by default).
+    """
+    from optuna_nos.space.parse import parse_equation
+    from proxy.measure import TIMED_GENOME, auto_pack
+
+    config = task.config
+    trainer = GenomeTrainer(parse_equation(TIMED_GENOME), task.dataset(),
+                            config.fidelity(fidelity), config, seed=0, settings=task.settings,
+                            dtype=task.dtype)
+    widest = max((config.stage1_lrs, config.stage2_lrs), key=len)
+    return auto_pack(trainer.screen_spec, widest)

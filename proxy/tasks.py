@@ -103,6 +103,12 @@ class ProxyObjective:
 
         evaluate_pack(self, pack)
 
+    def auto_pack(self) -> int:
+        """``--pack auto``: the pack size measured on this device."""
+        from proxy.packed import auto_pack_size
+
+        return auto_pack_size(self.task)
+
     def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> None:
         lr = trial.user_attrs.get("lr")
         if self.artifact_dir is None or not isinstance(lr, int | float):
