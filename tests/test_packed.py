@@ -101,3 +101,27 @@ def _measure_with_seeds(genome, task, seeds):  # type: ignore[no-untyped-def]
 
     with mock.patch("proxy.fitness.RunSeeds.derive", return_value=seeds):
         return measure_fitness(genome, task, "init", seed=0)
+
+
+def test_packed_proxy_objective_tells_each_trial_with_its_attrs() -> None:
+    import optuna
+
+    from optuna_nos.packing import optimize_packed
+    from optuna_nos.sampler import ParticleSampler
+    from proxy.tasks import digits
+
+    tiny = {"total_steps": 40, "warmup_steps": 4, "final_epochs": 2,
+            "final_steps_per_epoch": 4, "screen_epochs": 2, "screen_steps_per_epoch": 3}
+    objective = digits(stage1_lrs=[1e-2, 1e-1], stage2_lrs=[1e-3], stage1_fail_below=0.0,
+                       init=tiny, evolution=tiny)
+    sampler = ParticleSampler(n_particles=2, init_factor=2, steps=1, mutations=1, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    optimize_packed(study, objective.evaluate_pack, 3, n_trials=3)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
+    for trial in trials:
+        assert trial.user_attrs["fidelity"] == "init" and len(trial.user_attrs["screen"]) == 3
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.user_attrs["final"]["val_acc"][-1] is not None
+            assert trial.value == pytest.approx(max(trial.user_attrs["final"]["val_acc"]),
+                                                abs=1e-6)
