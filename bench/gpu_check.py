@@ -102,9 +102,16 @@ def optimizer_steps(device: str, steps: int) -> dict[str, float]:
     adam = torch.optim.Adam(params, lr=1e-3, fused=device == "cuda",
                             foreach=None if device == "cuda" else True)
     times = {}
-    for name, step in (("eager", eager.step), ("compiled", compiled), ("adam", adam.step)):
-        for _ in range(3):
-            step()  # warm-up (compilation included)
+    for name, step in (("eager", eager.step), ("adam", adam.step), ("compiled", compiled)):
+        start = time.perf_counter()
+        try:
+            for _ in range(3):
+                step()  # warm-up (compilation included)
+        except Exception as exc:  # noqa: BLE001 - report a failed compilation, keep the rest
+            print(f"{name} step failed: {type(exc).__name__}: {exc}"[:300])
+            times[name] = float("nan")
+            continue
+        print(f"{name} warm-up (compilation included) {time.perf_counter() - start:.1f} s")
         times[name] = _seconds(step, device, steps)
     return times
 
