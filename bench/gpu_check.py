@@ -120,7 +120,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny step counts (any device)")
     parser.add_argument("--steps", type=int, default=None, help="steps per timing")
-    parser.add_argument("--packs", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--packs", type=int, nargs="+", default=None,
+                        help="pack sizes (default 1 4 16 64; with --quick, 1 2)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps = args.steps or (2 if args.quick else 40)
@@ -139,7 +140,7 @@ def main() -> None:
     print(f"seconds per paper evaluation at K = 1 (measured): {measured:.2f}")
     base_model = None
     print(f"{'K':>4} {'s / pack':>10} {'evals / GPU-h':>14} {'peak GiB':>9}")
-    for k in args.packs:
+    for k in args.packs or ([1, 2] if args.quick else [1, 4, 16, 64]):
         try:
             modelled, peak = modelled_pack_seconds(task, k, steps)
         except torch.cuda.OutOfMemoryError:
