@@ -4,7 +4,9 @@ Baselines, all measured in the same process on the same runs (same seeds, same r
 
 * ``sequential``: the protocol's own trainer with ``batched_screen=False`` (one stack of one
   copy per learning rate);
-* ``plain``: a textbook loop per learning rate (``ConvNet`` + ``GenomeOptimizer``).
+* ``plain``: a textbook loop per learning rate (``ConvNet`` + ``GenomeOptimizer``);
+* ``default``: ``batched_screen=None``, the choice measured once per size on this device
+  (the measurement itself is not timed).
 
 Then one candidate's full evaluation (screen + final run) is timed.
 
@@ -43,9 +45,10 @@ from proxy.fitness import (
     ProxyTask,
     measure_fitness,
 )
+from proxy.measure import default_batching
 from proxy.model import ConvNet
 from proxy.protocol import EarlyStop
-from proxy.screen import RunSpec, batching_pays
+from proxy.screen import RunSpec
 
 GENOMES = {
     "adam": "None ~ (v hat) / (sqrt(|s hat|))",
@@ -94,9 +97,12 @@ def bench_screen(genome: Genome, task: ProxyTask, fidelity: str, repeats: int,
     device = task.device or "cpu"
     data = task.dataset()
     config = task.config
-    timings: dict[str, float] = {"batched": 0.0, "sequential": 0.0, "plain": 0.0}
+    timings: dict[str, float] = {"batched": 0.0, "sequential": 0.0, "default": 0.0,
+                                 "plain": 0.0}
+    spec = GenomeTrainer(genome, data, config.fidelity(fidelity), config, seed=0).screen_spec
+    chosen = [default_batching(spec, len(lrs)) for lrs in (config.stage1_lrs, config.stage2_lrs)]
     for repeat in range(repeats):
-        for name, batched in (("batched", True), ("sequential", False)):
+        for name, batched in (("batched", True), ("sequential", False), ("default", None)):
             trainer = GenomeTrainer(genome, data, config.fidelity(fidelity),
                                     replace(config, batched_screen=batched), seed=repeat,
                                     settings=task.settings, dtype=task.dtype)
@@ -109,12 +115,14 @@ def bench_screen(genome: Genome, task: ProxyTask, fidelity: str, repeats: int,
                                         repeat), device)
             timings["plain"] += seconds / repeats
     base = timings["batched"]
-    spec = GenomeTrainer(genome, data, config.fidelity(fidelity), config, seed=0).screen_spec
-    print(f"  screen ({fidelity}, {len(config.screen_lrs)} runs; the default here is "
-          f"{'batched' if batching_pays(spec) else 'sequential'}):")
+    choice = ", ".join("batched" if c else "sequential" for c in chosen)
+    print(f"  screen ({fidelity}, {len(config.screen_lrs)} runs; the default measured "
+          f"stage 1, 2 as {choice}):")
     for name, seconds in timings.items():
         if seconds > 0:
             print(f"    {name:<10} {seconds:8.2f} s   x{seconds / base:5.2f} of batched")
+    if timings["plain"] > 0:
+        print(f"    default / plain = {timings['default'] / timings['plain']:.2f}")
 
 
 def bench_evaluation(genome: Genome, task: ProxyTask, fidelity: str) -> None:
@@ -126,19 +134,21 @@ def bench_evaluation(genome: Genome, task: ProxyTask, fidelity: str) -> None:
           f"{result.lr} ({epochs} final epochs)")
 
 
-def synthetic_cifar(device: str, seed: int = 0) -> ImageDataset:
-    """CIFAR-10-shaped uint8 tensors (45k/5k) with learnable class templates. Timing only."""
+def synthetic_cifar(device: str, seed: int = 0, size: int = 50_000) -> ImageDataset:
+    """CIFAR-10-shaped uint8 tensors (90% / 10% train / val; 45k/5k by default) with
+    learnable class templates. Timing only."""
     from proxy.data import ImageSplit
 
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 10, (50_000,), generator=generator)
+    labels = torch.randint(0, 10, (size,), generator=generator)
     templates = torch.randn(10, 3, 32, 32, generator=generator)
-    noise = torch.randn(50_000, 3, 32, 32, generator=generator)
+    noise = torch.randn(size, 3, 32, 32, generator=generator)
     images = (128 + 30 * templates[labels] + 40 * noise).clamp(0, 255).to(torch.uint8)
     pool = images.double()
+    cut = size * 9 // 10
     return ImageDataset(
-        "synthetic-cifar10", ImageSplit(images[:45_000], labels[:45_000]),
-        ImageSplit(images[45_000:], labels[45_000:]), num_classes=10, max_value=255.0,
+        "synthetic-cifar10", ImageSplit(images[:cut], labels[:cut]),
+        ImageSplit(images[cut:], labels[cut:]), num_classes=10, max_value=255.0,
         channel_mean=tuple(pool.mean(dim=(0, 2, 3)).tolist()),
         channel_std=tuple(pool.std(dim=(0, 2, 3), correction=0).tolist()),
     ).to(device)

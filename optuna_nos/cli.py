@@ -379,9 +379,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
                               sampler=_make_sampler(config), pruner=_make_pruner())
     objective = load_objective(config)
     _score_baselines_once(study, objective, progress=False)
+    if args.pack is not None:
+        _optimize_packed(study, objective, args.pack, n_trials=args.n_trials)
+        return 0
     _optimize(study, objective, n_trials=args.n_trials, progress=False,
               artifact_dir=config.artifact_dir)
     return 0
+
+
+def _optimize_packed(study: optuna.Study, objective: Any, pack: str, *,
+                     n_trials: int | None) -> None:
+    """``worker --pack``: trials evaluated ``pack`` at a time (:mod:`optuna_nos.packing`)."""
+    from optuna_nos.packing import optimize_packed, pack_size, packed_objective
+
+    evaluate = packed_objective(objective)
+    size = pack_size(pack, objective)
+    _logger.info("packed worker: %d trials at a time", size)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        optimize_packed(study, evaluate, size, n_trials=n_trials, callbacks=[_log_trial])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
@@ -525,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="evaluate trials of a study until it is finished")
     storage_args(worker, required=True)
     worker.add_argument("--n-trials", type=count, help="stop after this many trials")
+    worker.add_argument("--pack", metavar="K",
+                        help="evaluate K trials together as one stacked model; 'auto' sizes "
+                             "K from free GPU memory (on a CPU, from a timing)")
     worker.set_defaults(handler=cmd_worker)
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")

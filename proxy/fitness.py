@@ -124,8 +124,8 @@ class FitnessConfig:
     bn_momentum: float = BN_MOMENTUM
     #: None follows ``Settings.shuffle`` (reshuffle each pass except in paper mode).
     shuffle: bool | None = None
-    #: Train the runs of a screen stage together in one stacked model; None decides by device
-    #: and model size (:func:`proxy.screen.batching_pays`).
+    #: Train the runs of a screen stage together in one stacked model; None decides by a
+    #: timing on the device, once per model size (:func:`proxy.measure.default_batching`).
     batched_screen: bool | None = None
 
     def __post_init__(self) -> None:

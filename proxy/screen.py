@@ -159,12 +159,14 @@ def train_runs(
 ) -> list[RunResult]:
     """Train one fresh model per learning rate (see the module docstring); results in order.
 
-    ``batched=None`` decides by :func:`batching_pays`.
+    ``batched=None`` decides by a timing on this device (:func:`proxy.measure.default_batching`).
     """
     if not lrs:
         return []
     if batched is None:
-        batched = batching_pays(spec)
+        from proxy.measure import default_batching
+
+        batched = default_batching(spec, len(lrs))
     if batched:
         return train_stack(spec, lrs, seeds, on_epoch=on_epoch)[0]
     return [train_stack(spec, [lr], seeds, on_epoch=on_epoch)[0][0] for lr in lrs]

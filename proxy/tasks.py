@@ -109,6 +109,18 @@ class ProxyObjective:
             self._record_recipe(trial, fidelity)
             self._upload_schedule(trial, genome, fidelity)
 
+    def evaluate_pack(self, pack: Any) -> None:
+        """Evaluate a pack of trials together (:func:`proxy.packed.evaluate_pack`)."""
+        from proxy.packed import evaluate_pack
+
+        evaluate_pack(self, pack)
+
+    def auto_pack(self) -> int:
+        """``--pack auto``: the pack size measured on this device."""
+        from proxy.packed import auto_pack_size
+
+        return auto_pack_size(self.task)
+
     def _record_recipe(self, trial: Any, fidelity: str) -> None:
         """System attr ``nos:recipe``: the lr the screen chose and the schedule's steps."""
         from optuna_nos.suggest import RECIPE_ATTR, set_system_attr

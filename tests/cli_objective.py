@@ -81,3 +81,44 @@ class _Showcase:
 
 def showcase(config: Any) -> Any:
     return _Showcase(config)
+
+
+class FastPacked:
+    """``fast`` as a packed objective (``worker --pack K``): each trial of a pack is scored
+    and told in turn. With ``objective.held_file`` set, the numbers of the trials a pack
+    holds are written there (one pack per line) and ``objective.sleep_s`` seconds pass before
+    any is told, so a test can kill the worker while it holds them."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.score = fast(config)
+        self.held_file = config.objective_options.get("held_file")
+        self.sleep_s = float(config.objective_options.get("sleep_s", 0.0))
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        return float(self.score(trial))
+
+    def evaluate_pack(self, pack: Any) -> None:
+        import time
+
+        genomes = {}
+        for trial in pack.trials:
+            try:
+                genomes[trial.number] = suggest_genome(trial, self.config.space,
+                                                       self.config.settings)
+            except optuna.TrialPruned as exc:
+                pack.prune(trial, str(exc))
+        if self.held_file and genomes:
+            with open(self.held_file, "a") as out:
+                out.write(" ".join(str(n) for n in genomes) + "\n")
+            time.sleep(self.sleep_s)
+        for trial in pack.undecided:
+            result = integrity_check(genomes[trial.number], self.config.settings)
+            pack.complete(trial, -float(result.loss if result.loss is not None else 1e9))
+
+    def auto_pack(self) -> int:
+        return 2
+
+
+def fast_packed(config: Any) -> FastPacked:
+    return FastPacked(config)

@@ -69,6 +69,7 @@ from optuna_nos.suggest import (
 __all__ = [
     "BEHAVIOUR_REDRAWS",
     "FINISHED_REASON",
+    "NO_WORK_REASON",
     "RETRY_REASON",
     "ParticleSampler",
     "StopWhenFinished",
@@ -84,6 +85,7 @@ _WAIT_LOG_EVERY_S = 60.0
 _HELD = (TrialState.RUNNING, TrialState.WAITING)
 FINISHED_REASON = "search finished"
 RETRY_REASON = "yielded to a queued retry"
+NO_WORK_REASON = "no open slot for a packed trial"
 
 
 def worker_id() -> str:
@@ -160,6 +162,9 @@ class ParticleSampler(BaseSampler):
         self._lock = threading.Lock()
         #: Seconds this sampler's trials have waited for a slot to open (a diagnostic).
         self.waited_s = 0.0
+        #: False makes a trial that finds no open slot idle (NO_WORK_REASON) instead of
+        #: waiting; packed workers set it while asking for more trials than the first.
+        self.wait_for_work = True
 
     # -- read-only views ----------------------------------------------------------------------
 
@@ -288,6 +293,9 @@ class ParticleSampler(BaseSampler):
                 continue
             if state.retry_waiting:
                 self._idle(study, trial, RETRY_REASON)
+                return
+            if not self.wait_for_work:
+                self._idle(study, trial, NO_WORK_REASON)
                 return
             if heartbeat:
                 _record_heartbeat(storage, trial._trial_id)

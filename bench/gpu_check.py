@@ -1,0 +1,153 @@
+"""The device check: the paper's evaluation recipe on one GPU, in under 8 minutes.
+
+Synthetic CIFAR-10-shaped data (``bench/screen.py``'s), the evolution fidelity (width 48,
+augmentation, a 7-lr screen of 4 x 200 steps per stage, then 40 x 400 final steps at batch
+128) with every threshold off, so every run goes the full length. Printed:
+
+1. seconds per paper evaluation at K = 1, measured end to end (``measure_fitness``);
+2. evaluations per GPU-hour at K = 1, 4, 16, 64 (until memory runs out): per K, the step
+   time of the stacked model at each phase's width (3K, 4K and K copies) is measured over
+   ``--steps`` steps, and one pack's time is modelled as
+   ``screen_steps * (t(3K) + t(4K)) + final_steps * t(K)``, scaled by the K = 1
+   measured / modelled ratio (which carries validation and per-epoch work);
+3. the optimizer step of a width-48 ConvNet: GenomeOptimizer (eager, foreach) against
+   ``torch.optim.Adam`` (fused on CUDA, foreach on a CPU), for the Adam genome (a compiled
+   step is not offered yet: ``torch.compile(GenomeOptimizer.step)`` did not match the eager
+   step on the CPU);
+4. peak memory per K.
+
+    python bench/gpu_check.py            # on a GPU
+    python bench/gpu_check.py --quick    # any device, tiny step counts: checks the path
+
+Timings vary with load; the ratios within one run are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from screen import full_length, synthetic_cifar  # noqa: E402
+
+from optuna_nos.space.parse import parse_equation  # noqa: E402
+from optuna_nos.torch_optim import GenomeOptimizer  # noqa: E402
+from proxy.fitness import PAPER_FITNESS, FitnessConfig, GenomeTrainer, ProxyTask, measure_fitness  # noqa: E402
+from proxy.measure import TIMED_GENOME, time_pack  # noqa: E402
+from proxy.model import ConvNet  # noqa: E402
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _seconds(fn: Callable[[], object], device: str, repeat: int = 1) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeat
+
+
+def quick_config(config: FitnessConfig) -> FitnessConfig:
+    """The protocol with a handful of steps (``--quick``)."""
+    return replace(config, evolution=replace(
+        config.evolution, total_steps=40, warmup_steps=8, final_epochs=2,
+        final_steps_per_epoch=6, screen_epochs=2, screen_steps_per_epoch=3))
+
+
+def evaluation_seconds(task: ProxyTask) -> float:
+    genome = parse_equation(TIMED_GENOME)
+    device = task.device or "cpu"
+    return _seconds(lambda: measure_fitness(genome, task, "evolution", seed=0), device)
+
+
+def modelled_pack_seconds(task: ProxyTask, k: int, steps: int) -> tuple[float, float]:
+    """(modelled seconds of one pack of k evaluations, peak memory in GiB)."""
+    config = task.config
+    fidelity = config.evolution
+    trainer = GenomeTrainer(parse_equation(TIMED_GENOME), task.dataset(), fidelity, config,
+                            seed=0, dtype=task.dtype)
+    spec = trainer.screen_spec
+    if task.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    screen_steps = fidelity.screen_epochs * fidelity.screen_steps_per_epoch
+    final_steps = fidelity.final_epochs * fidelity.final_steps_per_epoch
+    total = 0.0
+    for lrs, count in ((config.stage1_lrs, screen_steps), (config.stage2_lrs, screen_steps),
+                       ((1e-3,), final_steps)):
+        total += count * time_pack(spec, k, lrs, steps) / steps
+    peak = torch.cuda.max_memory_allocated() / 2**30 if task.device == "cuda" else float("nan")
+    return total, peak
+
+
+def optimizer_steps(device: str, steps: int) -> dict[str, float]:
+    """Seconds per optimizer step on a width-48 ConvNet's parameters, two ways."""
+    model = ConvNet(48).to(device)
+    for param in model.parameters():
+        param.grad = torch.randn_like(param) * 1e-2
+    genome = parse_equation(TIMED_GENOME)
+    params = list(model.parameters())
+    eager = GenomeOptimizer(params, genome, lr=1e-3, total_steps=10**6, warmup_steps=0)
+    adam = torch.optim.Adam(params, lr=1e-3, fused=device == "cuda",
+                            foreach=None if device == "cuda" else True)
+    times = {}
+    for name, step in (("eager", eager.step), ("adam", adam.step)):
+        for _ in range(3):
+            step()  # warm-up
+        times[name] = _seconds(step, device, steps)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny step counts (any device)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timing")
+    parser.add_argument("--packs", type=int, nargs="+", default=None,
+                        help="pack sizes (default 1 4 16 64; with --quick, 1 2)")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = args.steps or (2 if args.quick else 40)
+    torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"device {name}  torch {torch.__version__}  quick {args.quick}")
+    config = full_length(PAPER_FITNESS)
+    size = 50_000
+    if args.quick:
+        config, size = quick_config(config), 2_000
+        torch.set_num_threads(1)
+    data = synthetic_cifar(device, size=size)
+    task = ProxyTask(lambda: data, config, device=device, seed=0)
+
+    measured = evaluation_seconds(task)
+    print(f"seconds per paper evaluation at K = 1 (measured): {measured:.2f}")
+    base_model = None
+    print(f"{'K':>4} {'s / pack':>10} {'evals / GPU-h':>14} {'peak GiB':>9}")
+    for k in args.packs or ([1, 2] if args.quick else [1, 4, 16, 64]):
+        try:
+            modelled, peak = modelled_pack_seconds(task, k, steps)
+        except torch.cuda.OutOfMemoryError:
+            print(f"{k:>4} out of memory")
+            break
+        if base_model is None:
+            base_model = modelled
+        seconds = modelled * measured / base_model
+        print(f"{k:>4} {seconds:10.2f} {3600 * k / seconds:14.0f} {peak:9.2f}")
+    times = optimizer_steps(device, steps * 5)
+    print(f"optimizer step: GenomeOptimizer {1e3 * times['eager']:.3f} ms, torch.optim.Adam "
+          f"{1e3 * times['adam']:.3f} ms (ratio {times['eager'] / times['adam']:.2f})")
+    if device == "cuda":
+        print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

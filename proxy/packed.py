@@ -1,0 +1,368 @@
+"""Many candidates' fitness protocols trained together, as one stacked model.
+
+A *pack* holds K candidates (genome + seeds) of one fidelity. Each phase of the protocol
+trains every still-undecided candidate's runs as copies of one
+:class:`~proxy.stack.StackedConvNet`:
+
+1. stage 1: ``len(stage1_lrs)`` copies per candidate;
+2. stage 2: ``len(stage2_lrs)`` copies per candidate that passed stage 1;
+3. the final run: one copy per candidate that passed the screen, validated every epoch.
+
+Each candidate has its own :class:`~optuna_nos.GenomeOptimizer` (one param group per copy,
+each with its own learning rate), its own initial weights, dropout masks and optimizer seed.
+The copies share the input batches, so every candidate of a pack draws its batches from one
+data seed, which depends only on the task's seed (never on the pack's other members). A
+candidate's runs are therefore exactly those of :func:`proxy.fitness.measure_fitness` with the
+seeds ``RunSeeds.derive(seed)`` whose ``data`` field is the pack's data seed (the tests check
+this in float64).
+
+A copy stops at its first non-finite loss or by its early-stop rule, and a candidate leaves
+the pack when :data:`PackEpoch` says so (the pruner); neither touches the other copies,
+because copies share no parameter, statistic or optimizer state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from optuna_nos.errors import NOSError
+from optuna_nos.space.genome import Genome
+from optuna_nos.suggest import set_system_attr
+from proxy.data import training_batches
+from proxy.fitness import (
+    FINAL_ATTR,
+    SCREEN_ATTR,
+    FitnessConfig,
+    FitnessResult,
+    GenomeTrainer,
+    ProxyTask,
+)
+from proxy.protocol import decide_screen, fitness_of, run_record
+from proxy.screen import RunResult, RunSeeds, RunSpec, _train_epoch, _validate, fresh_model
+from proxy.stack import StackedConvNet, needs_per_tensor_layout
+
+if TYPE_CHECKING:
+    from optuna_nos.packing import Pack
+    from proxy.tasks import ProxyObjective
+
+__all__ = [
+    "Candidate",
+    "auto_pack_size",
+    "evaluate_pack",
+    "PackDone",
+    "PackEpoch",
+    "measure_pack",
+    "pack_seeds",
+    "train_packed",
+]
+
+#: Called after each recorded final-run epoch with (candidate index, epoch, run); True drops
+#: the candidate from the pack (a pruned trial).
+PackEpoch = Callable[[int, int, RunResult], bool]
+#: Called once per candidate, as soon as its result is known, with (candidate index, result).
+PackDone = Callable[[int, FitnessResult], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One member of a pack: its genome and the seeds of its runs."""
+
+    genome: Genome
+    seeds: RunSeeds
+
+
+def pack_seeds(task: ProxyTask, seed: int) -> RunSeeds:
+    """The seeds of a packed evaluation: ``RunSeeds.derive(seed)`` with the pack's data seed.
+
+    The data seed is derived from the task's seed alone, so a candidate's batches do not
+    depend on which pack it ran in.
+    """
+    data = RunSeeds.derive(task.evaluation_seed(None)).data
+    return replace(RunSeeds.derive(seed), data=data)
+
+
+class _Optimizers:
+    """Steps every candidate's optimizer (copies without a gradient are skipped by each)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def train_packed(
+    spec: RunSpec,
+    runs: Sequence[tuple[Candidate, Sequence[float]]],
+    *,
+    on_epoch: PackEpoch | None = None,
+) -> list[list[RunResult]]:
+    """Train every (candidate, learning rates) pair's runs together; results per candidate.
+
+    ``spec.genome`` is ignored (each candidate brings its own). Every candidate must carry
+    the same data seed. Stopping rules are those of :func:`proxy.screen.train_stack`; a
+    candidate for which ``on_epoch`` returns True stops all its runs at that epoch.
+    """
+    from optuna_nos.torch_optim import GenomeOptimizer
+
+    if not runs:
+        return []
+    data_seeds = {candidate.seeds.data for candidate, _ in runs}
+    if len(data_seeds) != 1:
+        raise NOSError(f"a pack's candidates must share one data seed, got {sorted(data_seeds)}")
+    owner: list[int] = []
+    models = []
+    results: list[list[RunResult]] = []
+    for index, (candidate, lrs) in enumerate(runs):
+        results.append([RunResult(float(lr)) for lr in lrs])
+        for _ in lrs:
+            owner.append(index)
+            models.append(fresh_model(spec, candidate.seeds))
+    per_tensor = any(needs_per_tensor_layout(candidate.genome) for candidate, _ in runs)
+    stack = StackedConvNet(models, per_tensor=per_tensor, grouped=spec.device.type == "cuda")
+    leaves = stack.parameter_groups()
+    optimizers: list[torch.optim.Optimizer] = []
+    first = 0
+    for candidate, lrs in runs:
+        groups = [{"params": leaves[first + j], "lr": float(lr)} for j, lr in enumerate(lrs)]
+        optimizers.append(GenomeOptimizer(
+            groups, candidate.genome, lr=float(lrs[0]), total_steps=spec.total_steps,
+            warmup_steps=spec.warmup_steps, settings=spec.settings,
+            seed=candidate.seeds.optimizer))
+        first += len(lrs)
+    run_of = [j for _, lrs in runs for j in range(len(lrs))]
+    stream = training_batches(spec.train, spec.norm, spec.augmentation,
+                              batch_size=spec.batch_size, shuffle=spec.shuffle,
+                              seed=data_seeds.pop(), dtype=spec.dtype)
+    _train_pack(stack, _Optimizers(optimizers), stream, spec, owner, run_of, results, on_epoch)
+    return results
+
+
+def _train_pack(stack: StackedConvNet, optimizers: _Optimizers,
+                stream: Iterator[tuple[Tensor, Tensor]], spec: RunSpec, owner: list[int],
+                run_of: list[int], results: list[list[RunResult]],
+                on_epoch: PackEpoch | None) -> None:
+    numpy_nan = spec.settings.numpy_nan_semantics
+    for epoch in range(spec.epochs):
+        train_acc, first_bad = _train_epoch(stack, optimizers, stream,  # type: ignore[arg-type]
+                                            spec.steps_per_epoch)
+        val_acc = _validate(stack, spec) if spec.val is not None else None
+        dropped: set[int] = set()
+        keep = []
+        for position, copy_index in enumerate(stack.active):
+            candidate = owner[copy_index]
+            result = results[candidate][run_of[copy_index]]
+            if first_bad[position] >= 0:
+                step = epoch * spec.steps_per_epoch + first_bad[position]
+                result.stop = f"non-finite loss at step {step}"
+                continue
+            result.train_acc.append(train_acc[position])
+            if val_acc is not None:
+                result.val_acc.append(val_acc[position])
+            if on_epoch is not None and on_epoch(candidate, epoch, result):
+                result.stop = f"pruned after epoch {epoch}"
+                dropped.add(candidate)
+                continue
+            if spec.early_stop.stops(epoch, train_acc[position], numpy_nan=numpy_nan):
+                result.stop = (f"training accuracy {train_acc[position]:.4f} < "
+                               f"{spec.early_stop.below} after epoch {epoch}")
+                continue
+            keep.append(position)
+        keep = [p for p in keep if owner[stack.active[p]] not in dropped]
+        if len(keep) < stack.size:
+            stack.keep(keep)
+        if stack.size == 0:
+            break
+
+
+def measure_pack(
+    genomes: Sequence[Genome],
+    seeds: Sequence[int],
+    task: ProxyTask,
+    fidelity: str,
+    *,
+    on_screen_done: Callable[[int, float, list[RunResult]], None] | None = None,
+    on_epoch: PackEpoch | None = None,
+    on_done: PackDone | None = None,
+) -> list[FitnessResult]:
+    """The fitness protocol of :func:`proxy.fitness.run_protocol` for every genome at once.
+
+    ``seeds[i]`` seeds genome i's runs (:func:`pack_seeds`). ``on_done`` hears each result as
+    soon as it is decided (a screen failure before the others' final runs end).
+    """
+    if len(genomes) != len(seeds):
+        raise NOSError(f"{len(genomes)} genomes but {len(seeds)} seeds")
+    config = task.config
+    numpy_nan = task.settings.numpy_nan_semantics
+    data = task.dataset()
+    trainer = GenomeTrainer(genomes[0], data, config.fidelity(fidelity), config, seed=0,
+                            settings=task.settings, dtype=task.dtype)
+    candidates = [Candidate(g, pack_seeds(task, s)) for g, s in zip(genomes, seeds, strict=True)]
+    results: list[FitnessResult | None] = [None] * len(genomes)
+    pruned: set[int] = set()
+    screens: list[list[RunResult]] = [[] for _ in genomes]
+
+    def finish(index: int, result: FitnessResult) -> None:
+        results[index] = result
+        if on_done is not None:
+            on_done(index, result)
+
+    threads = torch.get_num_threads()
+    on_cpu = data.train.images.device.type == "cpu"
+    if on_cpu and task.cpu_threads is not None:
+        torch.set_num_threads(task.cpu_threads)
+    try:
+        undecided = list(range(len(genomes)))
+        for stage, lrs in enumerate((config.stage1_lrs, config.stage2_lrs)):
+            if not lrs or not undecided:
+                continue
+            runs = train_packed(trainer.screen_spec, [(candidates[i], lrs) for i in undecided])
+            still = []
+            for i, stage_runs in zip(undecided, runs, strict=True):
+                screens[i] += stage_runs
+                complete = stage == 1 or not config.stage2_lrs
+                decision = _decide(config, screens[i], complete, numpy_nan)
+                if decision[1] is not None:
+                    finish(i, FitnessResult(None, decision[1], None, screens[i]))
+                else:
+                    still.append(i)
+            undecided = still
+        chosen = {i: _decide(config, screens[i], True, numpy_nan)[0] for i in undecided}
+        if on_screen_done is not None:
+            for i in undecided:
+                on_screen_done(i, chosen[i], screens[i])  # type: ignore[arg-type]
+
+        def final_epoch(position: int, epoch: int, run: RunResult) -> bool:
+            stop = on_epoch is not None and on_epoch(undecided[position], epoch, run)
+            if stop:
+                pruned.add(undecided[position])
+            return stop
+
+        finals = train_packed(trainer.final_spec,
+                              [(candidates[i], [chosen[i]]) for i in undecided],  # type: ignore[list-item]
+                              on_epoch=final_epoch)
+        for i, (final,) in zip(undecided, finals, strict=True):
+            lr = chosen[i]
+            assert lr is not None
+            fitness = fitness_of(final.val_acc, numpy_nan=numpy_nan)
+            reason = None
+            if fitness is None:
+                stop = f" ({final.stop})" if final.stop else ""
+                reason = f"final run at lr {lr:g}: no finite validation accuracy{stop}"
+            if i in pruned:  # the caller heard of it in on_epoch
+                results[i] = FitnessResult(None, final.stop, lr, screens[i], final)
+            else:
+                finish(i, FitnessResult(fitness, reason, lr, screens[i], final))
+    finally:
+        if on_cpu and task.cpu_threads is not None:
+            torch.set_num_threads(threads)
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def _decide(config: FitnessConfig, runs: list[RunResult], complete: bool,
+            numpy_nan: bool) -> tuple[float | None, str | None]:
+    """(chosen lr, failure reason) of the screen runs so far (see ``run_protocol``)."""
+    records = [run_record(run.train_acc, numpy_nan=numpy_nan) for run in runs]
+    decision = decide_screen(config.screen_lrs[:len(runs)], records,
+                             stage1_size=len(config.stage1_lrs),
+                             stage1_below=config.stage1_fail_below,
+                             screen_below=config.screen_fail_below,
+                             numpy_nan=numpy_nan, complete=complete)
+    return decision.lr, decision.reason
+
+
+# -- the Optuna side ---------------------------------------------------------------------------
+
+
+def evaluate_pack(objective: ProxyObjective, pack: Pack) -> None:
+    """:meth:`ProxyObjective.__call__` for every trial of a pack, trained together.
+
+    Each trial gets the user attrs and reports of :func:`proxy.fitness.evaluate_genome` and
+    is told as soon as its outcome is known; trials are packed per fidelity.
+    """
+    import optuna
+
+    from optuna_nos.suggest import suggest_genome, trial_fidelity
+
+    task = objective.task
+    numpy_nan = task.settings.numpy_nan_semantics
+    groups: dict[str, list[tuple[optuna.Trial, Genome]]] = {}
+    for trial in pack.trials:
+        try:
+            genome = suggest_genome(trial, objective.space, task.settings)
+        except optuna.TrialPruned as exc:
+            pack.prune(trial, str(exc))
+            continue
+        fidelity: str = trial_fidelity(trial)
+        trial.set_user_attr("fidelity", fidelity)
+        groups.setdefault(fidelity, []).append((trial, genome))
+    for fidelity, members in groups.items():
+        _evaluate_group(objective, pack, fidelity, members, numpy_nan)
+
+
+def _evaluate_group(objective: ProxyObjective, pack: Pack, fidelity: str,
+                    members: list[tuple[Any, Genome]], numpy_nan: bool) -> None:
+    task = objective.task
+
+    screened: set[int] = set()
+
+    def screen_done(index: int, lr: float, runs: list[RunResult]) -> None:
+        screened.add(index)
+        trial = members[index][0]
+        trial.set_user_attr("lr", lr)
+        set_system_attr(trial, SCREEN_ATTR, FitnessResult(None, None, lr, runs)
+                        .screen_summary(numpy_nan))
+
+    def epoch_done(index: int, epoch: int, run: RunResult) -> bool:
+        trial, genome = members[index]
+        accuracy = run.val_acc[-1]
+        trial.report(accuracy, epoch)
+        if not trial.should_prune():
+            return False
+        set_system_attr(trial, FINAL_ATTR, run.to_dict())
+        objective._record_recipe(trial, fidelity)
+        objective._upload_schedule(trial, genome, fidelity)
+        pack.prune(trial, f"pruned after epoch {epoch} (validation accuracy {accuracy:.4f})")
+        return True
+
+    def done(index: int, result: FitnessResult) -> None:
+        trial, genome = members[index]
+        if index not in screened:
+            set_system_attr(trial, SCREEN_ATTR, result.screen_summary(numpy_nan))
+        if result.final is not None:
+            set_system_attr(trial, FINAL_ATTR, result.final.to_dict())
+        objective._record_recipe(trial, fidelity)
+        objective._upload_schedule(trial, genome, fidelity)
+        if result.failed:
+            assert result.reason is not None
+            pack.prune(trial, result.reason)
+        else:
+            assert result.fitness is not None
+            pack.complete(trial, result.fitness)
+
+    measure_pack([genome for _, genome in members],
+                 [task.evaluation_seed(trial.number) for trial, _ in members], task, fidelity,
+                 on_screen_done=screen_done, on_epoch=epoch_done, on_done=done)
+
+
+def auto_pack_size(task: ProxyTask, fidelity: str = "evolution") -> int:
+    """``--pack auto``: a pack size measured on the task's device (``proxy.measure``).
+
+    Sized for the screen's largest stage at ``fidelity`` (the wider model by default).
+    """
+    from optuna_nos.space.parse import parse_equation
+    from proxy.measure import TIMED_GENOME, auto_pack
+
+    config = task.config
+    trainer = GenomeTrainer(parse_equation(TIMED_GENOME), task.dataset(),
+                            config.fidelity(fidelity), config, seed=0, settings=task.settings,
+                            dtype=task.dtype)
+    widest = max((config.stage1_lrs, config.stage2_lrs), key=len)
+    return auto_pack(trainer.screen_spec, widest)
