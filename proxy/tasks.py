@@ -46,6 +46,7 @@ from proxy.fitness import (
     Fidelity,
     FitnessConfig,
     ProxyTask,
+    default_device,
     evaluate_genome,
 )
 from proxy.protocol import EarlyStop
@@ -96,6 +97,17 @@ class ProxyObjective:
             return evaluate_genome(genome, self.task, fidelity, trial=trial)
         finally:
             self._upload_schedule(trial, genome, fidelity)
+
+    def check_environment(self) -> None:
+        """Check the device, then load the data onto it (kept for the trials): raises
+        :class:`NOSError` when the device is absent or the data are missing."""
+        device = self.task.device or default_device()
+        try:
+            torch.empty(1, device=device)
+        except Exception as exc:  # noqa: BLE001 - torch raises several kinds here
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise NOSError(f"device {device!r} is not available: {first}") from None
+        self.task.dataset()
 
     def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> None:
         lr = trial.user_attrs.get("lr")
