@@ -8,6 +8,7 @@ that such a trial is queued again with the same genome. Messages never show a pa
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import warnings
@@ -119,18 +120,23 @@ class _HeartbeatTolerantStorage(RDBStorage):
         return {WORKER_ATTR: worker_id()}
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """RUNNING trials whose heartbeat is older than the grace period (database clock), and
+        those without any heartbeat that started longer ago than that (worker clocks)."""
         from optuna_nos.sampler._liveness import orphan_trial_ids
 
-        stale = super()._get_stale_trial_ids(study_id)
         assert self.heartbeat_interval is not None
         grace = self.grace_period if self.grace_period is not None \
             else 2 * self.heartbeat_interval
         with _create_scoped_session(self.scoped_session, True) as session:
+            now = session.execute(sqlalchemy.func.now()).scalar_one().replace(tzinfo=None)
             rows = (session.query(models.TrialModel)
                     .options(sqlalchemy.orm.selectinload(models.TrialModel.heartbeats))
                     .filter(models.TrialModel.state == TrialState.RUNNING)
                     .filter(models.TrialModel.study_id == study_id)
                     .all())
+            limit = datetime.timedelta(seconds=grace)
+            stale = [row.trial_id for row in rows
+                     if row.heartbeats and now - row.heartbeats[0].heartbeat > limit]
             running = [(row.trial_id, row.datetime_start, bool(row.heartbeats)) for row in rows]
         return stale + orphan_trial_ids(running, grace)
 
