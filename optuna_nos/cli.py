@@ -126,15 +126,15 @@ def _fail_own_running_trials(study: optuna.Study, reason: str, *,
 
 
 class _NoInterruptTraceback(logging.Filter):
-    """Optuna logs a failed trial with its traceback; an interrupt or an infrastructure
-    fault (the worker stops with one line) needs only the line."""
+    """Optuna logs a failed trial with its traceback; an interrupt, an infrastructure fault
+    (the worker stops with one line) or a trial failed elsewhere needs only the line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from optuna_nos.faults import is_infrastructure
 
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None and (isinstance(error, KeyboardInterrupt)
-                                  or is_infrastructure(error)):
+        quiet = (KeyboardInterrupt, optuna.exceptions.UpdateFinishedTrialError)
+        if error is not None and (isinstance(error, quiet) or is_infrastructure(error)):
             record.exc_info = None
             record.exc_text = None
         return True
