@@ -565,9 +565,9 @@ def drill_load16(result: DrillResult, workdir: Path, server: str,
 
 CHAOS_GA = """
 [ga]
-n_particles = 10
+n_particles = 6
 init_factor = 3
-steps = 3
+steps = 2
 mutations = 4
 max_redraws = 2
 seed = 0
@@ -581,10 +581,12 @@ max_retry = 10
 
 def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30,
                 outages: int = 3, n_workers: int = 6, seed: int = 0) -> None:
-    """6 workers; SIGKILL a random worker every 1-4 s (restarting it) ``kills`` times and stop
-    PostgreSQL for 6 s ``outages`` times; then let the search finish. Ends with 0 trials
-    RUNNING, 0 slots held by dead workers, 0 duplicate decisions, 0 finished trials lost."""
+    """6 workers, 30 SIGKILLs at random moments (each victim restarted), 3 database outages
+    of 6 s; then the search must finish with 0 trials RUNNING, 0 slots held by dead workers,
+    0 duplicate decisions and 0 finished trials lost."""
     import random
+
+    from optuna_nos.sampler import ParticleSampler
 
     rng = random.Random(seed)
     sizes = _sizes(CHAOS_GA)
@@ -609,13 +611,13 @@ def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30
         seen: dict[int, tuple[Any, ...]] = {}
         outage_at = {round((k + 1) * kills / (outages + 1)) for k in range(outages)}
         done_kills = done_outages = 0
+        reader = _storage(url)  # one connection pool for the drill's own reads
+        study = optuna.load_study(study_name="c", storage=reader)
+        sampler = ParticleSampler(**sizes)  # type: ignore[arg-type]
         began = time.monotonic()
         try:
-            while done_kills < kills and time.monotonic() - began < 480:
+            while done_kills < kills and time.monotonic() - began < 1200:
                 time.sleep(rng.uniform(1.0, 4.0))
-                seen.update(_snapshot(_trials(url, "c")))
-                if _finished(url, "c", sizes):
-                    break
                 alive = [k for k, p in enumerate(procs) if p.process.poll() is None]
                 if alive:
                     victim = rng.choice(alive)
@@ -626,6 +628,10 @@ def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30
                     if proc.process.poll() is not None:
                         procs[k] = spawn()
                         everyone.append(procs[k])
+                if done_kills % 5 == 0 or done_kills in outage_at:
+                    seen.update(_snapshot(study.get_trials(deepcopy=True)))
+                    if sampler.is_finished(study):
+                        break
                 if done_kills in outage_at and done_outages < outages:
                     outage_at.discard(done_kills)
                     try:
@@ -633,13 +639,14 @@ def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30
                         time.sleep(6)
                     finally:
                         _pg_cluster("start")
-                        _wait_for(lambda: postgres_available(server), 60, 0.5)
+                        _wait_for(lambda: postgres_available(server), 120, 0.5)
                     done_outages += 1
             result.note(f"{done_kills} SIGKILLs and {done_outages} database outages in "
                         f"{time.monotonic() - began:.0f} s; {started[0]} worker processes")
-            codes = [p.wait(600) for p in procs]
+            codes = [p.wait(900) for p in procs]
         finally:
             _stop_all(everyone)
+            reader.engine.dispose()  # type: ignore[attr-defined]
         trials = _trials(url, "c")
         finished = _finished(url, "c", sizes)
     after = _snapshot(trials)
