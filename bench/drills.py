@@ -565,9 +565,9 @@ def drill_load16(result: DrillResult, workdir: Path, server: str,
 
 CHAOS_GA = """
 [ga]
-n_particles = 6
+n_particles = 8
 init_factor = 3
-steps = 2
+steps = 3
 mutations = 4
 max_redraws = 2
 seed = 0
@@ -617,9 +617,12 @@ def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30
         began = time.monotonic()
         try:
             while done_kills < kills and time.monotonic() - began < 1200:
-                time.sleep(rng.uniform(1.0, 4.0))
-                alive = [k for k, p in enumerate(procs) if p.process.poll() is None]
-                if alive:
+                time.sleep(rng.uniform(0.5, 3.0))
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                busy = {_worker_pid(t) for t in running}
+                alive = [k for k, p in enumerate(procs)
+                         if p.process.poll() is None and str(p.process.pid) in busy]
+                if alive:  # a worker inside a trial: claiming, training or telling
                     victim = rng.choice(alive)
                     procs[victim].process.kill()
                     procs[victim].process.wait()
@@ -669,6 +672,15 @@ def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30
     errs = [p.stderr for p in everyone]
     result.note(f"tracebacks on stderr: {sum(_tracebacks(e) for e in errs)}; 'storage "
                 f"unavailable' lines: {sum(e.count('storage unavailable') for e in errs)}")
+    for text in errs:
+        if _tracebacks(text):
+            result.note(f"a traceback ends: {text.strip().splitlines()[-1][:200]}")
+
+
+def _worker_pid(trial: FrozenTrial) -> str:
+    """The pid part of a trial's ``nos:worker`` (``host:pid:token``), or ""."""
+    parts = str(trial.system_attrs.get(WORKER_ATTR, "")).split(":")
+    return parts[1] if len(parts) > 1 else ""
 
 
 def _duplicate_decisions(trials: list[FrozenTrial]) -> list[str]:
