@@ -10,11 +10,12 @@ it found; the script exits 1 when any drill fails.
     python bench/drills.py init-race                           # 10 concurrent init pairs
     python bench/drills.py postgres-restart                    # restarts the local server!
     python bench/drills.py load16 [--seconds 120]
+    python bench/drills.py chaos                               # restarts the local server!
 
 ``postgres-restart`` stops the local PostgreSQL cluster for 10 s with ``pg_ctlcluster`` and
-always starts it again (try/finally). The drills that need PostgreSQL use
-``--server`` (default ``$OPTUNA_NOS_TEST_POSTGRES`` or ``postgresql://postgres@127.0.0.1:5432``)
-and a fresh database that is dropped afterwards.
+always starts it again (try/finally); ``chaos`` does so three times, among 30 SIGKILLs.
+The drills that need PostgreSQL use ``--server`` (default ``$OPTUNA_NOS_TEST_POSTGRES`` or
+``postgresql://postgres@127.0.0.1:5432``) and a fresh database that is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -595,6 +596,152 @@ def drill_load16(result: DrillResult, workdir: Path, server: str,
                  f"attempts ({100 * rate:.2f}%, goal <= 1%)")
 
 
+CHAOS_GA = """
+[ga]
+n_particles = 8
+init_factor = 3
+steps = 3
+mutations = 4
+max_redraws = 2
+seed = 0
+
+[workers]
+heartbeat_interval = 1
+grace_period = 3
+max_retry = 10
+"""
+
+
+def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30,
+                outages: int = 3, n_workers: int = 6, seed: int = 0) -> None:
+    """6 workers, 30 SIGKILLs at random moments (each victim restarted), 3 database outages
+    of 6 s; then the search must finish with 0 trials RUNNING, 0 slots held by dead workers,
+    0 duplicate decisions and 0 finished trials lost."""
+    import random
+
+    from optuna_nos.sampler import ParticleSampler
+
+    rng = random.Random(seed)
+    sizes = _sizes(CHAOS_GA)
+    with fresh_database(server) as url:
+        config = workdir / "chaos.toml"
+        config.write_text(CHAOS_GA + '\n[objective]\ntarget = "cli_objective:sleepy"\n'
+                          "sleep_s = 1.5\n")
+        code, err = _cli(["init", "--storage", url, "--study", "c", "--config", str(config)],
+                         workdir, "init")
+        if not result.check(code == 0, f"init exit {code}"):
+            result.note(err.strip()[-500:])
+            return
+        args = ["worker", "--storage", url, "--study", "c"]
+        started = [0]
+
+        def spawn() -> _Proc:
+            started[0] += 1
+            return _start(args, workdir, f"w{started[0]:03d}")
+
+        procs = [spawn() for _ in range(n_workers)]
+        everyone = list(procs)
+        seen: dict[int, tuple[Any, ...]] = {}
+        outage_at = {round((k + 1) * kills / (outages + 1)) for k in range(outages)}
+        done_kills = done_outages = 0
+        reader = _storage(url)  # one connection pool for the drill's own reads
+        study = optuna.load_study(study_name="c", storage=reader)
+        sampler = ParticleSampler(**sizes)  # type: ignore[arg-type]
+        began = time.monotonic()
+        try:
+            while done_kills < kills and time.monotonic() - began < 1200:
+                time.sleep(rng.uniform(0.5, 3.0))
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                busy = {_worker_pid(t) for t in running}
+                alive = [k for k, p in enumerate(procs)
+                         if p.process.poll() is None and str(p.process.pid) in busy]
+                if alive:  # a worker inside a trial: claiming, training or telling
+                    victim = rng.choice(alive)
+                    procs[victim].process.kill()
+                    procs[victim].process.wait()
+                    done_kills += 1
+                for k, proc in enumerate(procs):
+                    if proc.process.poll() is not None:
+                        procs[k] = spawn()
+                        everyone.append(procs[k])
+                if done_kills % 5 == 0 or done_kills in outage_at:
+                    seen.update(_snapshot(study.get_trials(deepcopy=True)))
+                    if sampler.is_finished(study):
+                        break
+                if done_kills in outage_at and done_outages < outages:
+                    outage_at.discard(done_kills)
+                    try:
+                        _pg_cluster("stop")
+                        time.sleep(6)
+                    finally:
+                        _pg_cluster("start")
+                        _wait_for(lambda: postgres_available(server), 120, 0.5)
+                    done_outages += 1
+            result.note(f"{done_kills} SIGKILLs and {done_outages} database outages in "
+                        f"{time.monotonic() - began:.0f} s; {started[0]} worker processes")
+            codes = [p.wait(900) for p in procs]
+        finally:
+            _stop_all(everyone)
+            reader.engine.dispose()  # type: ignore[attr-defined]
+        trials = _trials(url, "c")
+        finished = _finished(url, "c", sizes)
+    after = _snapshot(trials)
+    lost = sorted(n for n in seen if n not in after or after[n] != seen[n])
+    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+    held = [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)
+            and t.system_attrs.get(SLOT_ATTR) is not None]
+    duplicates = _duplicate_decisions(trials)
+    result.check(done_kills >= kills and done_outages >= outages,
+                 f"chaos: {done_kills} SIGKILLs (goal {kills}), {done_outages} outages "
+                 f"(goal {outages})")
+    result.check(finished and all(c == 0 for c in codes),
+                 f"search finished={finished}; last workers' exits {codes}; {len(trials)} "
+                 f"trials ({_count(trials)})")
+    result.check(not running, f"trials RUNNING: {len(running)} {running}")
+    result.check(not held, f"slots held by dead workers: {len(held)} {held}")
+    result.check(not duplicates, f"duplicate decisions: {len(duplicates)} {duplicates}")
+    result.check(not lost, f"finished trials lost or changed: {len(lost)} {lost} "
+                 f"(of {len(seen)} seen finished during the chaos)")
+    errs = [p.stderr for p in everyone]
+    result.note(f"tracebacks on stderr: {sum(_tracebacks(e) for e in errs)}; 'storage "
+                f"unavailable' lines: {sum(e.count('storage unavailable') for e in errs)}")
+    for text in errs:
+        if _tracebacks(text):
+            result.note(f"a traceback ends: {text.strip().splitlines()[-1][:200]}")
+
+
+def _worker_pid(trial: FrozenTrial) -> str:
+    """The pid part of a trial's ``nos:worker`` (``host:pid:token``), or ""."""
+    parts = str(trial.system_attrs.get(WORKER_ATTR, "")).split(":")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _duplicate_decisions(trials: list[FrozenTrial]) -> list[str]:
+    """Slots evaluated to a decision more than once: an initial or re-evaluation slot with
+    more than one finished (COMPLETE or PRUNED) attempt, a child with more than one success
+    or a failure after its success."""
+    import math
+
+    by_slot: dict[str, list[FrozenTrial]] = {}
+    for trial in trials:
+        slot = trial.system_attrs.get(SLOT_ATTR)
+        if slot is not None and GENOME_ATTR in trial.system_attrs \
+                and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            by_slot.setdefault(slot, []).append(trial)
+    found = []
+    for slot, attempts in sorted(by_slot.items()):
+        if " c" not in slot:
+            if len(attempts) > 1:
+                found.append(slot)
+            continue
+        attempts.sort(key=lambda t: (t.datetime_complete or datetime.datetime.max, t.number))
+        wins = [k for k, t in enumerate(attempts) if t.state == TrialState.COMPLETE
+                and t.value is not None and math.isfinite(t.value)]
+        if len(wins) > 1 or (wins and wins[0] < len(attempts) - 1):
+            found.append(slot)
+    return found
+
+
 def _duplicate_claims(trials: list[FrozenTrial]) -> tuple[int, int]:
     """Attempts that started while another attempt on the same slot was still running."""
     by_slot: dict[str, list[FrozenTrial]] = {}
@@ -621,6 +768,7 @@ DRILLS: dict[str, tuple[Callable[..., None], bool]] = {
     "init-race": (drill_init_race, True),
     "postgres-restart": (drill_postgres_restart, True),
     "load16": (drill_load16, True),
+    "chaos": (drill_chaos, True),
 }
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import optuna
 
@@ -27,6 +27,9 @@ from optuna_nos.errors import NOSError
 from optuna_nos.progress import redirect_logging
 from optuna_nos.settings import Settings
 from optuna_nos.study_setup import create_configured_study
+
+if TYPE_CHECKING:
+    from optuna_nos.faults import ObjectiveGuard
 
 __all__ = ["main"]
 
@@ -77,6 +80,12 @@ def load_objective(config: StudyConfig) -> Callable[[optuna.Trial], float]:
     return objective
 
 
+def _check_environment(objective: Any) -> None:
+    from optuna_nos.faults import check_environment
+
+    check_environment(objective)
+
+
 def _study_config(study: optuna.Study) -> StudyConfig:
     raw = study.user_attrs.get(CONFIG_ATTR)
     if raw is None:
@@ -100,56 +109,46 @@ def _read_study(args: argparse.Namespace) -> optuna.Study:
 
 
 class _Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so the current trial ends FAIL."""
+    """SIGTERM or SIGINT, raised like Ctrl-C so the current trial ends FAIL; ``trials`` are
+    the numbers of the trials marked FAIL for it."""
+
+    trials: tuple[int, ...] = ()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    # Later signals are ignored: the worker is already failing its trial and exits 130.
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
-def _fail_own_running_trials(study: optuna.Study, reason: str, *, retry: bool = False) -> None:
-    """Mark trials this process left RUNNING (e.g. interrupted while claiming a slot) FAIL.
+def _fail_own_running_trials(study: optuna.Study, reason: str, *,
+                             retry: bool = False) -> list[int]:
+    """:func:`~optuna_nos.sampler._liveness.fail_own_running_trials`, or [] with a warning
+    when the storage cannot be reached (the trials' heartbeats then expire)."""
+    from optuna_nos.sampler._liveness import fail_own_running_trials
 
-    With ``retry`` each one is also handed to the storage's failed-trial callback
-    (``RetryHeartbeatStaleTrialCallback``), as a heartbeat-stale trial would be, so it is
-    retried with the same genome.
-    """
-    from optuna_nos.sampler import WORKER_ATTR, worker_id
-
-    me = worker_id()
-    storage = study._storage
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.system_attrs.get(WORKER_ATTR) != me:
-            continue
-        storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
-        if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
-            continue
-        callback = getattr(storage, "get_failed_trial_callback", lambda: None)()
-        if retry and callback is not None:
-            callback(study, storage.get_trial(trial._trial_id))
-
-
-def _with_interrupt_reason(
-    objective: Callable[[optuna.Trial], float],
-) -> Callable[[optuna.Trial], float]:
-    """``objective`` that records ``nos.reason`` on its trial when interrupted (Optuna then
-    marks the trial FAIL)."""
-
-    def guarded(trial: optuna.Trial) -> float:
-        try:
-            return objective(trial)
-        except KeyboardInterrupt as exc:
-            trial.set_user_attr("nos.reason", f"interrupted: {str(exc) or 'SIGINT'}")
-            raise
-
-    return guarded
+    try:
+        return fail_own_running_trials(study, reason, retry=retry)
+    except Exception as exc:  # noqa: BLE001 - nothing more to do for an unreachable storage
+        _logger.warning("could not mark this worker's running trials FAIL (%s); other "
+                        "workers fail them once their heartbeat expires", type(exc).__name__)
+        return []
 
 
 class _NoInterruptTraceback(logging.Filter):
-    """Optuna logs a failed trial with its traceback; an interrupt needs only the line."""
+    """Optuna logs a failed trial with its traceback; an interrupt, an infrastructure fault
+    (the worker stops with one line) or a trial failed elsewhere needs only the line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        from optuna_nos.faults import is_infrastructure
+
+        error = record.exc_info[1] if record.exc_info else None
+        quiet = (KeyboardInterrupt, optuna.exceptions.UpdateFinishedTrialError)
+        if error is not None and (isinstance(error, quiet) or is_infrastructure(error)):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -240,14 +239,17 @@ def _wait_for_storage(study: optuna.Study) -> None:
 
 
 def _optimize_through_outages(
-    study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int | None,
+    study: optuna.Study, objective: ObjectiveGuard, n_trials: int | None,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
 ) -> None:
-    """``study.optimize`` that survives a storage server restart.
+    """``study.optimize`` that survives a storage server restart and trials failed elsewhere.
 
     A lost connection abandons the current trial. The worker waits for the server (up to
     :data:`STORAGE_OUTAGE_S` s), marks the trial it left RUNNING FAIL and queues its retry
     with the same genome (as the heartbeat would, had another worker noticed), and carries on.
+    A trial that another worker failed as stale while its objective ran (Optuna then refuses
+    to tell it) is dropped with a warning. An infrastructure fault (:mod:`optuna_nos.faults`)
+    stops the worker with one line; its slot stays open.
     """
     finished = [0]
 
@@ -266,6 +268,13 @@ def _optimize_through_outages(
             return
         except Exception as exc:
             if not _is_storage_outage(exc):
+                if objective.taken is not None and isinstance(exc, ValueError | AssertionError):
+                    finished[0] += 1  # trial failed elsewhere; the guard logged it
+                    continue
+                if objective.fault is not None:
+                    raise NOSError(f"a trial failed for this worker's environment "
+                                   f"({objective.fault}); the worker stops and the trial's "
+                                   "slot stays open") from None
                 raise
             outages = 0 if finished[0] > before else outages + 1
             if outages > _MAX_OUTAGES_WITHOUT_PROGRESS:
@@ -294,15 +303,21 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
     bar = SearchProgress(study) if progress else None
     if bar is not None:
         callbacks.append(bar)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    from optuna_nos.faults import ObjectiveGuard
+
+    previous = [signal.signal(sig, _raise_interrupt) for sig in _STOP_SIGNALS]
+    guard = ObjectiveGuard(record_fitness_by_fidelity(objective))
     try:
-        _optimize_through_outages(study, _with_interrupt_reason(
-            record_fitness_by_fidelity(objective)), n_trials, callbacks)
+        _optimize_through_outages(study, guard, n_trials, callbacks)
     except KeyboardInterrupt as exc:
-        _fail_own_running_trials(study, f"interrupted: {str(exc) or 'SIGINT'}")
-        raise
+        failed = _fail_own_running_trials(study, f"interrupted: {str(exc) or 'SIGINT'}")
+        interrupted = _Interrupted(str(exc))
+        interrupted.trials = tuple(sorted({*failed, *guard.interrupted}))
+        raise interrupted from None
+    else:
+        for sig, handler in zip(_STOP_SIGNALS, previous, strict=True):
+            signal.signal(sig, handler)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
         view.refresh(study)
@@ -351,6 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = create_configured_study(_storage(args.storage, config), args.study, config.raw,
                                     sampler=sampler, pruner=_make_pruner())
     name_metric(study)
+    _check_environment(objective)
     with redirect_logging():
         if not args.no_baselines:
             _score_baselines_once(study, objective, progress=True)
@@ -378,6 +394,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
     objective = load_objective(config)
+    _check_environment(objective)
     _score_baselines_once(study, objective, progress=False)
     if args.pack is not None:
         _optimize_packed(study, objective, args.pack, n_trials=args.n_trials)
@@ -580,8 +597,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NOSError as exc:
         print(f"optuna-nos: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("optuna-nos: interrupted; the current trial was marked FAIL", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        trials = getattr(exc, "trials", ())
+        marked = (f"trial {', '.join(map(str, trials))} marked FAIL" if trials
+                  else "no trial was running")
+        print(f"optuna-nos: interrupted; {marked}", file=sys.stderr)
         return 130
 
 

@@ -8,14 +8,20 @@ that such a trial is queued again with the same genome. Messages never show a pa
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 import sqlalchemy.exc
+import sqlalchemy.orm
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 
 from optuna_nos.errors import NOSError
@@ -57,14 +63,25 @@ _logger = logging.getLogger(__name__)
 
 
 class _HeartbeatTolerantStorage(RDBStorage):
-    """RDBStorage whose heartbeat survives a lost connection.
+    """RDBStorage whose heartbeat survives a lost connection and covers a trial's first moment.
 
     Optuna records heartbeats in a thread that dies on the first database error, after which
     a trial that outlives a server restart would go stale and be failed while it still runs.
     Here a failed heartbeat logs one warning per outage and the next one tries again.
+
+    Optuna starts a trial's heartbeat only once the sampler has placed it, so a worker dying
+    in between left a RUNNING trial that never goes stale. Here a trial this process creates
+    RUNNING, or pops from the queue, gets a heartbeat and ``nos:worker`` at once, and its id
+    is kept in :attr:`started_trial_ids`; stale trials include RUNNING trials that have no
+    heartbeat at all and are older than the grace period.
     """
 
     _heartbeat_failing = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Ids of the trials this process created RUNNING or popped from the queue.
+        self.started_trial_ids: set[int] = set()
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -77,6 +94,53 @@ class _HeartbeatTolerantStorage(RDBStorage):
             self._heartbeat_failing = True
             return
         self._heartbeat_failing = False
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        # Both create_new_trial and Optuna's caching wrapper create trials through here.
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            trial.system_attrs.update(self._adopt(trial._trial_id))
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:
+            self._adopt(trial_id)  # a queued trial popped by this process
+        return changed
+
+    def _adopt(self, trial_id: int) -> dict[str, str]:
+        """Heartbeat and ``nos:worker`` for a trial this process now runs; the attrs set."""
+        from optuna_nos.sampler._liveness import worker_id
+        from optuna_nos.sampler._slots import WORKER_ATTR
+
+        self.started_trial_ids.add(trial_id)
+        if self.heartbeat_interval is not None:
+            self.record_heartbeat(trial_id)
+        self.set_trial_system_attr(trial_id, WORKER_ATTR, worker_id())
+        return {WORKER_ATTR: worker_id()}
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """RUNNING trials whose heartbeat is older than the grace period (database clock), and
+        those without any heartbeat that started longer ago than that (worker clocks)."""
+        from optuna_nos.sampler._liveness import orphan_trial_ids
+
+        assert self.heartbeat_interval is not None
+        grace = self.grace_period if self.grace_period is not None \
+            else 2 * self.heartbeat_interval
+        with _create_scoped_session(self.scoped_session, True) as session:
+            now = session.execute(sqlalchemy.func.now()).scalar_one().replace(tzinfo=None)
+            rows = (session.query(models.TrialModel)
+                    .options(sqlalchemy.orm.selectinload(models.TrialModel.heartbeats))
+                    .filter(models.TrialModel.state == TrialState.RUNNING)
+                    .filter(models.TrialModel.study_id == study_id)
+                    .all())
+            limit = datetime.timedelta(seconds=grace)
+            stale = [row.trial_id for row in rows
+                     if row.heartbeats and now - row.heartbeats[0].heartbeat > limit]
+            running = [(row.trial_id, row.datetime_start, bool(row.heartbeats)) for row in rows]
+        return stale + orphan_trial_ids(running, grace)
 
 
 def normalize_url(url: str) -> str:

@@ -54,6 +54,7 @@ from proxy.fitness import (
     Fidelity,
     FitnessConfig,
     ProxyTask,
+    default_device,
     evaluate_genome,
 )
 from proxy.protocol import EarlyStop
@@ -120,6 +121,17 @@ class ProxyObjective:
         from proxy.packed import auto_pack_size
 
         return auto_pack_size(self.task)
+
+    def check_environment(self) -> None:
+        """Check the device, then load the data onto it (kept for the trials): raises
+        :class:`NOSError` when the device is absent or the data are missing."""
+        device = self.task.device or default_device()
+        try:
+            torch.empty(1, device=device)
+        except Exception as exc:  # noqa: BLE001 - torch raises several kinds here
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise NOSError(f"device {device!r} is not available: {first}") from None
+        self.task.dataset()
 
     def _record_recipe(self, trial: Any, fidelity: str) -> None:
         """System attr ``nos:recipe``: the lr the screen chose and the schedule's steps."""

@@ -122,3 +122,14 @@ class FastPacked:
 
 def fast_packed(config: Any) -> FastPacked:
     return FastPacked(config)
+
+
+def broken_disk(config: Any) -> Any:
+    """``fast`` on a worker whose disk fails: every trial raises FileNotFoundError after its
+    genome is placed (an infrastructure fault, not the genome's)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        suggest_genome(trial, config.space, config.settings)
+        raise FileNotFoundError(2, "No such file or directory", "/nonexistent/batch.npy")
+
+    return objective

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 import threading
 import time
 import warnings
@@ -39,6 +38,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
+from optuna_nos.sampler._liveness import worker_id
 from optuna_nos.sampler._slots import (
     GA_ATTR,
     GA_CONFIG_ATTR,
@@ -71,6 +71,7 @@ __all__ = [
     "FINISHED_REASON",
     "NO_WORK_REASON",
     "RETRY_REASON",
+    "TAKEN_REASON",
     "ParticleSampler",
     "StopWhenFinished",
     "worker_id",
@@ -86,11 +87,7 @@ _HELD = (TrialState.RUNNING, TrialState.WAITING)
 FINISHED_REASON = "search finished"
 RETRY_REASON = "yielded to a queued retry"
 NO_WORK_REASON = "no open slot for a packed trial"
-
-
-def worker_id() -> str:
-    """``host:pid`` of this process, written to every trial it runs (system attr)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+TAKEN_REASON = "retry dropped: its slot is decided or held by another attempt"
 
 
 class ParticleSampler(BaseSampler):
@@ -246,7 +243,12 @@ class ParticleSampler(BaseSampler):
                 storage.set_trial_system_attr(trial._trial_id, IDLE_ATTR, None)
             if Slot.parse(attrs.get(SLOT_ATTR)) is not None:
                 if GENOME_ATTR in attrs:
-                    # A queued retry of an attempt: same slot, same genome.
+                    # A queued retry of an attempt: same slot, same genome, unless another
+                    # attempt took the slot meanwhile.
+                    if self._retry_taken(study, trial, attrs[SLOT_ATTR]):
+                        storage.set_trial_system_attr(trial._trial_id, SLOT_ATTR, None)
+                        self._idle(study, trial, TAKEN_REASON)
+                        return
                     genome = Genome.from_json(attrs[GENOME_ATTR])
                     self._params[trial._trial_id] = genome_params(genome, self._variant)
                     return
@@ -397,6 +399,22 @@ class ParticleSampler(BaseSampler):
                 return mutant, record, behaviour
             seen.add(mutant.equation())
         raise AssertionError("unreachable")
+
+    def _retry_taken(self, study: Study, trial: FrozenTrial, slot_name: str) -> bool:
+        """Whether a popped retry's slot is decided, or held by another attempt that got its
+        genome (past its claim) or is lower-numbered (the claim rule)."""
+        slot = Slot.parse(slot_name)
+        if slot is None or not self._sizes.contains(slot):
+            return False
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        if self._derive(study, trials).slot(slot).decided:
+            return True
+        return any(
+            rival.number != trial.number and rival.state in _HELD
+            and rival.system_attrs.get(SLOT_ATTR) == slot_name
+            and (GENOME_ATTR in rival.system_attrs or rival.number < trial.number)
+            for rival in trials
+        )
 
     def _enqueued_genome(self, trial: FrozenTrial) -> Genome | None:
         """The genome of an enqueued trial's fixed params, if it is a valid candidate."""

@@ -21,10 +21,12 @@ from typing import Literal
 from optuna_nos.errors import NOSError
 
 __all__ = [
+    "FAULT_ATTR",
     "GA_ATTR",
     "GA_CONFIG_ATTR",
     "SLOT_ATTR",
     "WORKER_ATTR",
+    "INFRASTRUCTURE",
     "GASizes",
     "Slot",
     "SlotKind",
@@ -35,8 +37,13 @@ SLOT_ATTR = "nos:slot"
 #: Trial system attr: a dict with the trial's lineage (slot, particle, step, child, parent,
 #: equation, behaviour key, mutation).
 GA_ATTR = "nos:ga"
-#: Trial system attr: ``host:pid`` of the worker that runs the trial.
+#: Trial system attr: ``host:pid:token`` of the worker that runs the trial.
 WORKER_ATTR = "nos:worker"
+#: Trial system attr: ``"infrastructure"`` on a trial that failed for its worker's
+#: environment (missing data, lost device, ...), not for its genome; such a failure never
+#: counts towards deciding the slot.
+FAULT_ATTR = "nos:fault"
+INFRASTRUCTURE = "infrastructure"
 #: Study system attr: the GA sizes and space of the study, so that workers cannot disagree.
 GA_CONFIG_ATTR = "nos:ga_config"
 

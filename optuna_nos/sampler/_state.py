@@ -8,7 +8,9 @@ Outcome of one attempt (a trial holding a slot):
 
 * success: ``COMPLETE`` with a finite value;
 * failure: ``PRUNED``, or ``COMPLETE`` with a non-finite value;
-* crash: ``FAIL``. A ``FAIL`` that ``RetryHeartbeatStaleTrialCallback`` queued again (its
+* crash: ``FAIL``. A ``FAIL`` marked as an infrastructure fault (``nos:fault``: the worker's
+  data, device or storage failed, not the genome) counts for nothing, like an attempt
+  without a genome. A ``FAIL`` that ``RetryHeartbeatStaleTrialCallback`` queued again (its
   number is in another trial's ``retry_history``) is *superseded*: the queued copy, with the
   same genome, is the same attempt, so the ``FAIL`` does not count;
 * held: ``RUNNING`` or ``WAITING``.
@@ -45,7 +47,14 @@ from functools import cache
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
-from optuna_nos.sampler._slots import GA_ATTR, SLOT_ATTR, GASizes, Slot
+from optuna_nos.sampler._slots import (
+    FAULT_ATTR,
+    GA_ATTR,
+    INFRASTRUCTURE,
+    SLOT_ATTR,
+    GASizes,
+    Slot,
+)
 from optuna_nos.suggest import GENOME_ATTR
 
 __all__ = [
@@ -76,11 +85,14 @@ class TrialRecord:
     has_genome: bool = False
     completed: datetime.datetime | None = None
     retry_of: tuple[int, ...] = ()
+    infrastructure: bool = False
     #: Derived once (records of finished trials are cached and re-read on every claim).
     slot_key: str | None = field(default=None, init=False, compare=False)
     held: bool = field(default=False, init=False, compare=False)
     success: bool = field(default=False, init=False, compare=False)
     crashed: bool = field(default=False, init=False, compare=False)
+    #: Whether the attempt's outcome counts towards its slot's decision.
+    counts: bool = field(default=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_key", None if self.slot is None else self.slot.name)
@@ -88,6 +100,8 @@ class TrialRecord:
         object.__setattr__(self, "success", self.state == TrialState.COMPLETE
                            and self.value is not None and math.isfinite(self.value))
         object.__setattr__(self, "crashed", self.state == TrialState.FAIL)
+        object.__setattr__(self, "counts", self.has_genome and not (
+            self.crashed and self.infrastructure))
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
@@ -108,6 +122,7 @@ class TrialRecord:
             has_genome=GENOME_ATTR in attrs,
             completed=trial.datetime_complete,
             retry_of=tuple(int(n) for n in history),
+            infrastructure=attrs.get(FAULT_ATTR) == INFRASTRUCTURE,
         )
 
 
@@ -244,11 +259,11 @@ def _decide(slot: Slot, attempts: list[TrialRecord], max_redraws: int) -> SlotSt
             return SlotState(slot, attempts, held=True)
         if only.success:
             return SlotState(slot, attempts, decided_by=only, success=True)
-        if not only.has_genome:
+        if not only.counts:
             return SlotState(slot, attempts)
         finished = [only]
     else:
-        finished = sorted((r for r in attempts if not r.held and r.has_genome),
+        finished = sorted((r for r in attempts if not r.held and r.counts),
                           key=_completion_key)
     state = SlotState(slot, attempts, held=any(r.held for r in attempts))
     for record in finished:
@@ -373,7 +388,7 @@ def _used(state: SlotState) -> set[int]:
     assert decided_by is not None
     limit = _completion_key(decided_by)
     return {r.number for r in state.attempts
-            if not r.held and r.has_genome and _completion_key(r) <= limit}
+            if not r.held and r.counts and _completion_key(r) <= limit}
 
 
 def derive_state(

@@ -1,0 +1,96 @@
+"""Worker liveness: who runs a trial, and making sure no trial is left RUNNING.
+
+A trial is RUNNING from the moment a worker creates it (or pops a queued retry) until the
+worker tells its outcome. Every way out of that window is covered:
+
+* the worker dies (SIGKILL, power loss): the trial carries a heartbeat from its first moment
+  (the storage records one at creation and at pop), so it goes stale after the grace
+  period and another worker fails and requeues it; a trial with no heartbeat row at all
+  (a death between the creating statement and the heartbeat) is failed once it is older
+  than the grace period (:func:`orphan_trial_ids`);
+* the worker is interrupted (Ctrl-C, SIGTERM) or loses the storage:
+  :func:`fail_own_running_trials` fails every trial this process still holds RUNNING.
+
+:func:`worker_id` names this process in the trials it runs: ``host:pid:token``, with a
+random token, so that two containers whose workers are both PID 1 never share an id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["fail_own_running_trials", "orphan_trial_ids", "worker_id"]
+
+_logger = logging.getLogger("optuna_nos.sampler")
+_ids: dict[int, str] = {}
+
+
+def worker_id() -> str:
+    """``host:pid:token`` of this process, unique per process (a fork gets a new token)."""
+    pid = os.getpid()
+    found = _ids.get(pid)
+    if found is None:
+        found = _ids[pid] = f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}"
+    return found
+
+
+def orphan_trial_ids(
+    running: Iterable[tuple[int, datetime.datetime | None, bool]],
+    grace_period_s: float,
+    now: datetime.datetime | None = None,
+) -> list[int]:
+    """Ids of RUNNING trials without any heartbeat that started over ``grace_period_s`` ago.
+
+    ``running`` holds ``(trial_id, datetime_start, has_heartbeat)``. ``datetime_start`` is the
+    creating worker's local clock, so ``now`` defaults to this host's local time: workers
+    whose clocks differ by more than the grace period could fail each other's fresh trials.
+    """
+    now = now if now is not None else datetime.datetime.now()
+    limit = datetime.timedelta(seconds=grace_period_s)
+    return [trial_id for trial_id, started, has_heartbeat in running
+            if not has_heartbeat and started is not None and now - started > limit]
+
+
+def fail_own_running_trials(study: optuna.Study, reason: str, *,
+                            retry: bool = False) -> list[int]:
+    """Mark FAIL, with ``nos.reason``, the trials this process started that are still
+    RUNNING; return their numbers.
+
+    "Started" means created or popped from the queue by this process's storage (which keeps
+    their ids, see :mod:`optuna_nos.storage`), so a trial interrupted before the sampler
+    wrote anything into it is found as well. With ``retry`` each one is handed to the
+    storage's heartbeat-stale callback, as a stale trial would be, and so is queued again
+    with the same genome.
+    """
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    started = sorted(getattr(backend, "started_trial_ids", ()))
+    failed: list[int] = []
+    for trial_id in started:
+        trial = storage.get_trial(trial_id)
+        if trial.state != TrialState.RUNNING:
+            continue
+        storage.set_trial_user_attr(trial_id, "nos.reason", reason)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            continue
+        failed.append(trial.number)
+        callback = _stale_callback(storage)
+        if retry and callback is not None:
+            callback(study, storage.get_trial(trial_id))
+    return failed
+
+
+def _stale_callback(
+    storage: object,
+) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+    """The storage's heartbeat-stale callback (Optuna's supported accessor), if any."""
+    getter = getattr(storage, "get_heartbeat_stale_trial_callback", None)
+    return getter() if getter is not None else None
