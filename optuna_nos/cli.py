@@ -1,4 +1,4 @@
-"""The ``optuna-nos`` command: run | init | worker | leaderboard | show | export.
+"""The ``optuna-nos`` command: run | init | worker | proxy | leaderboard | show | export.
 
 Bad input (URL, database, study, config, trial) prints one line and exits with status 2.
 """
@@ -303,12 +303,15 @@ def _make_pruner() -> optuna.pruners.BasePruner:
 
 
 def _storage(url: str, config: StudyConfig | None) -> Any:
+    """The storage at ``url``: a database, or ``grpc://HOST:PORT`` (``optuna-nos proxy``)."""
     from optuna_nos.config import WorkerConfig
+    from optuna_nos.grpc_proxy import is_grpc_url, make_grpc_storage
     from optuna_nos.storage import make_storage
 
     workers = config.workers if config is not None else WorkerConfig()
-    return make_storage(url, heartbeat_interval=workers.heartbeat_interval,
-                        grace_period=workers.grace_period, max_retry=workers.max_retry)
+    make = make_grpc_storage if is_grpc_url(url) else make_storage
+    return make(url, heartbeat_interval=workers.heartbeat_interval,
+                grace_period=workers.grace_period, max_retry=workers.max_retry)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -351,6 +354,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
     _optimize(study, load_objective(config), n_trials=args.n_trials, progress=False)
+    return 0
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from optuna_nos.grpc_proxy import serve_proxy
+
+    serve_proxy(args.storage, host=args.host, port=args.port, threads=args.threads)
     return 0
 
 
@@ -487,6 +497,15 @@ def build_parser() -> argparse.ArgumentParser:
     storage_args(worker, required=True)
     worker.add_argument("--n-trials", type=int, help="stop after this many trials")
     worker.set_defaults(handler=cmd_worker)
+
+    proxy = sub.add_parser("proxy", help="serve a database to many workers over gRPC "
+                           "(workers take --storage grpc://HOST:PORT)")
+    proxy.add_argument("--storage", required=True, help="database URL the proxy serves")
+    proxy.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    proxy.add_argument("--port", type=int, default=13000, help="port to listen on")
+    proxy.add_argument("--threads", type=int, default=16,
+                       help="concurrent requests, and database connections (default 16)")
+    proxy.set_defaults(handler=cmd_proxy)
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")
     storage_args(board, required=False)

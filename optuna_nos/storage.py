@@ -155,6 +155,7 @@ def make_storage(
     heartbeat_interval: int | None = 60,
     grace_period: int | None = None,
     max_retry: int | None = 3,
+    pool_size: int = 1,
 ) -> RDBStorage:
     """An :class:`optuna.storages.RDBStorage` set up for one worker process.
 
@@ -164,6 +165,8 @@ def make_storage(
       heartbeat this often; one silent for ``grace_period`` seconds (default
       ``2 * heartbeat_interval``) goes ``FAIL`` and is queued again (``WAITING``, same params
       and system attrs) up to ``max_retry`` times (``None`` = without limit).
+    * ``pool_size``: connections kept open (one more may open for the heartbeat); the gRPC
+      proxy, which serves many workers, keeps one per serving thread.
 
     Raises :class:`~optuna_nos.errors.NOSError` for a bad argument, an unreachable server, a
     rejected login or a missing database; the message shows the URL with its password hidden.
@@ -176,6 +179,7 @@ def make_storage(
         isinstance(max_retry, bool) or not isinstance(max_retry, int) or max_retry < 0
     ):
         raise NOSError(f"max_retry must be a non-negative integer or None, got {max_retry!r}")
+    _check_positive("pool_size", pool_size)
     if grace_period is not None and heartbeat_interval is None:
         raise NOSError("grace_period needs a heartbeat_interval; set both or neither")
 
@@ -185,7 +189,7 @@ def make_storage(
         raise NOSError(f"cannot parse storage URL {shown!r}") from None
     engine_kwargs: dict[str, Any] = {}
     if dialect != "sqlite":
-        engine_kwargs = dict(ENGINE_KWARGS)
+        engine_kwargs = {**ENGINE_KWARGS, "pool_size": pool_size}
     if dialect == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
 
