@@ -74,23 +74,25 @@ def upload_schedule_artifact(
 ) -> str | None:
     """Plot and upload the schedule PNG for ``trial``; returns the artifact id or None.
 
-    Any failure to write (read-only or full directory) logs one warning per process and
-    directory, and the trial goes on.
+    ``artifact_dir`` is a directory or ``s3://BUCKET`` (:mod:`optuna_nos.artifact_store`).
+    Any failure to write (read-only or full directory, unreachable or refusing bucket) logs
+    one warning per process and location, and the trial goes on.
     """
-    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+    from optuna.artifacts import upload_artifact
+
+    from optuna_nos.artifact_store import STORE_ERRORS, open_artifact_store
 
     try:
-        os.makedirs(artifact_dir, exist_ok=True)
-        store = FileSystemArtifactStore(artifact_dir)
+        store = open_artifact_store(artifact_dir)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"schedule_trial{trial.number}.png")
             plot_schedule_png(genome, path, lr=lr, total_steps=total_steps,
                               warmup_steps=warmup_steps, hold_steps=hold_steps)
             return upload_artifact(artifact_store=store, file_path=path, study_or_trial=trial,
                                    mimetype="image/png")
-    except OSError as exc:
+    except STORE_ERRORS as exc:
         if artifact_dir not in _warned_dirs:
             _warned_dirs.add(artifact_dir)
             _logger.warning("cannot write artifacts to %s (%s); trials continue without them",
-                            artifact_dir, exc.strerror or exc)
+                            artifact_dir, getattr(exc, "strerror", None) or exc)
         return None

@@ -314,6 +314,12 @@ def _storage(url: str, config: StudyConfig | None) -> Any:
                 grace_period=workers.grace_period, max_retry=workers.max_retry)
 
 
+def _check_artifacts(config: StudyConfig, storage_url: str) -> None:
+    from optuna_nos.artifact_store import check_artifact_location
+
+    check_artifact_location(config.artifact_dir, storage_url)
+
+
 # -- commands ------------------------------------------------------------------------------
 
 
@@ -321,6 +327,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config or _default_config_path())
     if args.artifact_dir:
         config = parse_config({**config.raw, "artifacts": {"dir": args.artifact_dir}})
+    _check_artifacts(config, args.storage)
     storage = _storage(args.storage, config)
     study = optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
                                 sampler=_make_sampler(config), pruner=_make_pruner(),
@@ -350,6 +357,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     probe = _load_study(_storage(args.storage, None), args.study)
     config = _study_config(probe)
+    _check_artifacts(config, args.storage)
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
@@ -481,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the whole search in this process")
     run.add_argument("--config", help=f"study config TOML (default: the bundled {DEFAULT_CONFIG})")
     storage_args(run, required=False)
-    run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts")
+    run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts: a "
+                     "directory all workers share, or s3://BUCKET")
     run.add_argument("--n-trials", type=int, help="stop after this many trials")
     run.add_argument("--top", type=int, default=10, help="leaderboard size")
     run.add_argument("--no-baselines", action="store_true",
