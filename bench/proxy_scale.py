@@ -46,8 +46,8 @@ from optuna_nos.sampler import GASizes  # noqa: E402
 OBJECTIVE_S = 0.2
 #: Part 1: 1,000 initial slots, 4,600 in all; no run reaches the end.
 SIZES = GASizes(n_particles=100, init_factor=10, steps=5, mutations=7, max_redraws=4)
-#: Part 2: 15,000 initial slots, 69,000 in all, so a 50,000-trial history fits.
-BIG = GASizes(n_particles=1500, init_factor=10, steps=5, mutations=7, max_redraws=4)
+#: Part 2: 50,000 initial slots, 86,000 in all, so a 50,000-trial history of initial slots fits.
+BIG = GASizes(n_particles=1000, init_factor=50, steps=5, mutations=7, max_redraws=4)
 PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.integrity", "optuna_nos.evolve",
            "optuna_nos.storage", "optuna_nos.suggest", "optuna_nos.grpc_proxy", "grpc"]
 
@@ -74,22 +74,29 @@ def worker(url: str, seconds: float, report: Queue) -> None:  # type: ignore[typ
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = ParticleSampler(**SIZES.to_dict())
     timer = history.Timed(sampler)
-    study = optuna.load_study(study_name="bench", storage=_open(url), sampler=sampler)
+    try:
+        study = optuna.load_study(study_name="bench", storage=_open(url), sampler=sampler)
+    except Exception as exc:  # noqa: BLE001 - reported: e.g. "too many clients"
+        report.put((0.0, 0, f"{type(exc).__name__}: {str(exc)[:120]}"))
+        return
     done = [0]
 
     def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         done[0] += 1
 
-    study.optimize(objective, timeout=seconds, callbacks=[StopWhenFinished(), count])
-    report.put((timer.seconds, done[0]))
+    try:
+        study.optimize(objective, timeout=seconds, callbacks=[StopWhenFinished(), count])
+    except Exception as exc:  # noqa: BLE001 - reported: e.g. the server refuses connections
+        report.put((timer.seconds, done[0], f"{type(exc).__name__}: {str(exc)[:120]}"))
+        return
+    report.put((timer.seconds, done[0], ""))
 
 
 class ConnectionSampler:
     """Counts the backends connected to one database every 0.5 s, in a thread."""
 
     def __init__(self, server: str, database: str) -> None:
-        self._conn = psycopg2.connect(f"{server}/postgres")
-        self._conn.autocommit = True
+        self._server = server
         self._database = database
         self.counts: list[int] = []
         self._stop = threading.Event()
@@ -97,17 +104,25 @@ class ConnectionSampler:
         self._thread.start()
 
     def _run(self) -> None:
+        conn = None
         while not self._stop.wait(0.5):
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                            (self._database,))
-                self.counts.append(int(cur.fetchone()[0]))
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(f"{self._server}/postgres", connect_timeout=3)
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                (self._database,))
+                    self.counts.append(int(cur.fetchone()[0]))
+            except psycopg2.Error:
+                conn = None  # the server restarted: connect again
+        if conn is not None:
+            conn.close()
 
     def stop(self) -> tuple[int, float]:
         """The peak and the median count while any backend was connected."""
         self._stop.set()
         self._thread.join()
-        self._conn.close()
         held = [c for c in self.counts if c > 0] or [0]
         return max(held), statistics.median(held)
 
@@ -154,10 +169,53 @@ def many_workers(server: str, n_workers: int, via_proxy: bool, seconds: float,
         trials = drills._trials(url, "bench")
     duplicates, claimed = drills._duplicate_claims(trials)
     n_trials = sum(r[1] for r in reports)
+    errors = sorted({r[2] for r in reports if r[2]})
     return {"peak": peak, "median": median, "trials": n_trials,
+            "failed_workers": sum(bool(r[2]) for r in reports), "errors": errors,
             "per_minute": n_trials * 60.0 / wall,
             "sampler_ms": 1e3 * sum(r[0] for r in reports) / max(1, n_trials),
             "duplicates": duplicates, "claimed": claimed}
+
+
+def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
+    """A history of ``n`` finished GA trials: ``template`` real ones written the way
+    ``study.add_trials`` would (bench/sampler_overhead.py), then copied in SQL (their params,
+    values and attrs) with each copy's own slot ``init k`` and a random value."""
+    began = time.perf_counter()
+    from optuna_nos.storage import make_storage
+
+    storage = make_storage(url, heartbeat_interval=None)
+    history.fill_history(storage, study_id, min(n, template))
+    storage.engine.dispose()
+    if n <= template:
+        return time.perf_counter() - began
+    copy = """
+        WITH src AS (SELECT trial_id, number FROM trials WHERE study_id = %(s)s
+                     AND number < %(t)s),
+             dst AS (SELECT trial_id, number FROM trials WHERE study_id = %(s)s
+                     AND number >= %(t)s)
+        INSERT INTO {table} (trial_id, {columns})
+        SELECT dst.trial_id, {values} FROM dst
+        JOIN src ON src.number = dst.number %% %(t)s
+        JOIN {table} x ON x.trial_id = src.trial_id"""
+    slot = "CASE WHEN x.key IN ('nos:slot', 'slot') THEN '\"init ' || dst.number || '\"' " \
+           "ELSE x.value_json END"
+    tables = {
+        "trial_params": ("param_name, param_value, distribution_json",
+                         "x.param_name, x.param_value, x.distribution_json"),
+        "trial_values": ("objective, value, value_type", "x.objective, random(), x.value_type"),
+        "trial_user_attributes": ("key, value_json", f"x.key, {slot}"),
+        "trial_system_attributes": ("key, value_json", f"x.key, {slot}"),
+    }
+    with psycopg2.connect(url.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO trials (number, study_id, state, datetime_start,
+                       datetime_complete) SELECT g, %(s)s, 'COMPLETE', now(), now()
+                       FROM generate_series(%(t)s, %(n)s - 1) g""",
+                    {"s": study_id, "t": template, "n": n})
+        for table, (columns, values) in tables.items():
+            cur.execute(copy.format(table=table, columns=columns, values=values),
+                        {"s": study_id, "t": template})
+    return time.perf_counter() - began
 
 
 def grown_study(server: str, n: int, n_trials: int, workdir: Path) -> dict[str, dict[str, float]]:
@@ -169,8 +227,8 @@ def grown_study(server: str, n: int, n_trials: int, workdir: Path) -> dict[str, 
     with history.fresh_database(server) as url:
         storage = make_storage(url, heartbeat_interval=None)
         study = optuna.create_study(study_name="bench", storage=storage, direction="maximize")
-        written = history.fill_history(storage, study._study_id, n)
         storage.engine.dispose()
+        written = fill_fast(url, study._study_id, n)
         print(f"  N = {n}: history written in {written:.0f} s", flush=True)
         for way in ("direct", "proxy"):
             proxy, target = _proxy(url, workdir) if way == "proxy" else (None, url)
