@@ -182,8 +182,11 @@ _OUTAGE_POLL_S = 2.0
 
 
 def _is_storage_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) is a lost database connection."""
+    """Whether ``exc`` (or an exception it was raised from) is a lost database connection,
+    or an unreachable ``optuna-nos proxy``."""
     import sqlalchemy.exc
+
+    from optuna_nos.grpc_proxy import is_proxy_outage
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -192,6 +195,8 @@ def _is_storage_outage(exc: BaseException) -> bool:
         if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if is_proxy_outage(current):
             return True
         current = current.__cause__ or current.__context__
     return False

@@ -34,8 +34,8 @@ from optuna_nos.errors import NOSError
 from optuna_nos.liveness import BEAT_ATTR, BeatObserver, StaleCallback, fail_stale
 from optuna_nos.storage import normalize_url, redact_url
 
-__all__ = ["LivenessGrpcStorage", "is_grpc_url", "make_grpc_storage", "parse_grpc_url",
-           "serve_proxy"]
+__all__ = ["LivenessGrpcStorage", "is_grpc_url", "is_proxy_outage", "make_grpc_storage",
+           "parse_grpc_url", "serve_proxy"]
 
 _GRPC_URL = re.compile(r"grpc://(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\[\]@?#\s]+):(?P<port>\d{1,5})/?")
 #: Seconds a worker waits for the proxy before reporting it unreachable.
@@ -58,6 +58,16 @@ def parse_grpc_url(url: str) -> tuple[str, int]:
         raise NOSError("a gRPC proxy URL is grpc://HOST:PORT (port 1-65535), got "
                        f"{redact_url(url)!r}")
     return match["host"].strip("[]"), port
+
+
+def is_proxy_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the proxy (or the database behind it) is unreachable for now."""
+    try:
+        import grpc
+    except ImportError:
+        return False
+    return isinstance(exc, grpc.RpcError) and getattr(exc, "code", lambda: None)() in (
+        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class LivenessGrpcStorage(GrpcStorageProxy, BaseHeartbeat):

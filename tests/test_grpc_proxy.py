@@ -131,3 +131,22 @@ def test_proxy_sigkill_drill(drills_module: ModuleType) -> None:
         pytest.skip(f"PostgreSQL at {server} is unreachable")
     result = drills_module.run_drill("proxy-sigkill", server)
     assert result.passed, "\n".join(result.findings)
+
+
+def test_stopped_proxy_counts_as_a_storage_outage() -> None:
+    from optuna.storages._grpc.server import make_server
+
+    from drills_module import free_port  # type: ignore[import-not-found]
+    from optuna_nos.cli import _is_storage_outage
+
+    port = free_port()
+    server = make_server(optuna.storages.InMemoryStorage(), "127.0.0.1", port)
+    server.start()
+    storage = grpc_proxy.make_grpc_storage(f"grpc://127.0.0.1:{port}", heartbeat_interval=None)
+    assert storage.get_all_studies() == []
+    server.stop(grace=None).wait()
+    with pytest.raises(Exception) as lost:
+        storage.get_all_studies()
+    assert _is_storage_outage(lost.value)
+    assert not _is_storage_outage(KeyError("no such study"))
+    storage.close()
