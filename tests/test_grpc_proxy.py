@@ -134,9 +134,9 @@ def test_proxy_sigkill_drill(drills_module: ModuleType) -> None:
 
 
 def test_stopped_proxy_counts_as_a_storage_outage() -> None:
+    from drills_module import free_port  # type: ignore[import-not-found]
     from optuna.storages._grpc.server import make_server
 
-    from drills_module import free_port  # type: ignore[import-not-found]
     from optuna_nos.cli import _is_storage_outage
 
     port = free_port()
