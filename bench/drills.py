@@ -11,6 +11,7 @@ it found; the script exits 1 when any drill fails.
     python bench/drills.py postgres-restart                    # restarts the local server!
     python bench/drills.py load16 [--seconds 120]
     python bench/drills.py chaos                               # restarts the local server!
+    python bench/drills.py proxy-sigkill                        # through optuna-nos proxy
 
 ``postgres-restart`` stops the local PostgreSQL cluster for 10 s with ``pg_ctlcluster`` and
 always starts it again (try/finally); ``chaos`` does so three times, among 30 SIGKILLs.
@@ -236,6 +237,23 @@ def _running_started(url: str, study: str, min_age_s: float = 0.0,
     return None
 
 
+def _sigkill_in_trial(result: DrillResult, url: str, study: str, args: list[str],
+                      workdir: Path, min_age_s: float, objective_marker: bool,
+                      timeout: float) -> FrozenTrial | None:
+    """Start ``optuna-nos ARGS`` and SIGKILL it once a trial of it has run ``min_age_s``
+    seconds (see :func:`_running_started`); that trial, or None when none ran in time."""
+    first = _start(args, workdir, "killed")
+    victim = _wait_for(lambda: _running_started(url, study, min_age_s, objective_marker),
+                       timeout, 0.05)
+    if victim is None:
+        _stop_all([first])
+        result.check(False, f"no trial ran for {min_age_s} s within {timeout:.0f} s")
+        return None
+    first.process.send_signal(signal.SIGKILL)
+    first.wait(30)
+    return victim
+
+
 def _sizes(ga: str) -> dict[str, int]:
     import tomllib
 
@@ -336,15 +354,10 @@ def drill_sigkill(result: DrillResult, workdir: Path, server: str) -> None:
         result.note(err.strip()[-500:])
         return
     args = ["worker", "--storage", url, "--study", "d"]
-    first = _start(args, workdir, "killed")
-    # Kill in the second trial that holds a genome for 1 s: the worker is well inside training.
-    victim = _wait_for(lambda: _running_started(url, "d", min_age_s=1.0), 300, 0.1)
-    if victim is None:
-        _stop_all([first])
-        result.check(False, "no trial ran for 1 s within 300 s")
+    # Kill in a trial that has held a genome for 1 s: the worker is well inside training.
+    victim = _sigkill_in_trial(result, url, "d", args, workdir, 1.0, False, 300)
+    if victim is None or victim.datetime_start is None:
         return
-    first.process.send_signal(signal.SIGKILL)
-    first.wait(30)
     slot, genome = victim.system_attrs.get(SLOT_ATTR), victim.system_attrs.get(GENOME_ATTR)
     result.note(f"SIGKILLed the worker in trial {victim.number} (slot {slot!r}) after "
                 f"{(datetime.datetime.now() - victim.datetime_start).total_seconds():.1f} s")
@@ -742,6 +755,118 @@ def _duplicate_decisions(trials: list[FrozenTrial]) -> list[str]:
     return found
 
 
+PROXY_GA = FAST_GA + """
+[workers]
+heartbeat_interval = 1
+grace_period = 3
+max_retry = 2
+
+[objective]
+target = "cli_objective:sleepy"
+sleep_s = 1.0
+"""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_proxy(url: str, workdir: Path, tag: str = "proxy") -> tuple[_Proc, str]:
+    """``optuna-nos proxy`` in front of ``url``; returns it and its ``grpc://`` URL once it
+    answers (or a process that has exited, when it cannot start)."""
+    from optuna_nos.grpc_proxy import make_grpc_storage
+
+    port = free_port()
+    proc = _start(["proxy", "--storage", url, "--host", "127.0.0.1", "--port", str(port),
+                   "--threads", "4"], workdir, tag)
+    grpc_url = f"grpc://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        make_grpc_storage(grpc_url, heartbeat_interval=None).close()
+        return True
+
+    _wait_for(lambda: proc.process.poll() is not None or ready(), 120, 0.5)
+    return proc, grpc_url
+
+
+def slots_completed_twice(trials: list[FrozenTrial]) -> list[str]:
+    """Slots holding more than one COMPLETE trial (a slot is decided once)."""
+    seen: dict[str, int] = {}
+    for trial in trials:
+        slot = trial.system_attrs.get(SLOT_ATTR)
+        if slot is not None and trial.state == TrialState.COMPLETE:
+            seen[slot] = seen.get(slot, 0) + 1
+    return sorted(slot for slot, n in seen.items() if n > 1)
+
+
+def drill_proxy_sigkill(result: DrillResult, workdir: Path, server: str) -> None:
+    """SIGKILL a worker mid-trial behind ``optuna-nos proxy`` (heartbeat 1 s, grace 3 s): the
+    proxy's sweep fails the trial with no other worker alive, two new workers retry the slot
+    with the same genome and finish the search, every slot decided once."""
+    config = workdir / "proxy.toml"
+    config.write_text(PROXY_GA)
+    with fresh_database(server) as url:
+        code, err = _cli(["init", "--storage", url, "--study", "p", "--config", str(config)],
+                         workdir, "init")
+        if not result.check(code == 0, f"init exit {code}"):
+            result.note(err.strip()[-500:])
+            return
+        proxy, grpc_url = start_proxy(url, workdir)
+        workers: list[_Proc] = []
+        try:
+            if not result.check(proxy.process.poll() is None, f"proxy serves {grpc_url}"):
+                result.note(proxy.stderr.strip()[-500:])
+                return
+            args = ["worker", "--storage", grpc_url, "--study", "p"]
+            victim = _sigkill_in_trial(result, url, "p", args, workdir, 0.3, True, 180)
+            if victim is None:
+                return
+            killed_at = time.monotonic()
+            slot = victim.system_attrs.get(SLOT_ATTR)
+            genome = victim.system_attrs.get(GENOME_ATTR)
+            result.note(f"SIGKILLed the only worker in trial {victim.number} (slot {slot!r})")
+
+            def failed() -> bool:
+                trial = next(t for t in _trials(url, "p") if t.number == victim.number)
+                return trial.state == TrialState.FAIL
+
+            swept = _wait_for(failed, 60, 0.2)
+            result.check(bool(swept), f"with no worker alive the proxy failed trial "
+                         f"{victim.number} {time.monotonic() - killed_at:.1f} s after the kill")
+            queued = [t for t in _trials(url, "p") if t.state == TrialState.WAITING
+                      and t.system_attrs.get(GENOME_ATTR) == genome]
+            result.check(len(queued) == 1, f"retries queued with the same genome: "
+                         f"{[t.number for t in queued]}")
+            workers = [_start(args, workdir, f"w{k}") for k in range(2)]
+            codes = [w.wait(300) for w in workers]
+        finally:
+            _stop_all([*workers, proxy])
+        trials = _trials(url, "p")
+        finished = _finished(url, "p", _sizes(PROXY_GA))
+    left = [t.number for t in trials if t.state == TrialState.RUNNING]
+    same = [t for t in trials if t.number > victim.number
+            and t.system_attrs.get(SLOT_ATTR) == slot and t.system_attrs.get(GENOME_ATTR) == genome
+            and t.state.is_finished()]
+    result.check(bool(same), f"slot {slot!r} rerun with the same genome in "
+                 f"{[t.number for t in same]}")
+    twice = slots_completed_twice(trials)
+    duplicates, attempts = _duplicate_claims(trials)
+    ok = all(c == 0 for c in codes) and finished and not left and not twice
+    if not result.check(ok, f"worker exits {codes}; search finished={finished}; RUNNING {left}; "
+                        f"slots completed twice {twice}; {duplicates} duplicate claims in "
+                        f"{attempts} attempts; {_count(trials)}"):
+        for k, worker in enumerate(workers):
+            result.note(f"worker {k} stderr tail: {worker.stderr.strip()[-600:]}")
+        result.note(f"proxy stderr tail: {proxy.stderr.strip()[-600:]}")
+    tracebacks = sum(_tracebacks(p.stderr) for p in [*workers, proxy])
+    result.check(tracebacks == 0, f"{tracebacks} tracebacks on stderr")
+
+
 def _duplicate_claims(trials: list[FrozenTrial]) -> tuple[int, int]:
     """Attempts that started while another attempt on the same slot was still running."""
     by_slot: dict[str, list[FrozenTrial]] = {}
@@ -769,6 +894,7 @@ DRILLS: dict[str, tuple[Callable[..., None], bool]] = {
     "postgres-restart": (drill_postgres_restart, True),
     "load16": (drill_load16, True),
     "chaos": (drill_chaos, True),
+    "proxy-sigkill": (drill_proxy_sigkill, True),
 }
 
 

@@ -77,18 +77,17 @@ def upload_schedule_artifact(
 ) -> str | None:
     """Plot and upload the schedule PNG for ``trial``; returns the artifact id or None.
 
-    Any failure (read-only or full directory, dangling symbolic link, a name the system
-    refuses, a plotting error) logs one warning per process and directory, and the trial
-    goes on.
+    ``artifact_dir`` is a directory (``~`` and ``$HOME`` expanded) or ``s3://BUCKET``
+    (:mod:`optuna_nos.artifact_store`). Any failure (read-only or full directory, dangling
+    symbolic link, a name the system refuses, an unreachable or refusing bucket, a plotting
+    error) logs one warning per process and location, and the trial goes on.
     """
-    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+    from optuna.artifacts import upload_artifact
 
-    folder = os.path.expandvars(os.path.expanduser(artifact_dir))
+    from optuna_nos.artifact_store import open_artifact_store
+
     try:
-        if os.path.islink(folder) and not os.path.exists(folder):
-            raise FileNotFoundError(f"a symbolic link to the missing {os.readlink(folder)!r}")
-        os.makedirs(folder, exist_ok=True)
-        store = FileSystemArtifactStore(folder)
+        store = open_artifact_store(artifact_dir)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"schedule_trial{trial.number}.png")
             plot_schedule_png(genome, path, lr=lr, total_steps=total_steps,
@@ -100,5 +99,5 @@ def upload_schedule_artifact(
             _warned_dirs.add(artifact_dir)
             reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
             _logger.warning("cannot write artifacts to %s (%s); trials continue without them",
-                            printable(folder), reason)
+                            printable(artifact_dir), reason)
         return None

@@ -1,4 +1,4 @@
-"""The optuna-nos command: run | init | worker | leaderboard | show | export.
+"""The optuna-nos command: run | init | worker | proxy | leaderboard | show | export.
 
 Bad input (URL, database, study, config, trial) prints one line and exits with status 2.
 """
@@ -210,8 +210,11 @@ _OUTAGE_POLL_S = 2.0
 
 
 def _is_storage_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) is a lost database connection."""
+    """Whether ``exc`` (or an exception it was raised from) is a lost database connection,
+    or an unreachable ``optuna-nos proxy``."""
     import sqlalchemy.exc
+
+    from optuna_nos.grpc_proxy import is_proxy_outage
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -220,6 +223,8 @@ def _is_storage_outage(exc: BaseException) -> bool:
         if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
             return True
         if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if is_proxy_outage(current):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -346,13 +351,24 @@ def _make_pruner() -> optuna.pruners.BasePruner:
 
 
 def _storage(url: str, config: StudyConfig | None, *, read_only: bool = False) -> Any:
+    """The storage at ``url``: a database, or ``grpc://HOST:PORT`` (``optuna-nos proxy``)."""
     from optuna_nos.config import WorkerConfig
+    from optuna_nos.grpc_proxy import is_grpc_url, make_grpc_storage
     from optuna_nos.storage import make_storage
 
     workers = config.workers if config is not None else WorkerConfig()
+    if is_grpc_url(url):
+        return make_grpc_storage(url, heartbeat_interval=workers.heartbeat_interval,
+                                 grace_period=workers.grace_period, max_retry=workers.max_retry)
     return make_storage(url, heartbeat_interval=workers.heartbeat_interval,
                         grace_period=workers.grace_period, max_retry=workers.max_retry,
                         read_only=read_only)
+
+
+def _check_artifacts(config: StudyConfig, storage_url: str) -> None:
+    from optuna_nos.artifact_store import check_artifact_location
+
+    check_artifact_location(config.artifact_dir, storage_url)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -362,6 +378,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config or _default_config_path())
     if args.artifact_dir:
         config = parse_config({**config.raw, "artifacts": {"dir": args.artifact_dir}})
+    _check_artifacts(config, args.storage)
     objective, sampler = load_objective(config), _make_sampler(config)
     study = create_configured_study(_storage(args.storage, config), args.study, config.raw,
                                     sampler=sampler, pruner=_make_pruner())
@@ -390,6 +407,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     probe = _read_study(args)
     config = _study_config(probe)
+    _check_artifacts(config, args.storage)
     storage = _storage(args.storage, config)
     study = optuna.load_study(study_name=args.study, storage=storage,
                               sampler=_make_sampler(config), pruner=_make_pruner())
@@ -417,6 +435,13 @@ def _optimize_packed(study: optuna.Study, objective: Any, pack: str, *,
         optimize_packed(study, evaluate, size, n_trials=n_trials, callbacks=[_log_trial])
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from optuna_nos.grpc_proxy import serve_proxy
+
+    serve_proxy(args.storage, host=args.host, port=args.port, threads=args.threads)
+    return 0
 
 
 def print_leaderboard(study: optuna.Study, top: int = 10) -> None:
@@ -544,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the whole search in this process")
     run.add_argument("--config", help=f"study config TOML (default: the bundled {DEFAULT_CONFIG})")
     storage_args(run, required=False)
-    run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts")
+    run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts: a "
+                     "directory all workers share, or s3://BUCKET")
     run.add_argument("--n-trials", type=count, help="stop after this many trials")
     run.add_argument("--top", type=count, default=10,
                      help="genomes in the closing leaderboard (default 10)")
@@ -564,6 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate K trials together as one stacked model; 'auto' sizes "
                              "K from free GPU memory (on a CPU, from a timing)")
     worker.set_defaults(handler=cmd_worker)
+
+    proxy = sub.add_parser("proxy", help="serve a database to many workers over gRPC "
+                           "(workers take --storage grpc://HOST:PORT)")
+    proxy.add_argument("--storage", required=True, help="database URL the proxy serves")
+    proxy.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    proxy.add_argument("--port", type=int, default=13000, help="port to listen on")
+    proxy.add_argument("--threads", type=int, default=16,
+                       help="concurrent requests, and database connections (default 16)")
+    proxy.set_defaults(handler=cmd_proxy)
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")
     storage_args(board, required=False)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -325,11 +324,10 @@ class StudyView:
             return None
         import json
 
-        from optuna.artifacts import FileSystemArtifactStore
+        from optuna_nos.artifact_store import open_artifact_store
 
         artifact_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"optuna-nos/{study.study_name}/plot"))
-        os.makedirs(self.artifact_dir, exist_ok=True)
-        store = FileSystemArtifactStore(self.artifact_dir)
+        store = open_artifact_store(self.artifact_dir)
         store.write(artifact_id, io.BytesIO(fitness_plot_png(study, trials)))
         key = f"artifacts:{artifact_id}"
         if key not in study._storage.get_study_system_attrs(study._study_id):

@@ -247,6 +247,7 @@ def make_storage(
     grace_period: int | None = None,
     max_retry: int | None = 3,
     read_only: bool = False,
+    pool_size: int = 1,
 ) -> RDBStorage:
     """An :class:`optuna.storages.RDBStorage` set up for one worker process.
 
@@ -259,6 +260,8 @@ def make_storage(
       and system attrs) up to ``max_retry`` times (``None`` = without limit).
     * ``read_only``: the database must already hold Optuna's tables; nothing is created
       (not even a SQLite file).
+    * ``pool_size``: connections kept open (one more may open for the heartbeat); the gRPC
+      proxy, which serves many workers, keeps one per serving thread.
 
     Raises :class:`~optuna_nos.errors.NOSError` for a bad argument, an unreachable server, a
     rejected login, a missing database, a database that is not Optuna's or whose schema is of
@@ -272,6 +275,7 @@ def make_storage(
         isinstance(max_retry, bool) or not isinstance(max_retry, int) or max_retry < 0
     ):
         raise NOSError(f"max_retry must be a non-negative integer or None, got {max_retry!r}")
+    _check_positive("pool_size", pool_size)
     if grace_period is not None and heartbeat_interval is None:
         raise NOSError("grace_period needs a heartbeat_interval; set both or neither")
 
@@ -279,7 +283,7 @@ def make_storage(
     dialect = parsed.get_backend_name()
     engine_kwargs: dict[str, Any] = {}
     if dialect != "sqlite":
-        engine_kwargs = dict(ENGINE_KWARGS)
+        engine_kwargs = {**ENGINE_KWARGS, "pool_size": pool_size}
     if dialect == "postgresql" and "connect_timeout" not in parsed.query:
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
 
