@@ -404,13 +404,28 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_worker_study(args: argparse.Namespace) -> tuple[StudyConfig, optuna.Study]:
+    """The worker's config and study; a storage outage while opening them is waited out
+    (polling, up to :data:`STORAGE_OUTAGE_S` s) as it is during the search."""
+    deadline = time.monotonic() + STORAGE_OUTAGE_S
+    while True:
+        try:
+            config = _study_config(_read_study(args))
+            study = optuna.load_study(study_name=args.study,
+                                      storage=_storage(args.storage, config),
+                                      sampler=_make_sampler(config), pruner=_make_pruner())
+            return config, study
+        except Exception as exc:
+            if not _is_storage_outage(exc) or time.monotonic() > deadline:
+                raise
+            _logger.warning("storage unavailable while starting (%s); retrying",
+                            type(exc).__name__)
+            time.sleep(_OUTAGE_POLL_S)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
-    probe = _read_study(args)
-    config = _study_config(probe)
+    config, study = _open_worker_study(args)
     _check_artifacts(config, args.storage)
-    storage = _storage(args.storage, config)
-    study = optuna.load_study(study_name=args.study, storage=storage,
-                              sampler=_make_sampler(config), pruner=_make_pruner())
     objective = load_objective(config)
     _check_environment(objective)
     _score_baselines_once(study, objective, progress=False)

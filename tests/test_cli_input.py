@@ -207,3 +207,48 @@ def test_bad_counts_and_names_are_refused(argv: list[str], tmp_path: Path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ("study name" in err or "integer >= 1" in err)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- a worker started during a database outage waits for it --------------------------------
+
+
+def test_a_worker_starting_during_an_outage_waits_for_the_storage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy.exc
+
+    from optuna_nos import cli
+
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["init", "--storage", storage, "--study", "w",
+                 "--config", str(_config(tmp_path))]) == 0
+    real_load, calls = optuna.load_study, []
+
+    def load_during_outage(**kwargs: object) -> optuna.Study:
+        calls.append(kwargs["study_name"])
+        if len(calls) == 1:  # what a restarting server gives the first query
+            raise optuna.exceptions.StorageInternalError("lost") from \
+                sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+        return real_load(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(optuna, "load_study", load_during_outage)
+    monkeypatch.setattr(cli.time, "sleep", lambda seconds: None)
+    args = cli.build_parser().parse_args(["worker", "--storage", storage, "--study", "w"])
+    config, study = cli._open_worker_study(args)
+    assert len(calls) == 3 and study.study_name == "w" and config.ga.n_particles == 2
+
+
+def test_a_worker_does_not_retry_what_is_not_an_outage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna_nos import cli
+
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["init", "--storage", storage, "--study", "w",
+                 "--config", str(_config(tmp_path))]) == 0
+
+    def broken(**kwargs: object) -> optuna.Study:
+        raise RuntimeError("not an outage")
+
+    monkeypatch.setattr(optuna, "load_study", broken)
+    args = cli.build_parser().parse_args(["worker", "--storage", storage, "--study", "w"])
+    with pytest.raises(RuntimeError, match="not an outage"):
+        cli._open_worker_study(args)
