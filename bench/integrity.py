@@ -2,7 +2,7 @@
 
 Usage: python bench/integrity.py [--count 1000] [--seed 0] [--threads 1]
 
-Draws ``count`` random genomes (SPEC 6.1 draws, before any integrity filtering), checks each
+Draws ``count`` random genomes (random draws, before any integrity filtering), checks each
 with :func:`optuna_nos.integrity.integrity_check` (all twelve sphere runs in one (12, 5) pass)
 and with :func:`optuna_nos.integrity.integrity_check_sequential` (one run at a time, stopping
 at the first pass), in alternating chunks so both see the same machine load, and prints the
@@ -64,7 +64,7 @@ def _own_node(rng: random.Random, column: int) -> Node:
 
 
 def _own_draw(rng: random.Random) -> Genome | None:
-    """A simplified SPEC 6.1 draw, used when optuna_nos.space.random is unavailable."""
+    """A simplified random-genome draw, used when optuna_nos.space.random is unavailable."""
     try:
         hidden = tuple(_own_node(rng, c) for c in HIDDEN_COLUMNS)
         return Genome(hidden, _own_node(rng, ROOT), Momentum(rng.randrange(3)))
@@ -84,7 +84,7 @@ def random_genomes(count: int, seed: int) -> tuple[list[Genome], str]:
         draw, source = (lambda: draw_genome(numpy_rng)), "optuna_nos.space.random.draw_genome"
     except ImportError:
         own_rng = random.Random(seed)
-        draw, source = (lambda: _own_draw(own_rng)), "bench's own SPEC 6.1 draw"
+        draw, source = (lambda: _own_draw(own_rng)), "bench's own simplified draw"
     genomes: list[Genome] = []
     while len(genomes) < count:
         genome = draw()

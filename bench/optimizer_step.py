@@ -1,6 +1,6 @@
 """Step time of GenomeOptimizer (Adam genome) against torch.optim.Adam on ConvNet-32's parameters.
 
-The parameters are those of the paper's proxy ConvNet at base width 32 (SPEC 9.2: 94,986
+The parameters are those of the paper's proxy ConvNet at base width 32 (94,986
 trainable parameters in 14 tensors); gradients are fixed random tensors, so only the
 optimizer step is timed. The genome is ``None ~ (v hat) / (sqrt(|s hat|))``, Adam with
 betas (0.9, 0.99) and eps 1e-7, which the baselines use too. Ratios are against
@@ -31,7 +31,7 @@ CONVNET32_PARAMS = 94_986
 
 
 def convnet_parameters(base: int = 32) -> list[nn.Parameter]:
-    """The trainable parameters of the proxy ConvNet (SPEC 9.2)."""
+    """The trainable parameters of the proxy ConvNet."""
     return list(ConvNet(base).parameters())
 
 

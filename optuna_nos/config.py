@@ -5,7 +5,7 @@ workers cannot disagree. A configuration looks like::
 
     [study]
     space = "paper"                  # paper | adam_variants | lr_schedule
-    paper_mode = false               # the faithful column of SPEC section 13
+    paper_mode = false               # true: behave as the released code
 
     [ga]
     n_particles = 50
@@ -61,7 +61,7 @@ LR_SCHEDULE_BASES = ("adam", "nesterov")
 
 @dataclass(frozen=True)
 class GAConfig:
-    """Sizes of the particle GA (SPEC section 8)."""
+    """Sizes of the particle GA."""
 
     n_particles: int = 50
     init_factor: int = 10

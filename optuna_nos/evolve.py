@@ -1,11 +1,11 @@
-"""Acceptance loops: random genomes (SPEC 6.1) and accepted mutants (SPEC 6.3, 6.4).
+"""Acceptance loops: random genomes and accepted mutants.
 
 :func:`random_genome` redraws a whole genome until its active graph is acyclic and the
-integrity check (SPEC 7) passes. :func:`mutate` makes mutation attempts on the parent until
+integrity check passes. :func:`mutate` makes mutation attempts on the parent until
 one is acyclic, stays in the search-space variant, is not a failed decay mutation (project
 default), prints an equation not yet seen and passes the integrity check.
 
-Flip (SPEC 6.4): a candidate's flip is the outcome of its integrity check; in paper mode
+Flip: a candidate's flip is the outcome of its integrity check; in paper mode
 (``settings.inherit_flip``) a mutant of a flipped parent stays flipped whatever its own check
 says. Without a check (``check=False``) a random genome is unflipped and a mutant keeps its
 parent's flip, the latest check's outcome.
@@ -58,7 +58,7 @@ def random_genome(
     check: bool = True,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> Genome:
-    """A random genome of ``variant``'s space that passes the integrity check (SPEC 6.1).
+    """A random genome of ``variant``'s space that passes the integrity check.
 
     Each attempt redraws everything (nodes, decays, momentum type). The returned genome's
     flip is the check's outcome (false when ``check`` is off). Raises :class:`NOSError` after
@@ -88,7 +88,7 @@ def mutate(
     check: bool = True,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> tuple[Genome, Mutation]:
-    """An accepted mutant of ``genome`` and what changed (SPEC 6.3).
+    """An accepted mutant of ``genome`` and what changed.
 
     Attempts are rejected for a cycle, a result outside ``variant``, a failed decay
     mutation (project default only), an equation already in ``seen`` or equal to the

@@ -1,7 +1,7 @@
 '''Genome -> the source of a standalone PyTorch optimizer (imports torch only).
 
 The generated class computes, tensor by tensor, exactly what :class:`GenomeOptimizer`'s
-reference path computes (SPEC sections 2-5): the EMA states, the operands the genome reads,
+reference path computes: the EMA states, the operands the genome reads,
 its active nodes in topological order as straight-line torch code with the edge decays
 precomputed over ``total_steps``, then the momentum update. The search settings in force at
 export time (e.g. paper mode's ``expMovAvg`` and hold value) are baked in.

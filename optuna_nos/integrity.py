@@ -1,7 +1,7 @@
-"""The integrity check: a cheap filter for degenerate candidates (SPEC section 7).
+"""The integrity check: a cheap filter for degenerate candidates.
 
 A candidate passes when its active graph is acyclic, every active edge decay stays in [0, 1]
-on the T = 100 grid (SPEC 4.3), and its optimizer brings the 5-d shifted sphere
+on the T = 100 grid, and its optimizer brings the 5-d shifted sphere
 
     f(x) = sum_i (x_i - b_i)^2,   x0 = [1.1, 0.9, 1.1, 0.9, 1.0],  b = [0.5, 1.5, -0.3, -1.2, 0.75]
 
@@ -86,7 +86,7 @@ _NEG_TWO_TARGET = -2.0 * _TARGET
 _ROWS = 2 * len(LEARNING_RATES)
 #: Only the first 34 updates reach the tested loss; the 35th is applied but never measured.
 _MEASURED_UPDATES = TOTAL_STEPS - 1
-#: Dropout rates of unary ops 17..19 (SPEC 3.1).
+#: Dropout rates of unary ops 17..19.
 _DROPOUT_RATES: dict[int, float] = {17: 0.5, 18: 0.3, 19: 0.1}
 
 
@@ -144,7 +144,7 @@ def _update_emas(arithmetic: Arithmetic, g: Tensor, v: Tensor, s: Tensor, lam: T
 
 
 def _ema_bias_step(settings: Settings, t: int) -> int:
-    """Exponent k of expMovAvg's bias correction 1 - 0.95^k (SPEC section 13, row 1)."""
+    """Exponent k of expMovAvg's bias correction 1 - 0.95^k (k = 0 in paper mode, as released)."""
     return 0 if settings.expmovavg_zero_bias_step else t + 1
 
 
@@ -157,7 +157,7 @@ def _check_arguments(genome: object, settings: object) -> None:
 
 @lru_cache(maxsize=4096)
 def _decay_problem(decay: Decay, nan_valid: bool) -> str | None:
-    """What is wrong with a decay on the T = 100 grid (SPEC 4.3), or None if it is valid."""
+    """What is wrong with a decay on the T = 100 grid, or None if it is valid."""
     if is_valid_decay(decay, nan_valid=nan_valid):
         return None
     finite = bool(torch.isfinite(decay_phenotype(decay)).all())
@@ -171,7 +171,7 @@ def _structural_failure(genome: Genome, settings: Settings) -> str | None:
     except NOSError as exc:
         return str(exc)
     if settings.ignore_decay_mutation_checks:
-        # Paper mode keeps out-of-range mutated decays (SPEC 4.5); validity is only checked
+        # Paper mode keeps out-of-range mutated decays as released; validity is only checked
         # when a decay is drawn.
         return None
     for consumer in order:
@@ -202,10 +202,10 @@ def sphere_run(
     settings: Settings = DEFAULT_SETTINGS,
     generator: torch.Generator | None = None,
 ) -> float:
-    """One sphere run of SPEC 7.1 with peak learning rate ``lr``: the tested loss.
+    """One sphere run of the integrity test with peak learning rate ``lr``: the tested loss.
 
     A fresh optimizer and x = x0; 35 iterations, each computing the loss at the current x and
-    then applying one update (all three EMA states updated every step, as SPEC 2 says); the
+    then applying one update (all three EMA states updated every step, read or not); the
     35th loss, i.e. after 34 updates, is returned, NaN and inf included. Dropout draws from
     ``generator`` (the global generator when None).
     """
@@ -253,7 +253,7 @@ def integrity_check_sequential(
                 if math.isfinite(loss) and loss < PASS_BELOW:
                     return _passed(flip, lr, loss)
         return _no_pass()
-    except Exception as exc:  # noqa: BLE001 - SPEC 7.1: any exception rejects the candidate
+    except Exception as exc:  # noqa: BLE001 - any exception rejects the candidate
         return _failure(f"exception: {type(exc).__name__}: {exc}")
 
 
@@ -578,7 +578,7 @@ class _BatchedRun:
     # -- parameter update --------------------------------------------------------------------
 
     def _emit_update(self, momentum: Momentum) -> None:
-        """apply_update (SPEC 5.3) with sigma * eta_t per row."""
+        """apply_update with sigma * eta_t per row."""
         slots, x = self.slots, self.x
         root = self.source.get(self.order[-1], self.order[-1])
         signed_lrs, mus = _schedule_tables(self.settings.hold_at_zero)
@@ -625,7 +625,7 @@ def integrity_check(
     *,
     generator: torch.Generator | None = None,
 ) -> IntegrityResult:
-    """SPEC section 7: an acyclic active graph, decays in [0, 1], then the sphere test.
+    """The integrity check: an acyclic active graph, decays in [0, 1], then the sphere test.
 
     All twelve (flip, eta) runs go through one (12, 5) tensor pass; the first passing row in
     the sequential order (unflipped eta = 1, 1e-1, ..., 1e-5, then flipped) sets ``flip`` and
@@ -645,7 +645,7 @@ def integrity_check(
                 flip, lr = divmod(row, len(LEARNING_RATES))
                 return _passed(bool(flip), LEARNING_RATES[lr], loss)
         return _no_pass()
-    except Exception as exc:  # noqa: BLE001 - SPEC 7.1: any exception rejects the candidate
+    except Exception as exc:  # noqa: BLE001 - any exception rejects the candidate
         return _failure(f"exception: {type(exc).__name__}: {exc}")
 
 

@@ -1,4 +1,4 @@
-"""Learning-rate and momentum schedules, precomputed for t = 0..T-1 (SPEC section 5.4).
+"""Learning-rate and momentum schedules, precomputed for t = 0..T-1.
 
     eta_t = eta * t / W                                   if t < W        (eta_0 = 0)
     eta_t = h                                             if H > 0 and W <= t <= W + H

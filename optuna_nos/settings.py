@@ -1,4 +1,4 @@
-"""One switch for every place where the released code and the project differ (SPEC section 13)."""
+"""One switch for every place where the released code and the project differ."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ __all__ = ["Settings", "DEFAULT_SETTINGS", "PAPER_SETTINGS"]
 class Settings:
     """Behaviour switches shared by random init, mutation, the integrity check and the optimizer.
 
-    ``paper_mode=True`` selects the faithful column of SPEC section 13 everywhere, which is what
-    reproducing the released search log needs. The two tunable rows of that table stay
-    separate fields because they are the same in both columns:
+    ``paper_mode=True`` selects the released code's behaviour everywhere, which is what
+    reproducing the released search log needs. The two tunable differences stay
+    separate fields because their defaults are the same in both modes:
 
     * ``unary_root_decay_prob`` - probability that a random unary root gets a decay on its
       edge (0.85 in the released code, probably a slip for 0.15).
@@ -37,51 +37,51 @@ class Settings:
                 f"change_op_max_unary must lie in 0..24, got {self.change_op_max_unary!r}"
             )
 
-    # -- the rows of SPEC section 13, named by what they change ------------------------------
+    # -- the differences, named by what they change ---------------------------------------------
 
     @property
     def expmovavg_zero_bias_step(self) -> bool:
-        """Row 1: ``expMovAvg`` divides by 1 - 0.95^0 (= 0) instead of 1 - 0.95^(t+1)."""
+        """``expMovAvg`` divides by 1 - 0.95^0 (= 0) instead of 1 - 0.95^(t+1)."""
         return self.paper_mode
 
     @property
     def inherit_flip(self) -> bool:
-        """Row 4: a mutant keeps its parent's flip even when it passes unflipped."""
+        """A mutant keeps its parent's flip even when it passes unflipped."""
         return self.paper_mode
 
     @property
     def ignore_decay_mutation_checks(self) -> bool:
-        """Row 5: a mutated decay is kept even if out of range or unchanged."""
+        """A mutated decay is kept even if out of range or unchanged."""
         return self.paper_mode
 
     @property
     def sticky_decay_hidden_flag(self) -> bool:
-        """Row 6: a decay's hidden node stays 'active' once it has been used."""
+        """A decay's hidden node stays 'active' once it has been used."""
         return self.paper_mode
 
     @property
     def nan_decays_valid(self) -> bool:
-        """Row 7: a decay whose values contain NaN passes the [0, 1] validity check."""
+        """A decay whose values contain NaN passes the [0, 1] validity check."""
         return self.paper_mode
 
     @property
     def hidden_init_allows_self_loop(self) -> bool:
-        """Row 8: a random hidden node's 2nd input may be the node itself."""
+        """A random hidden node's 2nd input may be the node itself."""
         return self.paper_mode
 
     @property
     def root_rewire_skips_lowest(self) -> bool:
-        """Row 9: re-wiring the root's hidden input excludes the lowest unused hidden node."""
+        """Re-wiring the root's hidden input excludes the lowest unused hidden node."""
         return self.paper_mode
 
     @property
     def hold_at_zero(self) -> bool:
-        """Row 10: the search optimizer's hold phase uses a learning rate of 0, not eta."""
+        """The search optimizer's hold phase uses a learning rate of 0, not eta."""
         return self.paper_mode
 
     @property
     def numpy_nan_semantics(self) -> bool:
-        """Row 11: the LR screen's argmax and thresholds follow numpy's NaN rules."""
+        """The LR screen's argmax and thresholds follow numpy's NaN rules."""
         return self.paper_mode
 
     @property
@@ -104,7 +104,7 @@ class Settings:
 
     @property
     def shuffle(self) -> bool:
-        """Row 12: training data is reshuffled each pass (project) or read in fixed order."""
+        """Training data is reshuffled each pass (project) or read in fixed order."""
         return not self.paper_mode
 
 

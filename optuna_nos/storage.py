@@ -1,9 +1,9 @@
 """Opening a study storage for workers: URL normalisation, heartbeat, retries, clear errors.
 
-Every worker of a distributed search opens the same database the same way (DESIGN.md,
-"Storage and workers"): a small connection pool that survives server restarts, a heartbeat
-so that a killed worker's trial goes ``FAIL``, and ``RetryHeartbeatStaleTrialCallback`` so
-that such a trial is queued again with the same genome. Messages never show a password.
+Every worker of a distributed search opens the same database the same way: a small
+connection pool that survives server restarts, a heartbeat so that a killed worker's trial
+goes ``FAIL``, and ``RetryHeartbeatStaleTrialCallback`` so that such a trial is queued again
+with the same genome. Messages never show a password.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Proxy tasks for scoring candidate optimizers (SPEC section 9).
+"""Proxy tasks for scoring candidate optimizers.
 
 * :mod:`proxy.data` - CIFAR-10 (torchvision, from a data root) and scikit-learn's digits,
   normalisation, batched augmentation, the training batch stream;

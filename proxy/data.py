@@ -1,6 +1,6 @@
 """Proxy data sets, normalisation, batched augmentation and the training batch stream.
 
-SPEC section 9.1 and 9.3. Images are kept as raw integer values (``uint8``, ``[N, C, H, W]``)
+Images are kept as raw integer values (``uint8``, ``[N, C, H, W]``)
 on the training device; every batch is normalised and augmented there with tensor ops:
 
 * normalisation ``x' = (x - mean_c) / std_c`` per channel c, with ``mean = 0, std = 255``
@@ -124,7 +124,7 @@ def load_cifar10(
     val_size: int = CIFAR10_VAL_IMAGES,
     verify_checksums: bool = True,
 ) -> ImageDataset:
-    """The CIFAR-10 training set from ``root``, split in official order (SPEC section 9.1).
+    """The CIFAR-10 training set from ``root``, split in official order.
 
     ``root`` holds ``cifar-10-batches-py/`` as torchvision expects it. The first
     ``N - val_size`` images (45,000) are the training split and the last ``val_size`` (5,000)

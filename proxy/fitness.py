@@ -1,4 +1,4 @@
-"""The fitness protocol: a two-stage learning-rate screen, then one full run (SPEC 9.3-9.5).
+"""The fitness protocol: a two-stage learning-rate screen, then one full run.
 
 1. Stage 1 trains a fresh model for each eta in ``stage1_lrs`` (10, 1e-2, 1e-5) with the
    fidelity's full schedule (T, W), ``screen_epochs`` x ``screen_steps_per_epoch`` steps
@@ -62,7 +62,7 @@ FINAL_ATTR = "nos:final"
 
 @dataclass(frozen=True)
 class Fidelity:
-    """One column of SPEC section 9.3: model width, data treatment and step counts."""
+    """One fidelity: model width, data treatment and step counts."""
 
     name: str
     width: int
@@ -107,7 +107,7 @@ PAPER_EVOLUTION = Fidelity("evolution", width=48, normalization="standardize",
 
 @dataclass(frozen=True)
 class FitnessConfig:
-    """Every constant of the protocol; the defaults are the paper's (SPEC section 9)."""
+    """Every constant of the protocol; the defaults are the paper's."""
 
     init: Fidelity = PAPER_INIT
     evolution: Fidelity = PAPER_EVOLUTION

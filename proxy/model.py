@@ -1,4 +1,4 @@
-"""The paper's proxy ConvNet with Keras conventions (SPEC section 9.2).
+"""The paper's proxy ConvNet with Keras conventions.
 
     Conv3x3(base, stride 1, same) -> BN -> SiLU
     Conv3x3(2 base, stride 2, same) -> BN -> SiLU

@@ -1,7 +1,7 @@
-"""The fitness protocol's decisions as pure functions of accuracy curves (SPEC section 9.4).
+"""The fitness protocol's decisions as pure functions of accuracy curves.
 
 A *curve* is a list of per-epoch accuracies of one training run, holding only the epochs the
-run completed. Two NaN conventions exist (SPEC section 13, row 11):
+run completed. Two NaN conventions exist:
 
 * project default (``numpy_nan=False``): a NaN accuracy or record counts as -inf, so it is
   below every threshold and never the argmax; a run with no completed epoch has record -inf;

@@ -98,7 +98,7 @@ class RunSeeds:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything a run needs besides the learning rate (SPEC section 9.3's columns)."""
+    """Everything a run needs besides the learning rate (one fidelity's settings)."""
 
     genome: Genome | TorchBaseline
     width: int

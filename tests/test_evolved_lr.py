@@ -1,6 +1,6 @@
-"""The evolved LR schedules (SPEC 10.3): SPEC's value table, the schedule, the scheduler contract.
+"""The evolved LR schedules: the paper's value table, the schedule, the scheduler contract.
 
-References are written from SPEC 4.1, 5.4 and 10.3 with numpy/scipy, independently of the package.
+References are written from the paper's formulas with numpy/scipy, independently of the package.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from scipy import special
 from optuna_nos.errors import NOSError
 from optuna_nos.optimizers import N_EVOLVED_LR_SCHEDULES, EvolvedLR, evolved_lr_factor
 
-#: SPEC 10.3: f_k at T = 96,000 for t/T in RATIOS, as printed.
+#: The paper's table: f_k at T = 96,000 for t/T in RATIOS, as printed.
 RATIOS = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
-SPEC_TABLE = {
+PAPER_TABLE = {
     0: ("0.157", "0.171", "0.302", "0.498", "0.951", "1.68", "1.96"),
     1: ("0.157", "0.171", "0.308", "0.633", "1.83", "3.85", "4.66"),
     2: ("0.0101", "0.109", "0.357", "0.640", "1.53", "3.44", "7.39"),
@@ -32,19 +32,19 @@ SPEC_TABLE = {
 }
 
 
-@pytest.mark.parametrize("schedule", sorted(SPEC_TABLE))
+@pytest.mark.parametrize("schedule", sorted(PAPER_TABLE))
 def test_factor_matches_spec_table(schedule: int) -> None:
     total = 96_000
     values = evolved_lr_factor(schedule, total)
     assert values.dtype == torch.float64 and values.shape == (total,)
-    for ratio, printed in zip(RATIOS, SPEC_TABLE[schedule], strict=True):
+    for ratio, printed in zip(RATIOS, PAPER_TABLE[schedule], strict=True):
         decimals = len(printed.split(".")[1])
         got = values[round(ratio * total)].item()
         assert abs(got - float(printed)) <= 0.5 * 10.0**-decimals, (ratio, printed, got)
 
 
 def reference_factor(schedule: int, total: int) -> np.ndarray:
-    """f_k(t), t = 0..T-1, from SPEC 4.1 and 10.3."""
+    """f_k(t), t = 0..T-1, from the paper's formulas."""
     t = np.arange(total, dtype=np.float64)
     beta = 0.95 * (1.0 - (t + 1.0) / total)
     a1, a2 = 1.0 - t / total, t / total
@@ -78,7 +78,7 @@ def reference_factor(schedule: int, total: int) -> np.ndarray:
 
 
 def reference_base_lr(lr: float, total: int, warmup: int, hold: int) -> np.ndarray:
-    """eta_base(t): warmup -> hold at eta -> cosine (SPEC 5.4)."""
+    """eta_base(t): warmup -> hold at eta -> cosine."""
     out = np.empty(total)
     for t in range(total):
         if t < warmup:
@@ -105,7 +105,7 @@ def test_scheduler_sets_the_spec_rates(schedule: int, warmup: int, hold: int) ->
     for t in range(total + 1):
         for group, lr in zip(opt.param_groups, lrs, strict=True):
             if t == 0:
-                expected = 1e-7  # SPEC 13 row 19
+                expected = 1e-7  # the project's lr_0
             else:
                 t_table = min(t, total - 1)  # after the last step the rate stays
                 expected = base[lr][t_table] * factor[t_table] + 1e-7

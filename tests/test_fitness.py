@@ -1,4 +1,4 @@
-"""The fitness protocol (SPEC section 9.4): thresholds on hand-made curves, batched screen
+"""The fitness protocol: thresholds on hand-made curves, batched screen
 training against a plain ConvNet + GenomeOptimizer, and the Optuna objective."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Genome structure (SPEC section 5.1): construction checks, validate(), activity and key()."""
+"""Genome structure: construction checks, validate(), activity and key()."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_latent_ops_and_absent_edge_decays_are_kept_but_not_printed() -> None:
 def test_validate_checks_every_active_decay_and_names_the_edge() -> None:
     ok = parse_equation("Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))")
     assert ok.validate() is ok
-    # SPEC 5.6 #8: the released log holds a decay that goes below 0.
+    # The released log holds a decay that goes below 0.
     bad = parse_equation(
         "Nest ~ [(a11)-(a6)][g]/(1+|[(a11)-(a6)][g]|)/(1+|[(a11)-(a6)][g]/(1+|[(a11)-(a6)]"
         "[g]|)|)"
@@ -131,7 +131,7 @@ def test_validate_checks_every_active_decay_and_names_the_edge() -> None:
 
 
 def test_validate_rejects_huge_values_and_applies_the_nan_policy(monkeypatch) -> None:  # noqa: ANN001
-    """SPEC 4.3: NaN passes only with nan_decays_valid (paper mode); non-finite fails else."""
+    """NaN passes only with nan_decays_valid (paper mode); non-finite fails else."""
     huge = parse_equation("None ~ id([(a1) / (a2)][tanh(g)])")  # 1/(0 + 1e-7) at t = 0
     with pytest.raises(NOSError):
         huge.validate()

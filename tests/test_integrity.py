@@ -1,4 +1,4 @@
-"""The integrity check (SPEC section 7) against SPEC 7.2's oracle, independent references and
+"""The integrity check against the paper's oracle table, independent references and
 the sequential reference path; the behaviour key; structural rejections."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def unary(op: int, column: int, decay: Decay | None = None) -> Node:
 A1_DECAY = Decay(root=DecayNode((A1,), unary_op=DECAY_ID))  # [id(a1)]
 A13_A2_DECAY = Decay(root=DecayNode((A13, A2), binary_op=DECAY_MUL))  # [(a13)*(a2)]
 
-# -- SPEC 7.2: the oracle ----------------------------------------------------------------------
+# -- the oracle table ---------------------------------------------------------------------------
 
 ORACLE_GENOMES: dict[str, Callable[[Momentum], Genome]] = {
     "id(id(g))": lambda m: chain(unary(IDENTITY, G), momentum=m),
@@ -136,7 +136,7 @@ TARGET = (0.5, 1.5, -0.3, -1.2, 0.75)
 
 
 def schedules(eta: float, total: int = 35, warmup: int = 6) -> tuple[list[float], list[float]]:
-    """SPEC 5.4 with H = 0, written out: linear warmup then cosine; mu 0.95 -> 0.85 -> 0.95."""
+    """The search schedules, H = 0: linear warmup then cosine; mu 0.95 -> 0.85 -> 0.95."""
     lrs = [eta * t / warmup if t < warmup
            else 0.5 * eta * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
            for t in range(total)]
@@ -146,7 +146,7 @@ def schedules(eta: float, total: int = 35, warmup: int = 6) -> tuple[list[float]
 
 
 def reference_loss(update: str, momentum: Momentum, eta: float, flip: bool) -> float:
-    """The sphere run of SPEC 7.1 in plain float64 Python, for U = g, sign(g) or v hat."""
+    """The integrity test's sphere run in plain float64 Python, for U = g, sign(g) or v hat."""
     lrs, mus = schedules(eta)
     sigma = 1.0 if flip else -1.0
     x, v, m = list(X0), [0.0] * 5, [0.0] * 5
@@ -205,7 +205,7 @@ def test_plain_gradient_matches_torch_sgd() -> None:
 
 
 def random_decay(rng: random.Random) -> Decay:
-    """A decay drawn until it is valid (SPEC 4.3), unary or binary, possibly with D."""
+    """A decay drawn until it is valid, unary or binary, possibly with D."""
     while True:
         hidden = DecayNode((rng.randrange(14),), unary_op=rng.randrange(13))
         if rng.random() < 0.3:
@@ -362,7 +362,7 @@ def test_dropout_is_reproducible_and_follows_the_generator() -> None:
 
 
 def test_out_of_range_decay_is_rejected_with_its_edge() -> None:
-    a12_plus_a9 = Decay(root=DecayNode((11, 8), binary_op=ADD))  # reaches 1.9 (SPEC 4.5)
+    a12_plus_a9 = Decay(root=DecayNode((11, 8), binary_op=ADD))  # reaches 1.9
     candidate = chain(unary(IDENTITY, G, a12_plus_a9))
     for check in (integrity_check, integrity_check_sequential):
         result = check(candidate)

@@ -1,4 +1,4 @@
-"""Paper notation: printing, parsing back (SPEC section 5.5) and the other two dialects."""
+"""Paper notation: printing, parsing back and the other two dialects."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from optuna_nos.space.operands import OperandInputs
 from optuna_nos.space.parse import MAX_EQUATION_LENGTH, parse_decay, parse_equation
 from optuna_nos.space.update_ops import OpContext
 
-#: The issue's list, SPEC 5.6, 6.2, 7.2 (with a prefix), 10.1/10.2, 11 (top 10), 12, DESIGN.
+#: The issue's list, the released log's examples, the oracle table, the published optimizers,
+#: the log's top 10, prior work and the lr_schedule variant.
 EXAMPLES = [
     "None ~ tanh(g)/(1+|tanh(g)|)",
     "None ~ id([sqrt(a6)][v hat/(1+|v hat|)])",
@@ -35,7 +36,7 @@ EXAMPLES = [
     "[((1-0.95)*g^2+0.95*s hat)]))^2))",
     "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))",
     "None ~ clip(v hat, [1/(1+exp(-a11)][ln(|[bessel_i1e(a10)][s hat]|)])",
-    # SPEC 5.6
+    # examples from the released log
     "None ~ (min(v hat, [min(a12, a9)][2]))+(10-4w)",
     "None ~ norm([sqrt(a6)][(lam hat)+(((1-0.7)*g+0.7*v hat))])",
     "Mom ~ (g)*([arctan(a4)][ln(|1+exp([max(a9, a10)][g^3])|)])",
@@ -43,9 +44,9 @@ EXAMPLES = [
     "Nest ~ [(a11)-(a6)][g]/(1+|[(a11)-(a6)][g]|)/(1+|[(a11)-(a6)][g]/(1+|[(a11)-(a6)][g]|)|)",
     "None ~ (0.95*(min([min(a12, a9)][2], v hat))+0.05*((10-6w) / (min([min(a12, a9)][2], "
     "v hat))))",
-    # SPEC 6.2
+    # a released-log mutant (MaxValue enters through a latent op)
     "Mom ~ MaxValue([arctan(a4)][ln(|1+exp([max(a9, a10)][g^3])|)])",
-    # SPEC 7.2
+    # the integrity oracle table
     "None ~ id(id(g))",
     "None ~ id(-(g))",
     "None ~ id(id(sign(g)))",
@@ -58,7 +59,7 @@ EXAMPLES = [
     "None ~ id(id([id(a1)][g]))",
     "None ~ bessel_i1e(bessel_i1e([(a13)*(a2)][g]))",
     "None ~ id(g/(1+|g|))",
-    # SPEC 11, top 10 (the others are above)
+    # the released log's top 10 (the others are above)
     "Nest ~ bessel_i1e(id([(a13)*(a2)][g]))",
     "None ~ (10-5w)+([max(a2, a6)][(((1-0.7)*g+0.7*v hat))*(2)])",
     "Nest ~ bessel_i1e(id(arctan(id([(a13)*(a2)][g]))))",
@@ -66,10 +67,10 @@ EXAMPLES = [
     "Nest ~ bessel_i1e([id(a6)][bessel_i1e(g)])",
     "None ~ id([sqrt(a6)][(lam hat)+(((1-0.7)*g+0.7*v hat))])",
     "Mom ~ (g)*([arctan(a4)][ln(|1+exp([max(a10, a9)][g^3])|)])",
-    # SPEC 12
+    # prior work (AddSign, PowerSign)
     "None ~ (exp(([id(a1)][sign(g)])*(sign(v hat))))*(g)",
     "None ~ ((1)+(([id(a1)][sign(g)])*(sign(v hat))))*(g)",
-    # DESIGN, the lr_schedule variant
+    # the lr_schedule variant
     "None ~ id([tanh(a12)][(v hat) / (sqrt(|s hat|))])",
     # released log, initial population
     "Nest ~ (v hat)+(arcsinh(mean(beta*s-g^2)))",
@@ -114,7 +115,7 @@ def test_prefix_sets_the_momentum_type() -> None:
 
 
 def test_best_evolved_candidate_structure() -> None:
-    """SPEC 5.6 #2: root i1e reads n0 = atan(g) through a (a13)*(a2) decay on n0's edge."""
+    """Released-log example: root i1e reads n0 = atan(g) through an (a13)*(a2) decay there."""
     g = parse_equation("Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))")
     assert g.momentum == Momentum.NESTEROV
     assert g.root == Node(inputs=(HIDDEN_COLUMNS[0],), unary_op=14)
@@ -127,7 +128,7 @@ def test_best_evolved_candidate_structure() -> None:
 
 
 def test_shared_min_node_parses_into_one_node() -> None:
-    """SPEC 5.6 #9: the min node is read by the root and by the division node."""
+    """A released-log example: the min node is read by the root and by the division node."""
     g = parse_equation(EXAMPLES[15])
     assert len(g.active_hidden()) == 2
     root = g.root
@@ -141,7 +142,7 @@ def test_shared_min_node_parses_into_one_node() -> None:
 
 
 def test_softsign_repeats_one_node() -> None:
-    """SPEC 5.6 #7 and #8: the repeated argument is one node (decorations included)."""
+    """Two released-log examples: the repeated argument is one node (decorations included)."""
     g = parse_equation("None ~ tanh(g)/(1+|tanh(g)|)")
     assert g.root.unary_op == 21 and len(g.active_hidden()) == 1
     assert g.node(g.root.inputs[0]).unary_op == 11
@@ -347,7 +348,7 @@ def test_valid_genomes_survive_format_parse_format(genome: Genome) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(genomes())
 def test_parsed_genome_computes_the_same_update(genome: Genome) -> None:
-    """Merging identical sub-expressions changes nothing but dropout masks (SPEC 5.5)."""
+    """Merging identical sub-expressions changes nothing but dropout masks."""
     if _uses_dropout(genome):
         return
     parsed = parse_equation(format_equation(genome))

@@ -1,7 +1,7 @@
-"""The published optimizers (SPEC 10.1, 10.2): formulas in float64 and the optimizer contract.
+"""The published optimizers: formulas in float64 and the optimizer contract.
 
-The float64 references below are written from SPEC section 10 with numpy/scipy, independently
-of the package (they share nothing with it but the SPEC).
+The float64 references below are written from the paper's formulas with numpy/scipy,
+independently of the package (they share nothing with it but the formulas).
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ DECAYED = ("Opt4", "Opt5", "Opt6", "Opt7", "Opt8", "Opt9", "Opt10")
 UNDECAYED = ("Opt1", "Opt2", "Opt3", "Opt3_g3", "A1", "A2", "A3", "A4", "A5")
 
 
-# ---------------------------------------------------------------- float64 reference (SPEC 10)
+# ---------------------------------------------------------------- float64 reference
 
 
 def reference_schedules(total: int, warmup: int, hold: int) -> dict[str, np.ndarray]:
-    """Base schedules (SPEC 4.1), eta_t / eta and mu_t (SPEC 5.4, hold at eta), F0 (10.3)."""
+    """Base schedules, eta_t / eta and mu_t, F0."""
     t = np.arange(total, dtype=np.float64)
     beta = 0.95 * (1.0 - (t + 1.0) / total)
     a = {
@@ -243,7 +243,7 @@ def test_opt4_variant1_without_eps_is_opt5() -> None:
 
 @pytest.mark.parametrize(("eps_in_denominator", "finite"), [(True, True), (False, False)])
 def test_opt4_last_step(eps_in_denominator: bool, finite: bool) -> None:
-    """a13(T-1) = 0 gives c = 0: the released form divides by 0 (SPEC 13 row 17)."""
+    """a13(T-1) = 0 gives c = 0: the released form divides by 0."""
     w = torch.ones(4, requires_grad=True)
     opt = Opt4([w], 0.01, total_steps=12, eps_in_denominator=eps_in_denominator)
     for _ in range(12):

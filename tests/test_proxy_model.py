@@ -1,4 +1,4 @@
-"""The proxy ConvNet (SPEC section 9.2) and its stacked form for the batched screen."""
+"""The proxy ConvNet and its stacked form for the batched screen."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Random decays and random genomes against SPEC sections 4.3 and 6.1.
+"""Random decays and random genomes against the released code's draw rules.
 
-Frequencies are checked against the SPEC's probabilities within 5 binomial standard
+Frequencies are checked against the released code's probabilities within 5 binomial standard
 deviations; the draws are structural (no integrity check), so they are cheap.
 """
 
@@ -27,7 +27,7 @@ from optuna_nos.space.random import (
     random_decay,
 )
 
-N_OPERANDS = 20  # SPEC section 2
+N_OPERANDS = 20
 
 
 def assert_rate(hits: int, trials: int, p: float, what: str, sigmas: float = 5.0) -> None:
@@ -47,7 +47,7 @@ def assert_uniform(counts: Counter[int], values: range | list[int], what: str) -
         assert_rate(counts[value], total, 1.0 / len(values), f"{what} = {value}")
 
 
-# -- decays (SPEC 4.3) ------------------------------------------------------------------------
+# -- decays -----------------------------------------------------------------------------------
 
 
 def test_draw_decay_frequencies_follow_spec_4_3() -> None:
@@ -103,7 +103,7 @@ def test_random_decay_passes_the_nan_rule_of_the_mode(
     assert seen == [settings.paper_mode] * 3
 
 
-# -- nodes (SPEC 6.1) -------------------------------------------------------------------------
+# -- nodes ------------------------------------------------------------------------------------
 
 
 def _draw_hidden_nodes(settings: Settings, n: int, seed: int) -> list[tuple[int, Node]]:

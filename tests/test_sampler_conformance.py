@@ -11,12 +11,12 @@ categoricals, conditional and dynamic spaces - are served by the sampler's inter
 Not applied, and why:
 
 * ``RelativeSamplerTestCase``: ParticleSampler is not a relative sampler. The genome is a
-  conditional space that ``infer_relative_search_space`` cannot declare up front (DESIGN.md
-  decision 2), so it returns ``{}`` and ``sample_relative`` returns ``{}``; these tests
-  require ``sample_relative`` to fill an arbitrary given search space, which Optuna's own
+  conditional space that ``infer_relative_search_space`` cannot declare up front, so it
+  returns ``{}`` and ``sample_relative`` returns ``{}``; these tests require
+  ``sample_relative`` to fill an arbitrary given search space, which Optuna's own
   ``RandomSampler`` does not do either.
-* ``MultiObjectiveSamplerTestCase``: the particle GA ranks and selects on one fitness
-  (SPEC 8); multi-objective studies are refused, as ``SingleOnlySamplerTestCase`` checks.
+* ``MultiObjectiveSamplerTestCase``: the particle GA ranks and selects on one
+  fitness; multi-objective studies are refused, as ``SingleOnlySamplerTestCase`` checks.
 """
 
 from __future__ import annotations

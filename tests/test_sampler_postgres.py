@@ -1,4 +1,4 @@
-"""ParticleSampler with worker processes on a real PostgreSQL database (DESIGN.md decision 3).
+"""ParticleSampler with worker processes on a real PostgreSQL database.
 
 Four worker processes share one study and a cheap synthetic objective (minus the sphere loss
 of the candidate's integrity check); they are forked from a server process that imported the

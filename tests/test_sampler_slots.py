@@ -1,7 +1,7 @@
-"""Slot logic of the particle GA against hand-built trial histories (SPEC section 8).
+"""Slot logic of the particle GA against hand-built trial histories.
 
 The histories are lists of :class:`TrialRecord` written out by hand; the expected decisions,
-rankings and selections follow from SPEC 8 and DESIGN.md decision 3, worked out in each test.
+rankings and selections follow from the GA's rules, worked out in each test.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_bad_slot_names_parse_to_none(name: object) -> None:
 def test_paper_sizes_give_the_paper_budget() -> None:
     sizes = GASizes()
     assert sizes.n_init == 500
-    assert sizes.n_slots == 500 + 1_800  # SPEC 8: 500 init + n * (1 + K * M)
+    assert sizes.n_slots == 500 + 1_800  # 500 init + n * (1 + K * M)
 
 
 @pytest.mark.parametrize("field,value", [("n_particles", 0), ("init_factor", 0),

@@ -1,4 +1,4 @@
-"""Decay ops, base schedules and decay graphs (SPEC section 4) against closed forms here."""
+"""Decay ops, base schedules and decay graphs against closed forms here."""
 
 from __future__ import annotations
 
@@ -60,20 +60,20 @@ DECAY_BINARY_CLOSED_FORMS = {
     5: lambda x, y: x / (y + 1e-7),
     6: lambda x, y: x / math.sqrt(1.0 + y * y),
 }
-#: SPEC section 4.2, the normative decay print formats (sigmoid's missing paren included).
-SPEC_DECAY_UNARY = {
+#: The decay print formats of the released log (sigmoid's missing paren included).
+RELEASED_DECAY_UNARY = {
     0: "1/(1+exp(-{x})", 1: "deriv_soft({x})", 2: "erf({x})", 3: "erfc({x})", 4: "tanh({x})",
     5: "arctan({x})", 6: "bessel_i1e({x})", 7: "({x})^2", 8: "sqrt({x})", 9: "{x}/(1+|{x}|)",
     10: "deriv_tanh({x})", 11: "deriv_sig({x})", 12: "id({x})",
 }
-SPEC_DECAY_BINARY = {
+RELEASED_DECAY_BINARY = {
     0: "({x})+({y})", 1: "({x})-({y})", 2: "({x})*({y})", 3: "max({x}, {y})",
     4: "min({x}, {y})", 5: "({x}) / ({y})", 6: "({x}) / (sqrt(1+({y})^2))",
 }
 
 
 def spec_schedule(name: str, t: int, total: int) -> float:
-    """SPEC 4.1, written independently of the package."""
+    """The 14 base schedules, written independently of the package."""
     r = t / total
     beta = 0.95 * (1.0 - (t + 1) / total)
     restart = ((2 * t) % total) / total
@@ -98,8 +98,8 @@ def spec_schedule(name: str, t: int, total: int) -> float:
 
 
 def test_tables_hold_exactly_the_spec_decay_ops() -> None:
-    assert {c: op.paper for c, op in DECAY_UNARY_OPS.items()} == SPEC_DECAY_UNARY
-    assert {c: op.paper for c, op in DECAY_BINARY_OPS.items()} == SPEC_DECAY_BINARY
+    assert {c: op.paper for c, op in DECAY_UNARY_OPS.items()} == RELEASED_DECAY_UNARY
+    assert {c: op.paper for c, op in DECAY_BINARY_OPS.items()} == RELEASED_DECAY_BINARY
 
 
 @pytest.mark.parametrize("code", sorted(DECAY_UNARY_CLOSED_FORMS))
@@ -141,7 +141,7 @@ def test_base_schedule_names_and_shapes() -> None:
     assert float(a13[-1]) == 0.0  # exactly 0 at t = T-1
     assert float(a13[0]) == pytest.approx(0.95, abs=0.01)
     a14_prime = base_schedule("a14_prime", 100)
-    assert float(a14_prime[-1]) == pytest.approx(19.0)  # SPEC: up to 19, fails validity
+    assert float(a14_prime[-1]) == pytest.approx(19.0)  # up to 19, fails validity
     a7 = base_schedule("a7", 100)
     assert float(a7[50]) == 1.0 and float(a7[49]) < 0.01  # restart at T/2
 
@@ -187,7 +187,7 @@ def test_validity_range_and_phenotype() -> None:
     assert decay_phenotype(parse_decay("(a13)*(a2)")).shape == (100,)
     assert is_valid_decay(parse_decay("(a13)*(a2)"))
     assert is_valid_decay(parse_decay("1/(1+exp(-a11)"))
-    # SPEC 4.5: released decays that leave [0, 1].
+    # Released decays that leave [0, 1].
     assert not is_valid_decay(parse_decay("(a12)+(a9)"))
     assert float(decay_phenotype(parse_decay("(a12)+(a9)")).max()) == pytest.approx(1.9, abs=0.05)
     assert not is_valid_decay(parse_decay("(a12) / (a5)"))

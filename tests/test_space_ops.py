@@ -1,7 +1,7 @@
-"""Update operations (SPEC section 3) against closed forms written here with ``math``.
+"""Update operations against closed forms written here with ``math``.
 
 Every op is evaluated in float64 at sample points and compared with an independent formula;
-the print formats are compared with SPEC's normative block, copied below.
+the print formats are compared with the released log's formats, copied below.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-#: Closed forms of the stateless unary ops (SPEC 3.1 "math" column).
+#: Closed forms of the stateless unary ops.
 UNARY_CLOSED_FORMS = {
     -1: lambda x: x,
     0: lambda x: -x,
@@ -60,7 +60,7 @@ UNARY_CLOSED_FORMS = {
 
 
 def binary_pow(x: float, y: float) -> float:
-    """|x|^y with 0^0 = 1 and 0^(negative) = inf (SPEC 3.2)."""
+    """|x|^y with 0^0 = 1 and 0^(negative) = inf."""
     if x == 0.0:
         return 1.0 if y == 0.0 else (0.0 if y > 0 else math.inf)
     return abs(x) ** y
@@ -79,8 +79,8 @@ BINARY_CLOSED_FORMS = {
     9: binary_pow,
 }
 
-#: SPEC section 3, the normative print formats.
-SPEC_UNARY_FORMATS = {
+#: The print formats of the released log.
+RELEASED_UNARY_FORMATS = {
     -1: "id({x})", 0: "-({x})", 1: "ln(|{x}|)", 2: "sqrt(|{x}|)", 3: "exp({x})",
     4: "|{x}|", 5: "sig({x})", 6: "1/(1+|{x}|)", 7: "ln(|1+exp({x})|)", 8: "erf({x})",
     9: "erfc({x})", 10: "arcsinh({x})", 11: "tanh({x})", 12: "arctan({x})", 13: "1/({x})",
@@ -88,7 +88,7 @@ SPEC_UNARY_FORMATS = {
     18: "drop({x}, 0.3)", 19: "drop({x}, 0.1)", 20: "norm({x})", 21: "{x}/(1+|{x}|)",
     22: "expMovAvg({x})", 23: "deltaChange({x})", 24: "MaxValue({x})",
 }
-SPEC_BINARY_FORMATS = {
+RELEASED_BINARY_FORMATS = {
     0: "({x})+({y})", 1: "({x})-({y})", 2: "({x})*({y})", 3: "max({x}, {y})",
     4: "min({x}, {y})", 5: "({x}) / ({y})", 6: "({x}) / (sqrt(1+({y})^2))",
     7: "clip({x}, {y})", 8: "(0.95*({x})+0.05*({y}))", 9: "(|{x}|)^({y})",
@@ -108,15 +108,15 @@ def test_tables_hold_exactly_the_spec_ops() -> None:
     assert STATEFUL_UNARY == frozenset({22, 23, 24})
 
 
-@pytest.mark.parametrize("code", sorted(SPEC_UNARY_FORMATS))
+@pytest.mark.parametrize("code", sorted(RELEASED_UNARY_FORMATS))
 def test_unary_print_format_matches_spec(code: int) -> None:
-    assert UNARY_OPS[code].paper == SPEC_UNARY_FORMATS[code]
+    assert UNARY_OPS[code].paper == RELEASED_UNARY_FORMATS[code]
     assert UNARY_OPS[code].code == code
 
 
-@pytest.mark.parametrize("code", sorted(SPEC_BINARY_FORMATS))
+@pytest.mark.parametrize("code", sorted(RELEASED_BINARY_FORMATS))
 def test_binary_print_format_matches_spec(code: int) -> None:
-    assert BINARY_OPS[code].paper == SPEC_BINARY_FORMATS[code]
+    assert BINARY_OPS[code].paper == RELEASED_BINARY_FORMATS[code]
     assert BINARY_OPS[code].code == code
 
 
@@ -129,7 +129,7 @@ def test_stateless_unary_op_matches_closed_form(code: int) -> None:
 
 
 def test_i1e_known_values() -> None:
-    """SPEC 3.1: ~x/2 near 0, maximum 0.2191 near x = 1.545, -> 0 for large |x|, odd."""
+    """~x/2 near 0, maximum 0.2191 near x = 1.545, -> 0 for large |x|, odd."""
     small, peak, large, negative = run_unary(14, [1e-4, 1.545, 200.0, -1.545])
     assert small == pytest.approx(5e-5, rel=2e-4)
     assert peak == pytest.approx(0.2191, abs=5e-5)
@@ -211,7 +211,7 @@ def test_exp_mov_avg_with_bias_correction_at_t_plus_1() -> None:
 
 
 def test_exp_mov_avg_paper_mode_divides_by_zero() -> None:
-    """SPEC 3.1 / section 13 row 1: the released bias step is 0, so out = +-inf or NaN."""
+    """Paper mode: the released bias step is 0, so out = +-inf or NaN."""
     assert run_stateful(22, [1.0, -3.0], [0, 0]) == [math.inf, -math.inf]
     assert math.isnan(run_stateful(22, [0.0], [0])[0])
 

@@ -26,7 +26,7 @@ from optuna_nos.suggest import (
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 VARIANTS = ("paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov")
 
-# SPEC section 2-4 sizes: 20 operands, 5 hidden nodes, 26 unary + 10 binary ops,
+# Sizes of the search space: 20 operands, 5 hidden nodes, 26 unary + 10 binary ops,
 # 13 unary + 7 binary decay ops, 14 base schedules.
 N_OPERANDS, N_HIDDEN, N_UNARY, N_BINARY = 20, 5, 26, 10
 N_DECAY_UNARY, N_DECAY_BINARY, N_BASE = 13, 7, 14
@@ -219,7 +219,7 @@ def test_invalid_params_are_refused_with_a_reason(params: dict[str, str], reason
 
 
 def test_fixed_trial_gives_the_genome_and_its_flip() -> None:
-    # id(-(g)) passes the sphere test only flipped (SPEC 7.2).
+    # id(-(g)) passes the sphere test only flipped.
     params = genome_params(parse_equation("None ~ id(-(g))"))
     trial = FixedTrial(params)
     genome = suggest_genome(trial)

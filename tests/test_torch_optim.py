@@ -1,4 +1,4 @@
-"""GenomeOptimizer against torch.optim, closed forms and hand-written recurrences (SPEC 2-5).
+"""GenomeOptimizer against torch.optim, closed forms and hand-written recurrences.
 
 Genomes are built by hand from Node/Genome so these tests do not depend on the parser.
 Float64 throughout unless a test is about dtypes.
@@ -21,11 +21,11 @@ from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS
 from optuna_nos.space import Decay, DecayNode, Genome, Momentum, Node
 from optuna_nos.torch_optim import GenomeOptimizer
 
-# Operand columns (SPEC section 2) and hidden-node columns.
+# Operand columns and hidden-node columns.
 G, G2, G3, V_HAT, S_HAT, LAM_HAT, ONE, TWO = 0, 1, 2, 3, 4, 5, 6, 7
 W6, W5, W4, W3, SIGN_G, SIGN_V, QHM_V, QHM_S, QHM_L, AGG_V, AGG_S, AGG_L = range(8, 20)
 N0, N1, N2, N3, N4 = 20, 21, 22, 23, 24
-# Unary / binary op codes used by name below (SPEC section 3).
+# Unary / binary op codes used by name below.
 ID, SQRT, EXP_MOV_AVG, DELTA_CHANGE, MAX_VALUE = -1, 2, 22, 23, 24
 ADD, DIV = 0, 5
 DROP_50, DROP_30 = 17, 18
@@ -185,7 +185,7 @@ def param_of(opt: GenomeOptimizer) -> Tensor:
 
 
 def test_nesterov_search_form() -> None:
-    """m <- mu m - lr U ; w <- w + m - lr U  (SPEC 5.3, search form), U = g."""
+    """m <- mu m - lr U ; w <- w + m - lr U , U = g."""
     lr, mu = 0.05, 0.9
     w, m = W0.clone(), torch.zeros(5, dtype=torch.float64)
     opt = quadratic_optimizer(identity_of(G, momentum=Momentum.NESTEROV), lr=lr, momentum=mu)
@@ -286,7 +286,7 @@ def _max_step(n: Tensor, x: Tensor, t: int) -> tuple[Tensor, Tensor]:
 @pytest.mark.parametrize("foreach", [True, False])
 def test_stateful_ops(op: int, recurrence: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]],
                       decayed: bool, foreach: bool) -> None:
-    """U = op(d(t) g) with the op's state fed the decayed value (SPEC 3.1 and 4.4)."""
+    """U = op(d(t) g) with the op's state fed the decayed value."""
     total, lr = 30, 0.05
     decays = {N0: LINEAR_DECAY} if decayed else {}
     stateful = genome(Node(inputs=(N0,), unary_op=op, decays=decays), Node(inputs=(G,)))
@@ -637,7 +637,7 @@ def test_cuda_matches_cpu(foreach: bool) -> None:
     assert "cuda:0" in opt.state_dict()["genome_optimizer"]["generators"]
 
 
-# -- SPEC 7.2's sphere oracle, run through the optimizer ----------------------------------------
+# -- the paper's sphere oracle, run through the optimizer ----------------------------------------
 
 SPHERE_X0 = torch.tensor([1.1, 0.9, 1.1, 0.9, 1.0])
 SPHERE_B = torch.tensor([0.5, 1.5, -0.3, -1.2, 0.75])
@@ -647,7 +647,7 @@ A13_TIMES_A2 = Decay(root=DecayNode(inputs=(12, 1), binary_op=2))
 
 
 def _sphere(opt_genome: Genome) -> tuple[str, float | None, float | None]:
-    """SPEC 7.1: first (outcome, eta, loss after 34 updates) with loss < 3.5, float32."""
+    """The sphere test: first (outcome, eta, loss after 34 updates) with loss < 3.5, float32."""
     for flip in (False, True):
         for lr in SPHERE_LRS:
             x = nn.Parameter(SPHERE_X0.clone())
@@ -680,7 +680,7 @@ _ORACLE_GENOMES = {
                                                decays={G: A13_TIMES_A2})),
     "id(g/(1+|g|))": genome(Node(inputs=(N0,)), Node(inputs=(G,), unary_op=21)),
 }
-# (none, momentum, Nesterov): SPEC 7.2 verbatim, as (outcome, eta, loss).
+# (none, momentum, Nesterov): the paper's oracle table verbatim, as (outcome, eta, loss).
 _ORACLE: dict[str, list[tuple[str, float | None, float | None]]] = {
     "id(id(g))": [("pass", 1, 0.0), ("pass", 1, 0.5208), ("pass", 1, 1.1515)],
     "id(-(g))": [("flip", 1, 0.0), ("flip", 1, 0.5208), ("flip", 1, 1.1515)],
@@ -703,7 +703,7 @@ _ORACLE: dict[str, list[tuple[str, float | None, float | None]]] = {
 @pytest.mark.parametrize("momentum_type", list(Momentum), ids=lambda m: m.name.lower())
 @pytest.mark.parametrize("name", list(_ORACLE))
 def test_sphere_oracle(name: str, momentum_type: Momentum) -> None:
-    """Schedules (T = 35, W = 6), momentum cycle, decays and ops against SPEC 7.2's table."""
+    """Schedules (T = 35, W = 6), momentum cycle, decays and ops against the oracle table."""
     expected_outcome, expected_lr, expected_loss = _ORACLE[name][int(momentum_type)]
     base = _ORACLE_GENOMES[name]
     assert base.equation() == "None ~ " + name
@@ -714,7 +714,7 @@ def test_sphere_oracle(name: str, momentum_type: Momentum) -> None:
 
 
 def test_parsed_spec_examples_take_the_same_steps_on_both_paths() -> None:
-    """SPEC 5.6's example equations, parsed, run identically on the list and reference paths."""
+    """Released-log example equations, parsed, run identically on the list and reference paths."""
     parse = pytest.importorskip("optuna_nos.space.parse").parse_equation
     examples = [
         "None ~ (min(v hat, [min(a12, a9)][2]))+(10-4w)",

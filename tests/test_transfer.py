@@ -414,7 +414,7 @@ def _tiny_task() -> Task:
 
 
 def _closed_form_schedule(lr: float, total: int, warmup: int, hold: int) -> list[float]:
-    """SPEC 5.4 written out: linear warmup from 0, hold at lr, cosine to 0."""
+    """The shared LR schedule written out: linear warmup from 0, hold at lr, cosine to 0."""
     rates = []
     for t in range(total):
         if t < warmup:

@@ -1,4 +1,4 @@
-"""Search-space variants (DESIGN "Search-space variants"): parsing, conformance, and that
+"""Search-space variants: parsing, conformance, and that
 random draws and mutation stay inside each variant."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from optuna_nos.space.variants import (
 )
 
 D_TANH = Decay(DecayNode((11,), unary_op=4))  # tanh(a12)
-# 1/(1+exp(-a11)  (sic): the decay of the AdamClip ancestor in SPEC 10.2.
+# 1/(1+exp(-a11)  (sic): the decay of the AdamClip ancestor in the released log.
 D_SIGMOID = Decay(DecayNode((10,), unary_op=0))
 D_I1E = Decay(DecayNode((9,), unary_op=6))  # bessel_i1e(a10)
 
@@ -37,7 +37,7 @@ VARIANT_NAMES = ["paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov"
 
 
 def adamclip_ancestor() -> Genome:
-    """``None ~ clip(v hat, [1/(1+exp(-a11)][ln(|[bessel_i1e(a10)][s hat]|)])`` (SPEC 10.2)."""
+    """``None ~ clip(v hat, [1/(1+exp(-a11)][ln(|[bessel_i1e(a10)][s hat]|)])``."""
     spare = Node((6,), unary_op=-1)
     log_s = Node((4,), unary_op=1, decays={4: D_I1E})
     root = Node((3, 20), binary_op=7, decays={20: D_SIGMOID})

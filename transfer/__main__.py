@@ -1,4 +1,4 @@
-"""Command line: ``python -m transfer --optimizer SPEC --task TASK ...`` and
+"""Command line: ``python -m transfer --optimizer OPT --task TASK ...`` and
 ``python -m transfer suite --cpu``.
 
 Examples::
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "'python -m transfer suite --help': the CPU suite of the "
                                  "published optimizers on two small tasks.")
     what = parser.add_argument_group("what to compare")
-    what.add_argument("--optimizer", action="append", default=[], metavar="SPEC",
+    what.add_argument("--optimizer", action="append", default=[], metavar="OPT",
                       help="a published name (Opt1..Opt10, A1..A5), a baseline, a .py file "
                            "defining a torch Optimizer, or an equation with '~'; repeatable")
     what.add_argument("--class-name", help="the Optimizer class to take from a .py file")

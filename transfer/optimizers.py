@@ -1,19 +1,17 @@
 """Optimizer specs: a name, file, equation or study trial resolved to one way of building it.
 
 Every optimizer in a comparison is built through :meth:`OptimizerSpec.build` with the same
-(lr, T, W, H), and every one follows the same warmup -> hold at eta -> cosine schedule
-(SPEC section 5.4):
+(lr, T, W, H), and every one follows the same warmup -> hold at eta -> cosine schedule:
 
 * optimizers that take ``total_steps`` themselves (the published ones, genome optimizers,
   exported modules whose constructor has ``total_steps``) receive T, W, H and apply eta_t
   internally;
 * all others (the torch baselines, Lion, a file class without ``total_steps``) get a
   :class:`~torch.optim.lr_scheduler.LambdaLR` whose rate at step t is
-  ``optuna_nos.schedules.lr_schedule(lr, T, W, H)[t] + 1e-7`` (the baseline callback's floor,
-  SPEC section 5.4).
+  ``optuna_nos.schedules.lr_schedule(lr, T, W, H)[t] + 1e-7`` (the baseline callback's floor).
 
 Baselines (torch defaults otherwise): Adam, AdamW (weight decay 0.01), SGD with Nesterov
-momentum 0.9, RMSprop, and :class:`Lion` (SPEC section 12).
+momentum 0.9, RMSprop, and :class:`Lion`.
 """
 
 from __future__ import annotations
@@ -50,10 +48,10 @@ __all__ = [
     "trial_spec",
 ]
 
-#: Added to eta_t for optimizers that do not own their schedule (SPEC section 5.4).
+#: Added to eta_t for optimizers that do not own their schedule.
 BASELINE_FLOOR = 1e-7
 
-#: The published optimizers the suite compares (SPEC section 10), in table order.
+#: The published optimizers the suite compares, in table order.
 PUBLISHED = tuple(f"Opt{k}" for k in range(1, 11)) + tuple(f"A{k}" for k in range(1, 6))
 
 
@@ -80,7 +78,7 @@ class ScheduleSteps:
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al. 2023), SPEC section 12. Per tensor, with momentum m (initially 0):
+    """Lion (Chen et al. 2023). Per tensor, with momentum m (initially 0):
 
         c <- beta1 m + (1 - beta1) g
         w <- w - lr (sign(c) + weight_decay w)

@@ -1,4 +1,4 @@
-"""The paper's published optimizers and evolved LR schedules (SPEC section 10), in torch.
+"""The paper's published optimizers and evolved LR schedules, in torch.
 
 - :class:`Opt1` .. :class:`Opt10` (and the variant :class:`Opt3_g3`): hand-written
   ``torch.optim.Optimizer`` s with their own warmup -> hold -> cosine schedule; ``use_decay``

@@ -1,11 +1,11 @@
-"""Shared machinery of the published optimizers (SPEC section 10).
+"""Shared machinery of the published optimizers.
 
 Every published optimizer updates each parameter tensor w with gradient g at step t as
 
     U   = the optimizer's update direction (its own state, g, w, schedules at t)
     w  <- w - eta_t * U                      (Opt9/Opt10 override this with Nesterov momentum)
 
-with eta_t = group lr * shape_t, where shape_t is warmup -> hold at 1 -> cosine (SPEC 5.4),
+with eta_t = group lr * shape_t, where shape_t is warmup -> hold at 1 -> cosine,
 possibly times an evolved LR factor. All schedules are float64 tables over t = 0..T-1, read at
 step t and rounded to the parameter's dtype; the tensor math runs in the parameter's dtype.
 One step counter t is shared by all tensors; a run may not exceed T steps.
@@ -80,7 +80,7 @@ class StepScalars:
         return self._memoised(f"table:{name}", lambda: self._tables[name][self.t].item())
 
     def bias_correction(self, beta: float) -> float:
-        """1 - beta^(t+1), the EMA bias correction of SPEC section 2."""
+        """1 - beta^(t+1), the EMA bias correction."""
         return self._memoised(f"bias:{beta!r}", lambda: 1.0 - beta ** (self.t + 1))
 
 
@@ -130,7 +130,7 @@ class PublishedOptimizer(Optimizer):
 
     @property
     def t(self) -> int:
-        """Steps applied so far (SPEC's t at the next step)."""
+        """Steps applied so far (the t of the next step)."""
         return self._steps_done
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -240,8 +240,8 @@ class PublishedOptimizer(Optimizer):
 class DecayedOptimizer(PublishedOptimizer):
     """A published Opt1..Opt10: :class:`PublishedOptimizer` plus the ``use_decay`` switch.
 
-    ``use_decay`` turns on the factors SPEC 10.1 marks "(d)"; the project default is True
-    (the released classes defaulted to False, SPEC 13 row 21).
+    ``use_decay`` turns on each class's optional decay factors; the project default is True
+    (the released classes defaulted to False).
     """
 
     _extra_attrs = (*PublishedOptimizer._extra_attrs, "use_decay")

@@ -1,4 +1,4 @@
-"""Elementwise functions shared by the published optimizers and LR schedules (SPEC section 10).
+"""Elementwise functions shared by the published optimizers and LR schedules.
 
     D(x)           = 1 - tanh(x)^2          (derivative of tanh)
     softsign(x)    = x / (1 + |x|)
@@ -13,7 +13,7 @@ from torch import Tensor
 
 __all__ = ["EPS", "clip", "deriv_soft", "deriv_tanh", "ema_", "softsign"]
 
-#: The epsilon of SPEC section 0, wherever one appears.
+#: The epsilon (Keras's default), wherever one appears.
 EPS = 1e-7
 
 

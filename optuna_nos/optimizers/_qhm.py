@@ -1,11 +1,11 @@
-"""The QH-momentum base shared by Opt1-Opt8 (SPEC 10.1).
+"""The QH-momentum base shared by Opt1-Opt8.
 
 Per tensor at step t (bias correction with exponent t+1):
 
     v <- 0.9 v + 0.1 g ;  v_hat = v / (1 - 0.9^(t+1)) ;  q = 0.3 g + 0.7 v_hat
 
 and w <- w - eta_t * U. Classes with ``lr_times_f0`` multiply eta_t by the evolved LR factor
-F0 = f0 (SPEC 10.3) when ``use_decay`` is on.
+F0 = f0 (of :mod:`optuna_nos.optimizers.evolved_lr`) when ``use_decay`` is on.
 """
 
 from __future__ import annotations

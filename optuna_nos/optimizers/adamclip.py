@@ -1,4 +1,4 @@
-"""AdamClip: Adam's first moment clipped by a function of its second moment (SPEC 10.2).
+"""AdamClip: Adam's first moment clipped by a function of its second moment.
 
 Per tensor at step t, with bias corrections of exponent t+1:
 
@@ -13,7 +13,7 @@ Per tensor at step t, with bias corrections of exponent t+1:
     A5 (variant 4):  U = norm(clip(v_hat, sqrt(s_hat) + 1e-7)),  norm(x) = x / max(1, ||x||_2)
 
 with clip(x, c) = clip(x, -|c|, |c|) and ||x||_2 over the whole tensor. eta_t is warmup ->
-hold at eta -> cosine (SPEC 5.4). Unlike Adam, these updates are not scale-invariant.
+hold at eta -> cosine. Unlike Adam, these updates are not scale-invariant.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ ADAMCLIP_VARIANTS = tuple(sorted(_VARIANTS))
 class AdamClip(PublishedOptimizer):
     """AdamClip variant 0..4 (= A1..A5), U = clip(v_hat, f(s_hat)); see the module docstring.
 
-    The names A1..A5 for variants 0..4 are the mapping SPEC 10.2 assumes.
+    The names A1..A5 for variants 0..4 are an assumed mapping.
     """
 
     _extra_attrs = (*PublishedOptimizer._extra_attrs, "variant")

@@ -1,11 +1,11 @@
-"""The nine evolved learning-rate schedules (SPEC section 10.3), usable with any optimizer.
+"""The nine evolved learning-rate schedules, usable with any optimizer.
 
-With eta the group's initial learning rate and eta_base(t) warmup -> hold at eta -> cosine
-(SPEC 5.4), schedule k sets, before step t,
+With eta the group's initial learning rate and eta_base(t) warmup -> hold at eta -> cosine,
+schedule k sets, before step t,
 
     lr_t = eta_base(t) * f_k(t) + 1e-7      for t >= 1,      lr_0 = 1e-7
 
-where, with the base schedules a_k of SPEC 4.1, D(x) = 1 - tanh^2(x),
+where, with the base schedules a_k of :mod:`optuna_nos.space.decays`, D(x) = 1 - tanh^2(x),
 softsign(x) = x/(1+|x|) and deriv_soft(x) = 1/(1+|x|):
 
     f0 = erfc(erfc(a4)) / D(a8)
@@ -18,7 +18,7 @@ softsign(x) = x/(1+|x|) and deriv_soft(x) = 1/(1+|x|):
     f7 = 1 / (sqrt(softsign(atan(a12))) + 1e-7)
     f8 = tanh(max(a10, a6))
 
-lr_0 = 1e-7 is the project default (SPEC 13 row 19); the released callback crashed there.
+lr_0 = 1e-7 is the project default; the released callback crashed there.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def evolved_lr_factor(schedule: int, total_steps: int) -> Tensor:
 
 
 class EvolvedLR(LRScheduler):
-    """Evolved LR schedule k (SPEC 10.3) for any ``torch.optim`` optimizer.
+    """Evolved LR schedule k for any ``torch.optim`` optimizer.
 
     lr_t = eta_base(t) * f_k(t) + 1e-7 (t >= 1), lr_0 = 1e-7, with eta_base warmup -> hold at
     eta -> cosine and eta each param group's initial lr. Call :meth:`step` after each

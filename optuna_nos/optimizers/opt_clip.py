@@ -1,8 +1,8 @@
-"""Opt4-Opt6: QH-momentum divided by an exponential bound (SPEC 10.1).
+"""Opt4-Opt6: QH-momentum divided by an exponential bound.
 
 Per tensor at step t: v <- 0.9 v + 0.1 g, v_hat = v / (1 - 0.9^(t+1)), q = 0.3 g + 0.7 v_hat,
 w <- w - eta_t * U. With ``use_decay`` (project default) eta_t is multiplied by
-F0(t) = erfc(erfc(a4)) / D(a8), the evolved LR factor f0 (SPEC 10.3).
+F0(t) = erfc(erfc(a4)) / D(a8), the evolved LR factor f0.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class _ExpBoundOptimizer(QHMOptimizer):
 
 
 class Opt4(_ExpBoundOptimizer):
-    """Opt4 (SPEC 10.1):
+    """Opt4:
 
         A  = atan(a13(t))               (always on; ``variant=1`` sets A = 1)
         c  = |A exp(v_hat)|
@@ -55,7 +55,7 @@ class Opt4(_ExpBoundOptimizer):
         eta_t <- eta_t * F0(t)          (with ``use_decay``)
 
     a13(T-1) = 0 makes c = 0 at the last step: ``eps_in_denominator=False`` is the released
-    form, U = +-inf there; the project default adds 1e-7 (SPEC 13 row 17).
+    form, U = +-inf there; the project default adds 1e-7.
     """
 
     _extra_attrs = (*_ExpBoundOptimizer._extra_attrs, "variant", "eps_in_denominator")
@@ -86,7 +86,7 @@ class Opt4(_ExpBoundOptimizer):
 
 
 class Opt5(_ExpBoundOptimizer):
-    """Opt5 (SPEC 10.1):
+    """Opt5:
 
         U  = q / clip(2, |exp(v_hat)|)  = q / min(2, exp(v_hat))
         eta_t <- eta_t * F0(t)          (with ``use_decay``)
@@ -108,7 +108,7 @@ class Opt5(_ExpBoundOptimizer):
 
 
 class Opt6(QHMOptimizer):
-    """Opt6 (SPEC 10.1):
+    """Opt6:
 
         B  = D(a4(t)) = 1 - tanh^2(a4(t)), in [0.42, 1]   (with ``use_decay``; else B = 1)
         U  = q / |B exp(1e-4 w)|

@@ -1,7 +1,7 @@
-"""Opt9 and Opt10: gradient-only updates with Nesterov momentum (SPEC 10.1, 5.3).
+"""Opt9 and Opt10: gradient-only updates with Nesterov momentum.
 
 With eta_t the warmup -> hold -> cosine rate and mu_t the 0.95 -> 0.85 -> 0.95 momentum cycle
-(SPEC 5.4, with hold), the momentum buffer m starts at 0 and, in the **Keras form** the
+(with hold), the momentum buffer m starts at 0 and, in the **Keras form** the
 published classes use,
 
     m <- mu_t m - eta_t U ;  w <- w + mu_t m - eta_t U        (m the new value)
@@ -73,7 +73,7 @@ class _NesterovOptimizer(DecayedOptimizer):
 
 
 class Opt9(_NesterovOptimizer):
-    """Opt9 (SPEC 10.1), with s = EMA_0.99(g^2) and s_hat = s / (1 - 0.99^(t+1)):
+    """Opt9, with s = EMA_0.99(g^2) and s_hat = s / (1 - 0.99^(t+1)):
 
         A = erfc(a11(t))   (with ``use_decay``; else A = 1)
         U = A g exp(atan(0.05 g^2 + 0.95 s_hat))
@@ -110,7 +110,7 @@ class Opt9(_NesterovOptimizer):
 
 
 class Opt10(_NesterovOptimizer):
-    """Opt10 (SPEC 10.1):
+    """Opt10:
 
         A = a13(t) a2(t)   (with ``use_decay``: 0 at both ends, peak 0.635; else A = 1)
         U = i1e(i1e(A g))  (|U| <= 0.0885)

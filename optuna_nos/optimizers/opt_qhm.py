@@ -1,4 +1,4 @@
-"""Opt1-Opt3: QH-momentum plus a softsign of a tiny weight term (SPEC 10.1).
+"""Opt1-Opt3: QH-momentum plus a softsign of a tiny weight term.
 
 Common to all three, per tensor at step t (bias corrections with exponent t+1):
 
@@ -42,7 +42,7 @@ class _TwoMomentOptimizer(QHMOptimizer):
 
 
 class Opt1(_TwoMomentOptimizer):
-    """Opt1 (SPEC 10.1), with s = EMA_0.99(g^2) and s_hat its bias correction:
+    """Opt1, with s = EMA_0.99(g^2) and s_hat its bias correction:
 
         s1 = |1e-5 w - 0.05 g^2 + 0.95 s_hat|
         U  = q + softsign(clip(1e-5 w, s1))
@@ -61,7 +61,7 @@ class Opt1(_TwoMomentOptimizer):
 
 
 class Opt2(_TwoMomentOptimizer):
-    """Opt2 (SPEC 10.1), with s = EMA_0.99(g^2) and s_hat its bias correction:
+    """Opt2, with s = EMA_0.99(g^2) and s_hat its bias correction:
 
         s2 = 1e-5 w - (0.05 g^2 + 0.95 s_hat)
         U  = q + softsign(1e-5 w / sqrt(1 + s2^2))
@@ -77,7 +77,7 @@ class Opt2(_TwoMomentOptimizer):
 
 
 class Opt3(_TwoMomentOptimizer):
-    """Opt3 (SPEC 10.1), with l = EMA_0.999(g^2) (as released) and l_hat its bias correction:
+    """Opt3, with l = EMA_0.999(g^2) (as released) and l_hat its bias correction:
 
         l2 = 1e-5 w - (0.01 g^3 + 0.99 l_hat)
         U  = q + softsign(1e-5 w / sqrt(1 + l2^2))
@@ -98,7 +98,7 @@ class Opt3(_TwoMomentOptimizer):
 
 
 class Opt3_g3(Opt3):  # noqa: N801 - the variant's published name
-    """Opt3 with l = EMA_0.999(g^3), the search space's third moment (SPEC 13 row 18):
+    """Opt3 with l = EMA_0.999(g^3), the search space's third moment:
 
         l2 = 1e-5 w - (0.01 g^3 + 0.99 l_hat)
         U  = q + softsign(1e-5 w / sqrt(1 + l2^2))

@@ -1,4 +1,4 @@
-"""Opt7 and Opt8: soft-clipped QH-momentum (SPEC 10.1).
+"""Opt7 and Opt8: soft-clipped QH-momentum.
 
 Per tensor at step t: v <- 0.9 v + 0.1 g, v_hat = v / (1 - 0.9^(t+1)), q = 0.3 g + 0.7 v_hat,
 w <- w - eta_t * U, with A(t) = max(a6(t), a10(t)) under ``use_decay`` and A = 1 otherwise.
@@ -53,14 +53,14 @@ class _SoftClipOptimizer(QHMOptimizer):
 
 
 class Opt7(_SoftClipOptimizer):
-    """Opt7 (SPEC 10.1):  U = tanh(A asinh(q)),  A = max(a6, a10) (with ``use_decay``) or 1."""
+    """Opt7:  U = tanh(A asinh(q)),  A = max(a6, a10) (with ``use_decay``) or 1."""
 
     def _outer(self, x: Tensor) -> Tensor:
         return torch.tanh(x)
 
 
 class Opt8(_SoftClipOptimizer):
-    """Opt8 (SPEC 10.1):  U = asinh(A asinh(q)),  A = max(a6, a10) (with ``use_decay``) or 1."""
+    """Opt8:  U = asinh(A asinh(q)),  A = max(a6, a10) (with ``use_decay``) or 1."""
 
     def _outer(self, x: Tensor) -> Tensor:
         return torch.asinh(x)

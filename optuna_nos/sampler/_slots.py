@@ -1,4 +1,4 @@
-"""Slots of the particle GA and the sizes that define them (SPEC section 8).
+"""Slots of the particle GA and the sizes that define them.
 
 A *slot* is one unit of GA work that ends with one decided fitness:
 
@@ -114,7 +114,7 @@ def _positive_int(name: str, value: object, minimum: int) -> None:
 
 @dataclass(frozen=True)
 class GASizes:
-    """The GA's shape (SPEC 8): n particles from ``init_factor * n`` random genomes, each
+    """The GA's shape: n particles from ``init_factor * n`` random genomes, each
     taking ``steps`` steps of ``mutations`` children, a child redrawn up to ``max_redraws``
     attempts; with ``elitism`` a particle keeps its genome when it beats all its children.
     """

@@ -1,4 +1,4 @@
-"""The GA state as a pure function of the study's trials (DESIGN.md, decision 3).
+"""The GA state as a pure function of the study's trials.
 
 Nothing the GA needs lives in a worker's memory: :func:`derive_state` recomputes the slots,
 the particles, their current genomes and their duplicate lists from the trials alone, so any
@@ -289,7 +289,7 @@ def _better(a: float, b: float, maximize: bool) -> bool:
 def _rank_initial(states: Sequence[SlotState], maximize: bool) -> list[SlotState]:
     """Best first; ties keep the lower slot first.
 
-    SPEC 8 scores a failure 0; here a failure ranks below every success, which is the same
+    The paper's GA scores a failure 0; here a failure ranks below every success, which is the same
     for fitness values above 0 (accuracies) and stays right for any other objective.
     """
     sign = 1.0 if maximize else -1.0

@@ -1,4 +1,4 @@
-"""Evaluate a genome's update U on tensors: the readable reference path (SPEC section 5.2).
+"""Evaluate a genome's update U on tensors: the readable reference path.
 
 :class:`CompiledGenome` fixes the evaluation order, the operands read and the per-edge decay
 tables of one genome for one run length. :meth:`CompiledGenome.update` then computes U for
@@ -100,7 +100,7 @@ def apply_update(
     momentum: Momentum,
     flip: bool | Tensor,
 ) -> None:
-    """Apply U to ``param`` in place with the genome's momentum type (SPEC section 5.3).
+    """Apply U to ``param`` in place with the genome's momentum type.
 
     With sigma = +1 when flipped and -1 otherwise:
 

@@ -1,4 +1,4 @@
-"""Decay functions: 14 base schedules of t/T and the two-node decay graph (SPEC section 4).
+"""Decay functions: 14 base schedules of t/T and the two-node decay graph.
 
 A decay is a small graph evaluated over the whole run, t = 0..T-1. Its hidden node ``D``
 reads base schedules; its root ``R`` reads base schedules or ``D``. The decay's value at step
@@ -180,7 +180,7 @@ class Decay:
     """A two-node decay graph. ``hidden`` (D) counts only when ``root`` (R) reads it.
 
     ``hidden_flag`` is the released code's sticky "D is active" mark, kept so that paper mode
-    can reproduce which node a decay mutation picks (SPEC section 4.5).
+    can reproduce which node a decay mutation picks.
     """
 
     root: DecayNode
@@ -241,7 +241,7 @@ def decay_phenotype(decay: Decay) -> Tensor:
 
 
 def is_valid_decay(decay: Decay, *, nan_valid: bool = False) -> bool:
-    """SPEC 4.3: no value below 0 or above 1 at T = 100.
+    """Whether no value lies below 0 or above 1 at T = 100.
 
     With ``nan_valid`` (paper mode) NaN passes, as comparisons with NaN are false; otherwise
     any non-finite value is invalid.

@@ -1,4 +1,4 @@
-"""The genome: update graph, momentum type, per-edge decays and flip (SPEC section 5).
+"""The genome: update graph, momentum type, per-edge decays and flip.
 
 Column indices follow the released code's adjacency layout: operands 0..19, hidden nodes
 20..24, root 25. A node's arity is the number of its inputs; both latent ops are kept so an
@@ -35,7 +35,7 @@ ROOT = N_OPERANDS + N_HIDDEN
 
 
 class Momentum(enum.IntEnum):
-    """How the update U reaches the parameters (SPEC section 5.3)."""
+    """How the update U reaches the parameters."""
 
     NONE = 0
     MOMENTUM = 1

@@ -1,4 +1,4 @@
-"""One mutation attempt of a genome (SPEC 6.2) or of a decay (SPEC 4.5), structural only.
+"""One mutation attempt of a genome or of a decay, structural only.
 
 Genome mutation picks a node uniformly among the active hidden nodes and the root, draws
 r ~ U(0, 1) and applies:
@@ -75,7 +75,7 @@ MUTATION_KINDS: tuple[str, ...] = (
     "op", "connection", "arity", "momentum", "decay_add", "decay_delete", "decay_mutate",
 )
 DECAY_MUTATION_KINDS: tuple[str, ...] = ("op", "connection", "arity")
-#: A mutated decay must move at least this far (L2 over the T = 100 phenotype), SPEC 4.5.
+#: A mutated decay must move at least this far (L2 over the T = 100 phenotype).
 PHENOTYPE_MIN_DISTANCE = 1e-4
 
 SWAP_PROB = 0.2
@@ -92,9 +92,9 @@ class Mutation:
     changes, the momentum type's name, or a decay in paper notation (``""`` for none).
     ``edge`` is the input column whose decay changed; ``decay_kind``/``decay_node`` say how a
     mutated decay changed (``"op"``/``"connection"``/``"arity"`` on ``"R"`` or ``"D"``) and
-    ``decay_check`` whether it passed SPEC 4.5's check. ``rejected`` is why the attempt gave
-    no mutant (``""`` when it gave one) and ``attempts`` counts the attempts the accepted
-    mutant took (set by :func:`optuna_nos.evolve.mutate`).
+    ``decay_check`` whether it passed the decay check (in range and moved). ``rejected`` is why
+    the attempt gave no mutant (``""`` when it gave one) and ``attempts`` counts the attempts
+    the accepted mutant took (set by :func:`optuna_nos.evolve.mutate`).
     """
 
     kind: str
@@ -132,7 +132,7 @@ class Mutation:
 
 @dataclass(frozen=True)
 class DecayMutation:
-    """One decay mutation (SPEC 4.5): the mutated decay and the outcome of its check.
+    """One decay mutation: the mutated decay and the outcome of its check.
 
     ``valid``: all values in [0, 1] at T = 100 (NaN passes in paper mode). ``changed``: the
     text differs from the old decay's and the phenotypes are more than 1e-4 apart (L2).
@@ -158,7 +158,7 @@ class DecayMutation:
         return ""
 
 
-# -- decays (SPEC 4.5) ------------------------------------------------------------------------
+# -- decays -----------------------------------------------------------------------------------
 
 #: Phenotypes of recently seen decays: a parent's decay is mutated many times over. The
 #: tensors are shared, so they are only read.
@@ -200,7 +200,7 @@ def _mutate_decay_node(
 def mutate_decay(
     decay: Decay, rng: np.random.Generator, settings: Settings = DEFAULT_SETTINGS
 ) -> DecayMutation:
-    """Mutate one node of ``decay`` (SPEC 4.5) and check the result.
+    """Mutate one node of ``decay`` and check the result.
 
     The node is R or D 50/50 when D is active, else R. D counts as active when R reads it;
     in paper mode also when its sticky flag is set (:attr:`Decay.hidden_flag`). With c a
@@ -234,7 +234,7 @@ def mutate_decay(
     return DecayMutation(mutated, kind, "D" if on_hidden else "R", valid, changed)
 
 
-# -- genome mutation (SPEC 6.2) ---------------------------------------------------------------
+# -- genome mutation --------------------------------------------------------------------------
 
 
 def _input_name(column: int) -> str:
@@ -279,7 +279,7 @@ def _unused_columns(node: Node) -> list[int]:
 def change_op(
     genome: Genome, column: int, rng: np.random.Generator, settings: Settings = DEFAULT_SETTINGS
 ) -> tuple[Genome | None, Mutation]:
-    """Change the node's active op (SPEC 6.2).
+    """Change the node's active op.
 
     Unary: from the identity, a uniform op of 0..``settings.change_op_max_unary``; otherwise
     the identity with 0.2, else a uniform op of that range other than the current one (the
@@ -310,7 +310,7 @@ def _rewire_root_hidden(node: Node, rng: np.random.Generator, settings: Settings
 def change_connection(
     genome: Genome, column: int, rng: np.random.Generator, settings: Settings = DEFAULT_SETTINGS
 ) -> tuple[Genome | None, Mutation]:
-    """Re-wire one input of the node (SPEC 6.2), c uniform over the columns it does not read.
+    """Re-wire one input of the node, c uniform over the columns it does not read.
 
     Hidden node, or root with two hidden inputs: unary -> the input becomes c; binary -> swap
     with 0.2, else input 1 or 2 (50/50) becomes c. Unary root: another hidden node. Root with
@@ -340,7 +340,7 @@ def change_connection(
 def change_arity(
     genome: Genome, column: int, rng: np.random.Generator, settings: Settings = DEFAULT_SETTINGS
 ) -> tuple[Genome | None, Mutation]:
-    """Switch the node between unary and binary (SPEC 6.2); the latent op of the new arity
+    """Switch the node between unary and binary; the latent op of the new arity
     becomes active. Unary -> binary: c (uniform unused column) second, or first with the old
     input second, 50/50. Binary -> unary: drop input 2 or input 1, 50/50, except that a root
     with one operand input always drops the operand."""
@@ -371,8 +371,8 @@ def change_decay(
 ) -> tuple[Genome | None, Mutation]:
     """Add, delete or mutate the decay on one of the node's input edges (uniform).
 
-    An undecayed edge gets a random decay (SPEC 4.3); a decayed one loses it (0.5) or has it
-    mutated (0.5, :func:`mutate_decay`). A mutated decay that fails SPEC 4.5's check fails the
+    An undecayed edge gets a random decay; a decayed one loses it (0.5) or has it
+    mutated (0.5, :func:`mutate_decay`). A mutated decay that fails its check fails the
     attempt, unless ``settings.ignore_decay_mutation_checks`` (paper mode).
     """
     node = genome.node(column)
@@ -424,7 +424,7 @@ def mutate_once(
     *,
     variant: VariantLike = "paper",
 ) -> tuple[Genome | None, Mutation]:
-    """One mutation attempt of ``genome`` (SPEC 6.2), kept inside ``variant``'s space.
+    """One mutation attempt of ``genome``, kept inside ``variant``'s space.
 
     ``"adam_variants"`` applies the paper's operator and rejects results outside the variant
     (so a momentum change is always rejected); ``"lr_schedule"`` only mutates the decay on

@@ -1,4 +1,4 @@
-"""Printing genomes: the paper's notation and two conventional dialects (SPEC section 5.5).
+"""Printing genomes: the paper's notation and two conventional dialects.
 
 The ``"paper"`` dialect is the exact text of the released search log, quirks included: the
 sigmoid decay's missing parenthesis, softsign repeating its argument, hidden nodes inlined

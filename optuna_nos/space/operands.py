@@ -1,4 +1,4 @@
-"""The 20 operands of the update equation (SPEC section 2).
+"""The 20 operands of the update equation.
 
 An operand reads the current gradient ``g``, the parameter ``w`` and the three EMA states
 ``v`` (of g), ``s`` (of g^2) and ``lam`` (of g^3), all taken after this step's EMA update.
@@ -100,7 +100,7 @@ OPERANDS: tuple[Operand, ...] = (
         15, "((1-0.95)*g^2+0.95*s hat)", "(0.05·g² + 0.95·ŝ)", r"(0.05 g^{2} + 0.95 \hat{s})",
         lambda o: o.arithmetic.qhm(o.g * o.g, o.s_hat, 0.95),
     ),
-    # The printed name says g^2 but the released code uses g^3 (SPEC section 2, row 16).
+    # The printed name says g^2 but the released code uses g^3.
     Operand(
         16, "((1-0.99)*g^2+0.99*lam hat)", "(0.01·g³ + 0.99·λ̂)",
         r"(0.01 g^{3} + 0.99 \hat{\lambda})",

@@ -1,4 +1,4 @@
-"""Parse the paper notation back into a :class:`Genome` (SPEC section 5.5).
+"""Parse the paper notation back into a :class:`Genome`.
 
 The paper notation is not uniquely bracketed: softsign ``{x}/(1+|{x}|)`` and abs ``|{x}|`` put
 no parentheses around their argument, and the sigmoid decay ``1/(1+exp(-{x})`` leaves one

@@ -1,13 +1,13 @@
-"""Random decays and random genomes, one draw each (SPEC sections 4.3 and 6.1).
+"""Random decays and random genomes, one draw each.
 
 Everything here is structural: no integrity check runs. :func:`random_decay` is the only loop
-(a decay is redrawn until it lies in [0, 1], SPEC 4.3); :func:`draw_genome` makes one draw of
+(a decay is redrawn until it lies in [0, 1]); :func:`draw_genome` makes one draw of
 a whole genome and returns None when that draw is unusable, and
 :func:`optuna_nos.evolve.random_genome` repeats it until the integrity check passes.
 
 All randomness comes from a :class:`numpy.random.Generator`.
 
-Probabilities (SPEC 6.1), hidden node i: binary 0.25; latent unary op the identity with 0.2,
+Probabilities, hidden node i: binary 0.25; latent unary op the identity with 0.2,
 else uniform over 0..24; latent binary op uniform over 0..9; input 1 an operand (uniform over
 the allowed operands) with 0.8, else one of the other four hidden nodes; input 2 an operand
 with 0.8 (not input 1), else a hidden node (the other four if input 1 is an operand; else
@@ -72,7 +72,7 @@ IDENTITY_PROB = 0.2
 OPERAND_INPUT_PROB = 0.8
 EDGE_DECAY_PROB = 0.15
 DECAY_BINARY_PROB = 0.2
-#: A decay root reads D "for sure" with this probability before its ordinary draw (SPEC 4.3).
+#: A decay root reads D "for sure" with this probability before its ordinary draw.
 DECAY_ROOT_READS_HIDDEN_PROB = 0.2
 
 _MAX_DECAY_DRAWS = 100_000
@@ -94,7 +94,7 @@ def chance(rng: np.random.Generator, probability: float) -> bool:
     return bool(rng.random() < probability)
 
 
-# -- decays (SPEC 4.3) ------------------------------------------------------------------------
+# -- decays -----------------------------------------------------------------------------------
 
 
 def _latent_decay_ops(rng: np.random.Generator) -> tuple[int, int]:
@@ -106,7 +106,7 @@ def _other_schedule(rng: np.random.Generator, first: int) -> int:
 
 
 def draw_decay(rng: np.random.Generator) -> Decay:
-    """One draw of a decay graph by SPEC 4.3's rules, not yet checked for validity.
+    """One draw of a decay graph by the rules below, not yet checked for validity.
 
     D and R are unary with 0.8 (latent unary op uniform over 0..12, binary over 0..6). D reads
     one schedule, or two distinct ones. A unary R reads D with 0.2, else a uniform choice of
@@ -141,7 +141,7 @@ def draw_decay(rng: np.random.Generator) -> Decay:
 
 
 def random_decay(rng: np.random.Generator, settings: Settings = DEFAULT_SETTINGS) -> Decay:
-    """A random decay, redrawn until valid: all values in [0, 1] at T = 100 (SPEC 4.3).
+    """A random decay, redrawn until valid: all values in [0, 1] at T = 100.
 
     In paper mode (``settings.nan_decays_valid``) NaN values pass, as in the released code.
     """
@@ -165,7 +165,7 @@ def _edge_decays(
     return decays
 
 
-# -- genome nodes (SPEC 6.1) ------------------------------------------------------------------
+# -- genome nodes -----------------------------------------------------------------------------
 
 
 def _latent_ops(rng: np.random.Generator) -> tuple[int, int]:
@@ -179,7 +179,7 @@ def draw_hidden_node(
     settings: Settings = DEFAULT_SETTINGS,
     operands: Sequence[int] = _ALL_OPERANDS,
 ) -> Node:
-    """One random hidden node at ``column`` (20..24), SPEC 6.1; ``operands`` narrows the
+    """One random hidden node at ``column`` (20..24); ``operands`` narrows the
     operand choices (the ``"adam_variants"`` space uses ``s hat``, ``1`` and ``2``)."""
     if column not in HIDDEN_COLUMNS:
         raise NOSError(f"column {column} is not a hidden node (20..24)")
@@ -204,7 +204,7 @@ def draw_hidden_node(
 
 
 def draw_root(rng: np.random.Generator, settings: Settings = DEFAULT_SETTINGS) -> Node:
-    """One random root, SPEC 6.1. A unary root's edge gets a decay with
+    """One random root. A unary root's edge gets a decay with
     ``settings.unary_root_decay_prob``; a binary root's edges with 0.15 each."""
     binary = chance(rng, ROOT_BINARY_PROB)
     unary_op, binary_op = _latent_ops(rng)
@@ -258,11 +258,11 @@ def draw_genome(
     settings: Settings = DEFAULT_SETTINGS,
     variant: VariantLike = "paper",
 ) -> Genome | None:
-    """One draw of a whole genome (SPEC 6.1), or None when the draw is unusable.
+    """One draw of a whole genome, or None when the draw is unusable.
 
     ``"paper"``: hidden nodes, root, momentum type; None when the active graph has a cycle.
     ``"adam_variants"``: the same hidden-node rules with operands limited to ``s hat``, ``1``
-    and ``2``; root binary on (``v hat``, a uniform hidden node) with SPEC 6.1's latent ops
+    and ``2``; root binary on (``v hat``, a uniform hidden node) with the paper space's latent ops
     and 0.15 decays; momentum none; None on a cycle or when the expression misses ``s hat``.
     ``"lr_schedule"``: the variant's base update with a random decay on the root's edge.
     Flip is false; the integrity check sets it.

@@ -1,4 +1,4 @@
-"""The update-equation operations: identity + 25 unary and 10 binary (SPEC section 3).
+"""The update-equation operations: identity + 25 unary and 10 binary.
 
 Every op is elementwise on one parameter tensor except ``norm``, which reduces over the whole
 tensor. Tensors may carry leading *batch* dimensions (the integrity check runs many sphere

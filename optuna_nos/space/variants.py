@@ -1,10 +1,10 @@
-"""Search-space variants: the full space and two restricted ones (DESIGN "Search-space variants").
+"""Search-space variants: the full space and two restricted ones.
 
 The released material does not fix how the paper searched Adam variants and LR schedules on
 their own, so the project defines the variants exactly as follows.
 
 ``"paper"``
-    The full dual-joint space of SPEC sections 2-6; no constraint.
+    The full dual-joint space of the paper; no constraint.
 
 ``"adam_variants"``
     * momentum type none;
@@ -15,12 +15,13 @@ their own, so the project defines the variants exactly as follows.
       ``s hat`` is read at least once, so U = op(v hat, f(s hat));
     * decays are allowed on every edge, the root's two included; flip is free.
 
-    The published AdamClip family ``clip(v hat, f(s hat))`` (SPEC 10.2) lives here, and so does
+    The published AdamClip family ``clip(v hat, f(s hat))`` lives here, and so does
     Adam itself as ``None ~ (v hat) / (sqrt(|s hat|))``.
 
 ``"lr_schedule"``
     A fixed base update under an identity root whose single edge carries a decay d, so that
-    U = d(t) * base and d is a learning-rate-schedule factor like SPEC 10.3's. Two bases:
+    U = d(t) * base and d is a learning-rate-schedule factor like the paper's
+    evolved LR schedules. Two bases:
 
     * ``"adam"`` (the default): n0 = ``sqrt(|s hat|)``, n1 = ``(v hat) / (n0)``, root =
       ``id(n1)``, momentum none: ``None ~ id([d][(v hat) / (sqrt(|s hat|))])``;
