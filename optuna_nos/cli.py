@@ -609,7 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = sub.add_parser("proxy", help="serve a database to many workers over gRPC "
                            "(workers take --storage grpc://HOST:PORT)")
     proxy.add_argument("--storage", required=True, help="database URL the proxy serves")
-    proxy.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    proxy.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: give the address the "
+                            "workers reach; the channel is not authenticated)")
     proxy.add_argument("--port", type=int, default=13000, help="port to listen on")
     proxy.add_argument("--threads", type=int, default=16,
                        help="concurrent requests, and database connections (default 16)")
