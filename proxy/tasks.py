@@ -84,11 +84,17 @@ class ProxyObjective:
 
     With ``artifact_dir`` set, each trial that got through the learning-rate screen also
     gets a PNG artifact of its effective learning-rate schedule and decay curves.
+
+    With ``confirm_records`` (default off), a trial whose fitness beats the study's best at
+    its fidelity is trained again with a second seed and scores the mean of the two
+    (:mod:`proxy.confirm`): fewer lucky seeds selected, one extra training per record.
     """
 
     def __init__(self, task: ProxyTask, space: str = "paper",
-                 artifact_dir: str | None = None, *, torch_baselines: bool = False) -> None:
+                 artifact_dir: str | None = None, *, torch_baselines: bool = False,
+                 confirm_records: bool = False) -> None:
         self.task = task
+        self.confirm_records = confirm_records
         self.space = space
         self.artifact_dir = artifact_dir
         self.torch_baselines = torch_baselines
@@ -102,6 +108,10 @@ class ProxyObjective:
         fidelity = trial_fidelity(trial)
         trial.set_user_attr("fidelity", fidelity)
         try:
+            if self.confirm_records:
+                from proxy.confirm import evaluate_confirmed
+
+                return evaluate_confirmed(genome, self.task, fidelity, trial)
             return evaluate_genome(genome, self.task, fidelity, trial=trial)
         finally:
             self._upload_schedule(trial, genome, fidelity)
