@@ -37,6 +37,9 @@ job is appended to ``--results`` (JSON lines), so a run can be split and resumed
 ``--phase search`` runs the GA searches, ``--phase compare`` runs Random and TPE with the
 budgets the GA results fixed, ``--phase final`` the test and transfer evaluations, and
 ``--report`` only prints the tables of a results file. ``--phase all`` does everything.
+``--phase confirm`` runs the GA with its records confirmed by a second seed
+(:mod:`proxy.confirm`; each confirmation counts as a trained evaluation), reported as
+"ParticleSampler + confirm records" and compared with the plain GA, paired by seed.
 
     python bench/search_quality.py --results /tmp/sq.jsonl            # about 45 min on 2 cores
     python bench/search_quality.py --results /tmp/sq.jsonl --report   # the tables again
@@ -63,9 +66,12 @@ from typing import Any
 __all__ = ["Options", "bootstrap_interval", "main", "parse_options", "report", "run_job"]
 
 PARTICLE, RANDOM, TPE, FINAL, REVAL = "particle", "random", "tpe", "final", "revalidate"
-SAMPLERS = (PARTICLE, RANDOM, TPE)
-SAMPLER_NAMES = {PARTICLE: "ParticleSampler", RANDOM: "RandomSampler", TPE: "TPESampler"}
-PHASES = ("all", "search", "compare", "final", REVAL)
+#: The GA whose records are confirmed with a second seed (:mod:`proxy.confirm`).
+CONFIRM = "confirm"
+SAMPLERS = (PARTICLE, CONFIRM, RANDOM, TPE)
+SAMPLER_NAMES = {PARTICLE: "ParticleSampler", CONFIRM: "ParticleSampler + confirm records",
+                 RANDOM: "RandomSampler", TPE: "TPESampler"}
+PHASES = ("all", "search", "compare", "final", REVAL, CONFIRM)
 TASKS = ("mnist1d", "digits")
 #: User attrs this script sets on a trial once its genome is valid and its training starts.
 TRAINED_ATTR = "bench.trained_at"
@@ -158,10 +164,13 @@ class RevalResult:
 # -- searches, in a worker process ------------------------------------------------------------
 
 
-def _objective(proxy: Any, *, evolution_only: bool) -> Callable[[Any], float]:
-    """``objective(trial)``: the genome, its fidelity (explicit), then the fitness protocol."""
+def _objective(proxy: Any, *, evolution_only: bool, confirm: bool = False
+               ) -> Callable[[Any], float]:
+    """``objective(trial)``: the genome, its fidelity (explicit), then the fitness protocol
+    (with ``confirm``, records confirmed by a second seed: :mod:`proxy.confirm`)."""
     from optuna_nos import suggest_genome, trial_fidelity
     from optuna_nos.errors import NOSError
+    from proxy.confirm import evaluate_confirmed
     from proxy.fitness import evaluate_genome
 
     def objective(trial: Any) -> float:
@@ -172,6 +181,8 @@ def _objective(proxy: Any, *, evolution_only: bool) -> Callable[[Any], float]:
                            "no ParticleSampler placed; expected 'evolution'")
         trial.set_user_attr(TRAINED_ATTR, fidelity)
         trial.set_user_attr(GENOME_ATTR, genome.to_json())
+        if confirm:
+            return evaluate_confirmed(genome, proxy.task, fidelity, trial)
         return evaluate_genome(genome, proxy.task, fidelity, trial=trial)
 
     return objective
@@ -195,9 +206,12 @@ def _best_trial(trials: Sequence[Any]) -> Any:
 def _search_result(kind: str, seed: int, wall: float, trials: Sequence[Any], budget: int,
                    n_init: int = 0) -> SearchResult:
     from optuna_nos.space.genome import Genome
+    from proxy.confirm import CONFIRM_ATTR
 
     best = _best_trial(trials)
-    trained = sum(TRAINED_ATTR in t.user_attrs for t in trials)
+    # A confirmed record trained twice: both trainings count in the budget.
+    trained = sum(len(t.user_attrs.get(CONFIRM_ATTR, [0])) for t in trials
+                  if TRAINED_ATTR in t.user_attrs)
     genome = None if best is None else best.user_attrs[GENOME_ATTR]
     return SearchResult(kind, seed, wall, n_trials=len(trials), n_trained=trained,
                         n_trained_init=n_init, best=None if best is None else best.value,
@@ -205,7 +219,8 @@ def _search_result(kind: str, seed: int, wall: float, trials: Sequence[Any], bud
                         equation=None if genome is None else Genome.from_json(genome).equation())
 
 
-def _run_particle(options: Options, seed: int, proxy: Any) -> SearchResult:
+def _run_particle(options: Options, seed: int, proxy: Any, *, confirm: bool = False
+                  ) -> SearchResult:
     import optuna
 
     from optuna_nos import ParticleSampler, StopWhenFinished
@@ -217,7 +232,8 @@ def _run_particle(options: Options, seed: int, proxy: Any) -> SearchResult:
     study = optuna.create_study(direction="maximize", sampler=sampler,
                                 pruner=optuna.pruners.NopPruner())
     started = time.perf_counter()
-    study.optimize(_objective(proxy, evolution_only=False), callbacks=[StopWhenFinished()])
+    study.optimize(_objective(proxy, evolution_only=False, confirm=confirm),
+                   callbacks=[StopWhenFinished()])
     wall = time.perf_counter() - started
     if not sampler.is_finished(study):
         raise RuntimeError(f"seed {seed}: the ParticleSampler stopped before its GA finished")
@@ -227,7 +243,8 @@ def _run_particle(options: Options, seed: int, proxy: Any) -> SearchResult:
     if untrained:
         raise RuntimeError(f"seed {seed}: ParticleSampler trials {untrained} were not trained")
     n_init = sum(t.user_attrs[TRAINED_ATTR] == "init" for t in trials)
-    return _search_result(PARTICLE, seed, wall, trials, len(trials), n_init)
+    return _search_result(CONFIRM if confirm else PARTICLE, seed, wall, trials, len(trials),
+                          n_init)
 
 
 def _run_optuna(options: Options, kind: str, seed: int, budget: int, proxy: Any
@@ -314,8 +331,8 @@ def run_job(job: Job, options: Options) -> SearchResult | FinalResult | RevalRes
         return _run_reval(options, job)
     proxy = options.objective(options.task, job.seed)
     proxy.task.dataset()
-    if job.kind == PARTICLE:
-        return _run_particle(options, job.seed, proxy)
+    if job.kind in (PARTICLE, CONFIRM):
+        return _run_particle(options, job.seed, proxy, confirm=job.kind == CONFIRM)
     return _run_optuna(options, job.kind, job.seed, job.budget, proxy)
 
 
@@ -385,6 +402,8 @@ def run_phase(options: Options, phase: str, path: Path, log: Callable[[str], Non
     jobs: list[Job] = []
     if phase in ("all", "search"):
         jobs += [Job(PARTICLE, s) for s in options.seeds if (PARTICLE, s) not in done_searches]
+    if phase == CONFIRM:
+        jobs += [Job(CONFIRM, s) for s in options.seeds if (CONFIRM, s) not in done_searches]
     if phase in ("all", "final"):
         jobs += [Job(FINAL, 0, label=f"baseline {name}", rule=name)
                  for name in options.baselines if f"baseline {name}" not in done_finals]
@@ -490,7 +509,8 @@ def search_table(searches: Sequence[SearchResult]) -> str:
     """Validation fitness of each sampler's best, and paired differences between samplers."""
     by_kind = {k: {r.seed: r for r in searches if r.kind == k} for k in SAMPLERS}
     rows: list[list[Any]] = [["sampler", "runs", "trials (mean)", "trained evals (mean)",
-                              "best val acc, mean ± std", "min-max"]]
+                              "best val acc, mean ± std (confirmed: mean of 2 seeds)",
+                              "min-max"]]
     for kind in SAMPLERS:
         runs = list(by_kind[kind].values())
         if not runs:
@@ -506,6 +526,8 @@ def search_table(searches: Sequence[SearchResult]) -> str:
     for a, b in ((PARTICLE, RANDOM), (PARTICLE, TPE), (TPE, RANDOM)):
         seeds = sorted(s for s in by_kind[a] if s in by_kind[b]
                        and by_kind[a][s].best is not None and by_kind[b][s].best is not None)
+        if not seeds:
+            continue
         diffs.append([f"{SAMPLER_NAMES[a]} - {SAMPLER_NAMES[b]}", len(seeds),
                       _diff([by_kind[a][s].best or 0.0 for s in seeds],
                             [by_kind[b][s].best or 0.0 for s in seeds], paired=True)])
@@ -572,6 +594,31 @@ def selection_table(searches: Sequence[SearchResult], finals: Sequence[FinalResu
     return _table(rows)
 
 
+def confirm_table(finals: Sequence[FinalResult], revals: dict[str, RevalResult]) -> str:
+    """The confirming GA against the plain GA, paired by search seed, on the scores of fresh
+    seeds: validation again (a search's own best is a one-seed score for the plain GA and a
+    two-seed mean for a confirmed record, so they do not compare), test and transfer."""
+    plain = {r.seed: r for r in finals if r.kind == PARTICLE}
+    confirmed = {r.seed: r for r in finals if r.kind == CONFIRM}
+    seeds = sorted(s for s in confirmed if s in plain)
+    rows: list[list[Any]] = [["score (fresh seeds, mean per search)", "seeds",
+                              f"{SAMPLER_NAMES[CONFIRM]} - {SAMPLER_NAMES[PARTICLE]} "
+                              "[95% bootstrap CI]"]]
+
+    def mean_of(result: FinalResult, what: str) -> float | None:
+        if what == "val":
+            reval = revals.get(result.label)
+            return None if reval is None else statistics.fmean(reval.val)
+        return statistics.fmean(getattr(result, what))
+
+    for what in ("val", "test", "transfer"):
+        pairs = [(a, b) for s in seeds if (a := mean_of(confirmed[s], what)) is not None
+                 and (b := mean_of(plain[s], what)) is not None]
+        rows.append([what, len(pairs), _diff([a for a, _ in pairs], [b for _, b in pairs],
+                                             paired=True)])
+    return _table(rows)
+
+
 def describe(options: Options) -> str:
     """The exact configuration: versions, GA sizes, samplers and the fitness protocol."""
     import optuna
@@ -608,6 +655,9 @@ def report(path: Path, options: Options | None = None) -> str:
     if revals:
         parts += ["### Selection noise: validation again with the fresh seeds "
                   "(best epoch, as in the search)", selection_table(searches, finals, revals)]
+    if any(r.kind == CONFIRM for r in finals):
+        parts += ["### Confirmed records against the plain GA (paired by search seed)",
+                  confirm_table(finals, revals)]
     if options is not None:
         parts.insert(0, "```\n" + describe(options) + "\n```")
     return "\n\n".join(parts) + "\n"
