@@ -1,6 +1,6 @@
 """No file of the project cites working notes that users do not have.
 
-The code, tests, configs, benches and README state rules and sources themselves (the paper,
+The code, tests, configs, benches, README and docs/ state rules and sources themselves (the paper,
 the released code, its search log); a pointer such as a section number of an unpublished
 specification or design note means nothing to a reader of the repository.
 """
@@ -38,7 +38,7 @@ def test_the_scan_covers_the_project() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in project_text_files()}
     for expected in ("README.md", "pyproject.toml", "optuna_nos/settings.py",
                      "proxy/fitness.py", "transfer/optimizers.py", "studies/paper_cifar10.toml",
-                     "tests/test_notation.py"):
+                     "tests/test_notation.py", "docs/method.md", "docs/architecture.md"):
         assert expected in names
 
 
