@@ -94,7 +94,7 @@ def test_named_files_exist(page: Path) -> None:
         assert found, f"{page.name} names {path}, which does not exist"
 
 
-# -- the stored contract -------------------------------------------------------------------------
+# -- the stored contract -----------------------------------------------------------------------
 
 #: An optuna-nos storage key in code: ``nos:name`` (system attr) or ``nos.name`` (user attr).
 _ATTR = re.compile(r"""["'](nos[:.][a-z_]+)["']""")
@@ -128,7 +128,7 @@ def test_paper_mode_page_names_every_switch() -> None:
         assert f"`{name}`" in text, name
 
 
-# -- the layers ------------------------------------------------------------------------------------
+# -- the layers ------------------------------------------------------------------------------
 
 
 def _layer_table_names() -> set[str]:
