@@ -1,4 +1,7 @@
-"""One switch for every place where the released code and the project differ."""
+"""One switch for every place where the released code and the project differ.
+
+docs/paper-mode.md tabulates each switch: what paper mode does, what the default does, and why.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The dual-joint search space: operands, ops, decays, the genome and its notation.
 
-Pure data and math: nothing here knows about Optuna or training.
+Pure data and math: nothing here knows about Optuna or training. docs/method.md describes
+the space and its notation; docs/extending.md how to add an operation.
 """
 
 from optuna_nos.space.compute import CompiledGenome, apply_update
