@@ -94,6 +94,16 @@ def test_named_files_exist(page: Path) -> None:
         assert found, f"{page.name} names {path}, which does not exist"
 
 
+
+def test_docs_pages_named_in_the_code_exist() -> None:
+    named = {(source.relative_to(ROOT).as_posix(), page)
+             for package in ("optuna_nos", "proxy", "transfer")
+             for source in (ROOT / package).rglob("*.py")
+             for page in re.findall(r"docs/[\w-]+\.md", source.read_text("utf-8"))}
+    assert named, "no docs page named in the code"
+    missing = sorted((source, page) for source, page in named if not (ROOT / page).exists())
+    assert missing == []
+
 # -- the stored contract -----------------------------------------------------------------------
 
 #: An optuna-nos storage key in code: ``nos:name`` (system attr) or ``nos.name`` (user attr).
