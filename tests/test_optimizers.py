@@ -7,9 +7,12 @@ independently of the package (they share nothing with it but the formulas).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
 import math
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,14 @@ from optuna_nos.optimizers import (
 EPS = 1e-7
 DECAYED = ("Opt4", "Opt5", "Opt6", "Opt7", "Opt8", "Opt9", "Opt10")
 UNDECAYED = ("Opt1", "Opt2", "Opt3", "Opt3_g3", "A1", "A2", "A3", "A4", "A5")
+
+
+def _load_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # ---------------------------------------------------------------- float64 reference
@@ -449,3 +460,36 @@ def test_deepcopy_gives_an_independent_equal_optimizer(name: str) -> None:
     _train(clone_model, clone_opt, 5)
     for a, b in zip(model.parameters(), clone_model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------- state dicts of the old layout
+
+_DATA = Path(__file__).parent / "data"
+_published_states = _load_module(_DATA / "published_states.py")
+#: Written by tests/data/published_states.py on the layout that kept the schedule settings in
+#: ``state_dict()["nos"]["config"]`` (see that script's docstring).
+_OLD_STATES = torch.load(_DATA / "published_states.pt", weights_only=True)
+
+
+@pytest.mark.parametrize(("case", "class_name", "options"), _published_states.CASES,
+                         ids=[case for case, _, _ in _published_states.CASES])
+def test_old_layout_state_dict_resumes_the_fresh_trajectory(
+        case: str, class_name: str, options: dict[str, Any]) -> None:
+    """A state dict saved mid-run by the old layout loads and continues a fresh run's path."""
+    data = _published_states
+    saved = _OLD_STATES[case]
+    fresh = [w.clone().requires_grad_() for w in data.initial_weights()]
+    fresh_opt = data.make(class_name, options, fresh)
+    data.run(fresh_opt, fresh, range(data.SAVED_AT))
+    for got, want in zip(saved["weights"], fresh, strict=True):
+        torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-12)
+    data.run(fresh_opt, fresh, range(data.SAVED_AT, data.TOTAL_STEPS - 1))
+
+    resumed = [w.clone().requires_grad_() for w in saved["weights"]]
+    resumed_opt = data.make(class_name, options, resumed)
+    resumed_opt.load_state_dict(saved["optimizer"])
+    assert resumed_opt.t == data.SAVED_AT
+    data.run(resumed_opt, resumed, range(data.SAVED_AT, data.TOTAL_STEPS - 1))
+    for got, want in zip(resumed, fresh, strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-12, atol=1e-12)
+    assert resumed_opt.t == fresh_opt.t == data.TOTAL_STEPS - 1
