@@ -24,8 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
-from optuna_nos.optimizers._base import PublishedOptimizer, StepScalars
+from optuna_nos.optimizers._base import OptionCheck, PublishedOptimizer, StepScalars, int_in
 from optuna_nos.optimizers._functions import EPS, clip, ema_
 
 __all__ = ["A1", "A2", "A3", "A4", "A5", "ADAMCLIP_VARIANTS", "AdamClip"]
@@ -58,27 +57,19 @@ class AdamClip(PublishedOptimizer):
     The names A1..A5 for variants 0..4 are an assumed mapping.
     """
 
-    _extra_attrs = (*PublishedOptimizer._extra_attrs, "variant")
+    options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {
+        "variant": (0, int_in(ADAMCLIP_VARIANTS[0], ADAMCLIP_VARIANTS[-1])),
+    }
 
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         variant: int = 0,
         lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
+        **schedule: Any,
     ) -> None:
-        if isinstance(variant, bool) or variant not in _VARIANTS:
-            raise NOSError(f"AdamClip variant must be one of {ADAMCLIP_VARIANTS}, "
-                           f"got {variant!r}")
-        self.variant = variant
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps)
-
-    def _options(self) -> dict[str, Any]:
-        return {"variant": self.variant}
+        """As :class:`PublishedOptimizer`, with the variant (0..4) second."""
+        super().__init__(params, lr, variant=variant, **schedule)
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"v": torch.zeros_like(param), "s": torch.zeros_like(param)}
@@ -90,7 +81,7 @@ class AdamClip(PublishedOptimizer):
         ema_(state["s"], grad**2, 0.99)
         v_hat = state["v"] / scalars.bias_correction(0.9)
         s_hat = state["s"] / scalars.bias_correction(0.99)
-        bound_of, norm_clip = _VARIANTS[self.variant]
+        bound_of, norm_clip = _VARIANTS[scalars.group["variant"]]
         update = clip(v_hat, bound_of(s_hat))
         return _norm_clip(update) if norm_clip else update
 
@@ -100,17 +91,19 @@ class _FixedVariant(AdamClip):
 
     fixed_variant: ClassVar[int]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        variant = cls.fixed_variant
+        cls.options = {"variant": (variant, int_in(variant, variant))}
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
+        **schedule: Any,
     ) -> None:
-        super().__init__(params, self.fixed_variant, lr, total_steps=total_steps,
-                         warmup_steps=warmup_steps, hold_steps=hold_steps)
+        """As :class:`PublishedOptimizer`; the variant is the class's."""
+        super().__init__(params, self.fixed_variant, lr, **schedule)
 
 
 class A1(_FixedVariant):

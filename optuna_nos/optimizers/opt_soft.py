@@ -7,7 +7,7 @@ For small q, U is about A q: QH-momentum SGD with its LR times A, plus soft clip
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -26,30 +26,20 @@ class _SoftClipOptimizer(QHMOptimizer):
     def _outer(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-    ) -> None:
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, use_decay=use_decay)
-        if self.use_decay:
-            self._set_table("A", torch.maximum(base_schedule("a6", total_steps),
-                                               base_schedule("a10", total_steps)))
+    @classmethod
+    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
+        tables = super()._build_tables(settings)
+        if settings["use_decay"]:
+            total_steps = settings["total_steps"]
+            tables["A"] = torch.maximum(base_schedule("a6", total_steps),
+                                        base_schedule("a10", total_steps))
+        return tables
 
     def _direction(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
         q, _ = self._qhm(grad, state, scalars)
-        inner = torch.asinh(q)
-        if self.use_decay:
-            inner = scalars["A"] * inner
-        return self._outer(inner)
+        return self._outer(scalars.decayed("A", torch.asinh(q)))
 
 
 class Opt7(_SoftClipOptimizer):
