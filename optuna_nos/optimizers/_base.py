@@ -100,9 +100,9 @@ class StepScalars:
         """Schedule table ``name`` at step t."""
         return self._memoised(f"table:{name}", lambda: self._tables[name][self.t].item())
 
-    def decayed(self, name: str, x: Tensor) -> Tensor:
-        """Table ``name`` at step t times ``x`` if the group has ``use_decay`` on, else ``x``."""
-        return self[name] * x if self.group["use_decay"] else x
+    def decayed(self, x: Tensor) -> Tensor:
+        """The decay factor at step t times ``x`` if the group has ``use_decay`` on, else ``x``."""
+        return self["decay"] * x if self.group["use_decay"] else x
 
     def bias_correction(self, beta: float) -> float:
         """1 - beta^(t+1), the EMA bias correction."""
@@ -315,3 +315,16 @@ class DecayedOptimizer(PublishedOptimizer):
     """
 
     options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {"use_decay": (True, check_bool)}
+
+    @classmethod
+    def _decay_factor(cls, total_steps: int) -> Tensor | None:
+        """The class's decay factor over t = 0..T-1 (:meth:`StepScalars.decayed`), if any."""
+        return None
+
+    @classmethod
+    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
+        tables = super()._build_tables(settings)
+        factor = cls._decay_factor(settings["total_steps"])
+        if settings["use_decay"] and factor is not None:
+            tables["decay"] = factor
+        return tables

@@ -98,14 +98,11 @@ class Opt6(QHMOptimizer):
     lr_times_f0: ClassVar[bool] = True
 
     @classmethod
-    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
-        tables = super()._build_tables(settings)
-        if settings["use_decay"]:
-            tables["B"] = deriv_tanh(base_schedule("a4", settings["total_steps"]))
-        return tables
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return deriv_tanh(base_schedule("a4", total_steps))
 
     def _direction(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
         q, _ = self._qhm(grad, state, scalars)
-        return q / torch.abs(scalars.decayed("B", torch.exp(1e-4 * param)))
+        return q / torch.abs(scalars.decayed(torch.exp(1e-4 * param)))

@@ -69,11 +69,8 @@ class Opt9(_NesterovOptimizer):
     """
 
     @classmethod
-    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
-        tables = super()._build_tables(settings)
-        if settings["use_decay"]:
-            tables["A"] = torch.erfc(base_schedule("a11", settings["total_steps"]))
-        return tables
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return torch.erfc(base_schedule("a11", total_steps))
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"s": torch.zeros_like(param), **super()._new_state(param)}
@@ -83,7 +80,7 @@ class Opt9(_NesterovOptimizer):
     ) -> Tensor:
         ema_(state["s"], grad**2, 0.99)
         s_hat = state["s"] / scalars.bias_correction(0.99)
-        return scalars.decayed("A", grad * torch.exp(torch.atan(0.05 * grad**2 + 0.95 * s_hat)))
+        return scalars.decayed(grad * torch.exp(torch.atan(0.05 * grad**2 + 0.95 * s_hat)))
 
 
 class Opt10(_NesterovOptimizer):
@@ -96,14 +93,10 @@ class Opt10(_NesterovOptimizer):
     """
 
     @classmethod
-    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
-        tables = super()._build_tables(settings)
-        if settings["use_decay"]:
-            total_steps = settings["total_steps"]
-            tables["A"] = base_schedule("a13", total_steps) * base_schedule("a2", total_steps)
-        return tables
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return base_schedule("a13", total_steps) * base_schedule("a2", total_steps)
 
     def _direction(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
-        return torch.special.i1e(torch.special.i1e(scalars.decayed("A", grad)))
+        return torch.special.i1e(torch.special.i1e(scalars.decayed(grad)))

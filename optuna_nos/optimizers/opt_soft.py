@@ -7,9 +7,6 @@ For small q, U is about A q: QH-momentum SGD with its LR times A, plus soft clip
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -27,19 +24,14 @@ class _SoftClipOptimizer(QHMOptimizer):
         raise NotImplementedError
 
     @classmethod
-    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
-        tables = super()._build_tables(settings)
-        if settings["use_decay"]:
-            total_steps = settings["total_steps"]
-            tables["A"] = torch.maximum(base_schedule("a6", total_steps),
-                                        base_schedule("a10", total_steps))
-        return tables
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return torch.maximum(base_schedule("a6", total_steps), base_schedule("a10", total_steps))
 
     def _direction(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
         q, _ = self._qhm(grad, state, scalars)
-        return self._outer(scalars.decayed("A", torch.asinh(q)))
+        return self._outer(scalars.decayed(torch.asinh(q)))
 
 
 class Opt7(_SoftClipOptimizer):
