@@ -165,7 +165,7 @@ _GENOME_BAD = (
     BadInput({"lr": True}, "lr must be a real number, got True"),
     BadInput({"lr": "0.1"}, "lr must be a real number, got '0.1'"),
     BadInput({"lr": 0.1, "total_steps": 0}, "total_steps must be >= 1, got 0"),
-    BadInput({"lr": 0.1, "total_steps": 10, "warmup_steps": 10},
+    BadInput({"lr": 0.1, "total_steps": 10, "warmup_steps": 10, "hold_steps": 0},
              "must be less than total_steps"),
     BadInput({"lr": 0.1, "total_steps": None, "warmup_steps": 3, "hold_steps": 0},
              "need total_steps"),
