@@ -7,6 +7,7 @@ independently of the package (they share nothing with it but the formulas).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
 from pathlib import Path
 from types import ModuleType
@@ -361,3 +362,15 @@ def test_a_bad_group_setting_raises_naming_it() -> None:
         Opt4([{"params": [w], "use_decay": "no"}], total_steps=10)
     with pytest.raises(NOSError, match="has no option 'variant'"):
         Opt7([w], total_steps=10, variant=1)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_signature_names_the_schedule_and_the_options(name: str) -> None:
+    """Harnesses read lr's default and (T, W, H) off the signature."""
+    cls = PUBLISHED_OPTIMIZERS[name]
+    parameters = inspect.signature(cls).parameters
+    assert parameters["lr"].default == 1e-3
+    assert {"total_steps", "warmup_steps", "hold_steps"} <= set(parameters)
+    if not name.startswith("A"):
+        assert {name: parameters[name].default for name in cls.options} == {
+            name: default for name, (default, _) in cls.options.items()}

@@ -19,6 +19,7 @@ group under ``"step"``.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -168,6 +169,17 @@ class PublishedOptimizer(Optimizer):
             if isinstance(exc, NOSError):
                 raise
             raise NOSError(f"invalid params for {type(self).__name__}: {exc}") from exc
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give a class that keeps this constructor a signature naming its options."""
+        super().__init_subclass__(**kwargs)
+        if cls.__init__ is PublishedOptimizer.__init__:
+            base = inspect.signature(PublishedOptimizer)
+            named = [param for param in base.parameters.values()
+                     if param.kind != inspect.Parameter.VAR_KEYWORD]
+            named += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                      for name, (default, _) in cls.options.items()]
+            cls.__signature__ = base.replace(parameters=named)  # type: ignore[attr-defined]
 
     @classmethod
     def _checked(cls, settings: Mapping[str, Any]) -> dict[str, Any]:

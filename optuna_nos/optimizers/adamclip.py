@@ -66,10 +66,14 @@ class AdamClip(PublishedOptimizer):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         variant: int = 0,
         lr: float = 1e-3,
-        **schedule: Any,
+        *,
+        total_steps: int,
+        warmup_steps: int = 0,
+        hold_steps: int = 0,
     ) -> None:
         """As :class:`PublishedOptimizer`, with the variant (0..4) second."""
-        super().__init__(params, lr, variant=variant, **schedule)
+        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
+                         hold_steps=hold_steps, variant=variant)
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"v": torch.zeros_like(param), "s": torch.zeros_like(param)}
@@ -100,10 +104,14 @@ class _FixedVariant(AdamClip):
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
-        **schedule: Any,
+        *,
+        total_steps: int,
+        warmup_steps: int = 0,
+        hold_steps: int = 0,
     ) -> None:
         """As :class:`PublishedOptimizer`; the variant is the class's."""
-        super().__init__(params, self.fixed_variant, lr, **schedule)
+        super().__init__(params, self.fixed_variant, lr, total_steps=total_steps,
+                         warmup_steps=warmup_steps, hold_steps=hold_steps)
 
 
 class A1(_FixedVariant):
