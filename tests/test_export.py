@@ -134,32 +134,6 @@ def test_module_imports_only_torch_and_names_its_origin() -> None:
     assert "class Found(torch.optim.Optimizer)" in source
 
 
-def test_state_dict_resumes(tmp_path: Path) -> None:
-    genome = parse_equation("Nest ~ (drop(g, 0.5))+(MaxValue(v hat))")
-    module = _load(export_source(genome), tmp_path, "exported_resume")
-    kwargs = {"lr": 0.05, "total_steps": 20, "warmup_steps": 2, "seed": 1}
-    torch.manual_seed(0)
-    weights = torch.randn(5, dtype=torch.float64)
-    grads = [torch.randn(5, dtype=torch.float64) for _ in range(20)]
-
-    def run(param: torch.Tensor, optimizer, steps: range) -> None:  # type: ignore[no-untyped-def]
-        for i in steps:
-            param.grad = grads[i].clone()
-            optimizer.step()
-
-    straight = weights.clone().requires_grad_()
-    run(straight, module.EvolvedOptimizer([straight], **kwargs), range(20))
-    first = weights.clone().requires_grad_()
-    opt = module.EvolvedOptimizer([first], **kwargs)
-    run(first, opt, range(10))
-    state = opt.state_dict()
-    second = first.detach().clone().requires_grad_()
-    resumed = module.EvolvedOptimizer([second], **{**kwargs, "seed": 99})
-    resumed.load_state_dict(state)
-    run(second, resumed, range(10, 20))
-    assert torch.equal(second, straight)
-
-
 @pytest.mark.parametrize("name", ["", "class", "1abc", "a-b"])
 def test_bad_class_name(name: str) -> None:
     genome = parse_equation("None ~ id(id(g))")

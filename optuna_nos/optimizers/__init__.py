@@ -5,6 +5,10 @@
   (default True) switches on their decay factors.
 - :class:`AdamClip` (variant 0..4) and its fixed-variant names :class:`A1` .. :class:`A5`.
 - :class:`EvolvedLR`: the nine evolved LR schedules as an LR scheduler for any optimizer.
+
+As with ``torch.optim``'s hyperparameters, ``lr``, the schedule (``total_steps``,
+``warmup_steps``, ``hold_steps``) and a class's options are entries of every param group (a
+group may set its own) and so part of ``state_dict()``.
 """
 
 from __future__ import annotations

@@ -9,11 +9,17 @@ with eta_t = group lr * shape_t, where shape_t is warmup -> hold at 1 -> cosine,
 possibly times an evolved LR factor. All schedules are float64 tables over t = 0..T-1, read at
 step t and rounded to the parameter's dtype; the tensor math runs in the parameter's dtype.
 One step counter t is shared by all tensors; a run may not exceed T steps.
+
+Like ``torch.optim``'s hyperparameters, the schedule settings (``total_steps``,
+``warmup_steps``, ``hold_steps``) and each class's options live in every param group (so in
+the standard ``state_dict``); a group may override them. The step counter t is kept in every
+group under ``"step"``.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -23,20 +29,18 @@ from torch.optim import Optimizer
 
 from optuna_nos.errors import NOSError
 from optuna_nos.schedules import check_schedule_steps, lr_schedule
+from optuna_nos.validation import check_int, check_real, is_int
 
-__all__ = ["DecayedOptimizer", "PublishedOptimizer", "StepScalars", "check_bool", "check_lr"]
+__all__ = ["DecayedOptimizer", "PublishedOptimizer", "StepScalars", "check_bool",
+           "check_choice"]
 
 #: Key of this package's own entry in an optimizer state dict.
 _STATE_KEY = "nos"
+#: Param group keys of the schedule every published optimizer has.
+_SCHEDULE_KEYS = ("total_steps", "warmup_steps", "hold_steps")
 
-
-def check_lr(lr: object) -> float:
-    """Return ``lr`` as a float; raise :class:`NOSError` unless it is a finite number >= 0."""
-    if isinstance(lr, bool) or not isinstance(lr, int | float):
-        raise NOSError(f"lr must be a number, got {lr!r}")
-    if not math.isfinite(lr) or lr < 0:
-        raise NOSError(f"lr must be finite and >= 0, got {lr!r}")
-    return float(lr)
+#: Checks one option value: (name, value) -> the accepted value, or NOSError.
+OptionCheck = Callable[[str, Any], Any]
 
 
 def check_bool(name: str, value: object) -> bool:
@@ -44,6 +48,20 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise NOSError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+def check_choice(choices: tuple[str, ...]) -> OptionCheck:
+    """A check that accepts exactly the strings in ``choices``."""
+    def check(name: str, value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise NOSError(f"{name} must be one of {choices}, got {value!r}")
+        return value
+    return check
+
+
+def int_in(minimum: int, maximum: int) -> OptionCheck:
+    """A check that accepts an int in ``minimum..maximum``."""
+    return functools.partial(check_int, minimum=minimum, maximum=maximum)
 
 
 def _round_to(value: float, dtype: torch.dtype) -> float:
@@ -54,14 +72,18 @@ def _round_to(value: float, dtype: torch.dtype) -> float:
 
 
 class StepScalars:
-    """The schedule values of one step for one param group, rounded to one dtype."""
+    """The schedule values of one step for one param group, rounded to one dtype.
+
+    ``group`` is the param group, for the options a direction depends on.
+    """
 
     def __init__(
-        self, t: int, lr: float, tables: Mapping[str, Tensor], dtype: torch.dtype
+        self, t: int, group: Mapping[str, Any], tables: Mapping[str, Tensor], dtype: torch.dtype
     ) -> None:
         self.t = t
+        self.group = group
         self.dtype = dtype
-        self._lr = lr
+        self._lr = float(group["lr"])
         self._tables = tables
         self._memo: dict[str, float] = {}
 
@@ -79,25 +101,48 @@ class StepScalars:
         """Schedule table ``name`` at step t."""
         return self._memoised(f"table:{name}", lambda: self._tables[name][self.t].item())
 
+    def decayed(self, x: Tensor) -> Tensor:
+        """The decay factor at step t times ``x`` if the group has ``use_decay`` on, else ``x``."""
+        return self["decay"] * x if self.group["use_decay"] else x
+
     def bias_correction(self, beta: float) -> float:
         """1 - beta^(t+1), the EMA bias correction."""
         return self._memoised(f"bias:{beta!r}", lambda: 1.0 - beta ** (self.t + 1))
 
 
+@functools.lru_cache(maxsize=32)
+def _tables_of(
+    build: Callable[[Mapping[str, Any]], dict[str, Tensor]],
+    settings: tuple[tuple[str, Any], ...],
+) -> dict[str, Tensor]:
+    """``build(settings)`` (a class's ``_build_tables``), checked, as float64 on the CPU."""
+    as_dict = dict(settings)
+    total_steps = as_dict["total_steps"]
+    tables = {}
+    for name, values in build(as_dict).items():
+        if values.shape != (total_steps,):
+            raise NOSError(f"schedule {name!r} has shape {tuple(values.shape)}, "
+                           f"expected ({total_steps},)")
+        tables[name] = values.to(dtype=torch.float64, device="cpu")
+    return tables
+
+
 class PublishedOptimizer(Optimizer):
     """Base of the published optimizers: validation, lazy state, schedules, step counter.
 
-    Subclasses implement :meth:`_new_state` (zero buffers of one tensor) and
+    Args: ``params``, ``lr`` (eta >= 0), keyword-only ``total_steps`` (T >= 1),
+    ``warmup_steps`` (W >= 0), ``hold_steps`` (H >= 0) with W + H < T, and the class's
+    :attr:`options` by name.
+
+    Subclasses declare :attr:`options`, extend :meth:`_build_tables` (the float64 schedules
+    of one param group), and implement :meth:`_new_state` (zero buffers of one tensor) and
     :meth:`_direction` (the update U); :meth:`_apply` does w <- w - eta_t * U unless
-    overridden. ``state_dict`` carries the step counter and the schedule configuration;
-    loading a state dict of a differently configured optimizer raises :class:`NOSError`.
+    overridden. ``state_dict`` adds ``{"nos": {"class", "step"}}``; loading a state dict of
+    another class or of differently configured groups raises :class:`NOSError`.
     """
 
-    #: Attributes beyond torch's defaults/state/param_groups that copy and pickle keep;
-    #: subclasses add their own.
-    _extra_attrs: ClassVar[tuple[str, ...]] = (
-        "total_steps", "warmup_steps", "hold_steps", "_steps_done", "_tables",
-    )
+    #: The class's options beyond lr and the schedule: name -> (default, check).
+    options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {}
 
     def __init__(
         self,
@@ -107,63 +152,81 @@ class PublishedOptimizer(Optimizer):
         total_steps: int,
         warmup_steps: int = 0,
         hold_steps: int = 0,
+        **options: Any,
     ) -> None:
-        lr = check_lr(lr)
-        check_schedule_steps(total_steps, warmup_steps, hold_steps)
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
-        self.hold_steps = hold_steps
-        self._steps_done = 0
-        self._tables: dict[str, Tensor] = {}
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise NOSError(f"{type(self).__name__} has no option {unknown[0]!r}; its options "
+                           f"are {sorted(self.options)}")
+        defaults = self._checked({
+            "lr": lr, "total_steps": total_steps, "warmup_steps": warmup_steps,
+            "hold_steps": hold_steps,
+            **{name: options.get(name, default) for name, (default, _) in self.options.items()},
+        })
         try:
-            super().__init__(params, {"lr": lr})
+            super().__init__(params, defaults)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, NOSError):
                 raise
             raise NOSError(f"invalid params for {type(self).__name__}: {exc}") from exc
-        self._set_table("eta", lr_schedule(1.0, total_steps, warmup_steps, hold_steps))
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.update({name: getattr(self, name) for name in self._extra_attrs})
-        return state
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give a class that keeps this constructor a signature naming its options."""
+        super().__init_subclass__(**kwargs)
+        if cls.__init__ is PublishedOptimizer.__init__:
+            base = inspect.signature(PublishedOptimizer)
+            named = [param for param in base.parameters.values()
+                     if param.kind != inspect.Parameter.VAR_KEYWORD]
+            named += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                      for name, (default, _) in cls.options.items()]
+            cls.__signature__ = base.replace(parameters=named)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _checked(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The lr, schedule and options of ``settings``, checked."""
+        total_steps = check_int("total_steps", settings["total_steps"], minimum=1)
+        warmup_steps = check_int("warmup_steps", settings["warmup_steps"], minimum=0)
+        hold_steps = check_int("hold_steps", settings["hold_steps"], minimum=0)
+        check_schedule_steps(total_steps, warmup_steps, hold_steps)
+        checked = {"lr": check_real("lr", settings["lr"], minimum=0.0),
+                   "total_steps": total_steps, "warmup_steps": warmup_steps,
+                   "hold_steps": hold_steps}
+        for name, (_, check) in cls.options.items():
+            checked[name] = check(name, settings[name])
+        return checked
+
+    @classmethod
+    def _settings_keys(cls) -> tuple[str, ...]:
+        """The group keys that fix the schedules and the update (all but lr and step)."""
+        return (*_SCHEDULE_KEYS, *cls.options)
 
     @property
     def t(self) -> int:
         """Steps applied so far (the t of the next step)."""
-        return self._steps_done
+        return int(self.param_groups[0]["step"]) if self.param_groups else 0
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group after checking its ``lr`` and that its params are floating."""
+        """Add a param group after checking its settings and that its params are floating."""
+        step = self.t
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        group["lr"] = check_lr(group["lr"])
+        group.update(self._checked(group))
+        group["step"] = step
         for param in group["params"]:
             if not param.is_floating_point():
                 raise NOSError(
                     f"{type(self).__name__} needs floating-point params, got {param.dtype}"
                 )
 
-    def _set_table(self, name: str, values: Tensor) -> None:
-        """Store a float64 schedule of length T under ``name``."""
-        if values.shape != (self.total_steps,):
-            raise NOSError(f"schedule {name!r} has shape {tuple(values.shape)}, "
-                           f"expected ({self.total_steps},)")
-        self._tables[name] = values.to(dtype=torch.float64, device="cpu")
+    @classmethod
+    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The schedules of a group with these settings, each of length T; subclasses add."""
+        return {"eta": lr_schedule(1.0, settings["total_steps"], settings["warmup_steps"],
+                                   settings["hold_steps"])}
 
-    def _config(self) -> dict[str, Any]:
-        """Settings a resumed optimizer must share with the saved one."""
-        return {
-            "class": type(self).__name__,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "hold_steps": self.hold_steps,
-            **self._options(),
-        }
-
-    def _options(self) -> dict[str, Any]:
-        """The subclass's own settings (variant, flags), for :meth:`_config`."""
-        return {}
+    def _tables(self, group: Mapping[str, Any]) -> dict[str, Tensor]:
+        settings = tuple((key, group[key]) for key in self._settings_keys())
+        return _tables_of(self._build_tables, settings)
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -182,9 +245,11 @@ class PublishedOptimizer(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Apply one update to every parameter that has a gradient; return the closure's loss."""
-        if self._steps_done >= self.total_steps:
-            raise NOSError(f"{type(self).__name__} was built for total_steps="
-                           f"{self.total_steps} and cannot take step {self._steps_done + 1}")
+        t = self.t
+        for group in self.param_groups:
+            if t >= group["total_steps"]:
+                raise NOSError(f"{type(self).__name__} was built for total_steps="
+                               f"{group['total_steps']} and cannot take step {t + 1}")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -194,71 +259,84 @@ class PublishedOptimizer(Optimizer):
                 if param.grad is not None and param.grad.layout != torch.strided:
                     raise NOSError(f"{type(self).__name__} does not support sparse gradients "
                                    f"(got layout {param.grad.layout})")
-        t = self._steps_done
         for group in self.param_groups:
-            lr = float(group["lr"])
+            tables = self._tables(group)
             by_dtype: dict[torch.dtype, StepScalars] = {}
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 scalars = by_dtype.get(param.dtype)
                 if scalars is None:
-                    scalars = by_dtype[param.dtype] = StepScalars(t, lr, self._tables,
-                                                                  param.dtype)
+                    scalars = by_dtype[param.dtype] = StepScalars(t, group, tables, param.dtype)
                 state = self.state[param]
                 if not state:
                     state.update(self._new_state(param))
                 update = self._direction(param, param.grad, state, scalars)
                 self._apply(param, update, state, scalars)
-        self._steps_done += 1
+        for group in self.param_groups:
+            group["step"] = t + 1
         return loss
 
     def state_dict(self) -> dict[str, Any]:
-        """The usual optimizer state dict plus the step counter and schedule configuration."""
+        """The usual optimizer state dict plus the class name and the step counter."""
         state = super().state_dict()
-        state[_STATE_KEY] = {"step": self._steps_done, "config": self._config()}
+        state[_STATE_KEY] = {"class": type(self).__name__, "step": self.t}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict` of an identically configured optimizer."""
+        """Resume from :meth:`state_dict` of this class with identically configured groups.
+
+        State dicts of the earlier layout, with the settings in ``nos.config`` instead of the
+        param groups, load too.
+        """
+        name = type(self).__name__
         entry = state_dict.get(_STATE_KEY)
-        if not isinstance(entry, dict) or "step" not in entry or "config" not in entry:
-            raise NOSError(f"state dict has no {_STATE_KEY!r} entry; it was not saved by "
-                           f"{type(self).__name__}")
-        if entry["config"] != self._config():
-            raise NOSError(f"state dict was saved with {entry['config']}, this optimizer "
-                           f"has {self._config()}")
+        if not isinstance(entry, dict) or "step" not in entry:
+            raise NOSError(f"state dict has no {_STATE_KEY!r} entry; it was not saved by {name}")
+        saved_groups = state_dict["param_groups"]
+        if "config" in entry:  # the earlier layout
+            config = dict(entry["config"])
+            entry = {"class": config.pop("class", None), "step": entry["step"]}
+            saved_groups = [{**config, **group} for group in saved_groups]
+        if entry.get("class") != name:
+            raise NOSError(f"state dict was saved by {entry.get('class')!r}, not by {name}")
         step = entry["step"]
-        valid_int = isinstance(step, int) and not isinstance(step, bool)
-        if not valid_int or not 0 <= step <= self.total_steps:
-            raise NOSError(f"state dict step must be an int in 0..{self.total_steps}, "
+        for saved, group in zip(saved_groups, self.param_groups, strict=False):
+            self._check_same_settings(saved, group, step)
+        rest = {key: value for key, value in state_dict.items() if key != _STATE_KEY}
+        super().load_state_dict({**rest, "param_groups": [
+            {**group, "step": step} for group in saved_groups]})
+
+    def _check_same_settings(self, saved: Mapping[str, Any], group: Mapping[str, Any],
+                             step: object) -> None:
+        keys = self._settings_keys()
+        had = {key: saved.get(key) for key in keys}
+        has = {key: group[key] for key in keys}
+        if had != has:
+            raise NOSError(f"state dict was saved with {had}, this optimizer has {has}")
+        if not is_int(step) or not 0 <= step <= group["total_steps"]:  # type: ignore[operator]
+            raise NOSError(f"state dict step must be an int in 0..{group['total_steps']}, "
                            f"got {step!r}")
-        super().load_state_dict({k: v for k, v in state_dict.items() if k != _STATE_KEY})
-        self._steps_done = step
 
 
 class DecayedOptimizer(PublishedOptimizer):
-    """A published Opt1..Opt10: :class:`PublishedOptimizer` plus the ``use_decay`` switch.
+    """A published Opt1..Opt10: :class:`PublishedOptimizer` plus the ``use_decay`` option.
 
     ``use_decay`` turns on each class's optional decay factors; the project default is True
     (the released classes defaulted to False).
     """
 
-    _extra_attrs = (*PublishedOptimizer._extra_attrs, "use_decay")
+    options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {"use_decay": (True, check_bool)}
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-    ) -> None:
-        self.use_decay = check_bool("use_decay", use_decay)
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps)
+    @classmethod
+    def _decay_factor(cls, total_steps: int) -> Tensor | None:
+        """The class's decay factor over t = 0..T-1 (:meth:`StepScalars.decayed`), if any."""
+        return None
 
-    def _options(self) -> dict[str, Any]:
-        return {"use_decay": self.use_decay}
+    @classmethod
+    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
+        tables = super()._build_tables(settings)
+        factor = cls._decay_factor(settings["total_steps"])
+        if settings["use_decay"] and factor is not None:
+            tables["decay"] = factor
+        return tables

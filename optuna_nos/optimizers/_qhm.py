@@ -10,7 +10,7 @@ F0 = f0 (of :mod:`optuna_nos.optimizers.evolved_lr`) when ``use_decay`` is on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -29,20 +29,12 @@ class QHMOptimizer(DecayedOptimizer):
     #: With ``use_decay``, eta_t is multiplied by F0(t) (Opt4-Opt6).
     lr_times_f0: ClassVar[bool] = False
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-    ) -> None:
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, use_decay=use_decay)
-        if self.lr_times_f0 and self.use_decay:
-            self._set_table("eta", self._tables["eta"] * evolved_lr_factor(0, total_steps))
+    @classmethod
+    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
+        tables = super()._build_tables(settings)
+        if cls.lr_times_f0 and settings["use_decay"]:
+            tables["eta"] = tables["eta"] * evolved_lr_factor(0, settings["total_steps"])
+        return tables
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"v": torch.zeros_like(param)}

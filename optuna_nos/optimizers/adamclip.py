@@ -24,8 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
-from optuna_nos.optimizers._base import PublishedOptimizer, StepScalars
+from optuna_nos.optimizers._base import OptionCheck, PublishedOptimizer, StepScalars, int_in
 from optuna_nos.optimizers._functions import EPS, clip, ema_
 
 __all__ = ["A1", "A2", "A3", "A4", "A5", "ADAMCLIP_VARIANTS", "AdamClip"]
@@ -58,7 +57,9 @@ class AdamClip(PublishedOptimizer):
     The names A1..A5 for variants 0..4 are an assumed mapping.
     """
 
-    _extra_attrs = (*PublishedOptimizer._extra_attrs, "variant")
+    options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {
+        "variant": (0, int_in(ADAMCLIP_VARIANTS[0], ADAMCLIP_VARIANTS[-1])),
+    }
 
     def __init__(
         self,
@@ -70,15 +71,9 @@ class AdamClip(PublishedOptimizer):
         warmup_steps: int = 0,
         hold_steps: int = 0,
     ) -> None:
-        if isinstance(variant, bool) or variant not in _VARIANTS:
-            raise NOSError(f"AdamClip variant must be one of {ADAMCLIP_VARIANTS}, "
-                           f"got {variant!r}")
-        self.variant = variant
+        """As :class:`PublishedOptimizer`, with the variant (0..4) second."""
         super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps)
-
-    def _options(self) -> dict[str, Any]:
-        return {"variant": self.variant}
+                         hold_steps=hold_steps, variant=variant)
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"v": torch.zeros_like(param), "s": torch.zeros_like(param)}
@@ -90,7 +85,7 @@ class AdamClip(PublishedOptimizer):
         ema_(state["s"], grad**2, 0.99)
         v_hat = state["v"] / scalars.bias_correction(0.9)
         s_hat = state["s"] / scalars.bias_correction(0.99)
-        bound_of, norm_clip = _VARIANTS[self.variant]
+        bound_of, norm_clip = _VARIANTS[scalars.group["variant"]]
         update = clip(v_hat, bound_of(s_hat))
         return _norm_clip(update) if norm_clip else update
 
@@ -99,6 +94,11 @@ class _FixedVariant(AdamClip):
     """AdamClip with the variant fixed by the subclass."""
 
     fixed_variant: ClassVar[int]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        variant = cls.fixed_variant
+        cls.options = {"variant": (variant, int_in(variant, variant))}
 
     def __init__(
         self,
@@ -109,6 +109,7 @@ class _FixedVariant(AdamClip):
         warmup_steps: int = 0,
         hold_steps: int = 0,
     ) -> None:
+        """As :class:`PublishedOptimizer`; the variant is the class's."""
         super().__init__(params, self.fixed_variant, lr, total_steps=total_steps,
                          warmup_steps=warmup_steps, hold_steps=hold_steps)
 

@@ -35,6 +35,7 @@ from optuna_nos.errors import NOSError
 from optuna_nos.optimizers._functions import EPS, deriv_soft, deriv_tanh, softsign
 from optuna_nos.schedules import check_schedule_steps, lr_schedule
 from optuna_nos.space.decays import base_schedule
+from optuna_nos.validation import check_int, is_int
 
 __all__ = ["LR_FLOOR", "N_EVOLVED_LR_SCHEDULES", "EvolvedLR", "evolved_lr_factor"]
 
@@ -60,12 +61,7 @@ N_EVOLVED_LR_SCHEDULES = len(_FACTORS)
 
 
 def _check_schedule_index(schedule: object) -> int:
-    if isinstance(schedule, bool) or not isinstance(schedule, int):
-        raise NOSError(f"schedule must be an int in 0..{N_EVOLVED_LR_SCHEDULES - 1}, "
-                       f"got {schedule!r}")
-    if not 0 <= schedule < N_EVOLVED_LR_SCHEDULES:
-        raise NOSError(f"schedule must be in 0..{N_EVOLVED_LR_SCHEDULES - 1}, got {schedule}")
-    return schedule
+    return check_int("schedule", schedule, minimum=0, maximum=N_EVOLVED_LR_SCHEDULES - 1)
 
 
 def evolved_lr_factor(schedule: int, total_steps: int) -> Tensor:
@@ -132,7 +128,7 @@ class EvolvedLR(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         """Move to the next step (``epoch`` is torch's deprecated explicit step)."""
         target = self.last_epoch + 1 if epoch is None else epoch
-        if isinstance(target, bool) or not isinstance(target, int):
+        if not is_int(target):
             raise NOSError(f"EvolvedLR step must be an int, got {target!r}")
         if not 0 <= target <= self.total_steps:
             raise NOSError(f"EvolvedLR was built for total_steps={self.total_steps} and "

@@ -14,14 +14,13 @@ ancestor used):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
-from optuna_nos.optimizers._base import DecayedOptimizer, StepScalars
+from optuna_nos.optimizers._base import DecayedOptimizer, OptionCheck, StepScalars, check_choice
 from optuna_nos.optimizers._functions import ema_
 from optuna_nos.schedules import momentum_cycle
 from optuna_nos.space.decays import base_schedule
@@ -34,28 +33,16 @@ NESTEROV_FORMS = ("keras", "search")
 class _NesterovOptimizer(DecayedOptimizer):
     """Applies U with Nesterov momentum in the chosen form; subclasses give U."""
 
-    _extra_attrs = (*DecayedOptimizer._extra_attrs, "nesterov")
+    options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {
+        **DecayedOptimizer.options, "nesterov": ("keras", check_choice(NESTEROV_FORMS)),
+    }
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-        nesterov: str = "keras",
-    ) -> None:
-        if nesterov not in NESTEROV_FORMS:
-            raise NOSError(f"nesterov must be one of {NESTEROV_FORMS}, got {nesterov!r}")
-        self.nesterov = nesterov
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, use_decay=use_decay)
-        self._set_table("mu", momentum_cycle(total_steps, warmup_steps, hold_steps))
-
-    def _options(self) -> dict[str, Any]:
-        return {**super()._options(), "nesterov": self.nesterov}
+    @classmethod
+    def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
+        tables = super()._build_tables(settings)
+        tables["mu"] = momentum_cycle(settings["total_steps"], settings["warmup_steps"],
+                                      settings["hold_steps"])
+        return tables
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"momentum_buffer": torch.zeros_like(param)}
@@ -66,7 +53,7 @@ class _NesterovOptimizer(DecayedOptimizer):
         mu, eta = scalars["mu"], scalars.eta
         buffer = state["momentum_buffer"]
         buffer.mul_(mu).add_(update, alpha=-eta)
-        if self.nesterov == "keras":
+        if scalars.group["nesterov"] == "keras":
             param.add_(buffer, alpha=mu).add_(update, alpha=-eta)
         else:
             param.add_(buffer).add_(update, alpha=-eta)
@@ -81,21 +68,9 @@ class Opt9(_NesterovOptimizer):
     applied with Nesterov momentum, Keras form by default (see the module docstring).
     """
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-        nesterov: str = "keras",
-    ) -> None:
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, use_decay=use_decay, nesterov=nesterov)
-        if self.use_decay:
-            self._set_table("A", torch.erfc(base_schedule("a11", total_steps)))
+    @classmethod
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return torch.erfc(base_schedule("a11", total_steps))
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"s": torch.zeros_like(param), **super()._new_state(param)}
@@ -105,8 +80,7 @@ class Opt9(_NesterovOptimizer):
     ) -> Tensor:
         ema_(state["s"], grad**2, 0.99)
         s_hat = state["s"] / scalars.bias_correction(0.99)
-        update = grad * torch.exp(torch.atan(0.05 * grad**2 + 0.95 * s_hat))
-        return scalars["A"] * update if self.use_decay else update
+        return scalars.decayed(grad * torch.exp(torch.atan(0.05 * grad**2 + 0.95 * s_hat)))
 
 
 class Opt10(_NesterovOptimizer):
@@ -118,25 +92,11 @@ class Opt10(_NesterovOptimizer):
     applied with Nesterov momentum, Keras form by default (see the module docstring).
     """
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-        nesterov: str = "keras",
-    ) -> None:
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, use_decay=use_decay, nesterov=nesterov)
-        if self.use_decay:
-            self._set_table("A", base_schedule("a13", total_steps)
-                            * base_schedule("a2", total_steps))
+    @classmethod
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return base_schedule("a13", total_steps) * base_schedule("a2", total_steps)
 
     def _direction(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
-        scaled = scalars["A"] * grad if self.use_decay else grad
-        return torch.special.i1e(torch.special.i1e(scaled))
+        return torch.special.i1e(torch.special.i1e(scalars.decayed(grad)))

@@ -21,6 +21,12 @@ from optuna_nos.optimizers._qhm import QHMOptimizer
 __all__ = ["Opt1", "Opt2", "Opt3", "Opt3_g3"]
 
 
+def _soft_weight_term(param: Tensor, mix: Tensor) -> Tensor:
+    """softsign(1e-5 w / sqrt(1 + (1e-5 w - mix)^2)), Opt2's and Opt3's second term."""
+    small_w = 1e-5 * param
+    return softsign(small_w / torch.sqrt(1.0 + (small_w - mix) ** 2))
+
+
 class _TwoMomentOptimizer(QHMOptimizer):
     """Keeps v and one more EMA of a power of g; subclasses say which."""
 
@@ -71,9 +77,7 @@ class Opt2(_TwoMomentOptimizer):
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
         q, s_hat = self._moments(grad, state, scalars)
-        small_w = 1e-5 * param
-        s2 = small_w - (0.05 * grad**2 + 0.95 * s_hat)
-        return q + softsign(small_w / torch.sqrt(1.0 + s2**2))
+        return q + _soft_weight_term(param, 0.05 * grad**2 + 0.95 * s_hat)
 
 
 class Opt3(_TwoMomentOptimizer):
@@ -92,9 +96,7 @@ class Opt3(_TwoMomentOptimizer):
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
         q, l_hat = self._moments(grad, state, scalars)
-        small_w = 1e-5 * param
-        l2 = small_w - (0.01 * grad**3 + 0.99 * l_hat)
-        return q + softsign(small_w / torch.sqrt(1.0 + l2**2))
+        return q + _soft_weight_term(param, 0.01 * grad**3 + 0.99 * l_hat)
 
 
 class Opt3_g3(Opt3):  # noqa: N801 - the variant's published name

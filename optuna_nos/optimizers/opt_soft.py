@@ -7,9 +7,6 @@ For small q, U is about A q: QH-momentum SGD with its LR times A, plus soft clip
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -26,30 +23,15 @@ class _SoftClipOptimizer(QHMOptimizer):
     def _outer(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
-        *,
-        total_steps: int,
-        warmup_steps: int = 0,
-        hold_steps: int = 0,
-        use_decay: bool = True,
-    ) -> None:
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, use_decay=use_decay)
-        if self.use_decay:
-            self._set_table("A", torch.maximum(base_schedule("a6", total_steps),
-                                               base_schedule("a10", total_steps)))
+    @classmethod
+    def _decay_factor(cls, total_steps: int) -> Tensor:
+        return torch.maximum(base_schedule("a6", total_steps), base_schedule("a10", total_steps))
 
     def _direction(
         self, param: Tensor, grad: Tensor, state: dict[str, Tensor], scalars: StepScalars
     ) -> Tensor:
         q, _ = self._qhm(grad, state, scalars)
-        inner = torch.asinh(q)
-        if self.use_decay:
-            inner = scalars["A"] * inner
-        return self._outer(inner)
+        return self._outer(scalars.decayed(torch.asinh(q)))
 
 
 class Opt7(_SoftClipOptimizer):
