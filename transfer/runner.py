@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 from transfer.optimizers import OptimizerSpec, ScheduleSteps
 from transfer.tasks import Task
 
@@ -72,9 +73,7 @@ class TransferProtocol:
 
     def __post_init__(self) -> None:
         for name in ("steps", "screen_steps", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NOSError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name), minimum=1)
         if not self.lr_grid or not all(v > 0 and math.isfinite(v) for v in self.lr_grid):
             raise NOSError(f"lr_grid must hold positive finite numbers, got {self.lr_grid!r}")
         if len(set(self.lr_grid)) != len(self.lr_grid):

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 from transfer.optimizers import PUBLISHED, TRANSFER_BASELINES, resolve_optimizer
 from transfer.report import markdown_table, plot_curves, summarize, write_csv
 from transfer.runner import DEFAULT_LR_GRID, TransferProtocol, TransferRun, screen_and_train
@@ -128,8 +129,7 @@ def run_suite(
         resolve_optimizer(name)
     budget = {task: replace((protocols or CPU_PROTOCOLS)[task], seeds=tuple(seeds))
               for task in tasks}
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise NOSError(f"jobs must be a positive int, got {jobs!r}")
+    check_int("jobs", jobs, minimum=1)
     units = [(task, name) for task in tasks for name in names]
     started = time.perf_counter()
     by_unit: dict[tuple[str, str], tuple[list[TransferRun], float]] = {}
