@@ -57,6 +57,7 @@ SIZES = GASizes(n_particles=300, init_factor=10, steps=5, mutations=7, max_redra
 
 @contextmanager
 def fresh_database(server: str) -> Iterator[str]:
+    """A new empty database ``nos_bench_*`` on ``server`` (its URL), dropped afterwards."""
     name = f"nos_bench_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(f"{server}/postgres")
     admin.autocommit = True

@@ -23,14 +23,14 @@ import multiprocessing
 import os
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing.queues import Queue
+from pathlib import Path
 
 import optuna
-import psycopg2
 from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sampler_overhead import fresh_database  # noqa: E402
 
 OBJECTIVE_S = 0.2
 #: Large enough that no run reaches the end: 1,000 initial slots, 4,600 in all.
@@ -40,21 +40,6 @@ SIZES = {"n_particles": 100, "init_factor": 10, "steps": 5, "mutations": 7, "max
 SMALL = {"n_particles": 8, "init_factor": 2, "steps": 3, "mutations": 4, "max_redraws": 4}
 PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.integrity", "optuna_nos.evolve",
            "optuna_nos.storage", "optuna_nos.suggest"]
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    name = f"nos_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{server}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def objective(trial: optuna.Trial) -> float:

@@ -61,7 +61,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optuna_nos.sampler import GASizes
 
 __all__ = ["Options", "bootstrap_interval", "main", "parse_options", "report", "run_job"]
 
@@ -83,16 +86,13 @@ BOOTSTRAP_RESAMPLES = 10_000
 
 @dataclass(frozen=True)
 class Options:
-    """The run's configuration (every field is a command-line option)."""
+    """The run's configuration (every field is a command-line option; ``ga`` holds
+    ``--n-particles``, ``--init-factor``, ``--steps``, ``--mutations`` and ``--max-redraws``)."""
 
     seeds: tuple[int, ...]
     task: str
     transfer_task: str
-    n_particles: int
-    init_factor: int
-    steps: int
-    mutations: int
-    max_redraws: int
+    ga: GASizes
     workers: int
     max_trials_factor: int
     test_seeds: tuple[int, ...]
@@ -226,9 +226,7 @@ def _run_particle(options: Options, seed: int, proxy: Any, *, confirm: bool = Fa
     from optuna_nos import ParticleSampler, StopWhenFinished
     from optuna_nos.suggest import IDLE_ATTR
 
-    sampler = ParticleSampler(n_particles=options.n_particles, init_factor=options.init_factor,
-                              steps=options.steps, mutations=options.mutations,
-                              max_redraws=options.max_redraws, seed=seed)
+    sampler = ParticleSampler(**asdict(options.ga), seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler,
                                 pruner=optuna.pruners.NopPruner())
     started = time.perf_counter()
@@ -624,10 +622,7 @@ def describe(options: Options) -> str:
     import optuna
     import torch
 
-    from optuna_nos.sampler import GASizes
-
-    sizes = GASizes(options.n_particles, options.init_factor, options.steps, options.mutations,
-                    options.max_redraws)
+    sizes = options.ga
     config = options.objective(options.task, options.seeds[0]).task.config
     transfer = options.objective(options.transfer_task, options.seeds[0]).task.config
     return "\n".join([
@@ -688,10 +683,12 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[Options, argparse.
     args = parser.parse_args(argv)
     if args.task == args.transfer_task:
         parser.error("--transfer-task must differ from --task")
+    from optuna_nos.sampler import GASizes
+
+    ga = GASizes(n_particles=args.n_particles, init_factor=args.init_factor, steps=args.steps,
+                 mutations=args.mutations, max_redraws=args.max_redraws)
     options = Options(seeds=tuple(args.seeds), task=args.task, transfer_task=args.transfer_task,
-                      n_particles=args.n_particles, init_factor=args.init_factor,
-                      steps=args.steps, mutations=args.mutations, max_redraws=args.max_redraws,
-                      workers=args.workers, max_trials_factor=args.max_trials_factor,
+                      ga=ga, workers=args.workers, max_trials_factor=args.max_trials_factor,
                       test_seeds=tuple(args.test_seeds), baselines=tuple(args.baselines))
     for name in ("workers", "max_trials_factor"):
         if getattr(options, name) < 1:

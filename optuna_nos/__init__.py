@@ -6,8 +6,7 @@ heavy dependencies load only when used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from optuna_nos.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "NOSError": "optuna_nos.errors",
@@ -37,15 +36,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'optuna_nos' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -80,12 +80,6 @@ def load_objective(config: StudyConfig) -> Callable[[optuna.Trial], float]:
     return objective
 
 
-def _check_environment(objective: Any) -> None:
-    from optuna_nos.faults import check_environment
-
-    check_environment(objective)
-
-
 def _study_config(study: optuna.Study) -> StudyConfig:
     raw = study.user_attrs.get(CONFIG_ATTR)
     if raw is None:
@@ -375,6 +369,8 @@ def _check_artifacts(config: StudyConfig, storage_url: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from optuna_nos.faults import check_environment
+
     config = load_config(args.config or _default_config_path())
     if args.artifact_dir:
         config = parse_config({**config.raw, "artifacts": {"dir": args.artifact_dir}})
@@ -383,7 +379,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = create_configured_study(_storage(args.storage, config), args.study, config.raw,
                                     sampler=sampler, pruner=_make_pruner())
     name_metric(study)
-    _check_environment(objective)
+    check_environment(objective)
     with redirect_logging():
         if not args.no_baselines:
             _score_baselines_once(study, objective, progress=True)
@@ -424,10 +420,12 @@ def _open_worker_study(args: argparse.Namespace) -> tuple[StudyConfig, optuna.St
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from optuna_nos.faults import check_environment
+
     config, study = _open_worker_study(args)
     _check_artifacts(config, args.storage)
     objective = load_objective(config)
-    _check_environment(objective)
+    check_environment(objective)
     _score_baselines_once(study, objective, progress=False)
     if args.pack is not None:
         _optimize_packed(study, objective, args.pack, n_trials=args.n_trials)

@@ -25,6 +25,7 @@ from optuna_nos.space.genome import Genome
 from optuna_nos.space.mutation import Mutation, mutate_once
 from optuna_nos.space.random import draw_genome
 from optuna_nos.space.variants import VariantLike, resolve_variant, variant_violation
+from optuna_nos.validation import check_int
 
 if TYPE_CHECKING:
     from optuna_nos.integrity import IntegrityResult
@@ -45,11 +46,6 @@ def _integrity(genome: Genome, settings: Settings, rng: np.random.Generator) -> 
     return integrity_check(genome.replace(flip=False), settings, generator=generator)
 
 
-def _check_attempts(max_attempts: int) -> None:
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise NOSError(f"max_attempts must be a positive integer, got {max_attempts!r}")
-
-
 def random_genome(
     rng: np.random.Generator,
     settings: Settings = DEFAULT_SETTINGS,
@@ -64,7 +60,7 @@ def random_genome(
     flip is the check's outcome (false when ``check`` is off). Raises :class:`NOSError` after
     ``max_attempts`` unusable draws.
     """
-    _check_attempts(max_attempts)
+    check_int("max_attempts", max_attempts, minimum=1)
     resolved = resolve_variant(variant)
     for _ in range(max_attempts):
         genome = draw_genome(rng, settings, resolved)
@@ -96,7 +92,7 @@ def mutate(
     Raises :class:`NOSError` when the parent lies outside ``variant`` or after
     ``max_attempts`` rejected attempts.
     """
-    _check_attempts(max_attempts)
+    check_int("max_attempts", max_attempts, minimum=1)
     resolved = resolve_variant(variant)
     reason = variant_violation(genome, resolved)
     if reason is not None:

@@ -15,6 +15,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 
 __all__ = ["REASON_ATTR", "DivergencePruner", "record_reason"]
 
@@ -58,11 +59,7 @@ class DivergencePruner(BasePruner):
     ) -> None:
         if wrapped is not None and not isinstance(wrapped, BasePruner):
             raise NOSError(f"wrapped must be an Optuna pruner or None, got {wrapped!r}")
-        if isinstance(n_warmup_steps, bool) or not isinstance(n_warmup_steps, int) \
-                or n_warmup_steps < 0:
-            raise NOSError(
-                f"n_warmup_steps must be a non-negative integer, got {n_warmup_steps!r}"
-            )
+        check_int("n_warmup_steps", n_warmup_steps, minimum=0)
         if chance_level is not None and not math.isfinite(chance_level):
             raise NOSError(f"chance_level must be a finite number or None, got {chance_level!r}")
         if not math.isfinite(margin) or margin < 0:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 
 __all__ = ["check_schedule_steps", "lr_schedule", "momentum_cycle"]
 
@@ -25,8 +26,7 @@ def check_schedule_steps(total_steps: int, warmup_steps: int, hold_steps: int) -
     """Raise :class:`NOSError` unless 0 <= W, 0 <= H and W + H < T."""
     for name, value in (("total_steps", total_steps), ("warmup_steps", warmup_steps),
                         ("hold_steps", hold_steps)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise NOSError(f"{name} must be an int, got {value!r}")
+        check_int(name, value)
     if total_steps < 1:
         raise NOSError(f"total_steps must be >= 1, got {total_steps}")
     if warmup_steps < 0 or hold_steps < 0:

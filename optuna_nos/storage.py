@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 
 from optuna_nos.errors import NOSError
 from optuna_nos.storage_schema import check_schema, open_with_retry
+from optuna_nos.validation import is_int
 
 __all__ = ["CONNECT_TIMEOUT_S", "ENGINE_KWARGS", "make_storage", "normalize_url",
            "parse_storage_url", "redact_url"]
@@ -199,7 +200,7 @@ def _scrub(message: str, url: str) -> str:
 def _check_positive(name: str, value: int | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise NOSError(f"{name} must be a positive integer (seconds) or None, got {value!r}")
 
 
@@ -271,9 +272,7 @@ def make_storage(
     shown = redact_url(normalized)
     _check_positive("heartbeat_interval", heartbeat_interval)
     _check_positive("grace_period", grace_period)
-    if max_retry is not None and (
-        isinstance(max_retry, bool) or not isinstance(max_retry, int) or max_retry < 0
-    ):
+    if max_retry is not None and (not is_int(max_retry) or max_retry < 0):
         raise NOSError(f"max_retry must be a non-negative integer or None, got {max_retry!r}")
     _check_positive("pool_size", pool_size)
     if grace_period is not None and heartbeat_interval is None:

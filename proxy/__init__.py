@@ -16,8 +16,7 @@ Names are imported lazily, so ``import proxy`` does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from optuna_nos.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "ConvNet": "proxy.model",
@@ -36,15 +35,4 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'proxy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -32,6 +32,7 @@ from optuna_nos.errors import NOSError
 from optuna_nos.pruners import REASON_ATTR
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from optuna_nos.validation import check_int, is_int, is_real
 from proxy.baselines import TorchBaseline
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
 from proxy.model import BN_MOMENTUM
@@ -79,11 +80,10 @@ class Fidelity:
         for key in ("width", "total_steps", "final_epochs", "final_steps_per_epoch",
                     "screen_epochs", "screen_steps_per_epoch"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise NOSError(f"fidelity {self.name!r}: {key} must be an int >= 1, "
                                f"got {value!r}")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) \
-                or not 0 <= self.warmup_steps < self.total_steps:
+        if not is_int(self.warmup_steps) or not 0 <= self.warmup_steps < self.total_steps:
             raise NOSError(f"fidelity {self.name!r}: warmup_steps must be an int in "
                            f"0..total_steps-1, got {self.warmup_steps!r}")
         if self.normalization not in NORMALIZATIONS:
@@ -132,13 +132,11 @@ class FitnessConfig:
         if not self.stage1_lrs:
             raise NOSError("stage1_lrs must hold at least one learning rate")
         for lr in (*self.stage1_lrs, *self.stage2_lrs):
-            if isinstance(lr, bool) or not isinstance(lr, int | float) \
-                    or not math.isfinite(lr) or lr < 0:
+            if not is_real(lr) or not math.isfinite(lr) or lr < 0:
                 raise NOSError(f"screen learning rates must be finite numbers >= 0, got {lr!r}")
         for key in ("batch_size", "val_batch_size"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NOSError(f"{key} must be an int >= 1, got {value!r}")
+            check_int(key, value, minimum=1)
         if not 0.0 <= self.dropout < 1.0:
             raise NOSError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         if self.init.name != "init" or self.evolution.name != "evolution":
@@ -327,8 +325,7 @@ class ProxyTask:
     _data: ImageDataset | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.cpu_threads is not None and (isinstance(self.cpu_threads, bool) or not
-                                             isinstance(self.cpu_threads, int)
+        if self.cpu_threads is not None and (not is_int(self.cpu_threads)
                                              or self.cpu_threads < 1):
             raise NOSError(f"cpu_threads must be an int >= 1 or None, got {self.cpu_threads!r}")
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 from proxy.data import ImageDataset, ImageSplit
 from proxy.fitness import Fidelity, FitnessConfig
 
@@ -61,8 +62,7 @@ def load_mnist1d(*, train_size: int = 4000, val_size: int = 2000, test_size: int
                        f"got {split!r}")
     for name, value in (("train_size", train_size), ("val_size", val_size),
                         ("test_size", test_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise NOSError(f"mnist1d {name} must be an int >= 1, got {value!r}")
+        check_int(f"mnist1d {name}", value, minimum=1)
     total = train_size + val_size + test_size
     args = get_dataset_args()
     args.num_samples = 10 * -(-total // 10)

@@ -46,6 +46,7 @@ import torch
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from optuna_nos.validation import is_int, is_real
 from proxy.baselines import TORCH_BASELINES, TorchBaseline
 from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
 from proxy.fitness import (
@@ -340,8 +341,7 @@ def _augmentation(value: Any, where: str) -> Augmentation | None:
 
 
 def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise NOSError(f"config key 'objective.{key}' must be a finite number, got {value!r}")
     return float(value)
 
@@ -355,7 +355,7 @@ _COUNT_RANGE = (0, 100_000_000)
 
 
 def _integer(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise NOSError(f"config key 'objective.{key}' must be an integer, got {value!r}")
     low, high = _INT_RANGES.get(key.rsplit(".", 1)[-1], _COUNT_RANGE)
     if not low <= value <= high:

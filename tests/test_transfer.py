@@ -24,15 +24,22 @@ from optuna_nos.errors import NOSError
 from transfer.datasets import IMAGENET_MEAN, IMAGENET_STD, load_image_data
 from transfer.optimizers import (
     BASELINE_FLOOR,
-    BASELINES,
     PUBLISHED,
+    TRANSFER_BASELINES,
     Lion,
     ScheduleSteps,
     file_spec,
     resolve_optimizer,
 )
 from transfer.report import CSV_COLUMNS, markdown_table, plot_curves, summarize, write_csv
-from transfer.runner import Protocol, Record, RunResult, lr_grid, run_protocol, train_run
+from transfer.runner import (
+    Record,
+    TransferProtocol,
+    TransferRun,
+    lr_grid,
+    screen_and_train,
+    train_run,
+)
 from transfer.tasks import Task
 
 scipy_io = pytest.importorskip("scipy.io", reason="the Flowers102/StanfordCars .mat files "
@@ -322,7 +329,7 @@ def test_every_suite_optimizer_resolves_with_the_right_schedule_owner() -> None:
     for name in PUBLISHED:
         spec = resolve_optimizer(name)
         assert spec.owns_schedule, name
-    for name in BASELINES:
+    for name in TRANSFER_BASELINES:
         assert not resolve_optimizer(name).owns_schedule, name
 
 
@@ -430,11 +437,12 @@ def _closed_form_schedule(lr: float, total: int, warmup: int, hold: int) -> list
 def test_protocol_is_the_same_for_every_optimizer(tmp_path: Path) -> None:
     owner = file_spec(_write_spy(tmp_path / "owner.py", "OwnsSchedule", owns_schedule=True))
     plain = file_spec(_write_spy(tmp_path / "plain.py", "PlainSGD", owns_schedule=False))
-    protocol = Protocol(steps=30, screen_steps=15, eval_every=10, lr_grid=(1e-3, 1e-2, 1e-1),
-                        seeds=(3, 4), warmup_fraction=0.2, hold_fraction=0.2)
+    protocol = TransferProtocol(steps=30, screen_steps=15, eval_every=10,
+                                lr_grid=(1e-3, 1e-2, 1e-1), seeds=(3, 4), warmup_fraction=0.2,
+                                hold_fraction=0.2)
     task = _tiny_task()
-    owner_runs = run_protocol(task, owner, protocol, progress=False)
-    plain_runs = run_protocol(task, plain, protocol, progress=False)
+    owner_runs = screen_and_train(task, owner, protocol, progress=False)
+    plain_runs = screen_and_train(task, plain, protocol, progress=False)
     owner_calls = sys.modules[owner.factory.__module__].CALLS  # type: ignore[attr-defined]
     plain_calls = sys.modules[plain.factory.__module__].CALLS  # type: ignore[attr-defined]
 
@@ -459,10 +467,10 @@ def test_protocol_is_the_same_for_every_optimizer(tmp_path: Path) -> None:
 
 
 def test_lr_grid_has_the_same_size_for_every_optimizer() -> None:
-    shared = Protocol(steps=10, screen_steps=5, eval_every=5)
-    relative = Protocol(steps=10, screen_steps=5, eval_every=5, lr_grid=(0.1, 1.0, 10.0),
+    shared = TransferProtocol(steps=10, screen_steps=5, eval_every=5)
+    relative = TransferProtocol(steps=10, screen_steps=5, eval_every=5, lr_grid=(0.1, 1.0, 10.0),
                         relative_grid=True)
-    for name in (*PUBLISHED, *BASELINES):
+    for name in (*PUBLISHED, *TRANSFER_BASELINES):
         spec = resolve_optimizer(name)
         assert lr_grid(spec, shared) == shared.lr_grid
         grid = lr_grid(spec, relative)
@@ -494,9 +502,9 @@ def test_screen_picks_the_lowest_training_loss_and_skips_diverged_runs(tmp_path:
     (tmp_path / "nan_opt.py").write_text(NAN_MODULE)
     spec = file_spec(tmp_path / "nan_opt.py")
     task = _tiny_task()
-    protocol = Protocol(steps=6, screen_steps=20, eval_every=3, lr_grid=(1e-4, 0.5, 2.0),
+    protocol = TransferProtocol(steps=6, screen_steps=20, eval_every=3, lr_grid=(1e-4, 0.5, 2.0),
                         seeds=(0,))
-    runs = run_protocol(task, spec, protocol, progress=False)
+    runs = screen_and_train(task, spec, protocol, progress=False)
     screens = runs[:3]
     assert [r.diverged for r in screens] == [False, False, True]
     assert len(screens[2].train_losses) == 1  # stopped at the first non-finite loss
@@ -508,8 +516,8 @@ def test_screen_picks_the_lowest_training_loss_and_skips_diverged_runs(tmp_path:
 
 
 def _fake_run(task: str, optimizer: str, seed: int, accuracy: float, phase: str = "final"
-              ) -> RunResult:
-    run = RunResult(task, optimizer, phase, seed, 0.01)
+              ) -> TransferRun:
+    run = TransferRun(task, optimizer, phase, seed, 0.01)
     for step, value in ((5, accuracy / 2), (10, accuracy)):
         run.records.append(Record(step, step / 5, "eval", "accuracy", value))
         run.records.append(Record(step, step / 5, "eval", "loss", 1.0 - value))
@@ -612,9 +620,9 @@ def test_suite_writes_its_table(tmp_path: Path) -> None:
 
     assert suite_optimizers()[:15] == [*(f"Opt{k}" for k in range(1, 11)),
                                        *(f"A{k}" for k in range(1, 6))]
-    assert suite_optimizers()[15:] == list(BASELINES)
+    assert suite_optimizers()[15:] == list(TRANSFER_BASELINES)
     # The character LM has its own test above; here the suite runs on digits only.
-    tiny = {"digits": Protocol(steps=4, screen_steps=2, eval_every=2, lr_grid=(0.1, 1.0))}
+    tiny = {"digits": TransferProtocol(steps=4, screen_steps=2, eval_every=2, lr_grid=(0.1, 1.0))}
     lines: list[str] = []
     result = run_suite(tmp_path, optimizers=["A1", "SGD"], tasks=["digits"], seeds=(0, 1, 2),
                        jobs=1, protocols=tiny, progress=False, log=lines.append)

@@ -23,14 +23,14 @@ import torch
 
 from optuna_nos.errors import NOSError
 from transfer.datasets import IMAGE_TASKS
-from transfer.optimizers import BASELINES, OptimizerSpec, resolve_optimizer, trial_spec
+from transfer.optimizers import TRANSFER_BASELINES, OptimizerSpec, resolve_optimizer, trial_spec
 from transfer.report import markdown_table, plot_curves, summarize, write_csv
 from transfer.runner import (
     DEFAULT_LR_GRID,
     DEFAULT_RELATIVE_FACTORS,
-    Protocol,
-    RunResult,
-    run_protocol,
+    TransferProtocol,
+    TransferRun,
+    screen_and_train,
 )
 from transfer.tasks import Task
 
@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--storage", help="study storage URL, with --study and --trial")
     what.add_argument("--study", help="study name holding the trial")
     what.add_argument("--trial", type=int, help="trial number whose genome to evaluate")
-    what.add_argument("--baselines", type=_names, default=BASELINES,
+    what.add_argument("--baselines", type=_names, default=TRANSFER_BASELINES,
                       help=f"comma-separated baselines, or '' for none (default "
-                           f"{','.join(BASELINES)})")
+                           f"{','.join(TRANSFER_BASELINES)})")
     what.add_argument("--task", action="append", choices=TASKS, required=True,
                       help="repeatable")
     data = parser.add_argument_group("data and model")
@@ -167,7 +167,7 @@ def _specs(args: argparse.Namespace) -> list[OptimizerSpec]:
 def run_main(args: argparse.Namespace, arguments: Sequence[str]) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    protocol = Protocol(
+    protocol = TransferProtocol(
         steps=args.steps, screen_steps=args.screen_steps or max(1, args.steps // 10),
         eval_every=args.eval_every or max(1, args.steps // 20),
         lr_grid=args.lr_grid or (DEFAULT_RELATIVE_FACTORS if args.relative_grid
@@ -178,15 +178,15 @@ def run_main(args: argparse.Namespace, arguments: Sequence[str]) -> int:
     specs = _specs(args)
     tasks = [_task(name, args) for name in args.task]
     output = Path(args.output)
-    results: list[RunResult] = []
+    results: list[TransferRun] = []
 
-    def checkpoint(run: RunResult) -> None:
+    def checkpoint(run: TransferRun) -> None:
         results.append(run)
         write_csv(results, output / "results.csv")
 
     for task in tasks:
         for spec in specs:
-            run_protocol(task, spec, protocol, device=args.device, amp=args.amp,
+            screen_and_train(task, spec, protocol, device=args.device, amp=args.amp,
                          progress=not args.quiet, on_run=checkpoint)
     table = markdown_table(summarize(results), baselines=args.baselines)
     command = "python -m transfer " + " ".join(shlex.quote(a) for a in arguments)

@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.models import EfficientNet_V2_S_Weights, efficientnet_v2_s
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 
 __all__ = [
     "DigitsConvNet",
@@ -79,8 +80,7 @@ def efficientnet(
     the 1000-class ImageNet network loaded strictly from :func:`resolve_weights_path`, then its
     final Linear replaced by a freshly initialised ``num_classes`` one.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise NOSError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_int("num_classes", num_classes, minimum=1)
     if not pretrained:
         return efficientnet_v2_s(num_classes=num_classes)
     path = resolve_weights_path(weights)

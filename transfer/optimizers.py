@@ -34,9 +34,9 @@ from optuna_nos.errors import NOSError
 from optuna_nos.schedules import check_schedule_steps, lr_schedule
 
 __all__ = [
-    "BASELINES",
     "BASELINE_FLOOR",
     "PUBLISHED",
+    "TRANSFER_BASELINES",
     "Lion",
     "OptimizerSpec",
     "ScheduleSteps",
@@ -129,7 +129,7 @@ _BASELINE_FACTORIES: dict[str, Callable[..., Optimizer]] = {
 }
 
 #: Baseline names, in table order.
-BASELINES = tuple(_BASELINE_FACTORIES)
+TRANSFER_BASELINES = tuple(_BASELINE_FACTORIES)
 
 
 def _parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
@@ -202,10 +202,10 @@ def _spec(name: str, factory: Callable[..., Optimizer], source: str) -> Optimize
 
 
 def baseline_spec(name: str) -> OptimizerSpec:
-    """One of :data:`BASELINES`."""
+    """One of :data:`TRANSFER_BASELINES`."""
     factory = _BASELINE_FACTORIES.get(name)
     if factory is None:
-        raise NOSError(f"unknown baseline {name!r}; expected one of {list(BASELINES)}")
+        raise NOSError(f"unknown baseline {name!r}; expected one of {list(TRANSFER_BASELINES)}")
     return _spec(name, factory, f"baseline {name}")
 
 
@@ -215,9 +215,9 @@ def published_spec(name: str) -> OptimizerSpec:
 
     cls = PUBLISHED_OPTIMIZERS.get(name)
     if cls is None:
-        raise NOSError(f"unknown optimizer {name!r}; expected a baseline {list(BASELINES)}, a "
-                       f"published optimizer {sorted(PUBLISHED_OPTIMIZERS)}, a .py file or an "
-                       "equation with '~'")
+        raise NOSError(f"unknown optimizer {name!r}; expected a baseline "
+                       f"{list(TRANSFER_BASELINES)}, a published optimizer "
+                       f"{sorted(PUBLISHED_OPTIMIZERS)}, a .py file or an equation with '~'")
     return _spec(name, cls, f"optuna_nos.optimizers.{name}")
 
 

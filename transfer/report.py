@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optuna_nos.errors import NOSError
-from transfer.runner import RunResult
+from transfer.runner import TransferRun
 
 __all__ = ["CSV_COLUMNS", "Summary", "markdown_table", "plot_curves", "summarize", "write_csv"]
 
@@ -27,7 +27,7 @@ CSV_COLUMNS = ("task", "optimizer", "phase", "seed", "lr", "step", "epoch", "spl
                "value", "diverged")
 
 
-def write_csv(results: Iterable[RunResult], path: str | os.PathLike[str]) -> Path:
+def write_csv(results: Iterable[TransferRun], path: str | os.PathLike[str]) -> Path:
     """One row per measurement of every run (columns :data:`CSV_COLUMNS`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,9 +73,9 @@ class Summary:
         return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
 
-def summarize(results: Iterable[RunResult]) -> list[Summary]:
+def summarize(results: Iterable[TransferRun]) -> list[Summary]:
     """One :class:`Summary` per (task, optimizer) with final runs, in first-seen order."""
-    groups: dict[tuple[str, str], list[RunResult]] = {}
+    groups: dict[tuple[str, str], list[TransferRun]] = {}
     screened: dict[tuple[str, str], list[float]] = {}
     sequence_tasks: set[str] = set()
     for run in results:
@@ -135,7 +135,7 @@ def markdown_table(summaries: Sequence[Summary], baselines: Iterable[str] = ()) 
     return "\n".join(lines)
 
 
-def plot_curves(results: Iterable[RunResult], path: str | os.PathLike[str],
+def plot_curves(results: Iterable[TransferRun], path: str | os.PathLike[str],
                 baselines: Iterable[str] = ()) -> Path:
     """Evaluation accuracy against step, one panel per task: the mean over the final runs'
     seeds as a line, their min-max as a band; baselines dashed."""

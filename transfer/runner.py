@@ -1,6 +1,7 @@
 """Training runs, the learning-rate search and the per-optimizer protocol.
 
-The protocol, identical for every optimizer of a comparison:
+The protocol (:class:`TransferProtocol`, run by :func:`screen_and_train`), identical for every
+optimizer of a comparison:
 
 1. **LR screen.** For each eta in the grid (the shared absolute grid, or each optimizer's own
    default times the same factors with ``relative_grid``), one run of ``screen_steps`` steps
@@ -30,18 +31,19 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 from transfer.optimizers import OptimizerSpec, ScheduleSteps
 from transfer.tasks import Task
 
 __all__ = [
     "DEFAULT_LR_GRID",
     "DEFAULT_RELATIVE_FACTORS",
-    "Protocol",
     "Record",
-    "RunResult",
+    "TransferProtocol",
+    "TransferRun",
     "evaluate",
     "lr_grid",
-    "run_protocol",
+    "screen_and_train",
     "screen_score",
     "train_run",
 ]
@@ -55,7 +57,7 @@ DEFAULT_RELATIVE_FACTORS = (1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
 @dataclass(frozen=True)
-class Protocol:
+class TransferProtocol:
     """The budget every optimizer gets (see the module docstring)."""
 
     steps: int
@@ -71,9 +73,7 @@ class Protocol:
 
     def __post_init__(self) -> None:
         for name in ("steps", "screen_steps", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise NOSError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, getattr(self, name), minimum=1)
         if not self.lr_grid or not all(v > 0 and math.isfinite(v) for v in self.lr_grid):
             raise NOSError(f"lr_grid must hold positive finite numbers, got {self.lr_grid!r}")
         if len(set(self.lr_grid)) != len(self.lr_grid):
@@ -106,7 +106,7 @@ class Record:
 
 
 @dataclass
-class RunResult:
+class TransferRun:
     """One training run and everything it measured."""
 
     task: str
@@ -126,7 +126,7 @@ class RunResult:
         return math.nan
 
 
-def lr_grid(spec: OptimizerSpec, protocol: Protocol) -> tuple[float, ...]:
+def lr_grid(spec: OptimizerSpec, protocol: TransferProtocol) -> tuple[float, ...]:
     """The learning rates ``spec`` is screened at: the shared grid, or default x factors."""
     if not protocol.relative_grid:
         return protocol.lr_grid
@@ -182,11 +182,11 @@ def train_run(
     task: Task, spec: OptimizerSpec, lr: float, seed: int, steps: ScheduleSteps, *,
     phase: str, eval_every: int | None, device: torch.device | str = "cpu",
     amp: bool = False, progress: bool = True,
-) -> RunResult:
+) -> TransferRun:
     """Train a fresh model for ``steps.total`` steps; evaluate every ``eval_every`` steps
     (``None``: never, as in a screen run)."""
     device = torch.device(device)
-    result = RunResult(task.name, spec.name, phase, seed, lr)
+    result = TransferRun(task.name, spec.name, phase, seed, lr)
     torch.manual_seed(seed)
     model = task.build_model().to(device)
     optimizer, scheduler = spec.build(model.parameters(), lr, steps, seed)
@@ -237,12 +237,12 @@ def train_run(
     return result
 
 
-def _postfix(result: RunResult) -> str:
+def _postfix(result: TransferRun) -> str:
     accuracy = result.last("accuracy")
     return f"acc={accuracy:.4f}" if math.isfinite(accuracy) else ""
 
 
-def screen_score(result: RunResult, screen_steps: int, window: float) -> float:
+def screen_score(result: TransferRun, screen_steps: int, window: float) -> float:
     """Mean training loss over the last ``window`` of ``screen_steps``; +inf if diverged."""
     if result.diverged or len(result.train_losses) < screen_steps:
         return math.inf
@@ -250,17 +250,17 @@ def screen_score(result: RunResult, screen_steps: int, window: float) -> float:
     return sum(tail) / len(tail)
 
 
-def run_protocol(
-    task: Task, spec: OptimizerSpec, protocol: Protocol, *,
+def screen_and_train(
+    task: Task, spec: OptimizerSpec, protocol: TransferProtocol, *,
     device: torch.device | str = "cpu", amp: bool = False, progress: bool = True,
-    on_run: Callable[[RunResult], None] | None = None,
-) -> list[RunResult]:
+    on_run: Callable[[TransferRun], None] | None = None,
+) -> list[TransferRun]:
     """The LR screen and the final runs of one optimizer on one task (module docstring).
 
     Returns the screen runs (phase "screen") then the final runs (phase "final").
     """
     screen_steps = protocol.screen_schedule()
-    runs: list[RunResult] = []
+    runs: list[TransferRun] = []
     scores: list[float] = []
     for lr in lr_grid(spec, protocol):
         run = train_run(task, spec, lr, protocol.screen_seed, screen_steps, phase="screen",
@@ -282,12 +282,13 @@ def run_protocol(
 
 
 def compare(
-    tasks: Sequence[Task], specs: Iterable[OptimizerSpec], protocol: Protocol, **kwargs: object
-) -> list[RunResult]:
-    """:func:`run_protocol` for every (task, optimizer) pair, tasks outermost."""
+    tasks: Sequence[Task], specs: Iterable[OptimizerSpec], protocol: TransferProtocol,
+    **kwargs: object,
+) -> list[TransferRun]:
+    """:func:`screen_and_train` for every (task, optimizer) pair, tasks outermost."""
     spec_list = list(specs)
-    results: list[RunResult] = []
+    results: list[TransferRun] = []
     for task in tasks:
         for spec in spec_list:
-            results.extend(run_protocol(task, spec, protocol, **kwargs))  # type: ignore[arg-type]
+            results.extend(screen_and_train(task, spec, protocol, **kwargs))  # type: ignore[arg-type]
     return results

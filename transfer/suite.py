@@ -1,7 +1,7 @@
 """The CPU transfer suite: published optimizers and baselines on digits and a character LM.
 
 ``python -m transfer suite --cpu`` runs every optimizer of :func:`suite_optimizers` through
-the same :class:`~transfer.runner.Protocol` on two tasks that need no download:
+the same :class:`~transfer.runner.TransferProtocol` on two tasks that need no download:
 
 * ``digits``: scikit-learn's 8x8 digits (1,437 train / 360 evaluation), a ConvNet of width
   16, batch 64 (``transfer.tasks.digits_task``);
@@ -31,9 +31,10 @@ import torch
 from tqdm import tqdm
 
 from optuna_nos.errors import NOSError
-from transfer.optimizers import BASELINES, PUBLISHED, resolve_optimizer
+from optuna_nos.validation import check_int
+from transfer.optimizers import PUBLISHED, TRANSFER_BASELINES, resolve_optimizer
 from transfer.report import markdown_table, plot_curves, summarize, write_csv
-from transfer.runner import DEFAULT_LR_GRID, Protocol, RunResult, run_protocol
+from transfer.runner import DEFAULT_LR_GRID, TransferProtocol, TransferRun, screen_and_train
 from transfer.tasks import Task
 
 __all__ = ["CPU_PROTOCOLS", "SUITE_LR_GRID", "SuiteResult", "run_suite", "suite_optimizers",
@@ -44,16 +45,16 @@ __all__ = ["CPU_PROTOCOLS", "SUITE_LR_GRID", "SuiteResult", "run_suite", "suite_
 SUITE_LR_GRID = DEFAULT_LR_GRID
 
 #: The suite's budget per task (identical for every optimizer).
-CPU_PROTOCOLS: dict[str, Protocol] = {
-    "digits": Protocol(steps=300, screen_steps=75, eval_every=30, lr_grid=SUITE_LR_GRID),
-    "charlm": Protocol(steps=300, screen_steps=75, eval_every=30, lr_grid=SUITE_LR_GRID),
+CPU_PROTOCOLS: dict[str, TransferProtocol] = {
+    "digits": TransferProtocol(steps=300, screen_steps=75, eval_every=30, lr_grid=SUITE_LR_GRID),
+    "charlm": TransferProtocol(steps=300, screen_steps=75, eval_every=30, lr_grid=SUITE_LR_GRID),
 }
 
 
 def suite_optimizers(include_variants: bool = False) -> list[str]:
     """Opt1..Opt10, A1..A5 (plus the variant Opt3_g3 with ``include_variants``), baselines."""
     published = list(PUBLISHED) + (["Opt3_g3"] if include_variants else [])
-    return published + list(BASELINES)
+    return published + list(TRANSFER_BASELINES)
 
 
 _TASK_CACHE: dict[str, Task] = {}
@@ -76,11 +77,11 @@ def suite_task(name: str) -> Task:
     return _TASK_CACHE[name]
 
 
-def _run_unit(task_name: str, optimizer: str, protocol: Protocol, progress: bool
-              ) -> tuple[list[RunResult], float]:
+def _run_unit(task_name: str, optimizer: str, protocol: TransferProtocol, progress: bool
+              ) -> tuple[list[TransferRun], float]:
     """One (task, optimizer) protocol; returns its runs and the CPU seconds it took."""
     started = time.process_time()
-    runs = run_protocol(suite_task(task_name), resolve_optimizer(optimizer), protocol,
+    runs = screen_and_train(suite_task(task_name), resolve_optimizer(optimizer), protocol,
                         progress=progress)
     return runs, time.process_time() - started
 
@@ -89,7 +90,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _describe(budget: dict[str, Protocol]) -> str:
+def _describe(budget: dict[str, TransferProtocol]) -> str:
     lines = []
     for task, protocol in budget.items():
         grid = ", ".join(f"{lr:g}" for lr in protocol.lr_grid)
@@ -106,7 +107,7 @@ def _describe(budget: dict[str, Protocol]) -> str:
 class SuiteResult:
     """Every run, the markdown table, the files written and the wall time in seconds."""
 
-    results: list[RunResult]
+    results: list[TransferRun]
     table: str
     csv_path: Path
     table_path: Path
@@ -117,7 +118,7 @@ class SuiteResult:
 def run_suite(
     output_dir: str | os.PathLike[str], *, optimizers: Sequence[str] | None = None,
     tasks: Sequence[str] = ("digits", "charlm"), seeds: Sequence[int] = (0, 1, 2),
-    jobs: int = 2, protocols: dict[str, Protocol] | None = None, progress: bool = True,
+    jobs: int = 2, protocols: dict[str, TransferProtocol] | None = None, progress: bool = True,
     command: str = "python -m transfer suite --cpu",
     log: Callable[[str], None] = print,
 ) -> SuiteResult:
@@ -128,11 +129,10 @@ def run_suite(
         resolve_optimizer(name)
     budget = {task: replace((protocols or CPU_PROTOCOLS)[task], seeds=tuple(seeds))
               for task in tasks}
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise NOSError(f"jobs must be a positive int, got {jobs!r}")
+    check_int("jobs", jobs, minimum=1)
     units = [(task, name) for task in tasks for name in names]
     started = time.perf_counter()
-    by_unit: dict[tuple[str, str], tuple[list[RunResult], float]] = {}
+    by_unit: dict[tuple[str, str], tuple[list[TransferRun], float]] = {}
     show = progress and sys.stderr.isatty()
     if jobs == 1:
         threads = torch.get_num_threads()
@@ -156,7 +156,7 @@ def run_suite(
     results = [run for unit in units for run in by_unit[unit][0]]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(summarize(results), baselines=BASELINES)
+    table = markdown_table(summarize(results), baselines=TRANSFER_BASELINES)
     header = (f"Command: `{command}` — {len(names)} optimizers x {len(tasks)} tasks, "
               f"{len(seeds)} seeds; wall time {wall / 60:.1f} min, training CPU time "
               f"{cpu / 60:.1f} min ({os.cpu_count()} CPUs, {jobs} worker processes, one torch "
@@ -164,6 +164,6 @@ def run_suite(
     table_path = out / "results.md"
     table_path.write_text(header + table, encoding="utf-8")
     csv_path = write_csv(results, out / "results.csv")
-    plot_path = plot_curves(results, out / "curves.png", baselines=BASELINES)
+    plot_path = plot_curves(results, out / "curves.png", baselines=TRANSFER_BASELINES)
     log(header + table)
     return SuiteResult(results, table, csv_path, table_path, plot_path, wall)

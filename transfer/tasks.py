@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from optuna_nos.errors import NOSError
+from optuna_nos.validation import check_int
 from transfer.datasets import IMAGE_TASKS, SizedDataset, load_image_data
 from transfer.models import DigitsConvNet, efficientnet, resolve_weights_path
 
@@ -59,8 +60,7 @@ def loader_stream(dataset: SizedDataset, batch_size: int, seed: int,
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise NOSError(f"{name} must be a positive int, got {value!r}")
+        check_int(name, value, minimum=1)
 
 
 def image_task(
@@ -75,8 +75,7 @@ def image_task(
     ``max_eval_samples`` evaluates on a fixed prefix of the evaluation set (for quick runs).
     """
     _check_positive(batch_size=batch_size, eval_batch_size=eval_batch_size)
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise NOSError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    check_int("num_workers", num_workers, minimum=0)
     data = load_image_data(name, root, image_size=image_size, augment=augment)
     info = IMAGE_TASKS[name]
     if info.finetune:
