@@ -85,7 +85,11 @@ def test_baseline_runs_equal_plain_torch_runs(digits_data, name: str) -> None:  
             # A conv bias feeding BatchNorm has a zero gradient up to rounding, which
             # Adam-type updates (g / (|g| + eps)) turn into noise of size lr * 1e-8 / eps.
             atol = 1e-6 if key.startswith("convs.") and key.endswith(".bias") else 1e-10
-            torch.testing.assert_close(value, theirs[key], rtol=1e-9, atol=atol)
+            # The stack's grouped convolution sums in another order than a single one; at
+            # lr 0.3 RMSprop's 1 / sqrt(v) grows those float64 roundings to ~1e-8 relative
+            # within 12 steps on some CPUs (the order depends on the CPU's kernels).
+            rtol = 1e-7 if name == "rmsprop" else 1e-9
+            torch.testing.assert_close(value, theirs[key], rtol=rtol, atol=atol)
 
 
 def test_bn_momentum_is_torch_batchnorm_momentum() -> None:
