@@ -27,13 +27,12 @@ from torch.optim import Optimizer
 
 from optuna_nos.errors import NOSError
 from optuna_nos.schedules import lr_schedule
+from proxy.lion import Lion
 
 __all__ = ["TORCH_BASELINES", "ScheduledOptimizer", "TorchBaseline", "torch_baseline"]
 
 
 def _lion(params: Any, lr: float) -> Optimizer:
-    from transfer.optimizers import Lion
-
     return Lion(params, lr=lr)
 
 
