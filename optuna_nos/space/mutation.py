@@ -47,7 +47,7 @@ from optuna_nos.space.decays import (
 from optuna_nos.space.genome import HIDDEN_COLUMNS, ROOT, Genome, Momentum, Node, column_name
 from optuna_nos.space.notation import format_decay
 from optuna_nos.space.operands import N_OPERANDS, OPERANDS
-from optuna_nos.space.random import chance, has_active_cycle, pick, random_decay
+from optuna_nos.space.random_genome import chance, has_active_cycle, pick, random_decay
 from optuna_nos.space.update_ops import BINARY_OPS, IDENTITY, UNARY_OPS
 from optuna_nos.space.variants import (
     VariantLike,
