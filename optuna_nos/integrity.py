@@ -44,7 +44,6 @@ from optuna_nos.space.operands import (
     EMA_BETAS,
     N_OPERANDS,
     OPERANDS,
-    OperandInputs,
 )
 from optuna_nos.space.update_ops import BINARY_OPS, EPS, IDENTITY, UNARY_OPS, OpContext
 
@@ -137,12 +136,6 @@ def _sphere_gradient(x: Tensor) -> Tensor:
     return torch.add(_NEG_TWO_TARGET, x, alpha=2.0)
 
 
-def _update_emas(arithmetic: Arithmetic, g: Tensor, v: Tensor, s: Tensor, lam: Tensor) -> None:
-    """v, s, lam <- beta * state + (1 - beta) * g^k for k = 1, 2, 3, in place."""
-    for state, value, beta in zip((v, s, lam), (g, g * g, g * g * g), EMA_BETAS, strict=True):
-        arithmetic.ema_(state, value, beta)
-
-
 def _ema_bias_step(settings: Settings, t: int) -> int:
     """Exponent k of expMovAvg's bias correction 1 - 0.95^k (k = 0 in paper mode, as released)."""
     return 0 if settings.expmovavg_zero_bias_step else t + 1
@@ -214,19 +207,16 @@ def sphere_run(
                       hold_at_zero=settings.hold_at_zero).tolist()
     mus = momentum_cycle(TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS).tolist()
     x = _X0.clone()
-    v, s, lam = (torch.zeros(_DIM, dtype=_DTYPE) for _ in range(3))
+    emas = (torch.zeros(_DIM, dtype=_DTYPE), torch.zeros(_DIM, dtype=_DTYPE),
+            torch.zeros(_DIM, dtype=_DTYPE))
     buffer = None if genome.momentum == Momentum.NONE else torch.zeros(_DIM, dtype=_DTYPE)
     node_state: dict[int, Tensor] = {}
-    arithmetic = Arithmetic.of(settings)
-    ctx = OpContext(generator=generator, arithmetic=arithmetic)
+    ctx = OpContext(generator=generator, arithmetic=Arithmetic.of(settings))
     loss = _sphere_loss(x)
     for t in range(TOTAL_STEPS):
         loss = _sphere_loss(x)
-        g = _sphere_gradient(x)
-        _update_emas(arithmetic, g, v, s, lam)
         ctx.ema_bias_step = _ema_bias_step(settings, t)
-        inputs = OperandInputs(g=g, w=x, v=v, s=s, lam=lam, t=t, arithmetic=arithmetic)
-        update = compiled.update(inputs, node_state, ctx)
+        update = compiled.step(_sphere_gradient(x), x, emas, node_state, t, ctx)
         apply_update(x, buffer, update, lrs[t], mus[t], genome.momentum, flip)
     return float(loss)
 
@@ -695,15 +685,15 @@ def behaviour_key(genome: Genome, settings: Settings = DEFAULT_SETTINGS) -> str:
     _check_arguments(genome, settings)
     w, grads = _probe()
     compiled = CompiledGenome(genome, _PROBE_STEPS)
-    v, s, lam = (torch.zeros(_PROBE_SHAPE, dtype=torch.float64) for _ in range(3))
-    arithmetic = Arithmetic.of(settings)
-    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED), arithmetic=arithmetic)
+    emas = (torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+            torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+            torch.zeros(_PROBE_SHAPE, dtype=torch.float64))
+    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED),
+                    arithmetic=Arithmetic.of(settings))
     node_state: dict[int, Tensor] = {}
     tokens = [genome.momentum.name]
     for t, g in enumerate(grads):
-        _update_emas(arithmetic, g, v, s, lam)
         ctx.ema_bias_step = _ema_bias_step(settings, t)
-        inputs = OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=t, arithmetic=arithmetic)
-        update = compiled.update(inputs, node_state, ctx)
+        update = compiled.step(g, w, emas, node_state, t, ctx)
         tokens.extend(_token(u) for u in update.flatten().tolist())
     return hashlib.sha256(",".join(tokens).encode()).hexdigest()[:24]
