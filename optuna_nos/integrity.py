@@ -41,6 +41,7 @@ from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_decay
 from optuna_nos.space.operands import (
     AGGMO_BETAS,
+    AGGMO_OPERANDS,
     EMA_BETAS,
     N_OPERANDS,
     OPERANDS,
@@ -85,8 +86,10 @@ _NEG_TWO_TARGET = -2.0 * _TARGET
 _ROWS = 2 * len(LEARNING_RATES)
 #: Only the first 34 updates reach the tested loss; the 35th is applied but never measured.
 _MEASURED_UPDATES = TOTAL_STEPS - 1
-#: Dropout rates of unary ops 17..19.
-_DROPOUT_RATES: dict[int, float] = {17: 0.5, 18: 0.3, 19: 0.1}
+#: Dropout rate of each dropout op.
+_DROPOUT_RATES: dict[int, float] = {
+    code: op.dropout_rate for code, op in UNARY_OPS.items() if op.dropout_rate is not None
+}
 
 
 @dataclass(frozen=True)
@@ -429,7 +432,7 @@ class _BatchedRun:
         slots, x, arithmetic = self.slots, self.x, self.arithmetic
         # Which bias-corrected EMAs (operands 3..5) and raw EMA states the operands read.
         hats = (bool(used & {3, 13, 14}), bool(used & {4, 15}), bool(used & {5, 16}))
-        raw = tuple(hat or aggmo in used for hat, aggmo in zip(hats, (17, 18, 19), strict=True))
+        raw = tuple(hat or aggmo in used for hat, aggmo in zip(hats, AGGMO_OPERANDS, strict=True))
         need_g3 = raw[2] or bool(used & {2, 16, 19})
         need_g2 = raw[1] or need_g3 or bool(used & {1, 15, 18})
         states = {k: torch.zeros(_ROWS, _DIM, dtype=_DTYPE) for k in range(3) if raw[k]}
@@ -467,7 +470,7 @@ class _BatchedRun:
             b, a = _ema_scalars(self.arithmetic, (0.7, 0.95, 0.99)[k])
             return lambda t: slots.__setitem__(index, (a * slots[k]).add_(b * slots[3 + k]))
         # AggMo: (-x + (b1 state - x) + (b2 state - x)) / 3, as Arithmetic.aggmo.
-        k = index - 17
+        k = AGGMO_OPERANDS.index(index)
         state = states[k]
         (b1, _), (b2, _) = (_ema_scalars(self.arithmetic, beta) for beta in AGGMO_BETAS[k])
         three = _scalar(3.0)

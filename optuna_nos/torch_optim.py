@@ -34,7 +34,7 @@ from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.compute import CompiledGenome, apply_update
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.operands import EMA_BETAS, OPERANDS, OperandInputs
-from optuna_nos.space.update_ops import BINARY_OPS, EPS, UNARY_OPS, OpContext
+from optuna_nos.space.update_ops import BINARY_OPS, DROPOUT_OPS, EPS, UNARY_OPS, OpContext
 
 __all__ = ["GenomeOptimizer"]
 
@@ -43,7 +43,6 @@ Tensors = list[Tensor] | tuple[Tensor, ...]
 _EMA_KEYS = ("v", "s", "lam")
 _BUFFER_KEY = "momentum_buffer"
 _STATE_DICT_KEY = "genome_optimizer"
-_DROPOUT_OPS = frozenset({17, 18, 19})
 
 
 def _node_state_key(column: int) -> str:
@@ -205,7 +204,7 @@ class GenomeOptimizer(Optimizer):
         self._generators: dict[str, torch.Generator] = {}
         self._pending_generator_states: dict[str, Tensor] = {}
         nodes = [genome.node(c) for c in self._compiled.order]
-        dropout_nodes = sum(1 for n in nodes if not n.binary and n.unary_op in _DROPOUT_OPS)
+        dropout_nodes = sum(1 for n in nodes if not n.binary and n.unary_op in DROPOUT_OPS)
         self._uses_dropout = dropout_nodes > 0
         # The list path draws dropout masks node by node; the reference draws them tensor by
         # tensor. The orders agree only with at most one dropout node.
