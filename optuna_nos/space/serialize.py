@@ -22,14 +22,8 @@ import json
 from typing import Any
 
 from optuna_nos.errors import NOSError
-from optuna_nos.space.decays import (
-    DECAY_BINARY_OPS,
-    DECAY_HIDDEN,
-    DECAY_UNARY_OPS,
-    N_BASE_SCHEDULES,
-    Decay,
-    DecayNode,
-)
+from optuna_nos.space import decays
+from optuna_nos.space.decays import Decay, DecayNode
 from optuna_nos.space.node import N_HIDDEN, ROOT, Momentum, Node
 from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
 
@@ -163,35 +157,35 @@ def _decay_node(value: object, path: str, top: int) -> DecayNode:
     doc = _object(value, path, _DECAY_NODE_KEYS)
     return DecayNode(
         inputs=_inputs(doc["inputs"], f"{path}.inputs", top),
-        unary_op=_integer(doc["unary_op"], f"{path}.unary_op", 0, max(DECAY_UNARY_OPS)),
-        binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(DECAY_BINARY_OPS)),
+        unary_op=_integer(doc["unary_op"], f"{path}.unary_op", 0, max(decays.DECAY_UNARY_OPS)),
+        binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(decays.DECAY_BINARY_OPS)),
     )
 
 
 def _decay(value: object, path: str) -> Decay:
     doc = _object(value, path, _DECAY_KEYS)
     return Decay(
-        root=_decay_node(doc["root"], f"{path}.root", DECAY_HIDDEN),
-        hidden=_decay_node(doc["hidden"], f"{path}.hidden", N_BASE_SCHEDULES - 1),
+        root=_decay_node(doc["root"], f"{path}.root", decays.DECAY_HIDDEN),
+        hidden=_decay_node(doc["hidden"], f"{path}.hidden", decays.N_BASE_SCHEDULES - 1),
         hidden_flag=_boolean(doc["hidden_flag"], f"{path}.hidden_flag"),
     )
 
 
 def _node(value: object, path: str) -> Node:
     doc = _object(value, path, _NODE_KEYS)
-    decays: dict[int, Decay] = {}
+    edge_decays: dict[int, Decay] = {}
     for k, edge in enumerate(_array(doc["decays"], f"{path}.decays", 0, ROOT)):
         edge_path = f"{path}.decays[{k}]"
         edge_doc = _object(edge, edge_path, _EDGE_KEYS)
         column = _integer(edge_doc["input"], f"{edge_path}.input", 0, ROOT - 1)
-        if column in decays:
+        if column in edge_decays:
             raise NOSError(f"genome JSON: {path}.decays holds two decays for input {column}")
-        decays[column] = _decay(edge_doc["decay"], f"{edge_path}.decay")
+        edge_decays[column] = _decay(edge_doc["decay"], f"{edge_path}.decay")
     return Node(
         inputs=_inputs(doc["inputs"], f"{path}.inputs", ROOT - 1),
         unary_op=_integer(doc["unary_op"], f"{path}.unary_op", min(UNARY_OPS), max(UNARY_OPS)),
         binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(BINARY_OPS)),
-        decays=decays,
+        decays=edge_decays,
     )
 
 
