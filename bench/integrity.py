@@ -81,7 +81,7 @@ def random_genomes(count: int, seed: int) -> tuple[list[Genome], str]:
         from optuna_nos.space.random_genome import draw_genome
 
         numpy_rng = np.random.default_rng(seed)
-        draw, source = (lambda: draw_genome(numpy_rng)), "optuna_nos.space.random_genome.draw_genome"
+        draw, source = (lambda: draw_genome(numpy_rng)), f"{draw_genome.__module__}.draw_genome"
     except ImportError:
         own_rng = random.Random(seed)
         draw, source = (lambda: _own_draw(own_rng)), "bench's own simplified draw"
