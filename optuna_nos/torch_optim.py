@@ -3,7 +3,7 @@
 Two evaluation paths compute the same step:
 
 * the **reference** path (``foreach=False``) loops over the parameters and calls
-  :meth:`CompiledGenome.update` and :func:`apply_update` on one tensor at a time;
+  :meth:`CompiledGenome.step` and :func:`apply_update` on one tensor at a time;
 * the **foreach** path (the default) runs every op of the genome once over the list of all
   parameter tensors with ``torch._foreach_*`` kernels, and falls back to the reference op,
   tensor by tensor, where no list kernel exists (``norm``, dropout, stateful ops, ...).
