@@ -64,7 +64,7 @@ def _own_node(rng: random.Random, column: int) -> Node:
 
 
 def _own_draw(rng: random.Random) -> Genome | None:
-    """A simplified random-genome draw, used when optuna_nos.space.random is unavailable."""
+    """A simplified random-genome draw, used when optuna_nos.space.random_genome is unavailable."""
     try:
         hidden = tuple(_own_node(rng, c) for c in HIDDEN_COLUMNS)
         return Genome(hidden, _own_node(rng, ROOT), Momentum(rng.randrange(3)))
@@ -78,10 +78,10 @@ def random_genomes(count: int, seed: int) -> tuple[list[Genome], str]:
     try:
         import numpy as np
 
-        from optuna_nos.space.random import draw_genome
+        from optuna_nos.space.random_genome import draw_genome
 
         numpy_rng = np.random.default_rng(seed)
-        draw, source = (lambda: draw_genome(numpy_rng)), "optuna_nos.space.random.draw_genome"
+        draw, source = (lambda: draw_genome(numpy_rng)), f"{draw_genome.__module__}.draw_genome"
     except ImportError:
         own_rng = random.Random(seed)
         draw, source = (lambda: _own_draw(own_rng)), "bench's own simplified draw"

@@ -26,10 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from optuna_nos.errors import NOSError
-from optuna_nos.space.genome import Genome
+from optuna_nos.space.genome import Genome, genome_from_json, genome_to_json
 from optuna_nos.space.notation import format_equation
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.space.serialize import genome_from_json, genome_to_json
 
 GOAL_RATE = 2_000.0
 LOG_SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "released_log_equations.txt"

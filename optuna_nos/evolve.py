@@ -23,7 +23,7 @@ from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.mutation import Mutation, mutate_once
-from optuna_nos.space.random import draw_genome
+from optuna_nos.space.random_genome import draw_genome
 from optuna_nos.space.variants import VariantLike, resolve_variant, variant_violation
 from optuna_nos.validation import check_int
 

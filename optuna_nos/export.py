@@ -17,138 +17,24 @@ from collections.abc import Mapping
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.arithmetic import Arithmetic
-from optuna_nos.space.decays import DECAY_HIDDEN, Decay, DecayNode
+from optuna_nos.space.decays import (
+    BASE_SOURCES,
+    DECAY_BINARY_OPS,
+    DECAY_HIDDEN,
+    DECAY_UNARY_OPS,
+    Decay,
+    DecayNode,
+)
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_equation
-from optuna_nos.space.operands import AGGMO_BETAS, EMA_BETAS, N_OPERANDS
-from optuna_nos.space.update_ops import STATEFUL_UNARY
+from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS, OPERANDS
+from optuna_nos.space.update_ops import BINARY_OPS, DROPOUT_OPS, EPS, UNARY_OPS
 
 __all__ = ["export_source"]
 
-# Each template reproduces the float operations of the matching table entry in
-# optuna_nos.space exactly; tests/test_export.py checks the trajectories agree.
-_OPERAND_CODE: dict[int, str] = {
-    0: "g",
-    1: "g * g",
-    2: "g * g * g",
-    3: "v_hat",
-    4: "s_hat",
-    5: "lam_hat",
-    6: "torch.ones_like(g)",
-    7: "torch.full_like(g, 2.0)",
-    8: "1e-06 * w",
-    9: "1e-05 * w",
-    10: "0.0001 * w",
-    11: "0.001 * w",
-    12: "_sign(g)",
-    13: "_sign(v_hat)",
-}
-#: The operands with beta constants: QHM blends (x, hat, beta) and AggMo means (x, state).
-_QHM_OPERANDS = {14: ("g", "v_hat", 0.7), 15: ("(g * g)", "s_hat", 0.95),
-                 16: ("(g * g * g)", "lam_hat", 0.99)}
-_AGGMO_OPERANDS = {17: ("g", "v"), 18: ("(g * g)", "s"), 19: ("(g * g * g)", "lam")}
-
-
-def _operand_code(index: int, arithmetic: Arithmetic) -> str:
-    """The expression of operand ``index``, as operands.py computes it with ``arithmetic``."""
-    if index in _QHM_OPERANDS:
-        x, hat, beta = _QHM_OPERANDS[index]
-        keep, new = arithmetic.coefficients(beta)
-        return f"{new!r} * {x} + {keep!r} * {hat}"
-    if index in _AGGMO_OPERANDS:
-        x, state = _AGGMO_OPERANDS[index]
-        b1, b2 = (arithmetic.coefficients(beta)[0] for beta in AGGMO_BETAS[index - 17])
-        return f"(-{x} + ({b1!r} * {state} - {x}) + ({b2!r} * {state} - {x})) / 3.0"
-    return _OPERAND_CODE[index]
-
-_UNARY_CODE: dict[int, str] = {
-    -1: "{x}",
-    0: "-{x}",
-    1: "torch.log(torch.abs({x}) + EPS)",
-    2: "torch.sqrt(torch.abs({x}))",
-    3: "torch.exp({x})",
-    4: "torch.abs({x})",
-    5: "torch.sigmoid({x})",
-    6: "1.0 / (1.0 + torch.abs({x}))",
-    7: "torch.log(torch.abs(1.0 + torch.exp({x})) + EPS)",
-    8: "torch.erf({x})",
-    9: "torch.erfc({x})",
-    10: "torch.asinh({x})",
-    11: "torch.tanh({x})",
-    12: "torch.atan({x})",
-    13: "1.0 / ({x} + EPS)",
-    14: "torch.special.i1e({x})",
-    15: "torch.clamp({x}, min=0.0)",
-    16: "torch.clamp({x}, max=0.0)",
-    17: "_dropout({x}, 0.5, generator)",
-    18: "_dropout({x}, 0.3, generator)",
-    19: "_dropout({x}, 0.1, generator)",
-    20: "_clip_by_norm({x})",
-    21: "{x} / (1.0 + torch.abs({x}))",
-}
-
-_BINARY_CODE: dict[int, str] = {
-    0: "{x} + {y}",
-    1: "{x} - {y}",
-    2: "{x} * {y}",
-    3: "torch.maximum({x}, {y})",
-    4: "torch.minimum({x}, {y})",
-    5: "{x} / ({y} + EPS)",
-    6: "{x} / torch.sqrt(1.0 + {y} * {y})",
-    7: "torch.clamp({x}, -torch.abs({y}), torch.abs({y}))",
-    8: "0.95 * {x} + 0.05 * {y}",
-    9: "torch.pow(torch.abs({x}), {y})",
-}
-
-_BASE_CODE: tuple[str, ...] = (
-    "1.0 - t / n",
-    "t / n",
-    "0.5 * (1.0 + torch.cos(math.pi * t / n))",
-    "0.5 * (1.0 - torch.cos(math.pi * t / n))",
-    "0.5 * (1.0 + torch.cos(2.0 * math.pi * t / n))",
-    "0.5 * (1.0 - torch.cos(2.0 * math.pi * t / n))",
-    "0.5 * (1.0 + torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n)))",
-    "0.5 * (1.0 - torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n)))",
-    "1.0 - torch.remainder(2.0 * t, n) / n",
-    "torch.remainder(2.0 * t, n) / n",
-    "torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n)",
-    "1.0 - torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n)",
-    "_a13(t, n)",
-    "0.95 - _a13(t, n)",
-)
-
-_DECAY_UNARY_CODE: dict[int, str] = {
-    0: "torch.sigmoid({x})",
-    1: "1.0 / (1.0 + torch.abs({x}))",
-    2: "torch.erf({x})",
-    3: "torch.erfc({x})",
-    4: "torch.tanh({x})",
-    5: "torch.atan({x})",
-    6: "torch.special.i1e({x})",
-    7: "{x} * {x}",
-    8: "torch.sqrt(torch.abs({x}))",
-    9: "{x} / (1.0 + torch.abs({x}))",
-    10: "1.0 - torch.tanh({x}) ** 2",
-    11: "torch.sigmoid({x}) * (1.0 - torch.sigmoid({x}))",
-    12: "{x}",
-}
-
-_DECAY_BINARY_CODE: dict[int, str] = {
-    0: "{x} + {y}",
-    1: "{x} - {y}",
-    2: "{x} * {y}",
-    3: "torch.maximum({x}, {y})",
-    4: "torch.minimum({x}, {y})",
-    5: "{x} / ({y} + EPS)",
-    6: "{x} / torch.sqrt(1.0 + {y} * {y})",
-}
-
-_STATE_STEP_CODE: dict[int, tuple[str, str]] = {
-    # op code -> (new state, output), with {n} the old state and {x} the input.
-    22: ("KEEP_95 * {n} + NEW_95 * {x}", "{n} / _bias(0.95, {k})"),
-    23: ("{x} - {n}", "{n}"),
-    24: ("torch.maximum({x}, {n})", "{n}"),
-}
+# Every expression comes from the op, operand and schedule tables of optuna_nos.space (their
+# ``source`` text issues the float operations of their ``fn``); tests/test_export.py checks
+# that the trajectories agree.
 
 
 def _fill(template: str, **parts: str) -> str:
@@ -168,8 +54,8 @@ def _decay_expression(decay: Decay) -> str:
     def node_code(node: DecayNode) -> str:
         args = [node_code(decay.hidden) if i == DECAY_HIDDEN else f"a[{i}]" for i in node.inputs]
         if node.binary:
-            return _fill(_DECAY_BINARY_CODE[node.binary_op], x=args[0], y=args[1])
-        return _fill(_DECAY_UNARY_CODE[node.unary_op], x=args[0])
+            return _fill(DECAY_BINARY_OPS[node.binary_op].source, x=args[0], y=args[1])
+        return _fill(DECAY_UNARY_OPS[node.unary_op].source, x=args[0])
 
     return node_code(decay.root)
 
@@ -189,15 +75,18 @@ def _node_lines(genome: Genome, settings: Settings) -> tuple[list[str], list[str
             args.append(arg)
         target = _var(column)
         if node.binary:
-            lines.append(f"{target} = {_fill(_BINARY_CODE[node.binary_op], x=args[0], y=args[1])}")
-        elif node.unary_op in STATEFUL_UNARY:
+            source = BINARY_OPS[node.binary_op].source
+            lines.append(f"{target} = {_fill(source, x=args[0], y=args[1])}")
+            continue
+        op = UNARY_OPS[node.unary_op]
+        if op.state_source is not None:
             key = f"node_{column_name(column)}"
+            state = f"state[{key!r}]"
             state_keys.append(key)
-            new_state, output = _STATE_STEP_CODE[node.unary_op]
-            lines.append(f"state[{key!r}] = {_fill(new_state, x=args[0], n=f'state[{key!r}]')}")
-            lines.append(f"{target} = {_fill(output, n=f'state[{key!r}]', k=bias_step)}")
+            lines.append(f"{state} = {_fill(op.state_source, x=args[0], n=state)}")
+            lines.append(f"{target} = {_fill(op.source, n=state, k=bias_step)}")
         else:
-            lines.append(f"{target} = {_fill(_UNARY_CODE[node.unary_op], x=args[0])}")
+            lines.append(f"{target} = {_fill(op.source, x=args[0])}")
     return lines, state_keys
 
 
@@ -257,7 +146,7 @@ import torch
 
 #: The learning rate and schedule the search trained this optimizer with (None: unknown).
 RECIPE = {recipe!r}
-EPS = 1e-7
+EPS = {eps!r}
 FLIP = {flip}
 FLOAT32_EMA = {float32_ema}
 NAN_SIGN = {nan_sign}
@@ -504,23 +393,23 @@ def export_source(
     operand_lines = []
     read = {c for col in genome.topological_order() for c in genome.node(col).inputs}
     for index in sorted(c for c in read if c < N_OPERANDS):
-        operand_lines.append(f"x{index} = {_operand_code(index, arithmetic)}")
+        operand_lines.append(f"x{index} = {OPERANDS[index].code(arithmetic)}")
     body_lines = [*operand_lines, *node_lines, f"U = {root_var}"]
     state_keys = ["v", "s", "lam", *node_keys]
     if genome.momentum != Momentum.NONE:
         state_keys.append("momentum_buffer")
     uses_dropout = any(
-        not genome.node(c).binary and genome.node(c).unary_op in (17, 18, 19)
+        not genome.node(c).binary and genome.node(c).unary_op in DROPOUT_OPS
         for c in genome.topological_order()
     )
     indent = " " * 16
     used_bases = sorted({i for d in genome.active_decays()
                          for node in (d.root, d.hidden) if node is d.root or d.uses_hidden
                          for i in node.inputs if i != DECAY_HIDDEN})
-    base_lines = "\n".join(f"    a[{i}] = {_BASE_CODE[i]}  # a{i + 1}" for i in used_bases)
+    base_lines = "\n".join(f"    a[{i}] = {BASE_SOURCES[i]}  # a{i + 1}" for i in used_bases)
     decay_tables = _decay_table_lines(genome)
     return _TEMPLATE.format(
-        recipe=_recipe(recipe), recipe_text=_recipe_text(recipe, class_name),
+        recipe=_recipe(recipe), eps=EPS, recipe_text=_recipe_text(recipe, class_name),
         origin=f" from {origin}" if origin else "",
         class_name=class_name,
         equation=format_equation(genome, "paper"),

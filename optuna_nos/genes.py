@@ -49,17 +49,24 @@ from typing import Any, Literal
 from optuna.distributions import CategoricalDistribution
 
 from optuna_nos.errors import NOSError
-from optuna_nos.space.decays import (
+from optuna_nos.space import (
+    BINARY_OPS,
     DECAY_BINARY_OPS,
     DECAY_HIDDEN,
     DECAY_UNARY_OPS,
+    HIDDEN_COLUMNS,
     N_BASE_SCHEDULES,
+    N_HIDDEN,
+    N_OPERANDS,
+    OPERANDS,
+    ROOT,
+    UNARY_OPS,
     Decay,
     DecayNode,
+    Genome,
+    Momentum,
+    Node,
 )
-from optuna_nos.space.genome import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Genome, Momentum, Node
-from optuna_nos.space.operands import N_OPERANDS, OPERANDS
-from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
 from optuna_nos.space.variants import (
     ADAM_VARIANT_FIRST_INPUT,
     ADAM_VARIANT_OPERANDS,

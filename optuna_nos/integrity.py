@@ -41,10 +41,10 @@ from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.notation import format_decay
 from optuna_nos.space.operands import (
     AGGMO_BETAS,
+    AGGMO_OPERANDS,
     EMA_BETAS,
     N_OPERANDS,
     OPERANDS,
-    OperandInputs,
 )
 from optuna_nos.space.update_ops import BINARY_OPS, EPS, IDENTITY, UNARY_OPS, OpContext
 
@@ -86,8 +86,10 @@ _NEG_TWO_TARGET = -2.0 * _TARGET
 _ROWS = 2 * len(LEARNING_RATES)
 #: Only the first 34 updates reach the tested loss; the 35th is applied but never measured.
 _MEASURED_UPDATES = TOTAL_STEPS - 1
-#: Dropout rates of unary ops 17..19.
-_DROPOUT_RATES: dict[int, float] = {17: 0.5, 18: 0.3, 19: 0.1}
+#: Dropout rate of each dropout op.
+_DROPOUT_RATES: dict[int, float] = {
+    code: op.dropout_rate for code, op in UNARY_OPS.items() if op.dropout_rate is not None
+}
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,6 @@ def _sphere_loss(x: Tensor) -> Tensor:
 def _sphere_gradient(x: Tensor) -> Tensor:
     """grad f = 2 (x - b), computed as -2b + 2x: one rounding, so exactly 2 * fl(x - b)."""
     return torch.add(_NEG_TWO_TARGET, x, alpha=2.0)
-
-
-def _update_emas(arithmetic: Arithmetic, g: Tensor, v: Tensor, s: Tensor, lam: Tensor) -> None:
-    """v, s, lam <- beta * state + (1 - beta) * g^k for k = 1, 2, 3, in place."""
-    for state, value, beta in zip((v, s, lam), (g, g * g, g * g * g), EMA_BETAS, strict=True):
-        arithmetic.ema_(state, value, beta)
 
 
 def _ema_bias_step(settings: Settings, t: int) -> int:
@@ -214,19 +210,16 @@ def sphere_run(
                       hold_at_zero=settings.hold_at_zero).tolist()
     mus = momentum_cycle(TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS).tolist()
     x = _X0.clone()
-    v, s, lam = (torch.zeros(_DIM, dtype=_DTYPE) for _ in range(3))
+    emas = (torch.zeros(_DIM, dtype=_DTYPE), torch.zeros(_DIM, dtype=_DTYPE),
+            torch.zeros(_DIM, dtype=_DTYPE))
     buffer = None if genome.momentum == Momentum.NONE else torch.zeros(_DIM, dtype=_DTYPE)
     node_state: dict[int, Tensor] = {}
-    arithmetic = Arithmetic.of(settings)
-    ctx = OpContext(generator=generator, arithmetic=arithmetic)
+    ctx = OpContext(generator=generator, arithmetic=Arithmetic.of(settings))
     loss = _sphere_loss(x)
     for t in range(TOTAL_STEPS):
         loss = _sphere_loss(x)
-        g = _sphere_gradient(x)
-        _update_emas(arithmetic, g, v, s, lam)
         ctx.ema_bias_step = _ema_bias_step(settings, t)
-        inputs = OperandInputs(g=g, w=x, v=v, s=s, lam=lam, t=t, arithmetic=arithmetic)
-        update = compiled.update(inputs, node_state, ctx)
+        update = compiled.step(_sphere_gradient(x), x, emas, node_state, t, ctx)
         apply_update(x, buffer, update, lrs[t], mus[t], genome.momentum, flip)
     return float(loss)
 
@@ -439,7 +432,7 @@ class _BatchedRun:
         slots, x, arithmetic = self.slots, self.x, self.arithmetic
         # Which bias-corrected EMAs (operands 3..5) and raw EMA states the operands read.
         hats = (bool(used & {3, 13, 14}), bool(used & {4, 15}), bool(used & {5, 16}))
-        raw = tuple(hat or aggmo in used for hat, aggmo in zip(hats, (17, 18, 19), strict=True))
+        raw = tuple(hat or aggmo in used for hat, aggmo in zip(hats, AGGMO_OPERANDS, strict=True))
         need_g3 = raw[2] or bool(used & {2, 16, 19})
         need_g2 = raw[1] or need_g3 or bool(used & {1, 15, 18})
         states = {k: torch.zeros(_ROWS, _DIM, dtype=_DTYPE) for k in range(3) if raw[k]}
@@ -477,7 +470,7 @@ class _BatchedRun:
             b, a = _ema_scalars(self.arithmetic, (0.7, 0.95, 0.99)[k])
             return lambda t: slots.__setitem__(index, (a * slots[k]).add_(b * slots[3 + k]))
         # AggMo: (-x + (b1 state - x) + (b2 state - x)) / 3, as Arithmetic.aggmo.
-        k = index - 17
+        k = AGGMO_OPERANDS.index(index)
         state = states[k]
         (b1, _), (b2, _) = (_ema_scalars(self.arithmetic, beta) for beta in AGGMO_BETAS[k])
         three = _scalar(3.0)
@@ -695,15 +688,15 @@ def behaviour_key(genome: Genome, settings: Settings = DEFAULT_SETTINGS) -> str:
     _check_arguments(genome, settings)
     w, grads = _probe()
     compiled = CompiledGenome(genome, _PROBE_STEPS)
-    v, s, lam = (torch.zeros(_PROBE_SHAPE, dtype=torch.float64) for _ in range(3))
-    arithmetic = Arithmetic.of(settings)
-    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED), arithmetic=arithmetic)
+    emas = (torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+            torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+            torch.zeros(_PROBE_SHAPE, dtype=torch.float64))
+    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED),
+                    arithmetic=Arithmetic.of(settings))
     node_state: dict[int, Tensor] = {}
     tokens = [genome.momentum.name]
     for t, g in enumerate(grads):
-        _update_emas(arithmetic, g, v, s, lam)
         ctx.ema_bias_step = _ema_bias_step(settings, t)
-        inputs = OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=t, arithmetic=arithmetic)
-        update = compiled.update(inputs, node_state, ctx)
+        update = compiled.step(g, w, emas, node_state, t, ctx)
         tokens.extend(_token(u) for u in update.flatten().tolist())
     return hashlib.sha256(",".join(tokens).encode()).hexdigest()[:24]

@@ -3,7 +3,7 @@
 Two evaluation paths compute the same step:
 
 * the **reference** path (``foreach=False``) loops over the parameters and calls
-  :meth:`CompiledGenome.update` and :func:`apply_update` on one tensor at a time;
+  :meth:`CompiledGenome.step` and :func:`apply_update` on one tensor at a time;
 * the **foreach** path (the default) runs every op of the genome once over the list of all
   parameter tensors with ``torch._foreach_*`` kernels, and falls back to the reference op,
   tensor by tensor, where no list kernel exists (``norm``, dropout, stateful ops, ...).
@@ -34,7 +34,7 @@ from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.compute import CompiledGenome, apply_update
 from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.operands import EMA_BETAS, OPERANDS, OperandInputs
-from optuna_nos.space.update_ops import BINARY_OPS, EPS, UNARY_OPS, OpContext
+from optuna_nos.space.update_ops import BINARY_OPS, DROPOUT_OPS, EPS, UNARY_OPS, OpContext
 
 __all__ = ["GenomeOptimizer"]
 
@@ -43,7 +43,6 @@ Tensors = list[Tensor] | tuple[Tensor, ...]
 _EMA_KEYS = ("v", "s", "lam")
 _BUFFER_KEY = "momentum_buffer"
 _STATE_DICT_KEY = "genome_optimizer"
-_DROPOUT_OPS = frozenset({17, 18, 19})
 
 
 def _node_state_key(column: int) -> str:
@@ -205,7 +204,7 @@ class GenomeOptimizer(Optimizer):
         self._generators: dict[str, torch.Generator] = {}
         self._pending_generator_states: dict[str, Tensor] = {}
         nodes = [genome.node(c) for c in self._compiled.order]
-        dropout_nodes = sum(1 for n in nodes if not n.binary and n.unary_op in _DROPOUT_OPS)
+        dropout_nodes = sum(1 for n in nodes if not n.binary and n.unary_op in DROPOUT_OPS)
         self._uses_dropout = dropout_nodes > 0
         # The list path draws dropout masks node by node; the reference draws them tensor by
         # tensor. The orders agree only with at most one dropout node.
@@ -356,16 +355,13 @@ class GenomeOptimizer(Optimizer):
         contexts: dict[torch.device, OpContext] = {}
         stateful = self._compiled.stateful_nodes
         for item in work:
-            param, grad, state = item.param, item.grad, item.state
+            param, state = item.param, item.state
             ctx = contexts.get(param.device)
             if ctx is None:
                 ctx = contexts[param.device] = self._context(param.device, t)
-            v, s, lam = (state[key] for key in _EMA_KEYS)
-            _update_emas(grad, v, s, lam, self._arithmetic)
-            inputs = OperandInputs(g=grad, w=param, v=v, s=s, lam=lam, t=t,
-                                   arithmetic=self._arithmetic)
+            emas = (state["v"], state["s"], state["lam"])
             node_state = {column: state[_node_state_key(column)] for column in stateful}
-            update = self._compiled.update(inputs, node_state, ctx)
+            update = self._compiled.step(item.grad, param, emas, node_state, t, ctx)
             for column in stateful:
                 state[_node_state_key(column)] = node_state[column]
             apply_update(param, state.get(_BUFFER_KEY), update, item.lr, mu,
@@ -475,20 +471,9 @@ class GenomeOptimizer(Optimizer):
 # -- the EMA states -----------------------------------------------------------------------------
 
 
-def _update_emas(g: Tensor, v: Tensor, s: Tensor, lam: Tensor, arithmetic: Arithmetic) -> None:
-    """v <- 0.9 v + 0.1 g ; s <- 0.99 s + 0.01 g^2 ; lam <- 0.999 lam + 0.001 g^3, in place.
-
-    Each in the paper's form beta * state + (1 - beta) * x (a lerp would turn inf into NaN),
-    with the constants of ``arithmetic``.
-    """
-    g_sq = g * g
-    for state, x, beta in zip((v, s, lam), (g, g_sq, g_sq * g), EMA_BETAS, strict=True):
-        arithmetic.ema_(state, x, beta)
-
-
 def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
                          arithmetic: Arithmetic) -> tuple[Tensors, Tensors]:
-    """:func:`_update_emas` over lists; returns the lists of g^2 and g^3 it computed."""
+    """:func:`~optuna_nos.space.compute.update_emas` over lists; returns g^2 and g^3 lists."""
     grads_sq = torch._foreach_mul(gs, gs)
     grads_cube = torch._foreach_mul(grads_sq, gs)
     for states, xs, beta in zip((vs, ss, lams), (gs, grads_sq, grads_cube), EMA_BETAS,

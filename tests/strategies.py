@@ -14,17 +14,22 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from optuna_nos.space.decays import (
+from optuna_nos.space import (
+    BINARY_OPS,
     DECAY_BINARY_OPS,
     DECAY_HIDDEN,
     DECAY_UNARY_OPS,
+    HIDDEN_COLUMNS,
     N_BASE_SCHEDULES,
+    N_OPERANDS,
+    ROOT,
+    UNARY_OPS,
     Decay,
     DecayNode,
+    Genome,
+    Momentum,
+    Node,
 )
-from optuna_nos.space.genome import HIDDEN_COLUMNS, ROOT, Genome, Momentum, Node
-from optuna_nos.space.operands import N_OPERANDS
-from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
 
 __all__ = ["decay_nodes", "decays", "genomes", "nodes"]
 

@@ -18,7 +18,7 @@ from optuna_nos.settings import PAPER_SETTINGS
 from optuna_nos.space.decays import DECAY_HIDDEN
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.space.random import draw_genome
+from optuna_nos.space.random_genome import draw_genome
 from optuna_nos.torch_optim import GenomeOptimizer
 
 STEPS, WARMUP, HOLD = 30, 4, 3

@@ -13,15 +13,16 @@ from strategies import genomes
 
 from optuna_nos.errors import NOSError
 from optuna_nos.space.decays import Decay, DecayNode
-from optuna_nos.space.genome import HIDDEN_COLUMNS, Genome, Momentum, Node
-from optuna_nos.space.parse import parse_decay, parse_equation
-from optuna_nos.space.serialize import (
-    FORMAT,
-    MAX_JSON_LENGTH,
-    VERSION,
+from optuna_nos.space.genome import (
+    HIDDEN_COLUMNS,
+    Genome,
+    Momentum,
+    Node,
     genome_from_json,
     genome_to_json,
 )
+from optuna_nos.space.parse import parse_decay, parse_equation
+from optuna_nos.space.serialize import FORMAT, MAX_JSON_LENGTH, VERSION
 
 N0, N1, N2, N3, N4 = HIDDEN_COLUMNS
 

@@ -15,10 +15,10 @@ import pytest
 from optuna_nos.errors import NOSError
 from optuna_nos.evolve import random_genome
 from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
-from optuna_nos.space import random as random_module
+from optuna_nos.space import random_genome as random_module
 from optuna_nos.space.decays import DECAY_HIDDEN, Decay, is_valid_decay
 from optuna_nos.space.genome import HIDDEN_COLUMNS, ROOT, Genome, Momentum, Node
-from optuna_nos.space.random import (
+from optuna_nos.space.random_genome import (
     draw_decay,
     draw_genome,
     draw_hidden_node,

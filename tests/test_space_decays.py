@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from closed_forms import BINARY_CLOSED_FORMS
 
 from optuna_nos.errors import NOSError
 from optuna_nos.space.decays import (
@@ -51,15 +52,7 @@ DECAY_UNARY_CLOSED_FORMS = {
     11: lambda x: sigmoid(x) * (1.0 - sigmoid(x)),
     12: lambda x: x,
 }
-DECAY_BINARY_CLOSED_FORMS = {
-    0: lambda x, y: x + y,
-    1: lambda x, y: x - y,
-    2: lambda x, y: x * y,
-    3: max,
-    4: min,
-    5: lambda x, y: x / (y + 1e-7),
-    6: lambda x, y: x / math.sqrt(1.0 + y * y),
-}
+DECAY_BINARY_CLOSED_FORMS = {code: BINARY_CLOSED_FORMS[code] for code in range(7)}
 #: The decay print formats of the released log (sigmoid's missing paren included).
 RELEASED_DECAY_UNARY = {
     0: "1/(1+exp(-{x})", 1: "deriv_soft({x})", 2: "erf({x})", 3: "erfc({x})", 4: "tanh({x})",

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from closed_forms import BINARY_CLOSED_FORMS
 
 from optuna_nos.space.update_ops import (
     BINARY_OPS,
@@ -58,26 +59,6 @@ UNARY_CLOSED_FORMS = {
     21: lambda x: x / (1.0 + abs(x)),
 }
 
-
-def binary_pow(x: float, y: float) -> float:
-    """|x|^y with 0^0 = 1 and 0^(negative) = inf."""
-    if x == 0.0:
-        return 1.0 if y == 0.0 else (0.0 if y > 0 else math.inf)
-    return abs(x) ** y
-
-
-BINARY_CLOSED_FORMS = {
-    0: lambda x, y: x + y,
-    1: lambda x, y: x - y,
-    2: lambda x, y: x * y,
-    3: max,
-    4: min,
-    5: lambda x, y: x / (y + 1e-7),
-    6: lambda x, y: x / math.sqrt(1.0 + y * y),
-    7: lambda x, y: min(max(x, -abs(y)), abs(y)),
-    8: lambda x, y: 0.95 * x + 0.05 * y,
-    9: binary_pow,
-}
 
 #: The print formats of the released log.
 RELEASED_UNARY_FORMATS = {

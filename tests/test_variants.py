@@ -16,7 +16,7 @@ from optuna_nos.space.decays import DECAY_HIDDEN, Decay, DecayNode
 from optuna_nos.space.genome import ROOT, Genome, Momentum, Node
 from optuna_nos.space.mutation import mutate_once
 from optuna_nos.space.notation import format_decay
-from optuna_nos.space.random import draw_genome
+from optuna_nos.space.random_genome import draw_genome
 from optuna_nos.space.variants import (
     VARIANTS,
     Variant,

@@ -18,9 +18,17 @@ from optuna_nos.space.decays import (
     decay_values,
     is_valid_decay,
 )
-from optuna_nos.space.genome import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Genome, Momentum, Node
+from optuna_nos.space.genome import Genome
+from optuna_nos.space.node import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Momentum, Node, column_name
 from optuna_nos.space.operands import N_OPERANDS, OPERANDS, OperandInputs
-from optuna_nos.space.update_ops import BINARY_OPS, EPS, UNARY_OPS, OpContext
+from optuna_nos.space.update_ops import (
+    BINARY_OPS,
+    DROPOUT_OPS,
+    EPS,
+    IDENTITY,
+    UNARY_OPS,
+    OpContext,
+)
 
 __all__ = [
     "BASE_SCHEDULES",
@@ -28,8 +36,10 @@ __all__ = [
     "DECAY_BINARY_OPS",
     "DECAY_HIDDEN",
     "DECAY_UNARY_OPS",
+    "DROPOUT_OPS",
     "EPS",
     "HIDDEN_COLUMNS",
+    "IDENTITY",
     "N_BASE_SCHEDULES",
     "N_HIDDEN",
     "N_OPERANDS",
@@ -46,6 +56,7 @@ __all__ = [
     "OpContext",
     "OperandInputs",
     "base_schedule",
+    "column_name",
     "decay_phenotype",
     "decay_values",
     "is_valid_decay",

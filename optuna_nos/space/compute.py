@@ -2,7 +2,10 @@
 
 :class:`CompiledGenome` fixes the evaluation order, the operands read and the per-edge decay
 tables of one genome for one run length. :meth:`CompiledGenome.update` then computes U for
-one parameter tensor (or a batch of independent problems along leading dimensions).
+one parameter tensor (or a batch of independent problems along leading dimensions), and
+:meth:`CompiledGenome.step` is one whole reference step before the parameter update: the EMA
+states, the operand inputs, then U. Every reference evaluation (the optimizer's readable
+path, the sequential integrity check, the behaviour key) goes through it.
 """
 
 from __future__ import annotations
@@ -11,12 +14,24 @@ import torch
 from torch import Tensor
 
 from optuna_nos.errors import NOSError
+from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.decays import decay_values
 from optuna_nos.space.genome import Genome, Momentum
-from optuna_nos.space.operands import N_OPERANDS, OPERANDS, OperandInputs
+from optuna_nos.space.operands import EMA_BETAS, N_OPERANDS, OPERANDS, OperandInputs
 from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS, OpContext
 
-__all__ = ["CompiledGenome", "apply_update"]
+__all__ = ["CompiledGenome", "apply_update", "update_emas"]
+
+
+def update_emas(g: Tensor, v: Tensor, s: Tensor, lam: Tensor, arithmetic: Arithmetic) -> None:
+    """v <- 0.9 v + 0.1 g ; s <- 0.99 s + 0.01 g^2 ; lam <- 0.999 lam + 0.001 g^3, in place.
+
+    Each in the paper's form beta * state + (1 - beta) * x (a lerp would turn inf into NaN),
+    with the constants of ``arithmetic``.
+    """
+    g_sq = g * g
+    for state, x, beta in zip((v, s, lam), (g, g_sq, g_sq * g), EMA_BETAS, strict=True):
+        arithmetic.ema_(state, x, beta)
 
 
 class CompiledGenome:
@@ -89,6 +104,25 @@ class CompiledGenome:
                 assert op.fn is not None
                 values[column] = op.fn(args[0], ctx)
         return values[self.order[-1]]
+
+    def step(
+        self,
+        g: Tensor,
+        w: Tensor,
+        emas: tuple[Tensor, Tensor, Tensor],
+        node_state: dict[int, Tensor],
+        t: int,
+        ctx: OpContext,
+    ) -> Tensor:
+        """One reference step for one tensor with gradient ``g`` and value ``w``: U at step t.
+
+        The EMA states ``emas`` = (v, s, lam) take g first (in place, :func:`update_emas`, with
+        ``ctx.arithmetic``); the operands then read them, and U is :meth:`update`.
+        """
+        v, s, lam = emas
+        update_emas(g, v, s, lam, ctx.arithmetic)
+        inputs = OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=t, arithmetic=ctx.arithmetic)
+        return self.update(inputs, node_state, ctx)
 
 
 def apply_update(

@@ -15,9 +15,11 @@ import torch
 from torch import Tensor
 
 from optuna_nos.errors import NOSError
+from optuna_nos.space.update_ops import BINARY_OPS, BinaryOp, deriv_soft, deriv_tanh, softsign
 
 __all__ = [
     "BASE_SCHEDULES",
+    "BASE_SOURCES",
     "DECAY_BINARY_OPS",
     "DECAY_HIDDEN",
     "DECAY_UNARY_OPS",
@@ -37,7 +39,6 @@ N_BASE_SCHEDULES = 14
 DECAY_HIDDEN = 14
 #: Horizon on which a decay's validity and phenotype are judged.
 VALIDITY_T = 100
-_EPS = 1e-7
 
 
 def _beta(t: Tensor, total: int) -> Tensor:
@@ -49,22 +50,34 @@ def _a13(t: Tensor, total: int) -> Tensor:
     return beta / ((1.0 - 0.95) + beta)
 
 
-_BASE: tuple[Callable[[Tensor, int], Tensor], ...] = (
-    lambda t, n: 1.0 - t / n,  # a1
-    lambda t, n: t / n,  # a2
-    lambda t, n: 0.5 * (1.0 + torch.cos(math.pi * t / n)),  # a3
-    lambda t, n: 0.5 * (1.0 - torch.cos(math.pi * t / n)),  # a4
-    lambda t, n: 0.5 * (1.0 + torch.cos(2.0 * math.pi * t / n)),  # a5
-    lambda t, n: 0.5 * (1.0 - torch.cos(2.0 * math.pi * t / n)),  # a6
-    lambda t, n: 0.5 * (1.0 + torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n))),  # a7
-    lambda t, n: 0.5 * (1.0 - torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n))),  # a8
-    lambda t, n: 1.0 - torch.remainder(2.0 * t, n) / n,  # a9
-    lambda t, n: torch.remainder(2.0 * t, n) / n,  # a10
-    lambda t, n: torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n),  # a11
-    lambda t, n: 1.0 - torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n),  # a12
-    _a13,  # a13
-    lambda t, n: 0.95 - _a13(t, n),  # a14 (search-space form)
+#: a1..a14 of t = 0..n-1 and n = T: each schedule's function and its exported Python text.
+_BASE_TABLE: tuple[tuple[Callable[[Tensor, int], Tensor], str], ...] = (
+    (lambda t, n: 1.0 - t / n, "1.0 - t / n"),
+    (lambda t, n: t / n, "t / n"),
+    (lambda t, n: 0.5 * (1.0 + torch.cos(math.pi * t / n)),
+     "0.5 * (1.0 + torch.cos(math.pi * t / n))"),
+    (lambda t, n: 0.5 * (1.0 - torch.cos(math.pi * t / n)),
+     "0.5 * (1.0 - torch.cos(math.pi * t / n))"),
+    (lambda t, n: 0.5 * (1.0 + torch.cos(2.0 * math.pi * t / n)),
+     "0.5 * (1.0 + torch.cos(2.0 * math.pi * t / n))"),
+    (lambda t, n: 0.5 * (1.0 - torch.cos(2.0 * math.pi * t / n)),
+     "0.5 * (1.0 - torch.cos(2.0 * math.pi * t / n))"),
+    (lambda t, n: 0.5 * (1.0 + torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n))),
+     "0.5 * (1.0 + torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n)))"),
+    (lambda t, n: 0.5 * (1.0 - torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n))),
+     "0.5 * (1.0 - torch.cos(math.pi * (torch.remainder(2.0 * t, n) / n)))"),
+    (lambda t, n: 1.0 - torch.remainder(2.0 * t, n) / n, "1.0 - torch.remainder(2.0 * t, n) / n"),
+    (lambda t, n: torch.remainder(2.0 * t, n) / n, "torch.remainder(2.0 * t, n) / n"),
+    (lambda t, n: torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n),
+     "torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n)"),
+    (lambda t, n: 1.0 - torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n),
+     "1.0 - torch.pow(torch.tensor(0.01, dtype=t.dtype), t / n)"),
+    (_a13, "_a13(t, n)"),
+    (lambda t, n: 0.95 - _a13(t, n), "0.95 - _a13(t, n)"),  # a14 (search-space form)
 )
+_BASE: tuple[Callable[[Tensor, int], Tensor], ...] = tuple(fn for fn, _ in _BASE_TABLE)
+#: The Python text of a1..a14 that :mod:`optuna_nos.export` writes (``_a13`` is its helper).
+BASE_SOURCES: tuple[str, ...] = tuple(source for _, source in _BASE_TABLE)
 
 
 def _a14_prime(t: Tensor, total: int) -> Tensor:
@@ -91,14 +104,16 @@ def base_schedule(name: str, total_steps: int) -> Tensor:
 
 @dataclass(frozen=True)
 class DecayOp:
-    """A decay op: ``paper`` is the exact print format; ``fn`` works on float64 vectors."""
+    """A unary decay op: ``paper`` is the exact print format, ``source`` the exported Python
+    text ({x} = argument); ``fn`` works on float64 vectors."""
 
     code: int
     name: str
     paper: str
     readable: str
     latex: str
-    fn: Callable[..., Tensor]
+    fn: Callable[[Tensor], Tensor]
+    source: str
 
 
 def _sig(x: Tensor) -> Tensor:
@@ -110,52 +125,39 @@ DECAY_UNARY_OPS: dict[int, DecayOp] = {
     for op in (
         # The released notation drops one closing parenthesis here; keep it.
         DecayOp(0, "sigmoid", "1/(1+exp(-{x})", "sigmoid({x})", "\\sigma\\left({x}\\right)",
-                _sig),
+                _sig, "torch.sigmoid({x})"),
         DecayOp(1, "deriv_soft", "deriv_soft({x})", "1/(1 + |{x}|)",
-                "\\frac{1}{1+\\left|{x}\\right|}", lambda x: 1.0 / (1.0 + torch.abs(x))),
+                "\\frac{1}{1+\\left|{x}\\right|}", deriv_soft,
+                "1.0 / (1.0 + torch.abs({x}))"),
         DecayOp(2, "erf", "erf({x})", "erf({x})", "\\operatorname{erf}\\left({x}\\right)",
-                torch.erf),
+                torch.erf, "torch.erf({x})"),
         DecayOp(3, "erfc", "erfc({x})", "erfc({x})", "\\operatorname{erfc}\\left({x}\\right)",
-                torch.erfc),
-        DecayOp(4, "tanh", "tanh({x})", "tanh({x})", "\\tanh\\left({x}\\right)", torch.tanh),
+                torch.erfc, "torch.erfc({x})"),
+        DecayOp(4, "tanh", "tanh({x})", "tanh({x})", "\\tanh\\left({x}\\right)", torch.tanh,
+                "torch.tanh({x})"),
         DecayOp(5, "atan", "arctan({x})", "atan({x})", "\\tan^{-1}\\left({x}\\right)",
-                torch.atan),
+                torch.atan, "torch.atan({x})"),
         DecayOp(6, "i1e", "bessel_i1e({x})", "i1e({x})",
-                "\\operatorname{i1e}\\left({x}\\right)", torch.special.i1e),
-        DecayOp(7, "square", "({x})^2", "({x})²", "\\left({x}\\right)^{2}", lambda x: x * x),
+                "\\operatorname{i1e}\\left({x}\\right)", torch.special.i1e,
+                "torch.special.i1e({x})"),
+        DecayOp(7, "square", "({x})^2", "({x})²", "\\left({x}\\right)^{2}", lambda x: x * x,
+                "{x} * {x}"),
         DecayOp(8, "sqrt", "sqrt({x})", "sqrt|{x}|", "\\sqrt{\\left|{x}\\right|}",
-                lambda x: torch.sqrt(torch.abs(x))),
+                lambda x: torch.sqrt(torch.abs(x)), "torch.sqrt(torch.abs({x}))"),
         DecayOp(9, "softsign", "{x}/(1+|{x}|)", "softsign({x})",
-                "\\frac{{x}}{1+\\left|{x}\\right|}", lambda x: x / (1.0 + torch.abs(x))),
+                "\\frac{{x}}{1+\\left|{x}\\right|}", softsign, "{x} / (1.0 + torch.abs({x}))"),
         DecayOp(10, "deriv_tanh", "deriv_tanh({x})", "(1 - tanh²({x}))",
-                "\\left(1-\\tanh^{2}\\left({x}\\right)\\right)",
-                lambda x: 1.0 - torch.tanh(x) ** 2),
+                "\\left(1-\\tanh^{2}\\left({x}\\right)\\right)", deriv_tanh,
+                "1.0 - torch.tanh({x}) ** 2"),
         DecayOp(11, "deriv_sig", "deriv_sig({x})", "sigmoid'({x})",
-                "\\sigma'\\left({x}\\right)", lambda x: _sig(x) * (1.0 - _sig(x))),
-        DecayOp(12, "id", "id({x})", "{x}", "{x}", lambda x: x),
+                "\\sigma'\\left({x}\\right)", lambda x: _sig(x) * (1.0 - _sig(x)),
+                "torch.sigmoid({x}) * (1.0 - torch.sigmoid({x}))"),
+        DecayOp(12, "id", "id({x})", "{x}", "{x}", lambda x: x, "{x}"),
     )
 }
 
-DECAY_BINARY_OPS: dict[int, DecayOp] = {
-    op.code: op
-    for op in (
-        DecayOp(0, "add", "({x})+({y})", "({x} + {y})", "\\left({x} + {y}\\right)",
-                lambda x, y: x + y),
-        DecayOp(1, "sub", "({x})-({y})", "({x} - {y})", "\\left({x} - {y}\\right)",
-                lambda x, y: x - y),
-        DecayOp(2, "mul", "({x})*({y})", "({x} · {y})", "\\left({x} \\cdot {y}\\right)",
-                lambda x, y: x * y),
-        DecayOp(3, "max", "max({x}, {y})", "max({x}, {y})", "\\max\\left({x}, {y}\\right)",
-                torch.maximum),
-        DecayOp(4, "min", "min({x}, {y})", "min({x}, {y})", "\\min\\left({x}, {y}\\right)",
-                torch.minimum),
-        DecayOp(5, "div", "({x}) / ({y})", "({x} / {y})", "\\frac{{x}}{{y}}",
-                lambda x, y: x / (y + _EPS)),
-        DecayOp(6, "div_sqrt", "({x}) / (sqrt(1+({y})^2))", "({x} / sqrt(1 + ({y})²))",
-                "\\frac{{x}}{\\sqrt{1+\\left({y}\\right)^{2}}}",
-                lambda x, y: x / torch.sqrt(1.0 + y * y)),
-    )
-}
+#: The binary decay ops are the update equation's first seven binary ops, add .. div_sqrt.
+DECAY_BINARY_OPS: dict[int, BinaryOp] = {code: BINARY_OPS[code] for code in range(7)}
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ class DecayNode:
         return len(self.inputs) == 2
 
     @property
-    def op(self) -> DecayOp:
+    def op(self) -> DecayOp | BinaryOp:
         return DECAY_BINARY_OPS[self.binary_op] if self.binary else DECAY_UNARY_OPS[self.unary_op]
 
 
@@ -213,8 +215,9 @@ def _check_decay_node(node: DecayNode, what: str, *, allow_hidden: bool) -> None
 
 
 def _eval_node(node: DecayNode, read: Callable[[int], Tensor]) -> Tensor:
-    args = [read(i) for i in node.inputs]
-    return node.op.fn(*args)
+    if node.binary:
+        return DECAY_BINARY_OPS[node.binary_op].fn(read(node.inputs[0]), read(node.inputs[1]))
+    return DECAY_UNARY_OPS[node.unary_op].fn(read(node.inputs[0]))
 
 
 def decay_values(decay: Decay, total_steps: int) -> Tensor:

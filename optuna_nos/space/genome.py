@@ -1,22 +1,23 @@
 """The genome: update graph, momentum type, per-edge decays and flip.
 
-Column indices follow the released code's adjacency layout: operands 0..19, hidden nodes
-20..24, root 25. A node's arity is the number of its inputs; both latent ops are kept so an
-arity switch can bring the other one back. Everything mutation may revive (latent ops,
-inactive nodes, decays on absent edges) is stored, even though it is not printed.
+The nodes and the column layout live in :mod:`optuna_nos.space.node`. Everything mutation may
+revive (latent ops, inactive nodes, decays on absent edges) is stored, even though it is not
+printed. Printing (:mod:`~optuna_nos.space.notation`) and JSON
+(:mod:`~optuna_nos.space.serialize`) read nodes only, so neither imports this module.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 from optuna_nos.errors import NOSError
 from optuna_nos.space.decays import Decay, is_valid_decay
+from optuna_nos.space.node import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Momentum, Node, column_name
+from optuna_nos.space.notation import format_equation
 from optuna_nos.space.operands import N_OPERANDS
+from optuna_nos.space.serialize import decode_genome, encode_genome
 from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
 
 __all__ = [
@@ -27,84 +28,9 @@ __all__ = [
     "Momentum",
     "Node",
     "column_name",
+    "genome_from_json",
+    "genome_to_json",
 ]
-
-N_HIDDEN = 5
-HIDDEN_COLUMNS: tuple[int, ...] = tuple(range(N_OPERANDS, N_OPERANDS + N_HIDDEN))
-ROOT = N_OPERANDS + N_HIDDEN
-
-
-class Momentum(enum.IntEnum):
-    """How the update U reaches the parameters."""
-
-    NONE = 0
-    MOMENTUM = 1
-    NESTEROV = 2
-
-    @property
-    def prefix(self) -> str:
-        """The paper notation's prefix, e.g. ``"Nest ~ "``."""
-        return ("None ~ ", "Mom ~ ", "Nest ~ ")[self.value]
-
-
-def column_name(column: int) -> str:
-    """``n0``..``n4`` for hidden nodes, ``root`` for the root, ``operand k`` otherwise."""
-    if column == ROOT:
-        return "root"
-    if column in HIDDEN_COLUMNS:
-        return f"n{column - N_OPERANDS}"
-    return f"operand {column}"
-
-
-def _frozen(mapping: Mapping[int, Decay] | None) -> Mapping[int, Decay]:
-    return MappingProxyType(dict(sorted((mapping or {}).items())))
-
-
-@dataclass(frozen=True)
-class Node:
-    """A hidden node or the root.
-
-    ``inputs`` holds one or two columns (operand 0..19 or hidden node 20..24); the active op is
-    ``unary_op`` (-1..24) for one input and ``binary_op`` (0..9) for two. ``decays`` maps an
-    input column to the decay on that edge; it may hold decays for columns the node no longer
-    reads, which come back into effect if the edge is recreated.
-    """
-
-    inputs: tuple[int, ...]
-    unary_op: int = -1
-    binary_op: int = 0
-    decays: Mapping[int, Decay] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", tuple(self.inputs))
-        object.__setattr__(self, "decays", _frozen(self.decays))
-
-    @property
-    def binary(self) -> bool:
-        return len(self.inputs) == 2
-
-    @property
-    def op_code(self) -> int:
-        """The active op: ``binary_op`` for a binary node, ``unary_op`` otherwise."""
-        return self.binary_op if self.binary else self.unary_op
-
-    def decay_on(self, column: int) -> Decay | None:
-        """The decay on the edge from ``column``, if this node reads it and one is stored."""
-        return self.decays.get(column) if column in self.inputs else None
-
-    def replace(self, **changes: object) -> Node:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-    def __hash__(self) -> int:
-        return hash((self.inputs, self.unary_op, self.binary_op, tuple(self.decays.items())))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Node):
-            return NotImplemented
-        return (self.inputs, self.unary_op, self.binary_op, dict(self.decays)) == (
-            other.inputs, other.unary_op, other.binary_op, dict(other.decays),
-        )
-
 
 @dataclass(frozen=True, eq=True)
 class Genome:
@@ -217,8 +143,6 @@ class Genome:
 
     def equation(self) -> str:
         """The paper notation of this genome (see :func:`optuna_nos.format_equation`)."""
-        from optuna_nos.space.notation import format_equation
-
         return format_equation(self)
 
     def key(self) -> str:
@@ -231,15 +155,17 @@ class Genome:
         return hashlib.sha256(self.equation().encode()).hexdigest()[:24]
 
     def to_json(self) -> str:
-        from optuna_nos.space.serialize import genome_to_json
-
-        return genome_to_json(self)
+        """This genome as versioned JSON (see :mod:`optuna_nos.space.serialize`)."""
+        return encode_genome(self.hidden, self.root, self.momentum, self.flip)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Genome:
-        from optuna_nos.space.serialize import genome_from_json
-
-        return genome_from_json(text)
+        """Read a genome written by :meth:`to_json`; any problem raises :class:`NOSError`."""
+        hidden, root, momentum, flip = decode_genome(text)
+        try:
+            return cls(hidden=hidden, root=root, momentum=momentum, flip=flip)
+        except NOSError as exc:
+            raise NOSError(f"genome JSON describes an invalid genome: {exc}") from None
 
     def __str__(self) -> str:
         return self.equation()
@@ -264,3 +190,15 @@ def _check_node(node: Node, name: str) -> None:
             raise NOSError(f"{name} stores a decay for input {column!r} outside 0..{ROOT - 1}")
         if not isinstance(decay, Decay):
             raise NOSError(f"{name} stores a non-decay for input {column}")
+
+
+def genome_to_json(genome: Genome) -> str:
+    """The genome as compact, versioned JSON (see :mod:`optuna_nos.space.serialize`)."""
+    if not isinstance(genome, Genome):
+        raise NOSError(f"expected a Genome, got {type(genome).__name__}")
+    return genome.to_json()
+
+
+def genome_from_json(text: str | bytes) -> Genome:
+    """Read a genome written by :func:`genome_to_json`; any problem raises :class:`NOSError`."""
+    return Genome.from_json(text)

@@ -8,7 +8,7 @@ dashboard and docs. Parsing the paper dialect lives in :mod:`optuna_nos.space.pa
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from optuna_nos.errors import NOSError
 from optuna_nos.space.decays import (
@@ -18,9 +18,12 @@ from optuna_nos.space.decays import (
     Decay,
     DecayNode,
 )
-from optuna_nos.space.genome import Genome, Momentum
+from optuna_nos.space.node import ROOT, Momentum
 from optuna_nos.space.operands import N_OPERANDS, OPERANDS
 from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
+
+if TYPE_CHECKING:
+    from optuna_nos.space.genome import Genome
 
 __all__ = ["DIALECTS", "Dialect", "format_decay", "format_equation"]
 
@@ -123,8 +126,6 @@ def format_equation(genome: Genome, dialect: Dialect = "paper") -> str:
     nodes, latent ops and decays on absent edges are never printed.
     """
     _check_dialect(dialect)
-    from optuna_nos.space.genome import ROOT
-
     body = _format_node(genome, ROOT, dialect)
     if dialect == "paper":
         return genome.momentum.prefix + body

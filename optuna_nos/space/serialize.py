@@ -11,7 +11,7 @@ Layout (version 1)::
     dnode = {"inputs": [index, ...], "unary_op": int, "binary_op": int}
 
 Latent ops, inactive nodes, decays stored on absent edges and the decay's sticky hidden flag
-are all kept, so ``genome_from_json(genome_to_json(g)) == g``. Reading checks every key and
+are all kept, so ``Genome.from_json(g.to_json()) == g``. Reading checks every key and
 type explicitly (booleans are not integers, floats are not accepted) and raises
 :class:`NOSError` naming the JSON path of the first problem.
 """
@@ -22,18 +22,12 @@ import json
 from typing import Any
 
 from optuna_nos.errors import NOSError
-from optuna_nos.space.decays import (
-    DECAY_BINARY_OPS,
-    DECAY_HIDDEN,
-    DECAY_UNARY_OPS,
-    N_BASE_SCHEDULES,
-    Decay,
-    DecayNode,
-)
-from optuna_nos.space.genome import N_HIDDEN, ROOT, Genome, Momentum, Node
+from optuna_nos.space import decays
+from optuna_nos.space.decays import Decay, DecayNode
+from optuna_nos.space.node import N_HIDDEN, ROOT, Momentum, Node
 from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
 
-__all__ = ["FORMAT", "MAX_JSON_LENGTH", "VERSION", "genome_from_json", "genome_to_json"]
+__all__ = ["FORMAT", "MAX_JSON_LENGTH", "VERSION", "decode_genome", "encode_genome"]
 
 FORMAT = "optuna-nos/genome"
 VERSION = 1
@@ -80,17 +74,18 @@ def _node_doc(node: Node) -> dict[str, Any]:
     }
 
 
-def genome_to_json(genome: Genome) -> str:
-    """The genome as compact, versioned JSON (see the module docstring for the layout)."""
-    if not isinstance(genome, Genome):
-        raise NOSError(f"expected a Genome, got {type(genome).__name__}")
+def encode_genome(hidden: tuple[Node, ...], root: Node, momentum: Momentum, flip: bool) -> str:
+    """A genome's fields as compact, versioned JSON (see the module docstring for the layout).
+
+    :meth:`Genome.to_json <optuna_nos.space.genome.Genome.to_json>` is the public entry point.
+    """
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "momentum": _MOMENTUM_NAMES[genome.momentum],
-        "flip": genome.flip,
-        "hidden": [_node_doc(node) for node in genome.hidden],
-        "root": _node_doc(genome.root),
+        "momentum": _MOMENTUM_NAMES[momentum],
+        "flip": flip,
+        "hidden": [_node_doc(node) for node in hidden],
+        "root": _node_doc(root),
     }
     return json.dumps(doc, separators=(",", ":"))
 
@@ -162,35 +157,35 @@ def _decay_node(value: object, path: str, top: int) -> DecayNode:
     doc = _object(value, path, _DECAY_NODE_KEYS)
     return DecayNode(
         inputs=_inputs(doc["inputs"], f"{path}.inputs", top),
-        unary_op=_integer(doc["unary_op"], f"{path}.unary_op", 0, max(DECAY_UNARY_OPS)),
-        binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(DECAY_BINARY_OPS)),
+        unary_op=_integer(doc["unary_op"], f"{path}.unary_op", 0, max(decays.DECAY_UNARY_OPS)),
+        binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(decays.DECAY_BINARY_OPS)),
     )
 
 
 def _decay(value: object, path: str) -> Decay:
     doc = _object(value, path, _DECAY_KEYS)
     return Decay(
-        root=_decay_node(doc["root"], f"{path}.root", DECAY_HIDDEN),
-        hidden=_decay_node(doc["hidden"], f"{path}.hidden", N_BASE_SCHEDULES - 1),
+        root=_decay_node(doc["root"], f"{path}.root", decays.DECAY_HIDDEN),
+        hidden=_decay_node(doc["hidden"], f"{path}.hidden", decays.N_BASE_SCHEDULES - 1),
         hidden_flag=_boolean(doc["hidden_flag"], f"{path}.hidden_flag"),
     )
 
 
 def _node(value: object, path: str) -> Node:
     doc = _object(value, path, _NODE_KEYS)
-    decays: dict[int, Decay] = {}
+    edge_decays: dict[int, Decay] = {}
     for k, edge in enumerate(_array(doc["decays"], f"{path}.decays", 0, ROOT)):
         edge_path = f"{path}.decays[{k}]"
         edge_doc = _object(edge, edge_path, _EDGE_KEYS)
         column = _integer(edge_doc["input"], f"{edge_path}.input", 0, ROOT - 1)
-        if column in decays:
+        if column in edge_decays:
             raise NOSError(f"genome JSON: {path}.decays holds two decays for input {column}")
-        decays[column] = _decay(edge_doc["decay"], f"{edge_path}.decay")
+        edge_decays[column] = _decay(edge_doc["decay"], f"{edge_path}.decay")
     return Node(
         inputs=_inputs(doc["inputs"], f"{path}.inputs", ROOT - 1),
         unary_op=_integer(doc["unary_op"], f"{path}.unary_op", min(UNARY_OPS), max(UNARY_OPS)),
         binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(BINARY_OPS)),
-        decays=decays,
+        decays=edge_decays,
     )
 
 
@@ -259,15 +254,15 @@ def _momentum(doc: dict[str, Any]) -> Momentum:
     return _MOMENTUM_BY_NAME[name]
 
 
-def genome_from_json(text: str | bytes) -> Genome:
-    """Read a genome written by :func:`genome_to_json`; any problem raises :class:`NOSError`."""
+def decode_genome(text: str | bytes) -> tuple[tuple[Node, ...], Node, Momentum, bool]:
+    """(hidden, root, momentum, flip) of a genome's JSON; any problem raises :class:`NOSError`.
+
+    :meth:`Genome.from_json <optuna_nos.space.genome.Genome.from_json>` builds the genome.
+    """
     doc = _object(_decode(text), "the document", _GENOME_KEYS)
     momentum = _momentum(doc)
     flip = _boolean(doc["flip"], "flip")
     hidden_docs = _array(doc["hidden"], "hidden", N_HIDDEN, N_HIDDEN)
     hidden = tuple(_node(node, f"hidden[{k}]") for k, node in enumerate(hidden_docs))
     root = _node(doc["root"], "root")
-    try:
-        return Genome(hidden=hidden, root=root, momentum=momentum, flip=flip)
-    except NOSError as exc:
-        raise NOSError(f"genome JSON describes an invalid genome: {exc}") from None
+    return hidden, root, momentum, flip

@@ -1,0 +1,30 @@
+"""Closed forms of the binary ops, written independently of the package.
+
+The decay graph's binary ops are the first seven of these. Import it from a test module as
+``from closed_forms import BINARY_CLOSED_FORMS``.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def binary_pow(x: float, y: float) -> float:
+    """|x|^y with 0^0 = 1 and 0^(negative) = inf."""
+    if x == 0.0:
+        return 1.0 if y == 0.0 else (0.0 if y > 0 else math.inf)
+    return abs(x) ** y
+
+
+BINARY_CLOSED_FORMS = {
+    0: lambda x, y: x + y,
+    1: lambda x, y: x - y,
+    2: lambda x, y: x * y,
+    3: max,
+    4: min,
+    5: lambda x, y: x / (y + 1e-7),
+    6: lambda x, y: x / math.sqrt(1.0 + y * y),
+    7: lambda x, y: min(max(x, -abs(y)), abs(y)),
+    8: lambda x, y: 0.95 * x + 0.05 * y,
+    9: binary_pow,
+}
