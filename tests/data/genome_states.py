@@ -3,8 +3,7 @@
 ``genome_states.pt`` was written by running this script on the version whose step counter and
 dropout generators were plain attributes, saved by ``state_dict()`` under
 ``"genome_optimizer"`` (GenomeOptimizer) and ``"evolved"`` (exported classes). It is kept so
-that tests/test_torch_optim.py and tests/test_export.py can check that such state dicts still
-load and resume.
+that tests/test_torch_optim.py can check that such state dicts still load and resume.
 
 Run from the repository root: ``PYTHONPATH=. python tests/data/genome_states.py``.
 """
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +63,8 @@ def make(case: str, params: list[torch.Tensor], seed: int = SEED) -> torch.optim
                                 "warmup_steps": WARMUP_STEPS, "hold_steps": HOLD_STEPS,
                                 "seed": seed}
     foreach = CASES[case]
-    build: Callable[..., torch.optim.Optimizer]
     if foreach is None:
-        build = exported_class()
-        return build(groups, **schedule)
+        return exported_class()(groups, **schedule)
     return GenomeOptimizer(groups, parse_equation(EQUATION), foreach=foreach, **schedule)
 
 
