@@ -7,12 +7,12 @@ Float64 throughout unless a test is about dtypes.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import math
+import runpy
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -672,16 +672,8 @@ def test_parsed_spec_examples_take_the_same_steps_on_both_paths() -> None:
 # ------------------------------------------------------------- state dicts of earlier versions
 
 
-def _load_module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 _DATA = Path(__file__).parent / "data"
-_genome_states = _load_module(_DATA / "genome_states.py")
+_genome_states = SimpleNamespace(**runpy.run_path(str(_DATA / "genome_states.py")))
 #: Written by tests/data/genome_states.py while t and the dropout generators were plain
 #: attributes (see that script's docstring).
 _OLD_GENOME_STATES = torch.load(_DATA / "genome_states.pt", weights_only=True)

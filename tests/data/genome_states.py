@@ -5,11 +5,13 @@ dropout generators were plain attributes, saved by ``state_dict()`` under
 ``"genome_optimizer"`` (GenomeOptimizer) and ``"evolved"`` (exported classes). It is kept so
 that tests/test_torch_optim.py can check that such state dicts still load and resume.
 
+The weights, gradients, schedule and run are those of ``published_states.py``.
 Run from the repository root: ``PYTHONPATH=. python tests/data/genome_states.py``.
 """
 
 from __future__ import annotations
 
+import runpy
 import sys
 import types
 from pathlib import Path
@@ -21,18 +23,18 @@ from optuna_nos.export import export_source
 from optuna_nos.space.parse import parse_equation
 from optuna_nos.torch_optim import GenomeOptimizer
 
+_PUBLISHED = runpy.run_path(str(Path(__file__).with_name("published_states.py")))
+TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS = (_PUBLISHED[key] for key in (
+    "TOTAL_STEPS", "WARMUP_STEPS", "HOLD_STEPS"))
+SAVED_AT, LRS = _PUBLISHED["SAVED_AT"], _PUBLISHED["LRS"]
+initial_weights, run = _PUBLISHED["initial_weights"], _PUBLISHED["run"]
+
 #: Dropout, a stateful node and Nesterov momentum: the state dict carries every kind of state.
 EQUATION = "Nest ~ (drop(g, 0.5))+(MaxValue(v hat))"
 #: case name -> foreach argument of GenomeOptimizer, or None for the exported class.
 CASES: dict[str, bool | None] = {"genome-foreach": True, "genome-reference": False,
                                  "exported": None}
-TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS = 20, 3, 2
 SEED = 5
-#: Steps taken before the state dict is saved.
-SAVED_AT = 8
-#: The second parameter gets its first gradient at this step (lazy state, shared t).
-LATE_START = 3
-LRS = (0.05, 0.02)
 
 
 def exported_class() -> type[torch.optim.Optimizer]:
@@ -45,17 +47,6 @@ def exported_class() -> type[torch.optim.Optimizer]:
     return module.EvolvedOptimizer  # type: ignore[no-any-return]
 
 
-def initial_weights() -> list[torch.Tensor]:
-    first = torch.sin(torch.arange(12, dtype=torch.float64)).reshape(3, 4)
-    second = torch.linspace(-2.0, 3.0, 5, dtype=torch.float64)
-    return [first, second]
-
-
-def gradient(weight: torch.Tensor, step: int) -> torch.Tensor:
-    """A gradient that depends on the weight and the step."""
-    return torch.sin(weight + 0.3 * step) + 0.05 * torch.cos(weight)
-
-
 def make(case: str, params: list[torch.Tensor], seed: int = SEED) -> torch.optim.Optimizer:
     """The case's optimizer over one param group per tensor."""
     groups = [{"params": [p], "lr": lr} for p, lr in zip(params, LRS, strict=True)]
@@ -66,17 +57,6 @@ def make(case: str, params: list[torch.Tensor], seed: int = SEED) -> torch.optim
     if foreach is None:
         return exported_class()(groups, **schedule)
     return GenomeOptimizer(groups, parse_equation(EQUATION), foreach=foreach, **schedule)
-
-
-def run(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
-    """Set each parameter's gradient and step, for each step in ``steps``."""
-    for step in steps:
-        for index, param in enumerate(params):
-            if index == 1 and step < LATE_START:
-                param.grad = None
-            else:
-                param.grad = gradient(param.detach(), step)
-        optimizer.step()
 
 
 def main() -> None:
