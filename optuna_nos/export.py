@@ -158,6 +158,8 @@ KEEP_95, NEW_95 = {ema_95}
 HOLD_AT_ZERO = {hold_at_zero}
 NEEDS_TOTAL_STEPS = {needs_total_steps}
 USES_MOMENTUM = {uses_momentum}
+#: The state kept per parameter tensor.
+STATE_KEYS = {state_keys!r}
 
 
 _BIASES = {{}}
@@ -173,6 +175,39 @@ def _bias(beta, k):
                           torch.tensor(float(k), dtype=torch.float32))
         _BIASES[beta, k] = float(one - power)
     return _BIASES[beta, k]
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_lr(lr):
+    if not (_is_real(lr) and 0.0 <= lr < math.inf):
+        raise ValueError(f"lr must be a finite number >= 0, got {{lr!r}}")
+
+
+def _check_schedule(total_steps, warmup_steps, hold_steps, momentum):
+    for name, value in (("warmup_steps", warmup_steps), ("hold_steps", hold_steps)):
+        if not (_is_int(value) and value >= 0):
+            raise ValueError(f"{{name}} must be an int >= 0, got {{value!r}}")
+    if total_steps is None:
+        if warmup_steps or hold_steps:
+            raise ValueError(f"warmup_steps={{warmup_steps!r}} and hold_steps={{hold_steps!r}} "
+                             "need total_steps")
+        if NEEDS_TOTAL_STEPS:
+            raise ValueError("this optimizer's edge decays need total_steps")
+        if momentum == "cycle" and USES_MOMENTUM:
+            raise ValueError("momentum='cycle' needs total_steps; pass a number in [0, 1] "
+                             "for a constant coefficient")
+    elif not (_is_int(total_steps) and total_steps >= 1):
+        raise ValueError(f"total_steps must be an int >= 1 or None, got {{total_steps!r}}")
+    elif warmup_steps + hold_steps >= total_steps:
+        raise ValueError(f"warmup_steps + hold_steps = {{warmup_steps}} + {{hold_steps}} must be "
+                         f"less than total_steps = {{total_steps}}")
 
 
 def _sign(x):
@@ -240,21 +275,21 @@ class {class_name}(torch.optim.Optimizer):
             is, for a torch LR scheduler of your own); decays still follow total_steps.
 
     RECIPE holds the learning rate and schedule the search trained this optimizer with.
+    A bad argument raises ValueError naming its value, as torch.optim's optimizers do;
+    load_state_dict refuses a state dict that this class did not save.
     """
 
     def __init__(self, params, lr, *, total_steps=None, warmup_steps=0, hold_steps=0,
                  momentum="cycle", seed=None, lr_schedule=True):
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
-            raise ValueError(f"lr must be a finite number >= 0, got {{lr!r}}")
-        if total_steps is None:
-            if warmup_steps or hold_steps or NEEDS_TOTAL_STEPS or (
-                    momentum == "cycle" and USES_MOMENTUM):
-                raise ValueError("this optimizer's schedule needs total_steps")
-        elif not 0 <= warmup_steps + hold_steps < total_steps:
-            raise ValueError("need 0 <= warmup_steps + hold_steps < total_steps")
-        if momentum != "cycle" and not (isinstance(momentum, (int, float))
-                                        and 0.0 <= momentum <= 1.0):
-            raise ValueError(f"momentum must be 'cycle' or in [0, 1], got {{momentum!r}}")
+        _check_lr(lr)
+        if not (momentum == "cycle" or _is_real(momentum) and 0.0 <= momentum <= 1.0):
+            raise ValueError(f"momentum must be 'cycle' or a number in [0, 1], "
+                             f"got {{momentum!r}}")
+        _check_schedule(total_steps, warmup_steps, hold_steps, momentum)
+        if seed is not None and not _is_int(seed):
+            raise ValueError(f"seed must be an int or None, got {{seed!r}}")
+        if not isinstance(lr_schedule, bool):
+            raise ValueError(f"lr_schedule must be True or False, got {{lr_schedule!r}}")
         super().__init__(params, {{"lr": lr}})
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
@@ -270,6 +305,21 @@ class {class_name}(torch.optim.Optimizer):
         self._decays = _decay_tables(total_steps) if total_steps is not None else {{}}
         self._mu = (_momentum_table(total_steps, warmup_steps, hold_steps)
                     if momentum == "cycle" and total_steps is not None else None)
+
+    def add_param_group(self, param_group):
+        if "lr" in param_group:
+            _check_lr(param_group["lr"])
+        super().add_param_group(param_group)
+        for p in self.param_groups[-1]["params"]:
+            if not p.is_floating_point():
+                raise ValueError(f"{{type(self).__name__}} needs floating-point params, "
+                                 f"got {{p.dtype}}")
+
+    def __getstate__(self):
+        # torch.optim.Optimizer keeps only defaults, state and param_groups; t, the schedule
+        # and the dropout generators are attributes here. Hooks stay behind, as torch's do.
+        return {{key: value for key, value in vars(self).items()
+                if not key.endswith("_hooks")}}
 
     def _lr_at(self, lr, t):
         if self._lr_shape is None:
@@ -292,10 +342,20 @@ class {class_name}(torch.optim.Optimizer):
         return state
 
     def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("evolved", {{}})
-        super().load_state_dict(state_dict)
-        self.t = int(extra.get("t", 0))
+        name = type(self).__name__
+        extra = state_dict.get("evolved")
+        if not isinstance(extra, dict):
+            raise ValueError(f"state dict has no 'evolved' entry: it was not saved by {{name}}")
+        t = extra.get("t")
+        if not (_is_int(t) and t >= 0):
+            raise ValueError(f"state dict step t must be an int >= 0, got {{t!r}}")
+        for index, param_state in state_dict["state"].items():
+            if sorted(param_state) != sorted(STATE_KEYS):
+                raise ValueError(f"state dict holds state {{sorted(param_state)}} for parameter "
+                                 f"{{index}}; {{name}} keeps {{sorted(STATE_KEYS)}}")
+        super().load_state_dict({{key: value for key, value in state_dict.items()
+                                 if key != "evolved"}})
+        self.t = t
         self.seed = int(extra.get("seed", self.seed))
         self._generators = {{}}
         for key, value in extra.get("generators", {{}}).items():
@@ -323,7 +383,7 @@ class {class_name}(torch.optim.Optimizer):
                 g, w = p.grad, p
                 state = self.state[p]
                 if not state:
-                    for key in {state_keys!r}:
+                    for key in STATE_KEYS:
                         state[key] = torch.zeros_like(p)
                 v, s, lam = state["v"], state["s"], state["lam"]
                 g_sq = g * g

@@ -413,7 +413,16 @@ class GenomeOptimizer(Optimizer):
         if momentum == Momentum.NESTEROV:
             torch._foreach_add_(params, steps)
 
-    # -- state dict ------------------------------------------------------------------------------
+    # -- copying and the state dict --------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the hooks, for copy.deepcopy and pickle.
+
+        torch.optim.Optimizer keeps only ``defaults``, ``state`` and ``param_groups``; the
+        genome, t and the dropout generators are attributes of this class. Hooks stay behind,
+        as torch's do.
+        """
+        return {key: value for key, value in vars(self).items() if not key.endswith("_hooks")}
 
     def state_dict(self) -> dict[str, Any]:
         """Torch's state dict plus t, the seed and the dropout generators' states."""

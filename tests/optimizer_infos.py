@@ -67,9 +67,6 @@ class OptimizerInfo:
     saved_step: Callable[[dict[str, Any]], int] | None = None
     #: Whether load_state_dict copies the state it is given (torch.optim's may share it).
     copies_loaded_state: bool = False
-    #: Why copy.deepcopy loses part of the optimizer, if it does (the test is then expected
-    #: to fail).
-    deepcopy_loses: str | None = None
     #: Whether its update draws random numbers (dropout), so that splitting groups over
     #: optimizers changes it.
     random: bool = False
@@ -188,7 +185,6 @@ def _genome_optimizer(name: str, equation: str, lr: float) -> OptimizerInfo:
         past_end="step 3 is past the schedule", bad_inputs=_GENOME_BAD,
         resume_kwargs={"seed": 99}, foreign_state="not saved by a GenomeOptimizer",
         copies_loaded_state=True,
-        deepcopy_loses="its step counter is a plain attribute, which torch's __getstate__ drops",
         random="drop(" in equation,
     )
 
@@ -212,11 +208,13 @@ def _exported(name: str, equation: str, lr: float) -> OptimizerInfo:
         build=lambda params, **kw: exported_class(equation)(params, **kw),
         kwargs={**_schedule(lr), "seed": 1}, steps_taken=lambda opt: opt.t,
         error=ValueError, step_error=RuntimeError, past_end="step 3 is past total_steps = 3",
-        bad_inputs=(*_LR_CHECKS[:2], _named({"lr": "0.1"}, "'0.1'"), *_SCHEDULE_CHECKS[1:],
-                    _named({"momentum": 1.5}, "1.5")),
-        resume_kwargs={"seed": 99}, saved_step=lambda state: state["evolved"]["t"],
-        deepcopy_loses="its step counter and generators are plain attributes, which torch's "
-                       "__getstate__ drops",
+        bad_inputs=(*_PUBLISHED_BAD, _named({"momentum": 1.5}, "1.5"),
+                    _named({"momentum": True}, "True"), _named({"seed": 1.5}, "1.5"),
+                    _named({"lr_schedule": "no"}, "'no'"),
+                    _named({"total_steps": None, "warmup_steps": 3, "hold_steps": 0},
+                           "warmup_steps=3")),
+        resume_kwargs={"seed": 99}, foreign_state="not saved by EvolvedOptimizer",
+        saved_step=lambda state: state["evolved"]["t"],
         random="drop(" in equation,
     )
 

@@ -139,3 +139,16 @@ def test_bad_class_name(name: str) -> None:
     genome = parse_equation("None ~ id(id(g))")
     with pytest.raises(NOSError, match="class_name"):
         export_source(genome, class_name=name)
+
+
+def test_state_dict_of_another_genome_is_refused(tmp_path: Path) -> None:
+    adam = _load(export_source(parse_equation("None ~ (v hat) / (sqrt(|s hat|))")), tmp_path,
+                 "exported_adam")
+    nesterov = _load(export_source(parse_equation("Nest ~ id(id(sign(v hat)))")), tmp_path,
+                     "exported_nesterov")
+    w = torch.zeros(2, requires_grad=True)
+    opt = nesterov.EvolvedOptimizer([w], lr=0.1, total_steps=5)
+    w.grad = torch.ones(2)
+    opt.step()
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        adam.EvolvedOptimizer([w], lr=0.1, total_steps=5).load_state_dict(opt.state_dict())

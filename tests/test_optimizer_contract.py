@@ -210,11 +210,7 @@ def test_sparse_gradients_raise(info: OptimizerInfo) -> None:
     assert info.steps_taken(opt) == 0
 
 
-@pytest.mark.parametrize("info", [
-    pytest.param(info, id=info.name, marks=[pytest.mark.xfail(reason=info.deepcopy_loses)]
-                 if info.deepcopy_loses else [])
-    for info in OPTIMIZER_INFOS
-])
+@INFOS
 def test_deepcopy_gives_an_independent_equal_optimizer(info: OptimizerInfo) -> None:
     model = _model(torch.float32)
     opt = info.make(model.parameters())

@@ -9,7 +9,10 @@ from __future__ import annotations
 import copy
 import io
 import math
+import runpy
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -664,3 +667,34 @@ def test_parsed_spec_examples_take_the_same_steps_on_both_paths() -> None:
             runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         same(runs[0], runs[1])
         assert torch.isfinite(runs[0]).all(), text
+
+
+# ------------------------------------------------------------- state dicts of earlier versions
+
+
+_DATA = Path(__file__).parent / "data"
+_genome_states = SimpleNamespace(**runpy.run_path(str(_DATA / "genome_states.py")))
+#: Written by tests/data/genome_states.py while t and the dropout generators were plain
+#: attributes (see that script's docstring).
+_OLD_GENOME_STATES = torch.load(_DATA / "genome_states.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("case", list(_genome_states.CASES))
+def test_earlier_state_dict_resumes_the_fresh_trajectory(case: str) -> None:
+    """A state dict saved mid-run by the earlier version (GenomeOptimizer, or the exported
+    class) loads into an optimizer with another seed and continues a fresh run's path."""
+    data = _genome_states
+    saved = _OLD_GENOME_STATES[case]
+    fresh = [w.clone().requires_grad_() for w in data.initial_weights()]
+    fresh_opt = data.make(case, fresh)
+    data.run(fresh_opt, fresh, range(data.SAVED_AT))
+    for got, want in zip(saved["weights"], fresh, strict=True):
+        torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-12)
+    data.run(fresh_opt, fresh, range(data.SAVED_AT, data.TOTAL_STEPS))
+
+    resumed = [w.clone().requires_grad_() for w in saved["weights"]]
+    resumed_opt = data.make(case, resumed, seed=99)
+    resumed_opt.load_state_dict(saved["optimizer"])
+    data.run(resumed_opt, resumed, range(data.SAVED_AT, data.TOTAL_STEPS))
+    for got, want in zip(resumed, fresh, strict=True):
+        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-12, atol=1e-12)

@@ -90,6 +90,10 @@ class Node:
     def replace(self, **changes: object) -> Node:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def __reduce__(self) -> tuple[type[Node], tuple[object, ...]]:
+        """Rebuilt from its fields, for copy.deepcopy and pickle (``decays`` is read-only)."""
+        return Node, (self.inputs, self.unary_op, self.binary_op, dict(self.decays))
+
     def __hash__(self) -> int:
         return hash((self.inputs, self.unary_op, self.binary_op, tuple(self.decays.items())))
 
