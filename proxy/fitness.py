@@ -127,6 +127,10 @@ class FitnessConfig:
     #: Train the runs of a screen stage together in one stacked model; None decides by a
     #: timing on the device, once per model size (:func:`proxy.measure.default_batching`).
     batched_screen: bool | None = None
+    #: NHWC convolution inputs (:attr:`proxy.screen.RunSpec.channels_last`).
+    channels_last: bool = False
+    #: bfloat16 autocast of forward and loss (:attr:`proxy.screen.RunSpec.bf16`).
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if not self.stage1_lrs:
@@ -300,6 +304,7 @@ class GenomeTrainer:
             dropout=config.dropout, batch_size=config.batch_size, shuffle=shuffle,
             bn_momentum=config.bn_momentum,
             settings=settings, dtype=dtype,
+            channels_last=config.channels_last, bf16=config.bf16,
         )
         self.final_spec = replace(
             self.screen_spec, epochs=fidelity.final_epochs,

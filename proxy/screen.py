@@ -24,6 +24,7 @@ the device until the epoch ends.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -129,8 +130,14 @@ class RunSpec:
     val_batch_size: int = 128
     settings: Settings = DEFAULT_SETTINGS
     dtype: torch.dtype = torch.float32
+    #: Feed the convolutions NHWC batches (``torch.channels_last``); the same arithmetic.
+    channels_last: bool = False
+    #: Run forward and loss under bfloat16 autocast (parameters and optimizer stay ``dtype``).
+    bf16: bool = False
 
     def __post_init__(self) -> None:
+        if self.bf16 and self.settings.paper_mode:
+            raise NOSError("bf16=True is refused in paper mode, which trains in float32")
         steps = self.epochs * self.steps_per_epoch
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise NOSError(f"a run needs epochs >= 1 and steps_per_epoch >= 1, got "
@@ -250,7 +257,8 @@ def train_epochs(stack: StackedConvNet, optimizer: Stepper,
     """
     numpy_nan = spec.settings.numpy_nan_semantics
     for epoch in range(spec.epochs):
-        train_acc, first_bad = train_epoch(stack, optimizer, stream, spec.steps_per_epoch)
+        train_acc, first_bad = train_epoch(stack, optimizer, stream, spec.steps_per_epoch,
+                                           spec)
         val_acc = validate(stack, spec) if spec.val is not None else None
         dropped: set[int] = set()
         keep = []
@@ -284,9 +292,9 @@ def train_epochs(stack: StackedConvNet, optimizer: Stepper,
 
 
 def train_epoch(stack: StackedConvNet, optimizer: Stepper,
-                stream: Iterator[tuple[Tensor, Tensor]], steps: int) -> tuple[list[float],
-                                                                               list[int]]:
-    """Train every active copy for ``steps`` steps.
+                stream: Iterator[tuple[Tensor, Tensor]], steps: int,
+                spec: RunSpec | None = None) -> tuple[list[float], list[int]]:
+    """Train every active copy for ``steps`` steps (with ``spec``'s layout and autocast).
 
     Returns each copy's training accuracy over the epoch (over its steps up to and including
     its first step with a non-finite loss, if it has one) and the index of that step (-1 if
@@ -299,9 +307,11 @@ def train_epoch(stack: StackedConvNet, optimizer: Stepper,
     seen = torch.zeros(steps, dtype=torch.int64)
     for step in range(steps):
         images, labels = next(stream)
-        logits = stack.forward(images, training=True)
-        losses = F.cross_entropy(logits.transpose(1, 2), labels[:, None].expand(-1, copies),
-                                 reduction="none").mean(dim=0)
+        with _fast_paths(stack, spec):
+            logits = stack.forward(_layout(images, spec), training=True)
+            losses = F.cross_entropy(logits.transpose(1, 2),
+                                     labels[:, None].expand(-1, copies),
+                                     reduction="none").mean(dim=0)
         stack.zero_grad()
         losses.sum().backward()
         optimizer.step()
@@ -325,6 +335,22 @@ def validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
     correct = torch.zeros(stack.size, dtype=torch.int64, device=device)
     for images, labels in validation_batches(spec.val, spec.norm,
                                              batch_size=spec.val_batch_size, dtype=spec.dtype):
-        logits = stack.forward(images, training=False)
+        with _fast_paths(stack, spec):
+            logits = stack.forward(_layout(images, spec), training=False)
         correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
     return (correct.double() / len(spec.val)).tolist()
+
+
+def _layout(images: Tensor, spec: RunSpec | None) -> Tensor:
+    """``images`` in the memory format ``spec`` asks for (NCHW unless ``channels_last``)."""
+    if spec is not None and spec.channels_last:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _fast_paths(stack: StackedConvNet, spec: RunSpec | None) -> AbstractContextManager[Any]:
+    """bfloat16 autocast on the stack's device when ``spec.bf16``, else nothing."""
+    if spec is None or not spec.bf16:
+        return nullcontext()
+    device = stack.running_mean[0].device
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
