@@ -32,18 +32,19 @@ from proxy.model import ConvNet
 WARMUP_STEPS = 3
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def _per_step(step: Callable[[], object], device: str, steps: int) -> float:
-    _sync(device)
+def seconds_per_call(fn: Callable[[], object], device: str, repeat: int = 1) -> float:
+    """Wall-clock seconds per call of ``fn``, over ``repeat`` calls, the device synchronised."""
+    sync(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / steps
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeat
 
 
 def step_functions(device: str, width: int) -> dict[str, Callable[[], object]]:
@@ -78,7 +79,7 @@ def measure(device: str, width: int, steps: int, repeats: int) -> dict[str, floa
     samples: dict[str, list[float]] = {name: [] for name in steps_of}
     for _ in range(repeats):
         for name, step in steps_of.items():
-            samples[name].append(_per_step(step, device, steps))
+            samples[name].append(seconds_per_call(step, device, steps))
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,26 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compiled_optimizer import measure  # noqa: E402
+from compiled_optimizer import measure, seconds_per_call  # noqa: E402
 from screen import full_length, synthetic_cifar  # noqa: E402
 
 from optuna_nos.space.parse import parse_equation  # noqa: E402
 from proxy.fitness import PAPER_FITNESS, FitnessConfig, GenomeTrainer, ProxyTask, measure_fitness  # noqa: E402
 from proxy.measure import TIMED_GENOME, time_pack  # noqa: E402
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _seconds(fn: Callable[[], object], device: str, repeat: int = 1) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeat
 
 
 def quick_config(config: FitnessConfig) -> FitnessConfig:
@@ -67,7 +51,7 @@ def quick_config(config: FitnessConfig) -> FitnessConfig:
 def evaluation_seconds(task: ProxyTask) -> float:
     genome = parse_equation(TIMED_GENOME)
     device = task.device or "cpu"
-    return _seconds(lambda: measure_fitness(genome, task, "evolution", seed=0), device)
+    return seconds_per_call(lambda: measure_fitness(genome, task, "evolution", seed=0), device)
 
 
 def modelled_pack_seconds(task: ProxyTask, k: int, steps: int) -> tuple[float, float]:
