@@ -10,10 +10,10 @@ augmentation, a 7-lr screen of 4 x 200 steps per stage, then 40 x 400 final step
    ``--steps`` steps, and one pack's time is modelled as
    ``screen_steps * (t(3K) + t(4K)) + final_steps * t(K)``, scaled by the K = 1
    measured / modelled ratio (which carries validation and per-epoch work);
-3. the optimizer step of a width-48 ConvNet: GenomeOptimizer (eager, foreach) against
-   ``torch.optim.Adam`` (fused on CUDA, foreach on a CPU), for the Adam genome (a compiled
-   step is not offered yet: ``torch.compile(GenomeOptimizer.step)`` did not match the eager
-   step on the CPU);
+3. the optimizer step of a width-48 ConvNet for the Adam genome: GenomeOptimizer eager
+   (foreach) and compiled (``CompiledGenomeOptimizer``) against ``torch.optim.Adam`` (fused
+   on CUDA, foreach on a CPU) and its compiled step (``bench/compiled_optimizer.py``), and
+   the compiled / eager GenomeOptimizer step ratio;
 4. peak memory per K.
 
     python bench/gpu_check.py            # on a GPU
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,27 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from compiled_optimizer import measure, seconds_per_call  # noqa: E402
 from screen import full_length, synthetic_cifar  # noqa: E402
 
 from optuna_nos.space.parse import parse_equation  # noqa: E402
-from optuna_nos.torch_optim import GenomeOptimizer  # noqa: E402
 from proxy.fitness import PAPER_FITNESS, FitnessConfig, GenomeTrainer, ProxyTask, measure_fitness  # noqa: E402
 from proxy.measure import TIMED_GENOME, time_pack  # noqa: E402
-from proxy.model import ConvNet  # noqa: E402
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _seconds(fn: Callable[[], object], device: str, repeat: int = 1) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / repeat
 
 
 def quick_config(config: FitnessConfig) -> FitnessConfig:
@@ -68,7 +51,7 @@ def quick_config(config: FitnessConfig) -> FitnessConfig:
 def evaluation_seconds(task: ProxyTask) -> float:
     genome = parse_equation(TIMED_GENOME)
     device = task.device or "cpu"
-    return _seconds(lambda: measure_fitness(genome, task, "evolution", seed=0), device)
+    return seconds_per_call(lambda: measure_fitness(genome, task, "evolution", seed=0), device)
 
 
 def modelled_pack_seconds(task: ProxyTask, k: int, steps: int) -> tuple[float, float]:
@@ -91,21 +74,8 @@ def modelled_pack_seconds(task: ProxyTask, k: int, steps: int) -> tuple[float, f
 
 
 def optimizer_steps(device: str, steps: int) -> dict[str, float]:
-    """Seconds per optimizer step on a width-48 ConvNet's parameters, two ways."""
-    model = ConvNet(48).to(device)
-    for param in model.parameters():
-        param.grad = torch.randn_like(param) * 1e-2
-    genome = parse_equation(TIMED_GENOME)
-    params = list(model.parameters())
-    eager = GenomeOptimizer(params, genome, lr=1e-3, total_steps=10**6, warmup_steps=0)
-    adam = torch.optim.Adam(params, lr=1e-3, fused=device == "cuda",
-                            foreach=None if device == "cuda" else True)
-    times = {}
-    for name, step in (("eager", eager.step), ("adam", adam.step)):
-        for _ in range(3):
-            step()  # warm-up
-        times[name] = _seconds(step, device, steps)
-    return times
+    """Seconds per optimizer step on a width-48 ConvNet's parameters (``compiled_optimizer``)."""
+    return measure(device, 48, steps, repeats=1)
 
 
 def main() -> None:
@@ -143,8 +113,11 @@ def main() -> None:
         seconds = modelled * measured / base_model
         print(f"{k:>4} {seconds:10.2f} {3600 * k / seconds:14.0f} {peak:9.2f}")
     times = optimizer_steps(device, steps * 5)
-    print(f"optimizer step: GenomeOptimizer {1e3 * times['eager']:.3f} ms, torch.optim.Adam "
-          f"{1e3 * times['adam']:.3f} ms (ratio {times['eager'] / times['adam']:.2f})")
+    adam = times["adam foreach"]
+    print("optimizer step, x of torch.optim.Adam (fused on CUDA, foreach on a CPU): " + ", ".join(
+        f"{name} {seconds / adam:.2f}" for name, seconds in times.items()))
+    print(f"compiled / eager GenomeOptimizer step: "
+          f"{times['genome compiled'] / times['genome eager']:.2f}")
     if device == "cuda":
         print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ import torch
 from optuna_nos.evolve import random_genome
 from optuna_nos.space.genome import Genome
 from proxy.data import load_digits
-from proxy.fitness import DIGITS_FITNESS, PAPER_FITNESS, ProxyTask, measure_fitness
+from proxy.fitness import DIGITS_FITNESS, ProxyTask, measure_fitness
 from proxy.packed import measure_pack
 
 
@@ -85,19 +84,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="with --synthetic-cifar: a few steps only, to check the path")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.backends.cudnn.benchmark = True
-    if args.synthetic_cifar:
-        from screen import full_length, synthetic_cifar
+    from screen import synthetic_task, use_threads
 
-        data = synthetic_cifar(args.device)
-        config = full_length(PAPER_FITNESS)
-        if args.smoke:
-            config = replace(config, **{args.fidelity: replace(
-                config.fidelity(args.fidelity), total_steps=40, warmup_steps=8, final_epochs=2,
-                final_steps_per_epoch=10, screen_epochs=2, screen_steps_per_epoch=5)})
-        task = ProxyTask(lambda: data, config, device=args.device, seed=0)
+    use_threads(args.threads)
+    if args.synthetic_cifar:
+        task = synthetic_task(args.device, args.fidelity, args.smoke)
     else:
         task = ProxyTask(load_digits, DIGITS_FITNESS, device=args.device, seed=0)
     print(f"device {args.device}  threads {torch.get_num_threads()}")

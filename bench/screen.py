@@ -161,6 +161,24 @@ def full_length(config: FitnessConfig) -> FitnessConfig:
                    screen_early_stop=never, final_early_stop=never)
 
 
+def use_threads(threads: int) -> None:
+    """Set torch's CPU threads (0 keeps torch's default) and let cuDNN pick its kernels."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = True
+
+
+def synthetic_task(device: str, fidelity: str, smoke: bool) -> ProxyTask:
+    """The paper's protocol at full length on synthetic CIFAR-10; ``smoke``: a few steps."""
+    data = synthetic_cifar(device)
+    config = full_length(PAPER_FITNESS)
+    if smoke:
+        config = replace(config, **{fidelity: replace(
+            config.fidelity(fidelity), total_steps=40, warmup_steps=8, final_epochs=2,
+            final_steps_per_epoch=10, screen_epochs=2, screen_steps_per_epoch=5)})
+    return ProxyTask(lambda: data, config, device=device, seed=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -173,19 +191,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="with --synthetic-cifar: a few steps only, to check the path runs")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.backends.cudnn.benchmark = True
+    use_threads(args.threads)
     genome = parse_equation(GENOMES[args.genome])
     print(f"genome {genome.equation()}  device {args.device}  threads {torch.get_num_threads()}")
     if args.synthetic_cifar:
-        data = synthetic_cifar(args.device)
-        config = full_length(PAPER_FITNESS)
-        if args.smoke:
-            config = replace(config, evolution=replace(
-                config.evolution, total_steps=40, warmup_steps=8, final_epochs=2,
-                final_steps_per_epoch=10, screen_epochs=2, screen_steps_per_epoch=5))
-        task = ProxyTask(lambda: data, config, device=args.device, seed=0)
+        task = synthetic_task(args.device, "evolution", args.smoke)
         if not args.skip_sequential:
             short = replace(task.config, evolution=replace(task.config.evolution,
                                                            screen_epochs=1))

@@ -237,18 +237,20 @@ def _wait_for_storage(study: optuna.Study) -> None:
         time.sleep(_OUTAGE_POLL_S)
 
 
-def _optimize_through_outages(
-    study: optuna.Study, objective: ObjectiveGuard, n_trials: int | None,
-    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
-) -> None:
-    """``study.optimize`` that survives a storage server restart and trials failed elsewhere.
+Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
-    A lost connection abandons the current trial. The worker waits for the server (up to
-    :data:`STORAGE_OUTAGE_S` s), marks the trial it left RUNNING FAIL and queues its retry
-    with the same genome (as the heartbeat would, had another worker noticed), and carries on.
-    A trial that another worker failed as stale while its objective ran (Optuna then refuses
-    to tell it) is dropped with a warning. An infrastructure fault (:mod:`optuna_nos.faults`)
-    stops the worker with one line; its slot stays open.
+
+def _through_outages(study: optuna.Study, n_trials: int | None,
+                     run: Callable[[int | None, Callback], None],
+                     other_error: Callable[[Exception], bool] | None = None) -> None:
+    """``run(remaining trials, count callback)`` again after each storage outage.
+
+    A lost connection abandons the trials in hand. The worker waits for the server (up to
+    :data:`STORAGE_OUTAGE_S` s), marks the trials it left RUNNING FAIL and queues their
+    retries with the same genomes (as the heartbeat would, had another worker noticed), and
+    carries on; it gives up after :data:`_MAX_OUTAGES_WITHOUT_PROGRESS` outages in a row with
+    no trial finished. Any other error goes to ``other_error``: True counts one trial as
+    finished and carries on, False (or no ``other_error``) re-raises it.
     """
     finished = [0]
 
@@ -262,18 +264,13 @@ def _optimize_through_outages(
             return
         before = finished[0]
         try:
-            study.optimize(objective, n_trials=remaining, callbacks=[*callbacks, count],
-                           catch=())
+            run(remaining, count)
             return
         except Exception as exc:
             if not _is_storage_outage(exc):
-                if objective.taken is not None and isinstance(exc, ValueError | AssertionError):
-                    finished[0] += 1  # trial failed elsewhere; the guard logged it
+                if other_error is not None and other_error(exc):
+                    finished[0] += 1
                     continue
-                if objective.fault is not None:
-                    raise NOSError(f"a trial failed for this worker's environment "
-                                   f"({objective.fault}); the worker stops and the trial's "
-                                   "slot stays open") from None
                 raise
             outages = 0 if finished[0] > before else outages + 1
             if outages > _MAX_OUTAGES_WITHOUT_PROGRESS:
@@ -283,6 +280,32 @@ def _optimize_through_outages(
             _wait_for_storage(study)
             _fail_own_running_trials(study, "storage outage during the trial", retry=True)
             _logger.warning("storage reachable again; resuming")
+
+
+def _optimize_through_outages(
+    study: optuna.Study, objective: ObjectiveGuard, n_trials: int | None,
+    callbacks: list[Callback],
+) -> None:
+    """``study.optimize`` that survives a storage server restart (:func:`_through_outages`)
+    and trials failed elsewhere.
+
+    A trial that another worker failed as stale while its objective ran (Optuna then refuses
+    to tell it) is dropped with a warning. An infrastructure fault (:mod:`optuna_nos.faults`)
+    stops the worker with one line; its slot stays open.
+    """
+    def run(remaining: int | None, count: Callback) -> None:
+        study.optimize(objective, n_trials=remaining, callbacks=[*callbacks, count], catch=())
+
+    def other_error(exc: Exception) -> bool:
+        if objective.taken is not None and isinstance(exc, ValueError | AssertionError):
+            return True  # trial failed elsewhere; the guard logged it
+        if objective.fault is not None:
+            raise NOSError(f"a trial failed for this worker's environment "
+                           f"({objective.fault}); the worker stops and the trial's "
+                           "slot stays open") from None
+        return False
+
+    _through_outages(study, n_trials, run, other_error)
 
 
 def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
@@ -437,7 +460,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _optimize_packed(study: optuna.Study, objective: Any, pack: str, *,
                      n_trials: int | None) -> None:
-    """``worker --pack``: trials evaluated ``pack`` at a time (:mod:`optuna_nos.packing`)."""
+    """``worker --pack``: trials evaluated ``pack`` at a time (:mod:`optuna_nos.packing`),
+    through storage outages as the plain worker (:func:`_through_outages`)."""
     from optuna_nos.packing import optimize_packed, pack_size, packed_objective
 
     evaluate = packed_objective(objective)
@@ -445,7 +469,8 @@ def _optimize_packed(study: optuna.Study, objective: Any, pack: str, *,
     _logger.info("packed worker: %d trials at a time", size)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        optimize_packed(study, evaluate, size, n_trials=n_trials, callbacks=[_log_trial])
+        _through_outages(study, n_trials, lambda remaining, count: optimize_packed(
+            study, evaluate, size, n_trials=remaining, callbacks=[_log_trial, count]))
     finally:
         signal.signal(signal.SIGTERM, previous)
 

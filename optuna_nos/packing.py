@@ -13,7 +13,10 @@ once (one stacked model on a GPU). It repeatedly
    (:meth:`Pack.tell`); a trial the objective leaves undecided fails.
 
 If the objective raises, only the trials this pack still holds fail (an interrupt records
-``interrupted: ...``), and the exception propagates, as with ``study.optimize(catch=())``.
+``interrupted: ...``), and the exception propagates, as with ``study.optimize(catch=())``;
+when the storage itself is unreachable they stay RUNNING for the caller to fail once it is
+back (``optuna-nos worker --pack`` waits for it and queues their retries) and a missed
+heartbeat is logged, not raised.
 A worker that dies (SIGKILL, power loss) stops their heartbeats, so another worker fails them
 as stale and the storage's retry callback queues them again.
 """
@@ -79,15 +82,20 @@ class Pack:
             if trial.number in self._decided:
                 raise NOSError(f"trial {trial.number} was already told")
             self._decided.add(trial.number)
-        if reason is not None and (state == TrialState.FAIL
-                                   or REASON_ATTR not in trial.user_attrs):
-            trial.set_user_attr(REASON_ATTR, reason)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # NaN values are told as FAIL
-            if state == TrialState.COMPLETE:
-                frozen = self.study.tell(trial, value)
-            else:
-                frozen = self.study.tell(trial, state=state)
+        try:
+            if reason is not None and (state == TrialState.FAIL
+                                       or REASON_ATTR not in trial.user_attrs):
+                trial.set_user_attr(REASON_ATTR, reason)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # NaN values are told as FAIL
+                if state == TrialState.COMPLETE:
+                    frozen = self.study.tell(trial, value)
+                else:
+                    frozen = self.study.tell(trial, state=state)
+        except Exception:
+            with self._lock:  # not told: still held
+                self._decided.discard(trial.number)
+            raise
         for callback in self.callbacks:
             callback(self.study, frozen)
 
@@ -153,7 +161,10 @@ class _Heartbeat:
 
     def _beat(self, interval: float) -> None:
         while not self.stop.wait(interval):
-            self._record()
+            try:
+                self._record()
+            except Exception as exc:  # noqa: BLE001 - the storage may be back next beat
+                _logger.warning("heartbeat not recorded (%s)", type(exc).__name__)
 
 
 def _open_work(study: optuna.Study) -> int | None:
@@ -212,6 +223,17 @@ def _fail_stale(study: optuna.Study) -> None:
             optuna.storages.fail_stale_trials(study)
 
 
+def _fail_held(pack: Pack, reason: str) -> None:
+    """Fail the pack's undecided trials; an unreachable storage leaves them RUNNING (the
+    caller's outage handling, or their expiring heartbeats, fail them) and the objective's
+    own error is the one that propagates."""
+    try:
+        pack.fail_undecided(reason)
+    except Exception as exc:  # noqa: BLE001 - the original error matters more
+        _logger.warning("could not fail trials %s (%s)", [t.number for t in pack.undecided],
+                        type(exc).__name__)
+
+
 def optimize_packed(
     study: optuna.Study,
     objective: PackedObjective,
@@ -239,10 +261,10 @@ def optimize_packed(
             try:
                 objective(current)
             except KeyboardInterrupt as exc:
-                current.fail_undecided(f"interrupted: {str(exc) or 'SIGINT'}")
+                _fail_held(current, f"interrupted: {str(exc) or 'SIGINT'}")
                 raise
             except BaseException as exc:
-                current.fail_undecided(f"packed objective raised {type(exc).__name__}")
+                _fail_held(current, f"packed objective raised {type(exc).__name__}")
                 raise
         current.fail_undecided("the packed objective left the trial undecided")
         if _finished(study, trials):

@@ -36,7 +36,7 @@ from optuna_nos.space.genome import Genome, Momentum, column_name
 from optuna_nos.space.operands import EMA_BETAS, OPERANDS, OperandInputs
 from optuna_nos.space.update_ops import BINARY_OPS, DROPOUT_OPS, EPS, UNARY_OPS, OpContext
 
-__all__ = ["GenomeOptimizer"]
+__all__ = ["GenomeOptimizer", "foreach_update"]
 
 Tensors = list[Tensor] | tuple[Tensor, ...]
 
@@ -377,41 +377,12 @@ class GenomeOptimizer(Optimizer):
             self._foreach_device(items, t, mu, self._context(device, t))
 
     def _foreach_device(self, items: list[_Work], t: int, mu: float, ctx: OpContext) -> None:
-        params = [item.param for item in items]
-        grads = [item.grad for item in items]
-        states = [item.state for item in items]
-        vs, ss, lams = ([state[key] for state in states] for key in _EMA_KEYS)
-        grads_sq, grads_cube = _foreach_update_emas(grads, vs, ss, lams, self._arithmetic)
-        operands = _ListOperands(grads, params, vs, ss, lams, t, grads_sq, grads_cube,
-                                 self._arithmetic)
         compiled = self._compiled
-        values: dict[int, Tensors] = {c: operands.value(c) for c in compiled.operands}
-        for column in compiled.order:
-            node = self._genome.node(column)
-            args: list[Tensors] = []
-            for child in node.inputs:
-                factor = compiled.edge_factor(column, child, t)
-                args.append(values[child] if factor is None
-                            else torch._foreach_mul(values[child], factor))
-            if node.binary:
-                values[column] = _binary_lists(node.binary_op, args[0], args[1])
-            elif UNARY_OPS[node.unary_op].stateful:
-                values[column] = _stateful_lists(node.unary_op, column, args[0], states, ctx)
-            else:
-                values[column] = _unary_lists(node.unary_op, args[0], ctx)
-        updates = values[compiled.order[-1]]
-        flip = self._genome.flip
-        steps = torch._foreach_mul(updates, [item.lr if flip else -item.lr for item in items])
-        momentum = self._genome.momentum
-        if momentum == Momentum.NONE:
-            torch._foreach_add_(params, steps)
-            return
-        buffers = [state[_BUFFER_KEY] for state in states]
-        torch._foreach_mul_(buffers, mu)
-        torch._foreach_add_(buffers, steps)
-        torch._foreach_add_(params, buffers)
-        if momentum == Momentum.NESTEROV:
-            torch._foreach_add_(params, steps)
+        foreach_update(
+            compiled, self._arithmetic, [item.param for item in items],
+            [item.grad for item in items], [item.state for item in items],
+            [item.lr for item in items], mu, ctx,
+            lambda column, child: compiled.edge_factor(column, child, t), t)
 
     # -- copying and the state dict --------------------------------------------------------------
 
@@ -475,6 +446,57 @@ class GenomeOptimizer(Optimizer):
         self._pending_generator_states = {
             key: value.clone() for key, value in extra.get("generators", {}).items()
         }
+
+
+# -- the list update, as a function -------------------------------------------------------------
+
+#: A step-dependent number: a Python float, or a 0-d tensor (one graph then serves every step).
+Scalar = float | Tensor
+
+
+def foreach_update(compiled: CompiledGenome, arithmetic: Arithmetic, params: Tensors,
+                   grads: Tensors, states: list[dict[str, Any]], lrs: list[Scalar],
+                   mu: Scalar, ctx: OpContext,
+                   edge_factor: Callable[[int, int], Scalar | None], t: int = 0) -> None:
+    """One list-path step of ``compiled.genome`` on the tensors of one device, in place.
+
+    The step-dependent numbers come from outside: eta_t of each tensor (``lrs``), mu_t, the
+    decay d(t) of each edge (``edge_factor(consumer, child)``, None when undecayed) and the
+    bias corrections 1 - beta^k (``arithmetic.bias_correction``, read through ``ctx`` too);
+    ``t`` only reaches ``arithmetic.bias_correction``.
+    """
+    genome = compiled.genome
+    vs, ss, lams = ([state[key] for state in states] for key in _EMA_KEYS)
+    grads_sq, grads_cube = _foreach_update_emas(grads, vs, ss, lams, arithmetic)
+    operands = _ListOperands(grads, params, vs, ss, lams, t, grads_sq, grads_cube, arithmetic)
+    values: dict[int, Tensors] = {c: operands.value(c) for c in compiled.operands}
+    for column in compiled.order:
+        node = genome.node(column)
+        args: list[Tensors] = []
+        for child in node.inputs:
+            factor = edge_factor(column, child)
+            args.append(values[child] if factor is None
+                        else torch._foreach_mul(values[child], factor))
+        if node.binary:
+            values[column] = _binary_lists(node.binary_op, args[0], args[1])
+        elif UNARY_OPS[node.unary_op].stateful:
+            values[column] = _stateful_lists(node.unary_op, column, args[0], states, ctx)
+        else:
+            values[column] = _unary_lists(node.unary_op, args[0], ctx)
+    updates = values[compiled.order[-1]]
+    flip = genome.flip
+    signed: Any = [lr if flip else -lr for lr in lrs]
+    steps = torch._foreach_mul(updates, signed)
+    momentum = genome.momentum
+    if momentum == Momentum.NONE:
+        torch._foreach_add_(params, steps)
+        return
+    buffers = [state[_BUFFER_KEY] for state in states]
+    torch._foreach_mul_(buffers, mu)
+    torch._foreach_add_(buffers, steps)
+    torch._foreach_add_(params, buffers)
+    if momentum == Momentum.NESTEROV:
+        torch._foreach_add_(params, steps)
 
 
 # -- the EMA states -----------------------------------------------------------------------------

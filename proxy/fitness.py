@@ -127,6 +127,10 @@ class FitnessConfig:
     #: Train the runs of a screen stage together in one stacked model; None decides by a
     #: timing on the device, once per model size (:func:`proxy.measure.default_batching`).
     batched_screen: bool | None = None
+    #: NHWC convolution inputs (:attr:`proxy.screen.RunSpec.channels_last`).
+    channels_last: bool = False
+    #: bfloat16 autocast of forward and loss (:attr:`proxy.screen.RunSpec.bf16`).
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if not self.stage1_lrs:
@@ -224,12 +228,7 @@ def run_protocol(
     ``on_screen_done(lr, runs)`` is called with the chosen lr before the final run starts.
     """
     def decide(runs: list[RunResult], complete: bool) -> ScreenDecision:
-        records = [run_record(run.train_acc, numpy_nan=numpy_nan) for run in runs]
-        return decide_screen(config.screen_lrs[:len(runs)], records,
-                             stage1_size=len(config.stage1_lrs),
-                             stage1_below=config.stage1_fail_below,
-                             screen_below=config.screen_fail_below,
-                             numpy_nan=numpy_nan, complete=complete)
+        return screen_decision(config, runs, complete=complete, numpy_nan=numpy_nan)
 
     runs = trainer.screen(config.stage1_lrs)
     decision = decide(runs, complete=not config.stage2_lrs)
@@ -241,13 +240,29 @@ def run_protocol(
     assert decision.lr is not None
     if on_screen_done is not None:
         on_screen_done(decision.lr, runs)
-    final = trainer.final(decision.lr)
+    return final_result(decision.lr, runs, trainer.final(decision.lr), numpy_nan=numpy_nan)
+
+
+def screen_decision(config: FitnessConfig, runs: list[RunResult], *, complete: bool,
+                    numpy_nan: bool) -> ScreenDecision:
+    """The screen's decision on ``runs`` (the first ``len(runs)`` screen lrs, in order)."""
+    records = [run_record(run.train_acc, numpy_nan=numpy_nan) for run in runs]
+    return decide_screen(config.screen_lrs[:len(runs)], records,
+                         stage1_size=len(config.stage1_lrs),
+                         stage1_below=config.stage1_fail_below,
+                         screen_below=config.screen_fail_below,
+                         numpy_nan=numpy_nan, complete=complete)
+
+
+def final_result(lr: float, screen: list[RunResult], final: RunResult, *,
+                 numpy_nan: bool) -> FitnessResult:
+    """The evaluation's result from its final run at the chosen ``lr``."""
     fitness = fitness_of(final.val_acc, numpy_nan=numpy_nan)
     if fitness is None:
         stop = f" ({final.stop})" if final.stop else ""
-        return FitnessResult(None, f"final run at lr {decision.lr:g}: no finite validation "
-                                   f"accuracy{stop}", decision.lr, runs, final)
-    return FitnessResult(fitness, None, decision.lr, runs, final)
+        return FitnessResult(None, f"final run at lr {lr:g}: no finite validation "
+                                   f"accuracy{stop}", lr, screen, final)
+    return FitnessResult(fitness, None, lr, screen, final)
 
 
 # -- the real trainer ------------------------------------------------------------------------
@@ -287,6 +302,7 @@ class GenomeTrainer:
             dropout=config.dropout, batch_size=config.batch_size, shuffle=shuffle,
             bn_momentum=config.bn_momentum,
             settings=settings, dtype=dtype,
+            channels_last=config.channels_last, bf16=config.bf16,
         )
         self.final_spec = replace(
             self.screen_spec, epochs=fidelity.final_epochs,

@@ -23,12 +23,11 @@ because copies share no parameter, statistic or optimizer state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
 
 from optuna_nos.errors import NOSError
 from optuna_nos.space.genome import Genome
@@ -37,13 +36,13 @@ from proxy.data import training_batches
 from proxy.fitness import (
     FINAL_ATTR,
     SCREEN_ATTR,
-    FitnessConfig,
     FitnessResult,
     GenomeTrainer,
     ProxyTask,
+    final_result,
+    screen_decision,
 )
-from proxy.protocol import decide_screen, fitness_of, run_record
-from proxy.screen import RunResult, RunSeeds, RunSpec, _train_epoch, _validate, fresh_model
+from proxy.screen import RunResult, RunSeeds, RunSpec, fresh_model, train_epochs
 from proxy.stack import StackedConvNet, needs_per_tensor_layout
 
 if TYPE_CHECKING:
@@ -140,45 +139,12 @@ def train_packed(
     stream = training_batches(spec.train, spec.norm, spec.augmentation,
                               batch_size=spec.batch_size, shuffle=spec.shuffle,
                               seed=data_seeds.pop(), dtype=spec.dtype)
-    _train_pack(stack, _Optimizers(optimizers), stream, spec, owner, run_of, results, on_epoch)
+    def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
+        return on_epoch is not None and on_epoch(owner[copy], epoch, result)
+
+    train_epochs(stack, _Optimizers(optimizers), stream, spec,
+                 lambda copy: results[owner[copy]][run_of[copy]], epoch_done, owner.__getitem__)
     return results
-
-
-def _train_pack(stack: StackedConvNet, optimizers: _Optimizers,
-                stream: Iterator[tuple[Tensor, Tensor]], spec: RunSpec, owner: list[int],
-                run_of: list[int], results: list[list[RunResult]],
-                on_epoch: PackEpoch | None) -> None:
-    numpy_nan = spec.settings.numpy_nan_semantics
-    for epoch in range(spec.epochs):
-        train_acc, first_bad = _train_epoch(stack, optimizers, stream,  # type: ignore[arg-type]
-                                            spec.steps_per_epoch)
-        val_acc = _validate(stack, spec) if spec.val is not None else None
-        dropped: set[int] = set()
-        keep = []
-        for position, copy_index in enumerate(stack.active):
-            candidate = owner[copy_index]
-            result = results[candidate][run_of[copy_index]]
-            if first_bad[position] >= 0:
-                step = epoch * spec.steps_per_epoch + first_bad[position]
-                result.stop = f"non-finite loss at step {step}"
-                continue
-            result.train_acc.append(train_acc[position])
-            if val_acc is not None:
-                result.val_acc.append(val_acc[position])
-            if on_epoch is not None and on_epoch(candidate, epoch, result):
-                result.stop = f"pruned after epoch {epoch}"
-                dropped.add(candidate)
-                continue
-            if spec.early_stop.stops(epoch, train_acc[position], numpy_nan=numpy_nan):
-                result.stop = (f"training accuracy {train_acc[position]:.4f} < "
-                               f"{spec.early_stop.below} after epoch {epoch}")
-                continue
-            keep.append(position)
-        keep = [p for p in keep if owner[stack.active[p]] not in dropped]
-        if len(keep) < stack.size:
-            stack.keep(keep)
-        if stack.size == 0:
-            break
 
 
 def measure_pack(
@@ -227,16 +193,21 @@ def measure_pack(
             for i, stage_runs in zip(undecided, runs, strict=True):
                 screens[i] += stage_runs
                 complete = stage == 1 or not config.stage2_lrs
-                decision = _decide(config, screens[i], complete, numpy_nan)
-                if decision[1] is not None:
-                    finish(i, FitnessResult(None, decision[1], None, screens[i]))
+                decision = screen_decision(config, screens[i], complete=complete,
+                                           numpy_nan=numpy_nan)
+                if decision.reason is not None:
+                    finish(i, FitnessResult(None, decision.reason, None, screens[i]))
                 else:
                     still.append(i)
             undecided = still
-        chosen = {i: _decide(config, screens[i], True, numpy_nan)[0] for i in undecided}
+        chosen: dict[int, float] = {}
+        for i in undecided:
+            lr = screen_decision(config, screens[i], complete=True, numpy_nan=numpy_nan).lr
+            assert lr is not None
+            chosen[i] = lr
         if on_screen_done is not None:
             for i in undecided:
-                on_screen_done(i, chosen[i], screens[i])  # type: ignore[arg-type]
+                on_screen_done(i, chosen[i], screens[i])
 
         def final_epoch(position: int, epoch: int, run: RunResult) -> bool:
             stop = on_epoch is not None and on_epoch(undecided[position], epoch, run)
@@ -245,37 +216,18 @@ def measure_pack(
             return stop
 
         finals = train_packed(trainer.final_spec,
-                              [(candidates[i], [chosen[i]]) for i in undecided],  # type: ignore[list-item]
+                              [(candidates[i], [chosen[i]]) for i in undecided],
                               on_epoch=final_epoch)
         for i, (final,) in zip(undecided, finals, strict=True):
-            lr = chosen[i]
-            assert lr is not None
-            fitness = fitness_of(final.val_acc, numpy_nan=numpy_nan)
-            reason = None
-            if fitness is None:
-                stop = f" ({final.stop})" if final.stop else ""
-                reason = f"final run at lr {lr:g}: no finite validation accuracy{stop}"
             if i in pruned:  # the caller heard of it in on_epoch
-                results[i] = FitnessResult(None, final.stop, lr, screens[i], final)
+                results[i] = FitnessResult(None, final.stop, chosen[i], screens[i], final)
             else:
-                finish(i, FitnessResult(fitness, reason, lr, screens[i], final))
+                finish(i, final_result(chosen[i], screens[i], final, numpy_nan=numpy_nan))
     finally:
         if on_cpu and task.cpu_threads is not None:
             torch.set_num_threads(threads)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
-
-
-def _decide(config: FitnessConfig, runs: list[RunResult], complete: bool,
-            numpy_nan: bool) -> tuple[float | None, str | None]:
-    """(chosen lr, failure reason) of the screen runs so far (see ``run_protocol``)."""
-    records = [run_record(run.train_acc, numpy_nan=numpy_nan) for run in runs]
-    decision = decide_screen(config.screen_lrs[:len(runs)], records,
-                             stage1_size=len(config.stage1_lrs),
-                             stage1_below=config.stage1_fail_below,
-                             screen_below=config.screen_fail_below,
-                             numpy_nan=numpy_nan, complete=complete)
-    return decision.lr, decision.reason
 
 
 # -- the Optuna side ---------------------------------------------------------------------------

@@ -24,7 +24,9 @@ the device until the epoch ends.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -53,13 +55,22 @@ __all__ = [
     "RunSpec",
     "batching_pays",
     "fresh_model",
+    "train_epoch",
+    "train_epochs",
     "train_runs",
     "train_stack",
+    "validate",
 ]
 
 #: Largest first-layer activation (batch x width x H x W values) for which the batched screen
 #: is used on a CPU by default; past it, one copy at a time stays in cache and runs faster.
 CPU_BATCHED_MAX_ACTIVATION = 2**20
+
+class Stepper(Protocol):
+    """Anything with a ``step()`` that updates the stack's parameters from their gradients."""
+
+    def step(self) -> Any: ...
+
 
 #: Called after each recorded epoch of a run with (0-based epoch, the run's result so far).
 EpochCallback = Callable[[int, "RunResult"], None]
@@ -119,8 +130,14 @@ class RunSpec:
     val_batch_size: int = 128
     settings: Settings = DEFAULT_SETTINGS
     dtype: torch.dtype = torch.float32
+    #: Feed the convolutions NHWC batches (``torch.channels_last``); the same arithmetic.
+    channels_last: bool = False
+    #: Run forward and loss under bfloat16 autocast (parameters and optimizer stay ``dtype``).
+    bf16: bool = False
 
     def __post_init__(self) -> None:
+        if self.bf16 and self.settings.paper_mode:
+            raise NOSError("bf16=True is refused in paper mode, which trains in float32")
         steps = self.epochs * self.steps_per_epoch
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise NOSError(f"a run needs epochs >= 1 and steps_per_epoch >= 1, got "
@@ -214,13 +231,39 @@ def train_stack(
                               batch_size=spec.batch_size, shuffle=spec.shuffle,
                               seed=seeds.data, dtype=spec.dtype)
     results = [RunResult(lr) for lr in lrs]
+
+    def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
+        if on_epoch is not None:
+            on_epoch(epoch, result)
+        return False
+
+    train_epochs(stack, optimizer, stream, spec, results.__getitem__, epoch_done)
+    return results, stack
+
+
+#: Called after each recorded epoch of a copy with (copy index, epoch, its result); True drops
+#: the copy and every copy of its group.
+CopyEpoch = Callable[[int, int, "RunResult"], bool]
+
+
+def train_epochs(stack: StackedConvNet, optimizer: Stepper,
+                 stream: Iterator[tuple[Tensor, Tensor]], spec: RunSpec,
+                 result_of: Callable[[int], RunResult], on_epoch: CopyEpoch | None = None,
+                 group_of: Callable[[int], int] = int) -> None:
+    """Train the stack's copies for ``spec.epochs`` epochs, recording into ``result_of(copy)``.
+
+    The stopping rules of the module docstring, per copy; a copy for which ``on_epoch``
+    returns True is marked pruned and leaves with every copy of its ``group_of`` group.
+    """
     numpy_nan = spec.settings.numpy_nan_semantics
     for epoch in range(spec.epochs):
-        train_acc, first_bad = _train_epoch(stack, optimizer, stream, spec.steps_per_epoch)
-        val_acc = _validate(stack, spec) if spec.val is not None else None
+        train_acc, first_bad = train_epoch(stack, optimizer, stream, spec.steps_per_epoch,
+                                           spec)
+        val_acc = validate(stack, spec) if spec.val is not None else None
+        dropped: set[int] = set()
         keep = []
         for position, copy_index in enumerate(stack.active):
-            result = results[copy_index]
+            result = result_of(copy_index)
             if first_bad[position] >= 0:
                 step = epoch * spec.steps_per_epoch + first_bad[position]
                 result.stop = f"non-finite loss at step {step}"
@@ -230,27 +273,28 @@ def train_stack(
                         result.val_acc.append(val_acc[position])
                 continue
             result.train_acc.append(train_acc[position])
-            validation = None if val_acc is None else val_acc[position]
-            if validation is not None:
-                result.val_acc.append(validation)
-            if on_epoch is not None:
-                on_epoch(epoch, result)
+            if val_acc is not None:
+                result.val_acc.append(val_acc[position])
+            if on_epoch is not None and on_epoch(copy_index, epoch, result):
+                result.stop = f"pruned after epoch {epoch}"
+                dropped.add(group_of(copy_index))
+                continue
             if spec.early_stop.stops(epoch, train_acc[position], numpy_nan=numpy_nan):
                 result.stop = (f"training accuracy {train_acc[position]:.4f} < "
                                f"{spec.early_stop.below} after epoch {epoch}")
                 continue
             keep.append(position)
+        keep = [p for p in keep if group_of(stack.active[p]) not in dropped]
         if len(keep) < stack.size:
             stack.keep(keep)
         if stack.size == 0:
             break
-    return results, stack
 
 
-def _train_epoch(stack: StackedConvNet, optimizer: GenomeOptimizer | ScheduledOptimizer,
-                 stream: Iterator[tuple[Tensor, Tensor]], steps: int) -> tuple[list[float],
-                                                                                list[int]]:
-    """Train every active copy for ``steps`` steps.
+def train_epoch(stack: StackedConvNet, optimizer: Stepper,
+                stream: Iterator[tuple[Tensor, Tensor]], steps: int,
+                spec: RunSpec | None = None) -> tuple[list[float], list[int]]:
+    """Train every active copy for ``steps`` steps (with ``spec``'s layout and autocast).
 
     Returns each copy's training accuracy over the epoch (over its steps up to and including
     its first step with a non-finite loss, if it has one) and the index of that step (-1 if
@@ -263,9 +307,11 @@ def _train_epoch(stack: StackedConvNet, optimizer: GenomeOptimizer | ScheduledOp
     seen = torch.zeros(steps, dtype=torch.int64)
     for step in range(steps):
         images, labels = next(stream)
-        logits = stack.forward(images, training=True)
-        losses = F.cross_entropy(logits.transpose(1, 2), labels[:, None].expand(-1, copies),
-                                 reduction="none").mean(dim=0)
+        with _fast_paths(stack, spec):
+            logits = stack.forward(_layout(images, spec), training=True)
+            losses = F.cross_entropy(logits.transpose(1, 2),
+                                     labels[:, None].expand(-1, copies),
+                                     reduction="none").mean(dim=0)
         stack.zero_grad()
         losses.sum().backward()
         optimizer.step()
@@ -282,13 +328,29 @@ def _train_epoch(stack: StackedConvNet, optimizer: GenomeOptimizer | ScheduledOp
 
 
 @torch.no_grad()
-def _validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
+def validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
     """Validation accuracy of every active copy (eval mode: BN running stats, no dropout)."""
     assert spec.val is not None
     device = stack.running_mean[0].device
     correct = torch.zeros(stack.size, dtype=torch.int64, device=device)
     for images, labels in validation_batches(spec.val, spec.norm,
                                              batch_size=spec.val_batch_size, dtype=spec.dtype):
-        logits = stack.forward(images, training=False)
+        with _fast_paths(stack, spec):
+            logits = stack.forward(_layout(images, spec), training=False)
         correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
     return (correct.double() / len(spec.val)).tolist()
+
+
+def _layout(images: Tensor, spec: RunSpec | None) -> Tensor:
+    """``images`` in the memory format ``spec`` asks for (NCHW unless ``channels_last``)."""
+    if spec is not None and spec.channels_last:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _fast_paths(stack: StackedConvNet, spec: RunSpec | None) -> AbstractContextManager[Any]:
+    """bfloat16 autocast on the stack's device when ``spec.bf16``, else nothing."""
+    if spec is None or not spec.bf16:
+        return nullcontext()
+    device = stack.running_mean[0].device
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

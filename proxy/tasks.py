@@ -13,7 +13,9 @@ override them. Options common to both tasks:
 * ``device`` ("cuda" when available, else "cpu"), ``dtype`` ("float32" | "float64"),
   ``seed`` (int, default 0: evaluations are seeded by (seed, trial number)),
   ``cpu_threads`` (torch threads during a CPU evaluation; digits: 1, cifar10: torch's),
-  ``batched_screen`` (bool), ``shuffle`` (bool; default: reshuffle except in paper mode);
+  ``batched_screen`` (bool), ``shuffle`` (bool; default: reshuffle except in paper mode),
+  ``channels_last`` (bool, default false: NHWC convolution inputs), ``bf16`` (bool, default
+  false: bfloat16 autocast of forward and loss; refused in paper mode);
 * protocol constants: ``stage1_lrs``, ``stage2_lrs`` (lists), ``stage1_fail_below``,
   ``screen_fail_below``, ``screen_stop_epoch``, ``screen_stop_below``, ``final_stop_epoch``,
   ``final_stop_below``, ``batch_size``, ``val_batch_size``, ``dropout``, ``bn_momentum``;
@@ -69,6 +71,7 @@ _PROTOCOL_FLOATS = ("stage1_fail_below", "screen_fail_below", "screen_stop_below
                     "final_stop_below", "dropout", "bn_momentum")
 _PROTOCOL_INTS = ("screen_stop_epoch", "final_stop_epoch", "batch_size", "val_batch_size")
 _COMMON_KEYS = ("device", "dtype", "seed", "cpu_threads", "batched_screen", "shuffle",
+                "channels_last", "bf16",
                 "stage1_lrs", "stage2_lrs", "init", "evolution", *_PROTOCOL_FLOATS,
                 *_PROTOCOL_INTS)
 
@@ -294,7 +297,7 @@ def fitness_config(options: Mapping[str, Any], preset: FitnessConfig = PAPER_FIT
     for key in ("batch_size", "val_batch_size"):
         if key in options:
             changes[key] = _integer(options[key], key)
-    for key in ("batched_screen", "shuffle"):
+    for key in ("batched_screen", "shuffle", "channels_last", "bf16"):
         if key in options:
             changes[key] = _boolean(options[key], key)
     for name in ("screen", "final"):
