@@ -34,7 +34,8 @@ steps = 2
 mutations = 2
 max_redraws = 2
 seed = 0
-
+"""
+DRILL_SETTINGS = """
 [workers]
 heartbeat_interval = 1
 grace_period = 3
@@ -64,7 +65,7 @@ def _serve(url: str, workdir: Path, port: int, tag: str) -> drills._Proc:
 
 def _init(result: DrillResult, url: str, workdir: Path, sleep_s: float) -> bool:
     config = workdir / "drill.toml"
-    config.write_text(DRILL_GA.format(sleep_s=sleep_s))
+    config.write_text(DRILL_GA + DRILL_SETTINGS.format(sleep_s=sleep_s))
     code, err = drills._cli(["init", "--storage", url, "--study", "p", "--config",
                              str(config)], workdir, "init")
     if not result.check(code == 0, f"init exit {code}"):
@@ -76,6 +77,12 @@ def _started_by(url: str) -> dict[str, FrozenTrial]:
     """RUNNING trials whose objective has started, by the pid of the worker running them."""
     return {drills._worker_pid(t): t for t in drills._trials(url, "p")
             if t.state == TrialState.RUNNING and t.user_attrs.get("drill.started")}
+
+
+def _last_traceback(text: str) -> str:
+    """The last traceback in ``text`` (whole), or its last 600 characters."""
+    start = text.rfind("Traceback (most recent call last)")
+    return text[start:].strip() if start >= 0 else text.strip()[-600:]
 
 
 def _check_decided_once(result: DrillResult, url: str,
@@ -150,7 +157,7 @@ def drill_proxy_sigterm(result: DrillResult, workdir: Path, server: str,
                      f"same genome in {retried}")
     if not result.passed:
         for k, proc in enumerate([*procs, *fresh]):
-            result.note(f"worker {k} stderr tail: {proc.stderr.strip()[-600:]}")
+            result.note(f"worker {k} stderr: {_last_traceback(proc.stderr)}")
 
 
 def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers: int = 3,
@@ -212,7 +219,7 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
     result.check(tracebacks == 0, f"{tracebacks} tracebacks on the workers' stderr")
     if not result.passed:
         for k, text in enumerate(errs):
-            result.note(f"worker {k} stderr tail: {text.strip()[-600:]}")
+            result.note(f"worker {k} stderr: {_last_traceback(text)}")
         result.note(f"restarted proxy stderr tail: {proxies[-1].stderr.strip()[-600:]}")
 
 
