@@ -171,6 +171,7 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
         port = drills.free_port()
         proxies = [_serve(url, workdir, port, "proxy0")]
         procs: list[drills._Proc] = []
+        everyone: list[drills._Proc] = []
         restarts = 0
         try:
             if not result.check(proxies[0].process.poll() is None, f"proxy serves port {port}"):
@@ -178,6 +179,7 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
                 return
             args = ["worker", "--storage", f"grpc://127.0.0.1:{port}", "--study", "p"]
             procs = [drills._start(args, workdir, f"w{k}") for k in range(workers)]
+            everyone = list(procs)
             enough = drills._wait_for(lambda: len(_started_by(url)) >= 1 and sum(
                 t.state == TrialState.COMPLETE for t in drills._trials(url, "p")) >= 4, 240, 0.2)
             before = drills._snapshot(drills._trials(url, "p"))
@@ -196,19 +198,20 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
                 for k, proc in enumerate(procs):
                     codes[k] = proc.process.poll()
                     if codes[k] not in (None, 0):
-                        result.note(f"worker {k} exited {codes[k]}: "
-                                    f"{proc.stderr.strip().splitlines()[-1][:200]}; restarted")
+                        result.note(f"worker {k} exited {codes[k]}; restarted. Its stderr: "
+                                    f"{_last_traceback(proc.stderr)}")
                         procs[k] = drills._start(args, workdir, f"w{k}r{restarts}")
+                        everyone.append(procs[k])
                         restarts += 1
                 time.sleep(0.5)
         finally:
-            drills._stop_all([*procs, *proxies])
+            drills._stop_all([*everyone, *proxies])
         after = drills._snapshot(drills._trials(url, "p"))
         lost = [n for n in before if n not in after]
         changed = [n for n in before if n in after and after[n] != before[n]]
         result.check(not lost and not changed, f"finished trials lost {lost}, changed {changed}")
         trials = _check_decided_once(result, url, codes)
-    errs = [p.stderr for p in procs]
+    errs = [p.stderr for p in everyone]
     outages = sum(e.count("storage unavailable") for e in errs)
     dropped = sum(e.count("failed elsewhere") for e in errs)
     interrupted = [t.number for t in trials
