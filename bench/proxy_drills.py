@@ -35,16 +35,8 @@ mutations = 2
 max_redraws = 2
 seed = 0
 """
-DRILL_SETTINGS = """
-[workers]
-heartbeat_interval = 1
-grace_period = 3
-max_retry = 2
-
-[objective]
-target = "cli_objective:sleepy"
-sleep_s = {sleep_s}
-"""
+#: ``[workers]`` heartbeat every 1 s, grace 3 s, 2 retries; the ``sleepy`` objective (1 s).
+DRILL_SETTINGS = drills.PROXY_GA.removeprefix(drills.FAST_GA)
 
 
 def _serve(url: str, workdir: Path, port: int, tag: str) -> drills._Proc:
@@ -65,7 +57,7 @@ def _serve(url: str, workdir: Path, port: int, tag: str) -> drills._Proc:
 
 def _init(result: DrillResult, url: str, workdir: Path, sleep_s: float) -> bool:
     config = workdir / "drill.toml"
-    config.write_text(DRILL_GA + DRILL_SETTINGS.format(sleep_s=sleep_s))
+    config.write_text(DRILL_GA + DRILL_SETTINGS.replace("sleep_s = 1.0", f"sleep_s = {sleep_s}"))
     code, err = drills._cli(["init", "--storage", url, "--study", "p", "--config",
                              str(config)], workdir, "init")
     if not result.check(code == 0, f"init exit {code}"):
