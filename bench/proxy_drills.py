@@ -208,8 +208,10 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
     dropped = sum(e.count("failed elsewhere") for e in errs)
     interrupted = [t.number for t in trials
                    if t.user_attrs.get("nos.reason") == "storage outage during the trial"]
-    result.note(f"worker restarts {restarts}; 'storage unavailable' lines {outages}; trials "
-                f"failed for the outage {interrupted}; results dropped {dropped}")
+    fates = {t.number: t.state.name for t in trials if t.number in running}
+    result.note(f"trials mid-objective at the kill ended {fates}; worker restarts {restarts}; "
+                f"'storage unavailable' lines {outages}; trials failed for the outage "
+                f"{interrupted}; results dropped {dropped}")
     tracebacks = sum(drills._tracebacks(e) for e in errs)
     result.check(tracebacks == 0, f"{tracebacks} tracebacks on the workers' stderr")
     if not result.passed:
