@@ -205,13 +205,13 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
         trials = _check_decided_once(result, url, codes)
     errs = [p.stderr for p in everyone]
     outages = sum(e.count("storage unavailable") for e in errs)
-    dropped = sum(e.count("failed elsewhere") for e in errs)
-    interrupted = [t.number for t in trials
-                   if t.user_attrs.get("nos.reason") == "storage outage during the trial"]
+    dropped = sum(e.count("failed by another worker while it ran") for e in errs)
+    failed = {t.number: t.user_attrs.get("nos.reason", "no heartbeat") for t in trials
+              if t.state == TrialState.FAIL}
     fates = {t.number: t.state.name for t in trials if t.number in running}
     result.note(f"trials mid-objective at the kill ended {fates}; worker restarts {restarts}; "
-                f"'storage unavailable' lines {outages}; trials failed for the outage "
-                f"{interrupted}; results dropped {dropped}")
+                f"'storage unavailable' lines {outages}; FAIL trials {failed}; results dropped "
+                f"for a trial failed elsewhere {dropped}")
     tracebacks = sum(drills._tracebacks(e) for e in errs)
     result.check(tracebacks == 0, f"{tracebacks} tracebacks on the workers' stderr")
     if not result.passed:
