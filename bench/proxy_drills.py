@@ -90,6 +90,13 @@ def _check_decided_once(result: DrillResult, url: str,
                  f"worker exits {codes}; search finished={finished}; RUNNING {left}; slots "
                  f"decided twice {twice}; {claims} duplicate claims in {attempts} attempts; "
                  f"{drills._count(trials)}")
+    for slot in twice:
+        result.note(f"slot {slot!r} attempts: " + "; ".join(
+            f"trial {t.number} {t.state.name} worker {drills._worker_pid(t)} "
+            f"{t.datetime_start and t.datetime_start.time()}-"
+            f"{t.datetime_complete and t.datetime_complete.time()} "
+            f"retry of {t.system_attrs.get('failed_trial')} {t.user_attrs.get('nos.reason')}"
+            for t in trials if t.system_attrs.get(SLOT_ATTR) == slot))
     return trials
 
 
