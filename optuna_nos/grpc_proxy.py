@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_nos.errors import NOSError
 from optuna_nos.liveness import BEAT_ATTR, BeatObserver, StaleCallback, fail_stale
 from optuna_nos.storage import normalize_url, redact_url
+from optuna_nos.validation import check_int
 
 __all__ = ["LivenessGrpcStorage", "is_grpc_url", "is_proxy_outage", "make_grpc_storage",
            "parse_grpc_url", "serve_proxy", "served_storage"]
@@ -205,8 +206,7 @@ def serve_proxy(url: str, *, host: str, port: int, threads: int = 16,
 
     ``threads`` RPCs run at once, over at most ``threads + 1`` database connections.
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise NOSError(f"threads must be a positive integer, got {threads!r}")
+    check_int("threads", threads, minimum=1)
     if is_grpc_url(url):
         raise NOSError("the proxy serves a database: --storage takes a database URL, not "
                        f"{url.strip()}")
