@@ -69,13 +69,14 @@ def objective(trial: optuna.Trial) -> float:
 
 
 def worker(url: str, seconds: float, report: Queue) -> None:  # type: ignore[type-arg]
-    from optuna_nos import ParticleSampler, StopWhenFinished
+    from optuna_nos import DivergencePruner, ParticleSampler, StopWhenFinished
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = ParticleSampler(**SIZES.to_dict())
     timer = history.Timed(sampler)
     try:
-        study = optuna.load_study(study_name="bench", storage=_open(url), sampler=sampler)
+        study = optuna.load_study(study_name="bench", storage=_open(url), sampler=sampler,
+                                  pruner=DivergencePruner())
     except Exception as exc:  # noqa: BLE001 - reported: e.g. "too many clients"
         report.put((0.0, 0, f"{type(exc).__name__}: {str(exc)[:120]}"))
         return
@@ -219,7 +220,7 @@ def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
 
 
 def grown_study(server: str, n: int, n_trials: int, workdir: Path) -> dict[str, dict[str, float]]:
-    from optuna_nos import ParticleSampler
+    from optuna_nos import DivergencePruner, ParticleSampler
     from optuna_nos.storage import make_storage
 
     history.SIZES = BIG  # the history's slots follow the big GA
@@ -235,7 +236,7 @@ def grown_study(server: str, n: int, n_trials: int, workdir: Path) -> dict[str, 
             sampler = ParticleSampler(**BIG.to_dict(), seed=0)
             timer = history.Timed(sampler)
             loaded = optuna.load_study(study_name="bench", storage=_open(target),
-                                       sampler=sampler)
+                                       sampler=sampler, pruner=DivergencePruner())
             loaded.optimize(history.objective, n_trials=1)
             first = timer.seconds
             timer.seconds = 0.0

@@ -36,7 +36,7 @@ from optuna_nos.storage import normalize_url, redact_url
 from optuna_nos.validation import check_int
 
 __all__ = ["LivenessGrpcStorage", "is_grpc_url", "is_proxy_outage", "make_grpc_storage",
-           "parse_grpc_url", "serve_proxy"]
+           "parse_grpc_url", "serve_proxy", "served_storage"]
 
 _GRPC_URL = re.compile(r"grpc://(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\[\]@?#\s]+):(?P<port>\d{1,5})/?")
 #: Seconds a worker waits for the proxy before reporting it unreachable.
@@ -181,6 +181,24 @@ class _Sweeper:
                 _logger.warning("stale-trial sweep failed (%s); retrying", type(exc).__name__)
 
 
+def served_storage(url: str, threads: int) -> optuna.storages.RDBStorage:
+    """The database storage the proxy serves, with a pool of ``threads`` connections.
+
+    The proxy runs no trial, so it does not adopt the trials it creates for workers (no
+    ``nos:worker`` of its own): adopting wrote to the new trial after creating it, and a trial
+    failed in between (stale sweep under load) made the worker's ``CreateNewTrial`` fail.
+    """
+    from optuna_nos.storage import make_storage
+
+    rdb = make_storage(url, heartbeat_interval=None, max_retry=None, pool_size=threads)
+    rdb._adopt = _adopt_nothing  # type: ignore[attr-defined]
+    return rdb
+
+
+def _adopt_nothing(trial_id: int) -> dict[str, str]:
+    return {}
+
+
 def serve_proxy(url: str, *, host: str, port: int, threads: int = 16,
                 sweep_interval: float = SWEEP_INTERVAL_S) -> None:
     """Serve ``url``'s database on ``host:port`` (Optuna's ``run_grpc_proxy_server``) until
@@ -188,13 +206,11 @@ def serve_proxy(url: str, *, host: str, port: int, threads: int = 16,
 
     ``threads`` RPCs run at once, over at most ``threads + 1`` database connections.
     """
-    from optuna_nos.storage import make_storage
-
     check_int("threads", threads, minimum=1)
     if is_grpc_url(url):
         raise NOSError("the proxy serves a database: --storage takes a database URL, not "
                        f"{url.strip()}")
-    rdb = make_storage(url, heartbeat_interval=None, max_retry=None, pool_size=threads)
+    rdb = served_storage(url, threads)
     backend = optuna.storages.get_storage(rdb)  # Optuna's in-process trial cache
     stop = threading.Event()
     threading.Thread(target=_Sweeper(backend).run, args=(stop, sweep_interval),

@@ -112,6 +112,23 @@ def test_fail_stale_fails_once_and_queues_the_same_params() -> None:
     assert trials[1].system_attrs["failed_trial"] == 0
 
 
+def test_proxy_does_not_adopt_the_trials_it_creates(tmp_path: Path) -> None:
+    """The worker that asked for a trial names it; the proxy writes nothing into it after
+    creating it (such a write failed the worker's request when a sweep failed the trial
+    first)."""
+    from optuna_nos.sampler._slots import WORKER_ATTR
+
+    storage = grpc_proxy.served_storage(f"sqlite:///{tmp_path / 'p.db'}", threads=2)
+    study = optuna.create_study(storage=storage)
+    running = storage.create_new_trial(study._study_id)
+    waiting = storage.create_new_trial(
+        study._study_id, optuna.trial.create_trial(state=TrialState.WAITING))
+    assert storage.set_trial_state_values(waiting, TrialState.RUNNING)
+    for trial_id in (running, waiting):
+        assert WORKER_ATTR not in storage.get_trial(trial_id).system_attrs
+    storage.engine.dispose()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def drills_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("drills_module", ROOT / "bench" / "drills.py")
