@@ -39,14 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
 from optuna_nos.sampler._liveness import worker_id
-from optuna_nos.sampler._slots import (
-    GA_ATTR,
-    GA_CONFIG_ATTR,
-    SLOT_ATTR,
-    WORKER_ATTR,
-    GASizes,
-    Slot,
-)
+from optuna_nos.sampler._slots import GASizes, Slot
 from optuna_nos.sampler._state import (
     DeriveMemo,
     GAState,
@@ -57,14 +50,24 @@ from optuna_nos.sampler._state import (
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import VariantLike, resolve_variant
-from optuna_nos.suggest import (
+from optuna_nos.genes import genome_from_params, genome_params
+from optuna_nos.stored import (
     FIDELITY_ATTR,
+    FIDELITY_USER_ATTR,
+    FIXED_PARAMS_ATTR,
+    GA_ATTR,
     GENOME_ATTR,
     IDLE_ATTR,
-    display_attrs,
-    genome_from_params,
-    genome_params,
+    LINEAGE_ATTRS,
+    REASON_ATTR,
+    SLOT_ATTR,
+    WORKER_ATTR,
+    check_ga_record,
+    ga_record,
+    read_ga_record,
+    write_ga_record,
 )
+from optuna_nos.suggest import display_attrs
 
 __all__ = [
     "BEHAVIOUR_REDRAWS",
@@ -137,10 +140,8 @@ class ParticleSampler(BaseSampler):
         settings: Settings = DEFAULT_SETTINGS,
         poll_interval: float = 0.5,
     ) -> None:
-        self._sizes = GASizes(n_particles, init_factor, steps, mutations, max_redraws, elitism)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or seed < 0):
-            raise NOSError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self._sizes = GASizes(n_particles, init_factor, steps, mutations, max_redraws, elitism,
+                              seed)
         if not isinstance(settings, Settings):
             raise NOSError(f"settings must be an optuna_nos Settings, got {settings!r}")
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) \
@@ -260,7 +261,7 @@ class ParticleSampler(BaseSampler):
             storage.set_trial_system_attr(trial._trial_id, SLOT_ATTR, None)
             reason = (f"interrupted: {str(exc) or 'SIGINT'}" if isinstance(exc, KeyboardInterrupt)
                       else f"sampler error: {type(exc).__name__}")
-            storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
+            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             raise
 
@@ -370,10 +371,10 @@ class ParticleSampler(BaseSampler):
         storage.set_trial_system_attr(tid, GA_ATTR, lineage)
         for key, value in display_attrs(genome).items():  # first, so the dashboard lists it first
             storage.set_trial_user_attr(tid, key, value)
-        for key in ("slot", "particle", "step", "parent", "mutation"):
+        for key in LINEAGE_ATTRS:
             if lineage[key] is not None:
                 storage.set_trial_user_attr(tid, key, lineage[key])
-        storage.set_trial_user_attr(tid, "fidelity", slot.fidelity)
+        storage.set_trial_user_attr(tid, FIDELITY_USER_ATTR, slot.fidelity)
         self._params[tid] = genome_params(genome, self._variant)
 
     def _mutant(
@@ -418,7 +419,7 @@ class ParticleSampler(BaseSampler):
 
     def _enqueued_genome(self, trial: FrozenTrial) -> Genome | None:
         """The genome of an enqueued trial's fixed params, if it is a valid candidate."""
-        fixed = trial.system_attrs.get("fixed_params")
+        fixed = trial.system_attrs.get(FIXED_PARAMS_ATTR)
         if not fixed:
             return None
         from optuna_nos.integrity import integrity_check
@@ -458,21 +459,16 @@ class ParticleSampler(BaseSampler):
         """Record this sampler's GA config in the study, or check it against the recorded."""
         if study._study_id in self._checked:
             return
-        mine: dict[str, Any] = {**self._sizes.to_dict(), "space": str(self._variant),
-                "settings": {"paper_mode": self._settings.paper_mode,
-                             "unary_root_decay_prob": self._settings.unary_root_decay_prob,
-                             "change_op_max_unary": self._settings.change_op_max_unary}}
+        mine = ga_record(self._sizes.to_dict(), self._seed, str(self._variant),
+                         {"paper_mode": self._settings.paper_mode,
+                          "unary_root_decay_prob": self._settings.unary_root_decay_prob,
+                          "change_op_max_unary": self._settings.change_op_max_unary})
         storage = study._storage
-        recorded = storage.get_study_system_attrs(study._study_id).get(GA_CONFIG_ATTR)
+        recorded = read_ga_record(storage, study._study_id)
         if recorded is None:
-            storage.set_study_system_attr(study._study_id, GA_CONFIG_ATTR, mine)
+            write_ga_record(storage, study._study_id, mine)
         else:
-            for key, value in mine.items():
-                if recorded.get(key) != value:
-                    raise NOSError(
-                        f"this worker's ParticleSampler has {key}={value!r} but study "
-                        f"{study.study_name!r} runs with {key}={recorded.get(key)!r}"
-                    )
+            check_ga_record(study.study_name, recorded, mine)
         self._checked.add(study._study_id)
 
     def _rng(self, study: Study, trial_number: int, *words: str | int) -> np.random.Generator:
