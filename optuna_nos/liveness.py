@@ -21,10 +21,10 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nos.stored import BEAT_ATTR
+
 __all__ = ["BEAT_ATTR", "BeatObserver", "fail_stale"]
 
-#: Trial system attr: the heartbeat counter of a trial whose worker marks liveness by attr.
-BEAT_ATTR = "nos:beat"
 
 _logger = logging.getLogger(__name__)
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]

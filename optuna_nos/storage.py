@@ -113,7 +113,7 @@ class _HeartbeatTolerantStorage(RDBStorage):
     def _adopt(self, trial_id: int) -> dict[str, str]:
         """Heartbeat and ``nos:worker`` for a trial this process now runs; the attrs set."""
         from optuna_nos.sampler._liveness import worker_id
-        from optuna_nos.sampler._slots import WORKER_ATTR
+        from optuna_nos.stored import WORKER_ATTR
 
         self.started_trial_ids.add(trial_id)
         if self.heartbeat_interval is not None:

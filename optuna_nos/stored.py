@@ -25,6 +25,9 @@ Name                        Where    Value
 ``nos:encoding``            study    the param encoding version of the genome params
 ``nos.config``              study    the validated TOML configuration of ``optuna-nos init``
 ``nos.baselines``           study    the baselines' scores (present once they are scored)
+``best equation``           study    the leaderboard's best genome and its fitness, for the
+``best fitness``                     dashboard
+(study ``<s>:baselines``)   storage  a marker study: one worker claimed the baselines
 ``nos.reason``              trial    why a trial was pruned, failed or interrupted
 ``nos.confirm_scores``      trial    the scores of a confirmation run, one per seed
 ``slot`` ``particle``       trial    lineage copies for browsing (of ``nos:ga``)
@@ -54,13 +57,14 @@ if TYPE_CHECKING:
     from optuna_nos.space.genome import Genome
 
 __all__ = [
-    "BASELINES_ATTR", "BEAT_ATTR", "CONFIG_ATTR", "CONFIRM_ATTR", "ENCODING_ATTR",
-    "EQUATION_ATTR", "EQUATION_READABLE_ATTR", "FAULT_ATTR", "FIDELITY_ATTR", "FINAL_ATTR",
-    "FIDELITY_USER_ATTR", "FIXED_PARAMS_ATTR", "FLIP_ATTR", "GA_ATTR", "GA_CONFIG_ATTR", "GA_RECORD_VERSION",
-    "GENOME_ATTR", "IDLE_ATTR", "INFRASTRUCTURE", "LEGACY_GENOME_ATTR", "LINEAGE_ATTRS",
-    "LR_ATTR", "MUTATION_ATTR", "PARENT_ATTR", "PARTICLE_ATTR", "REASON_ATTR", "RECIPE_ATTR",
-    "SCREEN_ATTR", "SLOT_ATTR", "SLOT_USER_ATTR", "STEP_ATTR", "WORKER_ATTR", "check_ga_record",
-    "ga_record", "read_ga_record", "trial_genome", "write_ga_record",
+    "BASELINES_ATTR", "BASELINES_MARKER_SUFFIX", "BEAT_ATTR", "BEST_EQUATION_ATTR",
+    "BEST_FITNESS_ATTR", "CONFIG_ATTR", "CONFIRM_ATTR", "ENCODING_ATTR", "EQUATION_ATTR",
+    "EQUATION_READABLE_ATTR", "FAULT_ATTR", "FIDELITY_ATTR", "FIDELITY_USER_ATTR",
+    "FINAL_ATTR", "FIXED_PARAMS_ATTR", "FLIP_ATTR", "GA_ATTR", "GA_CONFIG_ATTR",
+    "GA_RECORD_VERSION", "GENOME_ATTR", "IDLE_ATTR", "INFRASTRUCTURE", "LEGACY_GENOME_ATTR",
+    "LINEAGE_ATTRS", "LR_ATTR", "MUTATION_ATTR", "PARENT_ATTR", "PARTICLE_ATTR", "REASON_ATTR",
+    "RECIPE_ATTR", "SCREEN_ATTR", "SLOT_ATTR", "SLOT_USER_ATTR", "STEP_ATTR", "WORKER_ATTR",
+    "check_ga_record", "ga_record", "read_ga_record", "trial_genome", "write_ga_record",
 ]
 
 # -- trial system attrs ---------------------------------------------------------------------
@@ -85,6 +89,10 @@ GA_CONFIG_ATTR = "nos:ga_config"
 ENCODING_ATTR = "nos:encoding"
 CONFIG_ATTR = "nos.config"
 BASELINES_ATTR = "nos.baselines"
+#: The study that marks a claim to score the baselines: ``<study>:baselines``.
+BASELINES_MARKER_SUFFIX = ":baselines"
+BEST_EQUATION_ATTR = "best equation"
+BEST_FITNESS_ATTR = "best fitness"
 
 # -- trial user attrs -----------------------------------------------------------------------
 REASON_ATTR = "nos.reason"

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nos.stored import REASON_ATTR
+
 __all__ = ["fail_own_running_trials", "orphan_trial_ids", "worker_id"]
 
 _logger = logging.getLogger("optuna_nos.sampler")
@@ -78,7 +80,7 @@ def fail_own_running_trials(study: optuna.Study, reason: str, *,
         trial = storage.get_trial(trial_id)
         if trial.state != TrialState.RUNNING:
             continue
-        storage.set_trial_user_attr(trial_id, "nos.reason", reason)
+        storage.set_trial_user_attr(trial_id, REASON_ATTR, reason)
         if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             continue
         failed.append(trial.number)

@@ -38,6 +38,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
+from optuna_nos.genes import genome_from_params, genome_params
 from optuna_nos.sampler._liveness import worker_id
 from optuna_nos.sampler._slots import GASizes, Slot
 from optuna_nos.sampler._state import (
@@ -50,7 +51,6 @@ from optuna_nos.sampler._state import (
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import VariantLike, resolve_variant
-from optuna_nos.genes import genome_from_params, genome_params
 from optuna_nos.stored import (
     FIDELITY_ATTR,
     FIDELITY_USER_ATTR,
