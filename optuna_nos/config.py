@@ -39,15 +39,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import Settings
 from optuna_nos.stored import CONFIG_ATTR
 from optuna_nos.validation import check_int
-
-if TYPE_CHECKING:
-    from optuna_nos.sampler._slots import Slot
 
 __all__ = [
     "CONFIG_ATTR",
@@ -109,16 +106,6 @@ class GAConfig:
     def n_slots(self) -> int:
         """All slots: n_init + n * (1 + steps * mutations) (500 + 1,800 in the paper)."""
         return self.n_init + self.n_particles * (1 + self.steps * self.mutations)
-
-    def contains(self, slot: Slot) -> bool:
-        """True when ``slot`` is one of this GA's slots."""
-        if slot.kind == "init":
-            return 0 <= slot.index < self.n_init
-        if not 0 <= slot.index < self.n_particles:
-            return False
-        if slot.kind == "reeval":
-            return True
-        return 1 <= slot.step <= self.steps and 0 <= slot.child < self.mutations
 
     def to_dict(self) -> dict[str, int | bool]:
         """The sizes (every field but ``seed``)."""

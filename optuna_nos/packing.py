@@ -203,10 +203,9 @@ def _finished(study: optuna.Study, trials: Sequence[optuna.Trial]) -> bool:
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    if is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    from optuna_nos.liveness import fail_stale_trials
+
+    fail_stale_trials(study)
 
 
 def optimize_packed(

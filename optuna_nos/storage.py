@@ -124,7 +124,7 @@ class _HeartbeatTolerantStorage(RDBStorage):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """RUNNING trials whose heartbeat is older than the grace period (database clock), and
         those without any heartbeat that started longer ago than that (worker clocks)."""
-        from optuna_nos.sampler._liveness import orphan_trial_ids
+        from optuna_nos.liveness import orphan_trial_ids
 
         assert self.heartbeat_interval is not None
         grace = self.grace_period if self.grace_period is not None \

@@ -23,13 +23,11 @@ import logging
 import os
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import BaseStorage
@@ -39,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
 from optuna_nos.genes import genome_from_params, genome_params
+from optuna_nos.liveness import fail_stale_trials
 from optuna_nos.sampler._liveness import worker_id
 from optuna_nos.sampler._slots import GASizes, Slot
 from optuna_nos.sampler._state import (
@@ -302,9 +301,7 @@ class ParticleSampler(BaseSampler):
                 return
             if heartbeat:
                 _record_heartbeat(storage, trial._trial_id)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
+                fail_stale_trials(study)
             now = time.monotonic()
             if now - last_log >= _WAIT_LOG_EVERY_S:
                 last_log = now
@@ -405,7 +402,7 @@ class ParticleSampler(BaseSampler):
         """Whether a popped retry's slot is decided, or held by another attempt that got its
         genome (past its claim) or is lower-numbered (the claim rule)."""
         slot = Slot.parse(slot_name)
-        if slot is None or not self._sizes.contains(slot):
+        if slot is None or not slot.within(self._sizes):
             return False
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         if self._derive(study, trials).slot(slot).decided:

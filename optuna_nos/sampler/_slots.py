@@ -85,6 +85,16 @@ class Slot:
     def __str__(self) -> str:
         return self.name
 
+    def within(self, sizes: GAConfig) -> bool:
+        """True when this slot is one of the slots of a GA of ``sizes``."""
+        if self.kind == "init":
+            return 0 <= self.index < sizes.n_init
+        if not 0 <= self.index < sizes.n_particles:
+            return False
+        if self.kind == "reeval":
+            return True
+        return 1 <= self.step <= sizes.steps and 0 <= self.child < sizes.mutations
+
 
 #: The GA's shape; the same type as a study config's ``[ga]`` table.
 GASizes = GAConfig
