@@ -67,6 +67,7 @@ from optuna_nos.stored import (
     write_ga_record,
 )
 from optuna_nos.suggest import display_attrs
+from optuna_nos.validation import check_real
 
 __all__ = [
     "BEHAVIOUR_REDRAWS",
@@ -143,8 +144,7 @@ class ParticleSampler(BaseSampler):
                               seed)
         if not isinstance(settings, Settings):
             raise NOSError(f"settings must be an optuna_nos Settings, got {settings!r}")
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) \
-                or not poll_interval > 0:
+        if not check_real("poll_interval", poll_interval) > 0:
             raise NOSError(f"poll_interval must be a positive number, got {poll_interval!r}")
         self._variant = resolve_variant(space)
         self._settings = settings
