@@ -26,6 +26,13 @@ def _sources() -> list[Path]:
             if path != CONTRACT]
 
 
+def _name(node: ast.expr) -> str:
+    """``attrs`` for ``attrs`` and ``trial.attrs``; empty for anything else."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
 def _attr_key_literals(tree: ast.AST) -> list[tuple[int, str]]:
     """String literals naming a stored attr: any ``nos:``/``nos.`` name, and a bare user attr
     name used as a key of an attr call, an attr map's ``get`` or subscript, or ``in``."""
@@ -38,15 +45,11 @@ def _attr_key_literals(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr in ATTR_CALLS:
                 keys = list(node.args[:2])
-            elif node.func.attr == "get" and isinstance(node.func.value, ast.Attribute | ast.Name):
-                owner = node.func.value
-                name = owner.attr if isinstance(owner, ast.Attribute) else owner.id
-                keys = list(node.args[:1]) if name in ATTR_MAPS else []
-        elif isinstance(node, ast.Subscript):
-            owner = node.value
-            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
-            keys = [node.slice] if name in ATTR_MAPS else []
-        found += [(key.lineno, key.value) for key in keys
+            elif node.func.attr == "get" and _name(node.func.value) in ATTR_MAPS:
+                keys = list(node.args[:1])
+        elif isinstance(node, ast.Subscript) and _name(node.value) in ATTR_MAPS:
+            keys = [node.slice]
+        found += [(key.lineno, str(key.value)) for key in keys
                   if isinstance(key, ast.Constant) and key.value in NAMES]
     return found
 
