@@ -40,15 +40,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nos.stored import CONFIG_ATTR, GENOME_ATTR, REASON_ATTR, SLOT_ATTR, WORKER_ATTR
+
 __all__ = ["DRILLS", "DrillResult", "main", "postgres_available", "run_drill"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 DEFAULT_SERVER = os.environ.get("OPTUNA_NOS_TEST_POSTGRES",
                                 "postgresql://postgres@127.0.0.1:5432")
-SLOT_ATTR = "nos:slot"
-GENOME_ATTR = "nos:genome"
-WORKER_ATTR = "nos:worker"
 ARTIFACT_WARNING = "cannot write artifacts"
 
 FAST_GA = """
@@ -302,11 +301,11 @@ def drill_signals(result: DrillResult, workdir: Path, server: str) -> None:
             after = next(t for t in trials if t.number == victim.number)
             result.check(code == 130, f"{command}/{sig.name}: signal landed in trial "
                          f"{victim.number}; exit status {code} (expected 130)")
-            reason = str(after.user_attrs.get("nos.reason", ""))
+            reason = str(after.user_attrs.get(REASON_ATTR, ""))
             result.check(after.state == TrialState.FAIL and reason.startswith("interrupted: ")
                          and reason.split(": ", 1)[1] in ("SIGINT", f"signal {sig.name}"),
                          f"{command}/{sig.name}: trial {after.number} is {after.state.name} "
-                         f"with nos.reason={after.user_attrs.get('nos.reason')!r}")
+                         f"with {REASON_ATTR}={after.user_attrs.get(REASON_ATTR)!r}")
             running = [t.number for t in trials if t.state == TrialState.RUNNING]
             result.check(not running, f"{command}/{sig.name}: trials left RUNNING: {running}")
             tracebacks = _tracebacks(proc.stderr)
@@ -460,7 +459,7 @@ def drill_init_race(result: DrillResult, workdir: Path, server: str, rounds: int
                 continue
             winner = codes.index(0)
             stored = optuna.load_study(study_name="race", storage=_storage(url)).user_attrs
-            wrong += stored["nos.config"]["ga"]["seed"] != winner
+            wrong += stored[CONFIG_ATTR]["ga"]["seed"] != winner
     result.check(lost == 0, f"{rounds} rounds: {lost} without exactly one 'ready'")
     result.check(crashes == 0, f"{rounds} rounds: {crashes} inits crashed (exit not 0/2 or a "
                  "traceback)")

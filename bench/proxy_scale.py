@@ -42,6 +42,7 @@ import drills  # noqa: E402
 import sampler_overhead as history  # noqa: E402
 
 from optuna_nos.sampler import GASizes  # noqa: E402
+from optuna_nos.stored import SLOT_ATTR, SLOT_USER_ATTR  # noqa: E402
 
 OBJECTIVE_S = 0.2
 #: Part 1: 1,000 initial slots, 4,600 in all; no run reaches the end.
@@ -199,7 +200,8 @@ def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
         SELECT dst.trial_id, {values} FROM dst
         JOIN src ON src.number = dst.number %% %(t)s
         JOIN {table} x ON x.trial_id = src.trial_id"""
-    slot = "CASE WHEN x.key IN ('nos:slot', 'slot') THEN '\"init ' || dst.number || '\"' " \
+    slot = f"CASE WHEN x.key IN ('{SLOT_ATTR}', '{SLOT_USER_ATTR}') " \
+           "THEN '\"init ' || dst.number || '\"' " \
            "ELSE x.value_json END"
     tables = {
         "trial_params": ("param_name, param_value, distribution_json",

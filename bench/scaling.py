@@ -32,6 +32,8 @@ from optuna.trial import TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sampler_overhead import fresh_database  # noqa: E402
 
+from optuna_nos.stored import SLOT_ATTR
+
 OBJECTIVE_S = 0.2
 #: Large enough that no run reaches the end: 1,000 initial slots, 4,600 in all.
 SIZES = {"n_particles": 100, "init_factor": 10, "steps": 5, "mutations": 7, "max_redraws": 4}
@@ -91,7 +93,7 @@ def run(server: str, n_workers: int, warmup: float, window: float,
     low = start + datetime.timedelta(seconds=warmup)
     high = low + datetime.timedelta(seconds=window)
     in_window = [when for when in completed if low <= when < high]
-    slots = [t.system_attrs.get("nos:slot") for t in trials]
+    slots = [t.system_attrs.get(SLOT_ATTR) for t in trials]
     claimed = [s for s in slots if s is not None]
     finish = max(completed) if completed else start
     return {

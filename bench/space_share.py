@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_nos import suggest_genome
+from optuna_nos.stored import REASON_ATTR
 
 SAMPLERS = ("random", "tpe")
 VARIANTS = ("paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov")
@@ -43,7 +44,7 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 def _outcome(trial: optuna.trial.FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return "train"
-    reason = str(trial.user_attrs.get("nos.reason", ""))
+    reason = str(trial.user_attrs.get(REASON_ATTR, ""))
     return "integrity" if reason.startswith("integrity check failed") else "structure"
 
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import optuna
 
-from optuna_nos.leaderboard import BASELINES_ATTR
+from optuna_nos.stored import BASELINES_ATTR, BASELINES_MARKER_SUFFIX
 
 __all__ = ["claim_baselines", "marker_name", "release_baselines"]
 
 
 def marker_name(study: optuna.Study) -> str:
-    return f"{study.study_name}:baselines"
+    return f"{study.study_name}{BASELINES_MARKER_SUFFIX}"
 
 
 def claim_baselines(study: optuna.Study, objective: Any) -> bool:

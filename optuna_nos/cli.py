@@ -20,12 +20,22 @@ import optuna
 from optuna_nos.atomic_write import write_text_file
 from optuna_nos.baselines import claim_baselines, release_baselines
 from optuna_nos.cli_types import count, study_name
-from optuna_nos.config import CONFIG_ATTR, StudyConfig, load_config, parse_config
+from optuna_nos.config import StudyConfig, load_config, parse_config
 from optuna_nos.dashboard import name_metric
 from optuna_nos.display import printable
 from optuna_nos.errors import NOSError
 from optuna_nos.progress import redirect_logging
 from optuna_nos.settings import Settings
+from optuna_nos.stored import (
+    CONFIG_ATTR,
+    EQUATION_ATTR,
+    FIDELITY_USER_ATTR,
+    MUTATION_ATTR,
+    PARENT_ATTR,
+    REASON_ATTR,
+    SLOT_USER_ATTR,
+    trial_genome,
+)
 from optuna_nos.study_setup import create_configured_study
 
 if TYPE_CHECKING:
@@ -153,12 +163,12 @@ _INTERRUPT_FILTER = _NoInterruptTraceback()
 
 def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     attrs = trial.user_attrs
-    where = printable(attrs.get("slot", "?"))
+    where = printable(attrs.get(SLOT_USER_ATTR, "?"))
     value = "-" if trial.value is None else f"{trial.value:.4f}"
-    reason = f" ({printable(attrs['nos.reason'])})" \
-        if trial.state != optuna.trial.TrialState.COMPLETE and "nos.reason" in attrs else ""
+    reason = f" ({printable(attrs[REASON_ATTR])})" \
+        if trial.state != optuna.trial.TrialState.COMPLETE and REASON_ATTR in attrs else ""
     _logger.info("trial %d %s %s %s %s%s", trial.number, where, trial.state.name.lower(),
-                 value, printable(attrs.get("equation", "")), reason)
+                 value, printable(attrs.get(EQUATION_ATTR, "")), reason)
 
 
 def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) -> None:
@@ -167,8 +177,8 @@ def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) ->
     Objectives opt in by offering ``baselines`` (names) and ``evaluate_baseline(name,
     fidelity)``; the results go to the study user attr ``nos.baselines``.
     """
-    from optuna_nos.leaderboard import BASELINES_ATTR
     from optuna_nos.progress import baseline_bar
+    from optuna_nos.stored import BASELINES_ATTR
 
     names = getattr(objective, "baselines", ())
     if not names or BASELINES_ATTR in study.user_attrs:
@@ -501,18 +511,15 @@ def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 
 
 def _trial_genome(trial: optuna.trial.FrozenTrial) -> Any:
-    from optuna_nos.space.genome import Genome
-    from optuna_nos.suggest import GENOME_ATTR
-
-    text = trial.system_attrs.get(GENOME_ATTR, trial.user_attrs.get("genome"))
-    if text is None:
+    genome = trial_genome(trial)
+    if genome is None:
         raise NOSError(f"trial {trial.number} carries no genome")
-    return Genome.from_json(text)
+    return genome
 
 
 def _trial_recipe(trial: optuna.trial.FrozenTrial) -> dict[str, Any] | None:
     """How the objective trained the trial's genome (system attr ``nos:recipe``), if known."""
-    from optuna_nos.suggest import RECIPE_ATTR
+    from optuna_nos.stored import RECIPE_ATTR
 
     recipe = trial.system_attrs.get(RECIPE_ATTR)
     return dict(recipe) if isinstance(recipe, dict) else None
@@ -534,27 +541,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     trial = _trial(study, args.trial)
     genome = _trial_genome(trial)
     value = "-" if trial.value is None else f"{trial.value:.4f}"
+    fidelity = printable(trial.user_attrs.get(FIDELITY_USER_ATTR, "?"))
     print(f"trial {trial.number}: {trial.state.name.lower()}, fitness {value}, "
-          f"fidelity {printable(trial.user_attrs.get('fidelity', '?'))}, flip {genome.flip}")
+          f"fidelity {fidelity}, flip {genome.flip}")
     print(f"paper:    {format_equation(genome, 'paper')}")
     print(f"readable: {format_equation(genome, 'readable')}")
     print(f"latex:    {format_equation(genome, 'latex')}")
     recipe = _trial_recipe(trial)
     if recipe:
         print("recipe:   " + ", ".join(f"{k}={v!r}" for k, v in recipe.items()))
-    if "nos.reason" in trial.user_attrs:
-        print(f"reason:   {printable(trial.user_attrs['nos.reason'])}")
+    if REASON_ATTR in trial.user_attrs:
+        print(f"reason:   {printable(trial.user_attrs[REASON_ATTR])}")
     print("lineage:")
     current: optuna.trial.FrozenTrial | None = trial
     seen: set[int] = set()
     while current is not None and current.number not in seen:
         seen.add(current.number)
         value = "-" if current.value is None else f"{current.value:.4f}"
-        mutation = _describe_mutation(current.user_attrs.get("mutation"))
-        attrs = {key: printable(current.user_attrs.get(key, "")) for key in ("slot", "equation")}
-        print(f"  trial {current.number:>5} {attrs['slot']:<14} {value:>8} {attrs['equation']} "
+        mutation = _describe_mutation(current.user_attrs.get(MUTATION_ATTR))
+        slot, equation = (printable(current.user_attrs.get(key, ""))
+                          for key in (SLOT_USER_ATTR, EQUATION_ATTR))
+        print(f"  trial {current.number:>5} {slot:<14} {value:>8} {equation} "
               f"{mutation}")
-        parent = current.user_attrs.get("parent")
+        parent = current.user_attrs.get(PARENT_ATTR)
         current = _trial(study, parent) if isinstance(parent, int) else None
     return 0
 

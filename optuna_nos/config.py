@@ -43,6 +43,8 @@ from typing import Any
 
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import Settings
+from optuna_nos.stored import CONFIG_ATTR
+from optuna_nos.validation import check_int
 
 __all__ = [
     "CONFIG_ATTR",
@@ -53,15 +55,26 @@ __all__ = [
     "parse_config",
 ]
 
-#: The study user attr that holds the configuration (as a JSON-compatible dict).
-CONFIG_ATTR = "nos.config"
 SPACES = ("paper", "adam_variants", "lr_schedule")
 LR_SCHEDULE_BASES = ("adam", "nesterov")
+#: Every integer of the [ga] and [workers] tables and its range: large enough for any real
+#: search, small enough that no value exhausts memory or overflows a clock.
+GA_RANGES = {"n_particles": (1, 10_000), "init_factor": (1, 1_000), "steps": (1, 1_000),
+             "mutations": (1, 1_000), "max_redraws": (1, 100), "seed": (0, 2**32 - 1)}
+WORKER_RANGES = {"heartbeat_interval": (1, 3_600), "grace_period": (2, 86_400),
+                 "max_retry": (1, 100)}
+#: The most slots (trials) of either phase: n_particles * init_factor and
+#: n_particles * steps * mutations.
+MAX_PHASE_SLOTS = 1_000_000
 
 
 @dataclass(frozen=True)
 class GAConfig:
-    """Sizes of the particle GA."""
+    """The particle GA's shape: n particles from ``init_factor * n`` random genomes, each
+    taking ``steps`` steps of ``mutations`` children, a child redrawn up to ``max_redraws``
+    attempts; with ``elitism`` a particle keeps its genome when it beats all its children.
+    ``seed`` None seeds each worker for itself. Every integer lies in :data:`GA_RANGES`.
+    """
 
     n_particles: int = 50
     init_factor: int = 10
@@ -70,6 +83,35 @@ class GAConfig:
     max_redraws: int = 4
     elitism: bool = False
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for key, (low, high) in GA_RANGES.items():
+            if key != "seed" or self.seed is not None:
+                check_int(key, getattr(self, key), minimum=low, maximum=high)
+        if not isinstance(self.elitism, bool):
+            raise NOSError(f"elitism must be True or False, got {self.elitism!r}")
+        for product, slots in (("n_particles * init_factor", self.n_init),
+                               ("n_particles * steps * mutations",
+                                self.n_particles * self.steps * self.mutations)):
+            if slots > MAX_PHASE_SLOTS:
+                raise NOSError(f"GA {product} = {slots} trials is too many; "
+                               f"allowed: at most {MAX_PHASE_SLOTS}")
+
+    @property
+    def n_init(self) -> int:
+        """Size of the initial population."""
+        return self.init_factor * self.n_particles
+
+    @property
+    def n_slots(self) -> int:
+        """All slots: n_init + n * (1 + steps * mutations) (500 + 1,800 in the paper)."""
+        return self.n_init + self.n_particles * (1 + self.steps * self.mutations)
+
+    def to_dict(self) -> dict[str, int | bool]:
+        """The sizes (every field but ``seed``)."""
+        return {"n_particles": self.n_particles, "init_factor": self.init_factor,
+                "steps": self.steps, "mutations": self.mutations,
+                "max_redraws": self.max_redraws, "elitism": self.elitism}
 
 
 @dataclass(frozen=True)
@@ -195,15 +237,6 @@ def _bounded(section: str, key: str, default: int | None, low: int, high: int
                               f"an integer in {low}..{high}")
 
 
-#: Every integer of the [ga] and [workers] tables and its range: large enough for any real
-#: search, small enough that no value exhausts memory or overflows a clock.
-GA_RANGES = {"n_particles": (1, 10_000), "init_factor": (1, 1_000), "steps": (1, 1_000),
-             "mutations": (1, 1_000), "max_redraws": (1, 100), "seed": (0, 2**32 - 1)}
-WORKER_RANGES = {"heartbeat_interval": (1, 3_600), "grace_period": (2, 86_400),
-                 "max_retry": (1, 100)}
-#: The most slots (trials) of either phase: n_particles * init_factor and
-#: n_particles * steps * mutations.
-MAX_PHASE_SLOTS = 1_000_000
 
 _SECTIONS = ("study", "ga", "objective", "workers", "artifacts")
 _STUDY_KEYS = ("space", "lr_schedule_base", "paper_mode", "unary_root_decay_prob",
@@ -240,12 +273,6 @@ def parse_config(data: Mapping[str, Any]) -> StudyConfig:
            for key in GA_RANGES},
         elitism=_get(ga_table, "ga", "elitism", bool, False),
     )
-    for product, slots in (("n_particles * init_factor", ga.n_particles * ga.init_factor),
-                           ("n_particles * steps * mutations",
-                            ga.n_particles * ga.steps * ga.mutations)):
-        if slots > MAX_PHASE_SLOTS:
-            raise NOSError(f"config [ga] {product} = {slots} trials is too many; "
-                           f"allowed: at most {MAX_PHASE_SLOTS}")
 
     objective = dict(_section(data, "objective", (), open_keys=True))
     target = objective.pop("target", "proxy.tasks:digits")

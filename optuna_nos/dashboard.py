@@ -27,6 +27,20 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.leaderboard import baselines, leaderboard
+from optuna_nos.stored import (
+    BEST_EQUATION_ATTR,
+    BEST_FITNESS_ATTR,
+    EQUATION_ATTR,
+    FIDELITY_USER_ATTR,
+    LR_ATTR,
+    MUTATION_ATTR,
+    PARENT_ATTR,
+    PARTICLE_ATTR,
+    REASON_ATTR,
+    SLOT_USER_ATTR,
+    STEP_ATTR,
+    trial_genome,
+)
 
 __all__ = ["METRIC_NAME", "StudyView", "describe_trial", "name_metric", "trial_note"]
 
@@ -35,8 +49,6 @@ _logger = logging.getLogger(__name__)
 #: The name of the objective's value, shown by the dashboard instead of "Objective 0".
 METRIC_NAME = "validation accuracy"
 #: Study user attrs that put the best genome beside the dashboard's Best Trial card.
-BEST_EQUATION_ATTR = "best equation"
-BEST_FITNESS_ATTR = "best fitness"
 _PLOT_NAME = "fitness_per_particle.png"
 
 
@@ -70,7 +82,7 @@ def trial_note(
     from optuna_nos.space.notation import format_equation
 
     lines: list[str] = []
-    reason = attrs.get("nos.reason")
+    reason = attrs.get(REASON_ATTR)
     if state != "complete":
         lines.append(f"**{state.capitalize()}**: {reason or 'no reason recorded'}")
         lines.append("")
@@ -79,15 +91,15 @@ def trial_note(
                   f"readable: `{format_equation(genome, 'readable')}`", "",
                   f"LaTeX: `{format_equation(genome, 'latex')}`", ""]
     score = "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
-    lr = attrs.get("lr")
-    parent = attrs.get("parent")
+    lr = attrs.get(LR_ATTR)
+    parent = attrs.get(PARENT_ATTR)
     rows = [
         (METRIC_NAME, score),
-        ("fidelity", str(attrs.get("fidelity", "-"))),
-        ("slot", f"`{attrs['slot']}`" if "slot" in attrs else "-"),
+        ("fidelity", str(attrs.get(FIDELITY_USER_ATTR, "-"))),
+        ("slot", f"`{attrs[SLOT_USER_ATTR]}`" if SLOT_USER_ATTR in attrs else "-"),
         ("learning rate (screen)", "-" if lr is None else f"{lr:g}"),
         ("parent", _trial_link(study_id, parent) if isinstance(parent, int) else "-"),
-        ("mutation", _mutation_text(attrs.get("mutation"))),
+        ("mutation", _mutation_text(attrs.get(MUTATION_ATTR))),
     ]
     lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     if artifact_url is not None:
@@ -134,12 +146,8 @@ def describe_trial(study: optuna.Study, trial: FrozenTrial) -> None:
 
     from optuna_dashboard import save_note
 
-    from optuna_nos.space.genome import Genome
-    from optuna_nos.suggest import GENOME_ATTR
-
     try:
-        text = trial.system_attrs.get(GENOME_ATTR)
-        genome = Genome.from_json(text) if isinstance(text, str) else None
+        genome = trial_genome(trial)
         url = next((artifact_url(study._study_id, trial._trial_id, meta["artifact_id"])
                     for meta in _artifact_metas(trial.system_attrs)
                     if meta.get("mimetype") == "image/png"), None)
@@ -178,15 +186,16 @@ def _lineage(trials: list[FrozenTrial], number: int) -> list[str]:
     current = by_number.get(number)
     while current is not None and current not in chain:
         chain.append(current)
-        parent = current.user_attrs.get("parent")
+        parent = current.user_attrs.get(PARENT_ATTR)
         current = by_number.get(parent) if isinstance(parent, int) else None
     lines = []
     for depth, trial in enumerate(reversed(chain)):
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        mutation = trial.user_attrs.get("mutation")
+        mutation = trial.user_attrs.get(MUTATION_ATTR)
         change = f" ({_mutation_text(mutation)})" if mutation else ""
-        lines.append(f"{'  ' * depth}- trial {trial.number} `{trial.user_attrs.get('slot', '')}`"
-                     f" {value}{change}: `{trial.user_attrs.get('equation', '')}`")
+        slot, equation = (trial.user_attrs.get(key, "") for key in (SLOT_USER_ATTR, EQUATION_ATTR))
+        lines.append(f"{'  ' * depth}- trial {trial.number} `{slot}`"
+                     f" {value}{change}: `{equation}`")
     return lines
 
 
@@ -238,13 +247,13 @@ def fitness_plot_png(study: optuna.Study, trials: list[FrozenTrial]) -> bytes:
 
     best: dict[int, dict[int, float]] = {}
     for trial in trials:
-        particle, value = trial.user_attrs.get("particle"), trial.value
+        particle, value = trial.user_attrs.get(PARTICLE_ATTR), trial.value
         if trial.state != TrialState.COMPLETE or not isinstance(particle, int) \
                 or value is None or not math.isfinite(value):
             continue
-        if trial.user_attrs.get("fidelity") == "init":
+        if trial.user_attrs.get(FIDELITY_USER_ATTR) == "init":
             continue
-        x = int(trial.user_attrs.get("step") or 0)
+        x = int(trial.user_attrs.get(STEP_ATTR) or 0)
         best.setdefault(particle, {})
         best[particle][x] = max(value, best[particle].get(x, -math.inf))
     fig, ax = plt.subplots(figsize=(8, 4.5))

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 
 from optuna_nos.errors import NOSError
-from optuna_nos.sampler._slots import FAULT_ATTR, INFRASTRUCTURE
+from optuna_nos.stored import FAULT_ATTR, INFRASTRUCTURE, REASON_ATTR
 
 __all__ = ["ObjectiveGuard", "check_environment", "describe", "is_infrastructure"]
 
@@ -100,7 +100,7 @@ class ObjectiveGuard:
             value = self.objective(trial)
         except KeyboardInterrupt as exc:
             self.interrupted.append(trial.number)
-            trial.set_user_attr("nos.reason", f"interrupted: {str(exc) or 'SIGINT'}")
+            trial.set_user_attr(REASON_ATTR, f"interrupted: {str(exc) or 'SIGINT'}")
             raise
         except optuna.TrialPruned:
             self._notice_taken(trial)
@@ -129,6 +129,6 @@ def _mark(trial: optuna.Trial, fault: str) -> None:
     storage = trial.study._storage
     try:
         storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, INFRASTRUCTURE)
-        storage.set_trial_user_attr(trial._trial_id, "nos.reason", f"infrastructure: {fault}")
+        storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, f"infrastructure: {fault}")
     except Exception:  # noqa: BLE001 - the storage itself may be the fault
         _logger.debug("could not mark trial %d's infrastructure fault", trial.number)

@@ -20,11 +20,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.display import printable
+from optuna_nos.stored import BASELINES_ATTR, EQUATION_ATTR, FIDELITY_USER_ATTR
 
 __all__ = ["BASELINES_ATTR", "FIDELITIES", "Row", "baselines", "leaderboard", "format_leaderboard"]
 
 #: Study user attr: ``{baseline name: {fidelity: fitness}}``.
-BASELINES_ATTR = "nos.baselines"
 #: Fidelities, in the order a leaderboard shows them.
 FIDELITIES = ("evolution", "init")
 
@@ -51,14 +51,14 @@ class Row:
 
 
 def _fidelity(trial: FrozenTrial) -> str:
-    return "init" if trial.user_attrs.get("fidelity") == "init" else "evolution"
+    return "init" if trial.user_attrs.get(FIDELITY_USER_ATTR) == "init" else "evolution"
 
 
 def leaderboard(trials: list[FrozenTrial], top: int | None = None) -> list[Row]:
     """The ``top`` best genomes among ``trials``, best first (all with ``top=None``)."""
     rows: dict[str, Row] = {}
     for trial in trials:
-        equation = trial.user_attrs.get("equation")
+        equation = trial.user_attrs.get(EQUATION_ATTR)
         value = trial.value if trial.state == TrialState.COMPLETE else None
         if not isinstance(equation, str) or value is None or not math.isfinite(value):
             continue

@@ -34,12 +34,12 @@ from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
+from optuna_nos.stored import IDLE_ATTR, REASON_ATTR
 
 __all__ = ["Pack", "PackedObjective", "optimize_packed", "pack_size", "packed_objective"]
 
 _logger = logging.getLogger("optuna_nos.packing")
 
-REASON_ATTR = "nos.reason"
 Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
@@ -201,14 +201,11 @@ def _system_attrs(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any]:
 
 
 def _idle(study: optuna.Study, trial: optuna.Trial) -> bool:
-    from optuna_nos.suggest import IDLE_ATTR
-
     return _system_attrs(study, trial).get(IDLE_ATTR) is not None
 
 
 def _finished(study: optuna.Study, trials: Sequence[optuna.Trial]) -> bool:
     from optuna_nos.sampler import FINISHED_REASON
-    from optuna_nos.suggest import IDLE_ATTR
 
     if any(_system_attrs(study, t).get(IDLE_ATTR) == FINISHED_REASON for t in trials):
         return True
@@ -217,10 +214,9 @@ def _finished(study: optuna.Study, trials: Sequence[optuna.Trial]) -> bool:
 
 
 def _fail_stale(study: optuna.Study) -> None:
-    if is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    from optuna_nos.liveness import fail_stale_trials
+
+    fail_stale_trials(study)
 
 
 def _fail_held(pack: Pack, reason: str) -> None:

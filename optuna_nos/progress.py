@@ -23,6 +23,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from optuna_nos.stored import FIDELITY_USER_ATTR
+
 __all__ = ["SearchProgress", "eta_seconds", "redirect_logging"]
 
 
@@ -95,7 +97,8 @@ class SearchProgress:
         if trial is not None:
             self._trials += 1
             if trial.duration is not None and trial.state.is_finished():
-                fidelity = "init" if trial.user_attrs.get("fidelity") == "init" else "evolution"
+                init = trial.user_attrs.get(FIDELITY_USER_ATTR) == "init"
+                fidelity = "init" if init else "evolution"
                 self._durations.setdefault(fidelity, []).append(trial.duration.total_seconds())
         n_decided = getattr(study.sampler, "n_decided", None)
         done = n_decided(study) if callable(n_decided) else self._trials

@@ -15,12 +15,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from optuna_nos.errors import NOSError
+from optuna_nos.stored import REASON_ATTR
 from optuna_nos.validation import check_int
 
 __all__ = ["REASON_ATTR", "DivergencePruner", "record_reason"]
-
-#: User attr that holds why a trial was pruned or rejected.
-REASON_ATTR = "nos.reason"
 
 
 def record_reason(study: optuna.Study, trial: FrozenTrial, reason: str) -> None:

@@ -114,7 +114,7 @@ class _HeartbeatTolerantStorage(RDBStorage):
     def _adopt(self, trial_id: int) -> dict[str, str]:
         """Heartbeat and ``nos:worker`` for a trial this process now runs; the attrs set."""
         from optuna_nos.sampler._liveness import worker_id
-        from optuna_nos.sampler._slots import WORKER_ATTR
+        from optuna_nos.stored import WORKER_ATTR
 
         self.started_trial_ids.add(trial_id)
         if self.heartbeat_interval is not None:
@@ -125,7 +125,7 @@ class _HeartbeatTolerantStorage(RDBStorage):
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """RUNNING trials whose heartbeat is older than the grace period (database clock), and
         those without any heartbeat that started longer ago than that (worker clocks)."""
-        from optuna_nos.sampler._liveness import orphan_trial_ids
+        from optuna_nos.liveness import orphan_trial_ids
 
         assert self.heartbeat_interval is not None
         grace = self.grace_period if self.grace_period is not None \

@@ -18,8 +18,8 @@ import sqlalchemy.exc
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb.models import StudyUserAttributeModel
 
-from optuna_nos.config import CONFIG_ATTR
 from optuna_nos.errors import NOSError
+from optuna_nos.stored import CONFIG_ATTR
 
 __all__ = ["create_configured_study", "write_config_once"]
 

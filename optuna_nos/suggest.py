@@ -33,11 +33,23 @@ from optuna_nos.genes import (
     is_gene_name,
     param_distribution,
 )
-from optuna_nos.pruners import REASON_ATTR
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.notation import format_equation
 from optuna_nos.space.variants import Variant, VariantLike, resolve_variant, variant_violation
+from optuna_nos.stored import (
+    ENCODING_ATTR,
+    EQUATION_ATTR,
+    EQUATION_READABLE_ATTR,
+    FIDELITY_ATTR,
+    FIXED_PARAMS_ATTR,
+    FLIP_ATTR,
+    GENOME_ATTR,
+    IDLE_ATTR,
+    REASON_ATTR,
+    RECIPE_ATTR,
+    read_ga_record,
+)
 
 __all__ = [
     "ENCODING_ATTR",
@@ -57,18 +69,6 @@ __all__ = [
     "suggest_genome",
     "trial_fidelity",
 ]
-
-#: System attr: how the objective trained the genome (``lr``, ``total_steps``,
-#: ``warmup_steps``, ``hold_steps``), carried into exported optimizers.
-RECIPE_ATTR = "nos:recipe"
-#: System attr holding the trial's full genome as versioned JSON.
-GENOME_ATTR = "nos:genome"
-#: System attr the sampler sets on a trial it has no work for; the value is the reason.
-IDLE_ATTR = "nos:idle"
-#: System attr holding the fidelity ("init" or "evolution") the objective should train at.
-FIDELITY_ATTR = "nos:fidelity"
-#: Study system attr holding the param encoding version (:data:`ENCODING_VERSION`).
-ENCODING_ATTR = "nos:encoding"
 
 Fidelity = Literal["init", "evolution"]
 FIDELITIES: tuple[str, ...] = ("init", "evolution")
@@ -95,7 +95,7 @@ def _enqueued_params(trial: BaseTrial, attrs: Mapping[str, Any]) -> Mapping[str,
     """The params a trial was given up front: enqueued, or a :class:`FixedTrial`'s."""
     if isinstance(trial, FixedTrial):
         return trial._params
-    return attrs.get("fixed_params") or {}
+    return attrs.get(FIXED_PARAMS_ATTR) or {}
 
 
 def _prune(trial: BaseTrial, reason: str) -> optuna.TrialPruned:
@@ -136,9 +136,11 @@ def suggest_genome(
     dashboard, and the genome JSON goes to the system attr ``nos:genome``.
     """
     resolved = resolve_variant(space)
-    _check_sampler_space(trial, resolved)
+    record = _ga_record(trial)
+    _check_sampler_space(record, resolved)
     check_encoding(trial, resolved)
-    _warn_cross_fidelity_pruner(trial)
+    if record is not None:
+        _warn_cross_fidelity_pruner(trial)
     attrs = _system_attrs(trial)
     idle = attrs.get(IDLE_ATTR)
     if idle is not None:
@@ -186,8 +188,8 @@ def display_attrs(genome: Genome) -> dict[str, Any]:
     """The short user attrs a dashboard shows first: ``equation`` (paper notation),
     ``equation_readable`` and ``flip``. The full genome stays in the system attr
     ``nos:genome``."""
-    return {"equation": format_equation(genome, "paper"),
-            "equation_readable": format_equation(genome, "readable"), "flip": genome.flip}
+    return {EQUATION_ATTR: format_equation(genome, "paper"),
+            EQUATION_READABLE_ATTR: format_equation(genome, "readable"), FLIP_ATTR: genome.flip}
 
 
 def _set_user_attrs(trial: BaseTrial, attrs: Mapping[str, Any]) -> None:
@@ -199,16 +201,20 @@ def _set_user_attrs(trial: BaseTrial, attrs: Mapping[str, Any]) -> None:
             trial.set_user_attr(key, value)
 
 
-def _check_sampler_space(trial: BaseTrial, variant: Variant) -> None:
-    """A ParticleSampler serves the genes of its own space; refuse a different one."""
+def _ga_record(trial: BaseTrial) -> Mapping[str, Any] | None:
+    """The GA record of the trial's study: present once a ParticleSampler placed a trial."""
     study = getattr(trial, "study", None)
-    sampler = getattr(study, "sampler", None)
-    sampler_space = getattr(sampler, "space", None)
-    from optuna_nos.sampler import ParticleSampler
+    if not isinstance(trial, optuna.Trial) or study is None:
+        return None
+    return read_ga_record(study._storage, study._study_id)
 
-    if isinstance(sampler, ParticleSampler) and sampler_space != str(variant):
+
+def _check_sampler_space(record: Mapping[str, Any] | None, variant: Variant) -> None:
+    """A ParticleSampler serves the genes of its own space; refuse a different one."""
+    if record is not None and record.get("space") != str(variant):
         raise NOSError(f"suggest_genome(space={str(variant)!r}) but the study's "
-                       f"ParticleSampler searches space {sampler_space!r}; pass the same space")
+                       f"ParticleSampler searches space {record.get('space')!r}; "
+                       "pass the same space")
 
 
 def check_encoding(trial: BaseTrial, space: VariantLike = "paper") -> None:
@@ -272,14 +278,11 @@ def _compares_trials(pruner: Any) -> bool:
 
 
 def _warn_cross_fidelity_pruner(trial: BaseTrial) -> None:
-    """Warn (once per study and process) when a ParticleSampler study runs under a pruner that
-    compares trials: it would compare evolution-fidelity children with init-fidelity trials
-    and prune most of the search."""
+    """Warn (once per study and process) when a ParticleSampler study (one holding a GA
+    record) runs under a pruner that compares trials: it would compare evolution-fidelity
+    children with init-fidelity trials and prune most of the search."""
     study: Any = getattr(trial, "study", None)
-    from optuna_nos.sampler import ParticleSampler
-
-    if not isinstance(getattr(study, "sampler", None), ParticleSampler) \
-            or study.study_name in _warned_studies or not _compares_trials(study.pruner):
+    if study.study_name in _warned_studies or not _compares_trials(study.pruner):
         return
     _warned_studies.add(study.study_name)
     warnings.warn(

@@ -20,15 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from optuna_nos.stored import CONFIRM_ATTR
+from optuna_nos.stored import FIDELITY_USER_ATTR as FIDELITY_ATTR
 from proxy.fitness import Fidelity, ProxyTask, evaluate_genome, measure_fitness
 
 __all__ = ["CONFIRM_ATTR", "FIDELITY_ATTR", "confirmed_fitness", "evaluate_confirmed",
            "incumbent"]
 
-#: User attr: the fitness scores a trial's value averages (one or two).
-CONFIRM_ATTR = "nos.confirm_scores"
-#: User attr naming a trial's fidelity ("init" or "evolution"), set by the objective.
-FIDELITY_ATTR = "fidelity"
 
 
 def incumbent(trials: Sequence[Any], fidelity: str) -> float | None:

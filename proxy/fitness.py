@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from optuna_nos.errors import NOSError
-from optuna_nos.pruners import REASON_ATTR
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from optuna_nos.stored import FINAL_ATTR, LR_ATTR, REASON_ATTR, SCREEN_ATTR
 from optuna_nos.validation import check_int, is_int, is_real
 from proxy.baselines import TorchBaseline
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
@@ -56,9 +56,6 @@ __all__ = [
 ]
 
 FIDELITIES = ("init", "evolution")
-#: Trial system attrs: the learning-rate screen's runs and the final run.
-SCREEN_ATTR = "nos:screen"
-FINAL_ATTR = "nos:final"
 
 
 @dataclass(frozen=True)
@@ -410,7 +407,7 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
     def screen_done(lr: float, runs: list[RunResult]) -> None:
         screen_summary.extend(FitnessResult(None, None, lr, runs).screen_summary(numpy_nan))
         if trial is not None:
-            trial.set_user_attr("lr", lr)
+            trial.set_user_attr(LR_ATTR, lr)
             set_system_attr(trial, SCREEN_ATTR, screen_summary)
 
     def report(epoch: int, run: RunResult) -> None:

@@ -31,6 +31,7 @@ import torch
 
 from optuna_nos.errors import NOSError
 from optuna_nos.space.genome import Genome
+from optuna_nos.stored import FIDELITY_USER_ATTR, LR_ATTR
 from optuna_nos.suggest import set_system_attr
 from proxy.data import training_batches
 from proxy.fitness import (
@@ -253,7 +254,7 @@ def evaluate_pack(objective: ProxyObjective, pack: Pack) -> None:
             pack.prune(trial, str(exc))
             continue
         fidelity: str = trial_fidelity(trial)
-        trial.set_user_attr("fidelity", fidelity)
+        trial.set_user_attr(FIDELITY_USER_ATTR, fidelity)
         groups.setdefault(fidelity, []).append((trial, genome))
     for fidelity, members in groups.items():
         _evaluate_group(objective, pack, fidelity, members, numpy_nan)
@@ -268,7 +269,7 @@ def _evaluate_group(objective: ProxyObjective, pack: Pack, fidelity: str,
     def screen_done(index: int, lr: float, runs: list[RunResult]) -> None:
         screened.add(index)
         trial = members[index][0]
-        trial.set_user_attr("lr", lr)
+        trial.set_user_attr(LR_ATTR, lr)
         set_system_attr(trial, SCREEN_ATTR, FitnessResult(None, None, lr, runs)
                         .screen_summary(numpy_nan))
 

@@ -48,6 +48,7 @@ import torch
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
+from optuna_nos.stored import FIDELITY_USER_ATTR, LR_ATTR
 from optuna_nos.validation import is_int, is_real
 from proxy.baselines import TORCH_BASELINES, TorchBaseline
 from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
@@ -112,8 +113,8 @@ class ProxyObjective:
 
         genome = suggest_genome(trial, self.space, self.task.settings)
         fidelity = trial_fidelity(trial)
-        if trial.user_attrs.get("fidelity") != fidelity:
-            trial.set_user_attr("fidelity", fidelity)
+        if trial.user_attrs.get(FIDELITY_USER_ATTR) != fidelity:
+            trial.set_user_attr(FIDELITY_USER_ATTR, fidelity)
         try:
             if self.confirm_records:
                 from proxy.confirm import evaluate_confirmed
@@ -149,9 +150,10 @@ class ProxyObjective:
 
     def _record_recipe(self, trial: Any, fidelity: str) -> None:
         """System attr ``nos:recipe``: the lr the screen chose and the schedule's steps."""
-        from optuna_nos.suggest import RECIPE_ATTR, set_system_attr
+        from optuna_nos.stored import RECIPE_ATTR
+        from optuna_nos.suggest import set_system_attr
 
-        lr = trial.user_attrs.get("lr")
+        lr = trial.user_attrs.get(LR_ATTR)
         if isinstance(lr, int | float):
             spec = self.task.config.fidelity(fidelity)
             set_system_attr(trial, RECIPE_ATTR, {"lr": float(lr),
@@ -164,7 +166,7 @@ class ProxyObjective:
             return None
         from optuna_nos.artifacts import upload_schedule_artifact
 
-        lr = trial.user_attrs.get("lr")
+        lr = trial.user_attrs.get(LR_ATTR)
         spec = self.task.config.fidelity(fidelity)
         return upload_schedule_artifact(
             trial, genome, self.artifact_dir,

@@ -241,8 +241,8 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     """The genome of a study trial (user attr ``genome``, JSON), run by ``GenomeOptimizer``."""
     import optuna
 
-    from optuna_nos.space.genome import Genome
     from optuna_nos.storage import make_storage
+    from optuna_nos.stored import trial_genome
 
     try:
         loaded = optuna.load_study(study_name=study,
@@ -252,12 +252,9 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     matches = [t for t in loaded.get_trials(deepcopy=False) if t.number == trial]
     if not matches:
         raise NOSError(f"study {study!r} has no trial {trial}")
-    from optuna_nos.suggest import GENOME_ATTR
-
-    text = matches[0].system_attrs.get(GENOME_ATTR, matches[0].user_attrs.get("genome"))
-    if not isinstance(text, str):
+    genome = trial_genome(matches[0])
+    if genome is None:
         raise NOSError(f"trial {trial} of study {study!r} carries no genome")
-    genome = Genome.from_json(text)
     return _genome_spec(name or f"{study}#{trial}", genome,
                         f"study {study!r} trial {trial}: {genome.equation()}")
 

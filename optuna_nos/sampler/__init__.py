@@ -14,14 +14,7 @@ from optuna_nos.sampler._sampler import (
     StopWhenFinished,
     worker_id,
 )
-from optuna_nos.sampler._slots import (
-    GA_ATTR,
-    GA_CONFIG_ATTR,
-    SLOT_ATTR,
-    WORKER_ATTR,
-    GASizes,
-    Slot,
-)
+from optuna_nos.sampler._slots import GASizes, Slot
 from optuna_nos.sampler._state import (
     DeriveMemo,
     GAState,
@@ -32,6 +25,7 @@ from optuna_nos.sampler._state import (
     TrialRecord,
     derive_state,
 )
+from optuna_nos.stored import GA_ATTR, GA_CONFIG_ATTR, SLOT_ATTR, WORKER_ATTR
 
 __all__ = [
     "BEHAVIOUR_REDRAWS",

@@ -7,7 +7,7 @@ worker tells its outcome. Every way out of that window is covered:
   (the storage records one at creation and at pop), so it goes stale after the grace
   period and another worker fails and requeues it; a trial with no heartbeat row at all
   (a death between the creating statement and the heartbeat) is failed once it is older
-  than the grace period (:func:`orphan_trial_ids`);
+  than the grace period (:func:`optuna_nos.liveness.orphan_trial_ids`);
 * the worker is interrupted (Ctrl-C, SIGTERM) or loses the storage:
   :func:`fail_own_running_trials` fails every trial this process still holds RUNNING.
 
@@ -17,17 +17,18 @@ random token, so that two containers whose workers are both PID 1 never share an
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["fail_own_running_trials", "orphan_trial_ids", "worker_id"]
+from optuna_nos.stored import REASON_ATTR
+
+__all__ = ["fail_own_running_trials", "worker_id"]
 
 _logger = logging.getLogger("optuna_nos.sampler")
 _ids: dict[int, str] = {}
@@ -40,23 +41,6 @@ def worker_id() -> str:
     if found is None:
         found = _ids[pid] = f"{socket.gethostname()}:{pid}:{secrets.token_hex(4)}"
     return found
-
-
-def orphan_trial_ids(
-    running: Iterable[tuple[int, datetime.datetime | None, bool]],
-    grace_period_s: float,
-    now: datetime.datetime | None = None,
-) -> list[int]:
-    """Ids of RUNNING trials without any heartbeat that started over ``grace_period_s`` ago.
-
-    ``running`` holds ``(trial_id, datetime_start, has_heartbeat)``. ``datetime_start`` is the
-    creating worker's local clock, so ``now`` defaults to this host's local time: workers
-    whose clocks differ by more than the grace period could fail each other's fresh trials.
-    """
-    now = now if now is not None else datetime.datetime.now()
-    limit = datetime.timedelta(seconds=grace_period_s)
-    return [trial_id for trial_id, started, has_heartbeat in running
-            if not has_heartbeat and started is not None and now - started > limit]
 
 
 def fail_own_running_trials(study: optuna.Study, reason: str, *,
@@ -78,7 +62,7 @@ def fail_own_running_trials(study: optuna.Study, reason: str, *,
         trial = storage.get_trial(trial_id)
         if trial.state != TrialState.RUNNING:
             continue
-        storage.set_trial_user_attr(trial_id, "nos.reason", reason)
+        storage.set_trial_user_attr(trial_id, REASON_ATTR, reason)
         if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             continue
         failed.append(trial.number)

@@ -23,13 +23,11 @@ import logging
 import os
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import BaseStorage
@@ -38,15 +36,10 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.errors import NOSError
+from optuna_nos.genes import genome_from_params, genome_params
+from optuna_nos.liveness import fail_stale_trials
 from optuna_nos.sampler._liveness import worker_id
-from optuna_nos.sampler._slots import (
-    GA_ATTR,
-    GA_CONFIG_ATTR,
-    SLOT_ATTR,
-    WORKER_ATTR,
-    GASizes,
-    Slot,
-)
+from optuna_nos.sampler._slots import GASizes, Slot
 from optuna_nos.sampler._state import (
     DeriveMemo,
     GAState,
@@ -57,14 +50,24 @@ from optuna_nos.sampler._state import (
 from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import VariantLike, resolve_variant
-from optuna_nos.suggest import (
+from optuna_nos.stored import (
     FIDELITY_ATTR,
+    FIDELITY_USER_ATTR,
+    FIXED_PARAMS_ATTR,
+    GA_ATTR,
     GENOME_ATTR,
     IDLE_ATTR,
-    display_attrs,
-    genome_from_params,
-    genome_params,
+    LINEAGE_ATTRS,
+    REASON_ATTR,
+    SLOT_ATTR,
+    WORKER_ATTR,
+    check_ga_record,
+    ga_record,
+    read_ga_record,
+    write_ga_record,
 )
+from optuna_nos.suggest import display_attrs
+from optuna_nos.validation import check_real
 
 __all__ = [
     "BEHAVIOUR_REDRAWS",
@@ -137,14 +140,11 @@ class ParticleSampler(BaseSampler):
         settings: Settings = DEFAULT_SETTINGS,
         poll_interval: float = 0.5,
     ) -> None:
-        self._sizes = GASizes(n_particles, init_factor, steps, mutations, max_redraws, elitism)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or seed < 0):
-            raise NOSError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self._sizes = GASizes(n_particles, init_factor, steps, mutations, max_redraws, elitism,
+                              seed)
         if not isinstance(settings, Settings):
             raise NOSError(f"settings must be an optuna_nos Settings, got {settings!r}")
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) \
-                or not poll_interval > 0:
+        if not check_real("poll_interval", poll_interval) > 0:
             raise NOSError(f"poll_interval must be a positive number, got {poll_interval!r}")
         self._variant = resolve_variant(space)
         self._settings = settings
@@ -260,7 +260,7 @@ class ParticleSampler(BaseSampler):
             storage.set_trial_system_attr(trial._trial_id, SLOT_ATTR, None)
             reason = (f"interrupted: {str(exc) or 'SIGINT'}" if isinstance(exc, KeyboardInterrupt)
                       else f"sampler error: {type(exc).__name__}")
-            storage.set_trial_user_attr(trial._trial_id, "nos.reason", reason)
+            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             raise
 
@@ -301,9 +301,7 @@ class ParticleSampler(BaseSampler):
                 return
             if heartbeat:
                 _record_heartbeat(storage, trial._trial_id)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
+                fail_stale_trials(study)
             now = time.monotonic()
             if now - last_log >= _WAIT_LOG_EVERY_S:
                 last_log = now
@@ -370,10 +368,10 @@ class ParticleSampler(BaseSampler):
         storage.set_trial_system_attr(tid, GA_ATTR, lineage)
         for key, value in display_attrs(genome).items():  # first, so the dashboard lists it first
             storage.set_trial_user_attr(tid, key, value)
-        for key in ("slot", "particle", "step", "parent", "mutation"):
+        for key in LINEAGE_ATTRS:
             if lineage[key] is not None:
                 storage.set_trial_user_attr(tid, key, lineage[key])
-        storage.set_trial_user_attr(tid, "fidelity", slot.fidelity)
+        storage.set_trial_user_attr(tid, FIDELITY_USER_ATTR, slot.fidelity)
         self._params[tid] = genome_params(genome, self._variant)
 
     def _mutant(
@@ -404,7 +402,7 @@ class ParticleSampler(BaseSampler):
         """Whether a popped retry's slot is decided, or held by another attempt that got its
         genome (past its claim) or is lower-numbered (the claim rule)."""
         slot = Slot.parse(slot_name)
-        if slot is None or not self._sizes.contains(slot):
+        if slot is None or not slot.within(self._sizes):
             return False
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         if self._derive(study, trials).slot(slot).decided:
@@ -418,7 +416,7 @@ class ParticleSampler(BaseSampler):
 
     def _enqueued_genome(self, trial: FrozenTrial) -> Genome | None:
         """The genome of an enqueued trial's fixed params, if it is a valid candidate."""
-        fixed = trial.system_attrs.get("fixed_params")
+        fixed = trial.system_attrs.get(FIXED_PARAMS_ATTR)
         if not fixed:
             return None
         from optuna_nos.integrity import integrity_check
@@ -458,21 +456,16 @@ class ParticleSampler(BaseSampler):
         """Record this sampler's GA config in the study, or check it against the recorded."""
         if study._study_id in self._checked:
             return
-        mine: dict[str, Any] = {**self._sizes.to_dict(), "space": str(self._variant),
-                "settings": {"paper_mode": self._settings.paper_mode,
-                             "unary_root_decay_prob": self._settings.unary_root_decay_prob,
-                             "change_op_max_unary": self._settings.change_op_max_unary}}
+        mine = ga_record(self._sizes.to_dict(), self._seed, str(self._variant),
+                         {"paper_mode": self._settings.paper_mode,
+                          "unary_root_decay_prob": self._settings.unary_root_decay_prob,
+                          "change_op_max_unary": self._settings.change_op_max_unary})
         storage = study._storage
-        recorded = storage.get_study_system_attrs(study._study_id).get(GA_CONFIG_ATTR)
+        recorded = read_ga_record(storage, study._study_id)
         if recorded is None:
-            storage.set_study_system_attr(study._study_id, GA_CONFIG_ATTR, mine)
+            write_ga_record(storage, study._study_id, mine)
         else:
-            for key, value in mine.items():
-                if recorded.get(key) != value:
-                    raise NOSError(
-                        f"this worker's ParticleSampler has {key}={value!r} but study "
-                        f"{study.study_name!r} runs with {key}={recorded.get(key)!r}"
-                    )
+            check_ga_record(study.study_name, recorded, mine)
         self._checked.add(study._study_id)
 
     def _rng(self, study: Study, trial_number: int, *words: str | int) -> np.random.Generator:

@@ -18,34 +18,13 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from optuna_nos.errors import NOSError
+from optuna_nos.config import GAConfig
 
 __all__ = [
-    "FAULT_ATTR",
-    "GA_ATTR",
-    "GA_CONFIG_ATTR",
-    "SLOT_ATTR",
-    "WORKER_ATTR",
-    "INFRASTRUCTURE",
     "GASizes",
     "Slot",
     "SlotKind",
 ]
-
-#: Trial system attr: the slot a trial claims or holds (its name), None when it holds none.
-SLOT_ATTR = "nos:slot"
-#: Trial system attr: a dict with the trial's lineage (slot, particle, step, child, parent,
-#: equation, behaviour key, mutation).
-GA_ATTR = "nos:ga"
-#: Trial system attr: ``host:pid:token`` of the worker that runs the trial.
-WORKER_ATTR = "nos:worker"
-#: Trial system attr: ``"infrastructure"`` on a trial that failed for its worker's
-#: environment (missing data, lost device, ...), not for its genome; such a failure never
-#: counts towards deciding the slot.
-FAULT_ATTR = "nos:fault"
-INFRASTRUCTURE = "infrastructure"
-#: Study system attr: the GA sizes and space of the study, so that workers cannot disagree.
-GA_CONFIG_ATTR = "nos:ga_config"
 
 SlotKind = Literal["init", "reeval", "child"]
 _PATTERNS = (
@@ -106,61 +85,16 @@ class Slot:
     def __str__(self) -> str:
         return self.name
 
-
-def _positive_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise NOSError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class GASizes:
-    """The GA's shape: n particles from ``init_factor * n`` random genomes, each
-    taking ``steps`` steps of ``mutations`` children, a child redrawn up to ``max_redraws``
-    attempts; with ``elitism`` a particle keeps its genome when it beats all its children.
-    """
-
-    n_particles: int = 50
-    init_factor: int = 10
-    steps: int = 5
-    mutations: int = 7
-    max_redraws: int = 4
-    elitism: bool = False
-
-    def __post_init__(self) -> None:
-        _positive_int("n_particles", self.n_particles, 1)
-        _positive_int("init_factor", self.init_factor, 1)
-        _positive_int("steps", self.steps, 0)
-        _positive_int("mutations", self.mutations, 1)
-        _positive_int("max_redraws", self.max_redraws, 1)
-        if not isinstance(self.elitism, bool):
-            raise NOSError(f"elitism must be True or False, got {self.elitism!r}")
-
-    @property
-    def n_init(self) -> int:
-        """Size of the initial population."""
-        return self.init_factor * self.n_particles
-
-    @property
-    def n_slots(self) -> int:
-        """All slots: n_init + n * (1 + steps * mutations) (500 + 1,800 in the paper)."""
-        return self.n_init + self.n_particles * (1 + self.steps * self.mutations)
-
-    def contains(self, slot: Slot) -> bool:
-        """True when ``slot`` is one of this GA's slots."""
-        if slot.kind == "init":
-            return 0 <= slot.index < self.n_init
-        if not 0 <= slot.index < self.n_particles:
+    def within(self, sizes: GAConfig) -> bool:
+        """True when this slot is one of the slots of a GA of ``sizes``."""
+        if self.kind == "init":
+            return 0 <= self.index < sizes.n_init
+        if not 0 <= self.index < sizes.n_particles:
             return False
-        if slot.kind == "reeval":
+        if self.kind == "reeval":
             return True
-        return 1 <= slot.step <= self.steps and 0 <= slot.child < self.mutations
+        return 1 <= self.step <= sizes.steps and 0 <= self.child < sizes.mutations
 
-    def to_dict(self) -> dict[str, int | bool]:
-        return {
-            "n_particles": self.n_particles,
-            "init_factor": self.init_factor,
-            "steps": self.steps,
-            "mutations": self.mutations,
-            "max_redraws": self.max_redraws,
-            "elitism": self.elitism,
-        }
+
+#: The GA's shape; the same type as a study config's ``[ga]`` table.
+GASizes = GAConfig
