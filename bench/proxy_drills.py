@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import drills  # noqa: E402
 from drills import GENOME_ATTR, SLOT_ATTR, DrillResult  # noqa: E402
 
+from optuna_nos.stored import REASON_ATTR  # noqa: E402
+
 __all__ = ["PROXY_DRILLS", "main"]
 
 #: 8 initial slots and two steps of children: enough trials for several workers to overlap.
@@ -95,7 +97,7 @@ def _check_decided_once(result: DrillResult, url: str,
             f"trial {t.number} {t.state.name} worker {drills._worker_pid(t)} "
             f"{t.datetime_start and t.datetime_start.time()}-"
             f"{t.datetime_complete and t.datetime_complete.time()} "
-            f"retry of {t.system_attrs.get('failed_trial')} {t.user_attrs.get('nos.reason')}"
+            f"retry of {t.system_attrs.get('failed_trial')} {t.user_attrs.get(REASON_ATTR)}"
             for t in trials if t.system_attrs.get(SLOT_ATTR) == slot))
     return trials
 
@@ -134,7 +136,7 @@ def drill_proxy_sigterm(result: DrillResult, workdir: Path, server: str,
             result.check(all(c == 130 for c in codes), f"exit statuses {codes} (expected 130)")
             for victim in victims.values():
                 after = by_number[victim.number]
-                reason = after.user_attrs.get("nos.reason")
+                reason = after.user_attrs.get(REASON_ATTR)
                 result.check(after.state == TrialState.FAIL
                              and reason == "interrupted: signal SIGTERM",
                              f"trial {victim.number} is {after.state.name}, nos.reason={reason!r}")
@@ -213,7 +215,7 @@ def drill_proxy_restart(result: DrillResult, workdir: Path, server: str, workers
     errs = [p.stderr for p in everyone]
     outages = sum(e.count("storage unavailable") for e in errs)
     dropped = sum(e.count("failed by another worker while it ran") for e in errs)
-    failed = {t.number: t.user_attrs.get("nos.reason", "no heartbeat") for t in trials
+    failed = {t.number: t.user_attrs.get(REASON_ATTR, "no heartbeat") for t in trials
               if t.state == TrialState.FAIL}
     fates = {t.number: t.state.name for t in trials if t.number in running}
     result.note(f"trials mid-objective at the kill ended {fates}; worker restarts {restarts}; "
