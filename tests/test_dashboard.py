@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_server import dashboard, get_json, run_showcase_study
 
 from optuna_nos.dashboard import METRIC_NAME
+from testkit.dashboard import dashboard, get_json, run_showcase_study
 
 
 def _attrs(entity: dict[str, Any]) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """``optuna-nos`` with one fault injected at an exact window, for liveness tests and drills.
 
-    python tests/fault_worker.py FAULT [MARKER] -- worker --storage URL --study NAME
+    python -m testkit.fault_worker FAULT [MARKER] -- worker --storage URL --study NAME
 
 FAULT is one of :data:`FAULTS`; MARKER (a path) is written when the fault's window is
 reached, for faults that then wait for the test to act.
@@ -72,7 +72,7 @@ def kill_in_retry() -> None:
 
 
 def kill_in_objective() -> None:
-    """SIGKILL when the first objective starts (``drill.started`` set by cli_objective)."""
+    """SIGKILL when the first objective starts (``drill.started``, set by the objective)."""
     original = optuna.Trial.set_user_attr
 
     def set_user_attr(self: optuna.Trial, key: str, value: Any) -> None:

@@ -1,6 +1,7 @@
-"""A fast objective factory for CLI tests: fitness = -(sphere loss of the integrity check).
+"""Fast objective factories for CLI tests: fitness = -(sphere loss of the integrity check).
 
-Used as ``objective.target = "cli_objective:fast"`` with ``tests/`` on PYTHONPATH.
+Used as ``objective.target = "testkit.objectives:fast"`` (see
+:func:`testkit.config.objective_table`).
 """
 
 from __future__ import annotations
