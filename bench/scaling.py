@@ -23,14 +23,12 @@ import multiprocessing
 import os
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from multiprocessing.queues import Queue
 
 import optuna
-import psycopg2
 from optuna.trial import TrialState
+
+from testkit.postgres import fresh_database
 
 OBJECTIVE_S = 0.2
 #: Large enough that no run reaches the end: 1,000 initial slots, 4,600 in all.
@@ -40,21 +38,6 @@ SIZES = {"n_particles": 100, "init_factor": 10, "steps": 5, "mutations": 7, "max
 SMALL = {"n_particles": 8, "init_factor": 2, "steps": 3, "mutations": 4, "max_redraws": 4}
 PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.integrity", "optuna_nos.evolve",
            "optuna_nos.storage", "optuna_nos.suggest"]
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    name = f"nos_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{server}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def objective(trial: optuna.Trial) -> float:
@@ -83,7 +66,7 @@ def run(server: str, n_workers: int, warmup: float, window: float,
         sizes: dict[str, int] = SIZES) -> dict[str, float]:
     from optuna_nos.storage import make_storage
 
-    with fresh_database(server) as url:
+    with fresh_database(server, "nos_bench") as url:
         storage = make_storage(url, heartbeat_interval=60)
         study = optuna.create_study(study_name="scaling", storage=storage,
                                     direction="maximize")
