@@ -7,5 +7,7 @@
   "testkit.objectives:fast"``).
 * :mod:`testkit.fault_worker`: ``optuna-nos`` with one fault injected at an exact window.
 * :mod:`testkit.dashboard`: a small finished study served by optuna-dashboard.
+* :mod:`testkit.genomes`, :mod:`testkit.stats`, :mod:`testkit.reference`: helpers of the
+  search-space, sampling and trainer tests.
 * :mod:`testkit.drills`: the reliability drills (``bench/drills.py`` is their command line).
 """
