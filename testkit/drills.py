@@ -102,6 +102,17 @@ def _cli(args: list[str], workdir: Path, tag: str, timeout: float = 600) -> tupl
     return code, proc.stderr
 
 
+def _init(result: DrillResult, url: str, study: str, config: Path, workdir: Path,
+          tag: str = "init", label: str = "") -> bool:
+    """``optuna-nos init`` of ``config`` as ``study``; False (its stderr noted) on failure."""
+    code, err = _cli(["init", "--storage", url, "--study", study, "--config", str(config)],
+                     workdir, tag)
+    if not result.check(code == 0, f"{label}init exit {code}"):
+        result.note(err.strip()[-500:])
+        return False
+    return True
+
+
 def _stop_all(procs: list[_Proc]) -> None:
     for proc in procs:
         if proc.process.poll() is None:
@@ -214,10 +225,8 @@ def drill_signals(result: DrillResult, workdir: Path, server: str) -> None:
             config.write_text(config_text)
             url = f"sqlite:///{case / 'drill.db'}"
             if command == "worker":
-                code, err = _cli(["init", "--storage", url, "--study", "s", "--config",
-                                  str(config)], case, "init")
-                if not result.check(code == 0, f"{command}/{sig.name}: init exit {code}"):
-                    result.note(err.strip()[-500:])
+                if not _init(result, url, "s", config, case,
+                             label=f"{command}/{sig.name}: "):
                     continue
                 args = ["worker", "--storage", url, "--study", "s"]
             else:
@@ -267,10 +276,7 @@ def drill_sigkill(result: DrillResult, workdir: Path, server: str) -> None:
     config = workdir / "digits.toml"
     config.write_text(DIGITS_GA)
     url = f"sqlite:///{workdir / 'digits.db'}"
-    code, err = _cli(["init", "--storage", url, "--study", "d", "--config", str(config)],
-                     workdir, "init")
-    if not result.check(code == 0, f"init exit {code}"):
-        result.note(err.strip()[-500:])
+    if not _init(result, url, "d", config, workdir):
         return
     args = ["worker", "--storage", url, "--study", "d"]
     # Kill in a trial that has held a genome for 1 s: the worker is well inside training.
@@ -324,10 +330,7 @@ def drill_artifacts(result: DrillResult, workdir: Path, server: str) -> None:
             config.write_text(FAST_GA + WORKERS_2S + objective_table("fast")
                               + '\n[artifacts]\ndir = '
                               f'"{artifact_dir}"\n')
-            code, err = _cli(["init", "--storage", url, "--study", "a", "--config",
-                              str(config)], workdir, f"art{index}_init")
-            if not result.check(code == 0, f"{label}: init exit {code}"):
-                result.note(err.strip()[-500:])
+            if not _init(result, url, "a", config, workdir, f"art{index}_init", f"{label}: "):
                 continue
             procs = [_start(["worker", "--storage", url, "--study", "a"], workdir,
                             f"art{index}_w{k}", preexec) for k in range(2)]
@@ -407,10 +410,7 @@ def drill_postgres_restart(result: DrillResult, workdir: Path, server: str) -> N
     with fresh_database(server, "nos_drill") as url:
         config = workdir / "restart.toml"
         config.write_text(RESTART_GA + WORKERS_2S + objective_table("sleepy", sleep_s=0.5))
-        code, err = _cli(["init", "--storage", url, "--study", "r", "--config", str(config)],
-                         workdir, "init")
-        if not result.check(code == 0, f"init exit {code}"):
-            result.note(err.strip()[-500:])
+        if not _init(result, url, "r", config, workdir):
             return
         procs = [_start(["worker", "--storage", url, "--study", "r"], workdir, f"w{k}")
                  for k in range(4)]
@@ -464,10 +464,7 @@ def drill_load16(result: DrillResult, workdir: Path, server: str,
     with fresh_database(server, "nos_drill") as url:
         config = workdir / "load.toml"
         config.write_text(LOAD_GA + WORKERS_2S + objective_table("fast"))
-        code, err = _cli(["init", "--storage", url, "--study", "l", "--config", str(config)],
-                         workdir, "init")
-        if not result.check(code == 0, f"init exit {code}"):
-            result.note(err.strip()[-500:])
+        if not _init(result, url, "l", config, workdir):
             return
         procs = [_start(["worker", "--storage", url, "--study", "l"], workdir, f"w{k:02d}")
                  for k in range(n_workers)]
@@ -529,10 +526,7 @@ def drill_chaos(result: DrillResult, workdir: Path, server: str, kills: int = 30
     with fresh_database(server, "nos_drill") as url:
         config = workdir / "chaos.toml"
         config.write_text(CHAOS_GA + objective_table("sleepy", sleep_s=1.5))
-        code, err = _cli(["init", "--storage", url, "--study", "c", "--config", str(config)],
-                         workdir, "init")
-        if not result.check(code == 0, f"init exit {code}"):
-            result.note(err.strip()[-500:])
+        if not _init(result, url, "c", config, workdir):
             return
         args = ["worker", "--storage", url, "--study", "c"]
         started = [0]
@@ -682,10 +676,7 @@ def drill_proxy_sigkill(result: DrillResult, workdir: Path, server: str) -> None
     config = workdir / "proxy.toml"
     config.write_text(PROXY_GA)
     with fresh_database(server, "nos_drill") as url:
-        code, err = _cli(["init", "--storage", url, "--study", "p", "--config", str(config)],
-                         workdir, "init")
-        if not result.check(code == 0, f"init exit {code}"):
-            result.note(err.strip()[-500:])
+        if not _init(result, url, "p", config, workdir):
             return
         proxy, grpc_url = start_proxy(url, workdir)
         workers: list[_Proc] = []

@@ -8,12 +8,19 @@ import pytest
 
 from testkit.postgres import DEFAULT_SERVER, fresh_database, require_postgres
 
+#: Fixtures that start a server process (tests using them are marked ``subprocess``).
+SPAWNING_FIXTURES = {"s3_endpoint"}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test that uses the ``postgres_url`` fixture is marked ``postgres``."""
+    """Marks every test that uses the ``postgres_url`` fixture ``postgres``, and every test
+    that uses a fixture of :data:`SPAWNING_FIXTURES` ``subprocess``."""
     for item in items:
-        if "postgres_url" in getattr(item, "fixturenames", ()):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "postgres_url" in fixtures:
             item.add_marker(pytest.mark.postgres)
+        if fixtures & SPAWNING_FIXTURES:
+            item.add_marker(pytest.mark.subprocess)
 
 
 @pytest.fixture()

@@ -17,8 +17,6 @@ from testkit.config import FAST_CONFIG, FAST_SIZES
 from testkit.dashboard import dashboard, get_json
 from testkit.process import cli_command, cli_env, run_cli
 
-pytestmark = pytest.mark.subprocess
-
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
     path = tmp_path / "fast.toml"
@@ -37,6 +35,7 @@ def _finished(storage: str, study: str) -> bool:
     return sampler.is_finished(loaded)
 
 
+@pytest.mark.subprocess
 def test_run_show_leaderboard_export(tmp_path: Path) -> None:
     config = _config(tmp_path)
     done = run_cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
@@ -104,6 +103,7 @@ def test_worker_without_config_says_how_to_init(tmp_path: Path,
     assert "optuna-nos init" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_console_script_reports_errors(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "optuna-nos"
     done = subprocess.run([str(script), "leaderboard", "--storage", "notaurl"],
@@ -111,6 +111,7 @@ def test_console_script_reports_errors(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_init_and_two_workers_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     config = _config(tmp_path)
@@ -139,6 +140,7 @@ def test_init_and_two_workers_on_postgres(postgres_url: str, tmp_path: Path) -> 
     assert logged.count("trial ") >= len(states) - 2  # one line per trial (idle ones aside)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_dashboard_serves_attrs_and_artifacts(tmp_path: Path) -> None:
     config = _config(tmp_path, '\n[artifacts]\ndir = "art"\n')
@@ -166,6 +168,7 @@ def test_bundled_default_config_loads() -> None:
     assert config.objective_target == "proxy.tasks:mnist1d"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_run_without_a_config_uses_the_bundled_default(tmp_path: Path) -> None:
     done = run_cli("run", "--n-trials", "2", "--no-baselines", cwd=tmp_path)

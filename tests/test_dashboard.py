@@ -21,6 +21,7 @@ def _png(url: str) -> bytes:
         return response.read(8)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_dashboard_shows_the_search(tmp_path: Path) -> None:
     done = run_showcase_study(tmp_path)
