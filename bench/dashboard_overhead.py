@@ -18,13 +18,10 @@ from types import SimpleNamespace
 
 import optuna
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from cli_objective import fast  # noqa: E402
-
-from optuna_nos import DivergencePruner, ParticleSampler, StopWhenFinished  # noqa: E402
-from optuna_nos.dashboard import StudyView, describe_trial  # noqa: E402
-from optuna_nos.settings import DEFAULT_SETTINGS  # noqa: E402
+from optuna_nos import DivergencePruner, ParticleSampler, StopWhenFinished
+from optuna_nos.dashboard import StudyView, describe_trial
+from optuna_nos.settings import DEFAULT_SETTINGS
+from testkit.objectives import fast
 
 
 def search(folder: Path, with_view: bool, interval: float) -> tuple[float, int]:

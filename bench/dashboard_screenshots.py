@@ -1,6 +1,6 @@
 """Screenshots of optuna-dashboard on a small finished search, as a person sees it.
 
-Runs the showcase study (``tests/dashboard_server.py``), serves it with optuna-dashboard and
+Runs the showcase study (``testkit/dashboard.py``), serves it with optuna-dashboard and
 takes headless Chromium screenshots (1400 px wide) of the study page, a complete trial, a
 pruned trial and the study note. Not part of CI: it needs Debian's ``chromium``.
 
@@ -16,9 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from dashboard_server import dashboard, get_json, run_showcase_study  # noqa: E402
+from testkit.dashboard import dashboard, get_json, run_showcase_study
 
 _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
           "--disable-component-update", "--disable-sync", "--no-first-run",

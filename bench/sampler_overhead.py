@@ -31,14 +31,11 @@ import random
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import optuna
-import psycopg2
 from optuna.distributions import distribution_to_json
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -51,25 +48,10 @@ from optuna_nos.space.genome import Genome
 from optuna_nos.storage import make_storage
 from optuna_nos.stored import FIDELITY_ATTR, GA_ATTR, GENOME_ATTR, SLOT_ATTR
 from optuna_nos.suggest import genome_params, param_distribution
+from testkit.postgres import fresh_database
 
 #: GA shape of the benchmark study: 3,000 initial slots, 13,800 slots in all.
 SIZES = GASizes(n_particles=300, init_factor=10, steps=5, mutations=7, max_redraws=4)
-
-
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    """A new empty database ``nos_bench_*`` on ``server`` (its URL), dropped afterwards."""
-    name = f"nos_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(f"{server}/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _history_slots(n: int) -> list[Slot]:
@@ -192,7 +174,7 @@ def run_block(url: str, sampler: optuna.samplers.BaseSampler, n_trials: int) -> 
 
 
 def bench_size(server: str, n: int, n_trials: int, rounds: int) -> dict[str, dict[str, float]]:
-    with fresh_database(server) as url:
+    with fresh_database(server, "nos_bench") as url:
         storage = make_storage(url, heartbeat_interval=60)
         study = optuna.create_study(study_name="bench", storage=storage, direction="maximize")
         seconds = fill_history(storage, study._study_id, n)

@@ -24,15 +24,12 @@ import os
 import sys
 import time
 from multiprocessing.queues import Queue
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sampler_overhead import fresh_database  # noqa: E402
-
 from optuna_nos.stored import SLOT_ATTR
+from testkit.postgres import fresh_database
 
 OBJECTIVE_S = 0.2
 #: Large enough that no run reaches the end: 1,000 initial slots, 4,600 in all.
@@ -70,7 +67,7 @@ def run(server: str, n_workers: int, warmup: float, window: float,
         sizes: dict[str, int] = SIZES) -> dict[str, float]:
     from optuna_nos.storage import make_storage
 
-    with fresh_database(server) as url:
+    with fresh_database(server, "nos_bench") as url:
         storage = make_storage(url, heartbeat_interval=60)
         study = optuna.create_study(study_name="scaling", storage=storage,
                                     direction="maximize")

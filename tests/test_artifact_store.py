@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,9 @@ from optuna_nos import artifacts
 from optuna_nos.artifact_store import check_artifact_location, open_artifact_store
 from optuna_nos.errors import NOSError
 from optuna_nos.space.parse import parse_equation
+from testkit.process import free_port
 
 GENOME = parse_equation("None ~ (v hat) / (sqrt(|s hat|))")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture()
@@ -34,7 +28,7 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A moto S3 server on a free port, with boto3 pointed at it by the usual variables."""
     boto3 = pytest.importorskip("boto3")
     pytest.importorskip("moto.server")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
                                str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

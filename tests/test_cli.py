@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,33 +13,9 @@ import pytest
 from optuna_nos.cli import main
 from optuna_nos.sampler import ParticleSampler
 from optuna_nos.storage import normalize_url
-
-TESTS = Path(__file__).resolve().parent
-FAST_CONFIG = """
-[ga]
-n_particles = 2
-init_factor = 2
-steps = 1
-mutations = 2
-max_redraws = 2
-seed = 0
-
-[objective]
-target = "cli_objective:fast"
-
-[workers]
-heartbeat_interval = 2
-grace_period = 5
-max_retry = 2
-"""
-
-
-def _cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "optuna_nos.cli", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+from testkit.config import FAST_CONFIG, FAST_SIZES
+from testkit.dashboard import dashboard, get_json
+from testkit.process import cli_command, cli_env, run_cli
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
@@ -59,35 +31,36 @@ def _states(storage: str, study: str) -> list[optuna.trial.TrialState]:
 
 def _finished(storage: str, study: str) -> bool:
     loaded = optuna.load_study(study_name=study, storage=normalize_url(storage))
-    sampler = ParticleSampler(n_particles=2, init_factor=2, steps=1, mutations=2, max_redraws=2)
+    sampler = ParticleSampler(**FAST_SIZES)  # type: ignore[arg-type]
     return sampler.is_finished(loaded)
 
 
+@pytest.mark.subprocess
 def test_run_show_leaderboard_export(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    done = _cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
+    done = run_cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "leaderboard of study 'optuna-nos'" in done.stdout
     storage = f"sqlite:///{tmp_path / 'optuna-nos.db'}"
     assert _finished(storage, "optuna-nos")
     assert optuna.trial.TrialState.RUNNING not in _states(storage, "optuna-nos")
 
-    shown = _cli("show", "0", cwd=tmp_path)
+    shown = run_cli("show", "0", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "paper:" in shown.stdout and "latex:" in shown.stdout and "lineage:" in shown.stdout
 
-    board = _cli("leaderboard", "--top", "3", cwd=tmp_path)
+    board = run_cli("leaderboard", "--top", "3", cwd=tmp_path)
     assert board.returncode == 0 and board.stdout.count("~") == 3
 
     study = optuna.load_study(study_name="optuna-nos", storage=storage)
     best = study.best_trial.number
     out = tmp_path / "found.py"
-    exported = _cli("export", str(best), "-o", str(out), cwd=tmp_path)
+    exported = run_cli("export", str(best), "-o", str(out), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     text = out.read_text()
     assert f"trial {best}" in text and "class EvolvedOptimizer(torch.optim.Optimizer)" in text
 
-    again = _cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
+    again = run_cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(_states(storage, "optuna-nos")) == len(study.trials)  # finished: nothing new
 
@@ -130,6 +103,7 @@ def test_worker_without_config_says_how_to_init(tmp_path: Path,
     assert "optuna-nos init" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_console_script_reports_errors(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "optuna-nos"
     done = subprocess.run([str(script), "leaderboard", "--storage", "notaurl"],
@@ -137,6 +111,7 @@ def test_console_script_reports_errors(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_init_and_two_workers_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     config = _config(tmp_path)
@@ -146,14 +121,13 @@ def test_init_and_two_workers_on_postgres(postgres_url: str, tmp_path: Path) -> 
          "--study-name", "cli", "--direction", "maximize"],
         capture_output=True, text=True, check=False)
     assert created.returncode == 0, created.stderr
-    init = _cli("init", "--storage", postgres_url, "--study", "cli", "--config", str(config),
+    init = run_cli("init", "--storage", postgres_url, "--study", "cli", "--config", str(config),
                 cwd=tmp_path)
     assert init.returncode == 0, init.stderr
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
     workers = [
-        subprocess.Popen([sys.executable, "-m", "optuna_nos.cli", "worker", "--storage",
-                          postgres_url, "--study", "cli"], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(cli_command("worker", "--storage", postgres_url, "--study", "cli"),
+                         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
@@ -166,37 +140,16 @@ def test_init_and_two_workers_on_postgres(postgres_url: str, tmp_path: Path) -> 
     assert logged.count("trial ") >= len(states) - 2  # one line per trial (idle ones aside)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_dashboard_serves_attrs_and_artifacts(tmp_path: Path) -> None:
     config = _config(tmp_path, '\n[artifacts]\ndir = "art"\n')
-    done = _cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
+    done = run_cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    port = _free_port()
-    dashboard = subprocess.Popen(
-        [str(Path(sys.executable).parent / "optuna-dashboard"),
-         f"sqlite:///{tmp_path / 'optuna-nos.db'}", "--artifact-dir", str(tmp_path / "art"),
-         "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        studies = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"{base}/api/studies", timeout=2) as response:
-                    studies = json.load(response)
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert studies is not None, "optuna-dashboard did not start"
+    with dashboard(tmp_path) as base:
+        studies = get_json(f"{base}/api/studies")
         study_id = studies["study_summaries"][0]["study_id"]
-        with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=10) as response:
-            detail = json.load(response)
+        detail = get_json(f"{base}/api/studies/{study_id}")
         trial = next(t for t in detail["trials"] if t["state"] == "Complete")
         attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
         assert {"equation", "equation_readable", "fidelity", "slot"} <= set(attrs)
@@ -205,9 +158,6 @@ def test_dashboard_serves_attrs_and_artifacts(tmp_path: Path) -> None:
         url = f"{base}/artifacts/{study_id}/{trial['trial_id']}/{artifact['artifact_id']}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read(8) == b"\x89PNG\r\n\x1a\n"
-    finally:
-        dashboard.terminate()
-        dashboard.wait(timeout=10)
 
 
 def test_bundled_default_config_loads() -> None:
@@ -218,9 +168,10 @@ def test_bundled_default_config_loads() -> None:
     assert config.objective_target == "proxy.tasks:mnist1d"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_run_without_a_config_uses_the_bundled_default(tmp_path: Path) -> None:
-    done = _cli("run", "--n-trials", "2", "--no-baselines", cwd=tmp_path)
+    done = run_cli("run", "--n-trials", "2", "--no-baselines", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     storage = f"sqlite:///{tmp_path / 'optuna-nos.db'}"
     study = optuna.load_study(study_name="optuna-nos", storage=storage)

@@ -16,21 +16,9 @@ import pytest
 
 from optuna_nos.cli import main
 from optuna_nos.storage import make_storage
+from testkit.config import ga_table, objective_table, workers_table
 
-TESTS = Path(__file__).resolve().parent
-RUNNABLE = """
-[ga]
-n_particles = 2
-init_factor = 2
-steps = 1
-mutations = 2
-max_redraws = 2
-seed = {seed}
-
-[workers]
-heartbeat_interval = 2
-grace_period = 5
-"""
+RUNNABLE = ga_table(seed="{seed}") + workers_table(2, 5)
 
 
 def _fails_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -48,7 +36,7 @@ def _tables(url: str) -> list[str]:
 
 # -- configs that can never run are refused before anything is stored ----------------------
 
-FAST = '[objective]\ntarget = "cli_objective:fast"\n'
+FAST = objective_table("fast")
 DIGITS = '[objective]\ntarget = "proxy.tasks:digits"\n'
 #: case: (objective table, ga.seed, a fragment of the error)
 NEVER_RUNS = {
@@ -77,7 +65,6 @@ def test_a_config_that_cannot_run_is_refused_and_stores_nothing(
         capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "nos_broken_module.py").write_text("def f(config):\n    return (\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.syspath_prepend(str(TESTS))
     objective, seed, fragment = NEVER_RUNS[case]
     config = _config(tmp_path, objective, seed)
     db = tmp_path / "s.db"
@@ -87,9 +74,8 @@ def test_a_config_that_cannot_run_is_refused_and_stores_nothing(
     assert not db.exists()
 
 
-def test_a_refused_config_leaves_the_name_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_a_refused_config_leaves_the_name_free(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.syspath_prepend(str(TESTS))
     storage = f"sqlite:///{tmp_path / 's.db'}"
     bad = _config(tmp_path, '[objective]\ntarget = "no_such_module:x"\n')
     _fails_in_one_line(["init", "--storage", storage, "--study", "s", "--config", str(bad)],
@@ -159,9 +145,7 @@ BAD_STORAGES = {
 @pytest.mark.parametrize("command", [["init", "--config", "{config}"], ["leaderboard"]])
 @pytest.mark.parametrize("case", sorted(BAD_STORAGES))
 def test_a_bad_storage_is_one_line(case: str, command: list[str], tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.syspath_prepend(str(TESTS))
     config = _config(tmp_path)
     make_url, fragment = BAD_STORAGES[case]
     url = make_url(tmp_path)

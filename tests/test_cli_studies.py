@@ -75,6 +75,7 @@ def _tiny(name: str, base: str | None) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "base"), CASES)
 def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_server import dashboard, get_json, run_showcase_study
 
 from optuna_nos.dashboard import METRIC_NAME
+from testkit.dashboard import dashboard, get_json, run_showcase_study
 
 
 def _attrs(entity: dict[str, Any]) -> dict[str, str]:
@@ -21,6 +21,7 @@ def _png(url: str) -> bytes:
         return response.read(8)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_dashboard_shows_the_search(tmp_path: Path) -> None:
     done = run_showcase_study(tmp_path)

@@ -56,6 +56,7 @@ def _run_sbatch(tmp_path: Path, mode: str) -> tuple[int, str, str]:
     return shell.returncode, out, log.read_text() if log.exists() else ""
 
 
+@pytest.mark.subprocess
 def test_sigterm_reaches_the_worker_and_requeues_the_task(tmp_path: Path) -> None:
     code, out, scontrol = _run_sbatch(tmp_path, "preempt")
     assert code == 130
@@ -63,11 +64,13 @@ def test_sigterm_reaches_the_worker_and_requeues_the_task(tmp_path: Path) -> Non
     assert scontrol.split() == ["requeue", "77_3"]
 
 
+@pytest.mark.subprocess
 def test_finished_search_ends_the_task(tmp_path: Path) -> None:
     code, out, scontrol = _run_sbatch(tmp_path, "finish")
     assert code == 0 and "status 0" in out and scontrol == ""
 
 
+@pytest.mark.subprocess
 def test_missing_storage_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPTUNA_NOS_")}
     result = subprocess.run(["bash", str(SBATCH)], env=env, capture_output=True, text=True,

@@ -10,14 +10,13 @@ from dataclasses import replace
 import optuna
 import pytest
 import torch
-import torch.nn.functional as F
 
 from optuna_nos.errors import NOSError
 from optuna_nos.settings import PAPER_SETTINGS
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
 from optuna_nos.torch_optim import GenomeOptimizer
-from proxy.data import Augmentation, load_digits, normalization, training_batches
+from proxy.data import Augmentation, load_digits, normalization
 from proxy.fitness import (
     PAPER_FITNESS,
     Fidelity,
@@ -30,6 +29,7 @@ from proxy.fitness import (
 from proxy.model import ConvNet
 from proxy.protocol import EarlyStop, decide_screen, fitness_of, run_epochs, run_record
 from proxy.screen import RunResult, RunSeeds, RunSpec, train_runs, train_stack
+from testkit.reference import reference_run
 
 NAN = math.nan
 ADAM = "None ~ (v hat) / (sqrt(|s hat|))"
@@ -209,30 +209,9 @@ def _spec(data, genome: Genome, **changes) -> RunSpec:  # type: ignore[no-untype
 
 def _reference_run(spec: RunSpec, lr: float, seeds: RunSeeds) -> tuple[ConvNet, list[float]]:
     """One run, written plainly: a ConvNet, a GenomeOptimizer and the batch stream."""
-    model = ConvNet(spec.width, in_channels=1, dropout=spec.dropout,
-                    generator=torch.Generator().manual_seed(seeds.model),
-                    dropout_generator=torch.Generator().manual_seed(seeds.dropout)).double()
-    optimizer = GenomeOptimizer(model.parameters(), spec.genome, lr=lr,
-                                total_steps=spec.total_steps, warmup_steps=spec.warmup_steps,
-                                settings=spec.settings, seed=seeds.optimizer)
-    stream = training_batches(spec.train, spec.norm, spec.augmentation,
-                              batch_size=spec.batch_size, shuffle=spec.shuffle,
-                              seed=seeds.data, dtype=torch.float64)
-    accuracies = []
-    model.train()
-    for _ in range(spec.epochs):
-        correct = seen = 0
-        for _ in range(spec.steps_per_epoch):
-            images, labels = next(stream)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            seen += len(labels)
-        accuracies.append(correct / seen)
-    return model, accuracies
+    return reference_run(spec, seeds, lambda params: GenomeOptimizer(
+        params, spec.genome, lr=lr, total_steps=spec.total_steps,
+        warmup_steps=spec.warmup_steps, settings=spec.settings, seed=seeds.optimizer))
 
 
 @pytest.mark.parametrize("equation", [

@@ -3,7 +3,6 @@ the ParticleSampler's params are accepted; the encoding version guards old studi
 
 from __future__ import annotations
 
-import numpy as np
 import optuna
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +14,6 @@ from strategies import genomes
 
 from optuna_nos import ParticleSampler, suggest_genome
 from optuna_nos.errors import NOSError
-from optuna_nos.evolve import mutate, random_genome
 from optuna_nos.genes import ENCODING_VERSION, asker, decode
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import variant_violation
@@ -27,9 +25,10 @@ from optuna_nos.suggest import (
     genome_params,
     param_distribution,
 )
+from testkit.genomes import ALL_VARIANTS, mutation_chain
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-VARIANTS = ("paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov")
+VARIANTS = ALL_VARIANTS
 
 
 def _decoded(trial: optuna.Trial, variant: str) -> Genome:
@@ -94,10 +93,7 @@ def test_any_genome_round_trips_through_params(genome: Genome) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_mutants_round_trip_through_params(variant: str) -> None:
-    rng = np.random.default_rng(11)
-    genome = random_genome(rng, variant=variant)
-    for _ in range(25):
-        genome, _ = mutate(genome, rng, variant=variant)
+    for genome in mutation_chain(variant, 11, 25):
         params = genome_params(genome, variant)
         again = genome_from_params(params, variant)
         assert again.equation() == genome.equation()

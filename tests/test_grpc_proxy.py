@@ -116,7 +116,7 @@ def test_proxy_does_not_adopt_the_trials_it_creates(tmp_path: Path) -> None:
     """The worker that asked for a trial names it; the proxy writes nothing into it after
     creating it (such a write failed the worker's request when a sweep failed the trial
     first)."""
-    from optuna_nos.sampler._slots import WORKER_ATTR
+    from optuna_nos.stored import WORKER_ATTR
 
     storage = grpc_proxy.served_storage(f"sqlite:///{tmp_path / 'p.db'}", threads=2)
     study = optuna.create_study(storage=storage)

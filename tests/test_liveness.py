@@ -1,6 +1,6 @@
 """Worker liveness on real PostgreSQL with real worker processes, faults at exact windows.
 
-Each fault is injected by ``tests/fault_worker.py`` at the window it names (a SIGKILL right
+Each fault is injected by ``testkit.fault_worker`` at the window it names (a SIGKILL right
 after ``nos:slot`` is written, right after the trial row is created, inside a popped retry's
 ``Trial.__init__``; a KeyboardInterrupt just before the sampler runs; ...). The checks read
 the trial table back: the search finishes, no trial is left RUNNING, no slot is decided by
@@ -10,7 +10,6 @@ an infrastructure fault, no retry runs on a slot another attempt took.
 from __future__ import annotations
 
 import datetime
-import os
 import signal
 import subprocess
 import sys
@@ -26,48 +25,31 @@ from optuna_nos import ParticleSampler
 from optuna_nos.sampler import GASizes, TrialRecord, derive_state
 from optuna_nos.sampler._liveness import fail_own_running_trials, worker_id
 from optuna_nos.storage import make_storage
+from testkit.config import FAST_SIZES, ga_table, objective_table, workers_table
+from testkit.process import cli_command, cli_env
 
-TESTS = Path(__file__).resolve().parent
-SIZES = {"n_particles": 2, "init_factor": 2, "steps": 1, "mutations": 2, "max_redraws": 2}
-GA = """
-[ga]
-n_particles = 2
-init_factor = 2
-steps = 1
-mutations = 2
-max_redraws = 2
-seed = 0
-
-[workers]
-heartbeat_interval = 1
-grace_period = 2
-max_retry = 3
-"""
-FAST = GA + '\n[objective]\ntarget = "cli_objective:fast"\n'
-SLEEPY = GA + '\n[objective]\ntarget = "cli_objective:sleepy"\nsleep_s = {sleep}\n'
+SIZES = FAST_SIZES
+GA = ga_table() + workers_table(1, 2, 3)
+FAST = GA + objective_table("fast")
+SLEEPY = GA + objective_table("sleepy") + "sleep_s = {sleep}\n"
 TIMEOUT_S = 300  # generous: the shared CI and dev machines run many workers at once
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 def _command(fault: str | None, args: list[str], marker: Path | None = None) -> list[str]:
     if fault is None:
-        return [sys.executable, "-m", "optuna_nos.cli", *args]
+        return cli_command(*args)
     head = [fault] + ([str(marker)] if marker is not None else [])
-    return [sys.executable, str(TESTS / "fault_worker.py"), *head, "--", *args]
+    return [sys.executable, "-m", "testkit.fault_worker", *head, "--", *args]
 
 
 def _run(fault: str | None, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(fault, args), cwd=cwd, env=_env(), capture_output=True,
+    return subprocess.run(_command(fault, args), cwd=cwd, env=cli_env(), capture_output=True,
                           text=True, timeout=TIMEOUT_S, check=False)
 
 
 def _start(fault: str | None, args: list[str], cwd: Path,
            marker: Path | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(_command(fault, args, marker), cwd=cwd, env=_env(),
+    return subprocess.Popen(_command(fault, args, marker), cwd=cwd, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -96,7 +78,7 @@ def _assert_finished_and_clean(url: str) -> None:
     assert running == []
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 # -- High 1 and 2: no window leaves a trial RUNNING or a slot held forever ----------------------
@@ -211,7 +193,7 @@ def test_worker_without_data_or_device_claims_nothing(objective: str, fragment: 
 
 def test_infrastructure_fault_mid_trial_leaves_the_slot_open(postgres_url: str,
                                                              tmp_path: Path) -> None:
-    text = GA + '\n[objective]\ntarget = "cli_objective:broken_disk"\n'
+    text = GA + objective_table("broken_disk")
     worker = _init(postgres_url, tmp_path, text)
     for _ in range(SIZES["max_redraws"] + 1):
         done = _run(None, worker, tmp_path)
@@ -250,7 +232,7 @@ def test_worker_ids_differ_for_processes_with_the_same_host_and_pid() -> None:
     code = ("import os; os.getpid = lambda: 1; "
             "from optuna_nos.sampler._liveness import worker_id; print(worker_id())")
     ids = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env=_env()).stdout.strip() for _ in range(2)]
+                          check=True, env=cli_env()).stdout.strip() for _ in range(2)]
     assert ids[0] != ids[1]
     assert all(i.split(":")[1] == "1" for i in ids)
     assert worker_id() == worker_id()

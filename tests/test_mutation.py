@@ -8,7 +8,6 @@ loop's own rules (flip, attempts), so these tests stay structural and fast.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from types import SimpleNamespace
 
@@ -39,19 +38,10 @@ from optuna_nos.space.mutation import (
     mutate_once,
 )
 from optuna_nos.space.notation import format_decay
+from testkit.stats import assert_rate
 
 N_OPERANDS = 20
 MODES = [pytest.param(DEFAULT_SETTINGS, id="project"), pytest.param(PAPER_SETTINGS, id="paper")]
-
-
-def assert_rate(hits: int, trials: int, p: float, what: str, sigmas: float = 5.0) -> None:
-    """The observed rate lies within ``sigmas`` binomial standard deviations of p."""
-    assert trials > 0, f"no trials for {what}"
-    sd = math.sqrt(p * (1.0 - p) / trials)
-    rate = hits / trials
-    assert abs(rate - p) <= sigmas * sd + 1e-12, (
-        f"{what}: {hits}/{trials} = {rate:.4f}, expected {p:.4f} +- {sigmas * sd:.4f}"
-    )
 
 
 def assert_uniform(counts: Counter[int], values: list[int] | range, what: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -19,47 +18,26 @@ import pytest
 
 from optuna_nos.sampler import SLOT_ATTR, ParticleSampler
 from optuna_nos.storage import make_storage, normalize_url
+from testkit.config import ga_table, objective_table, workers_table
+from testkit.process import cli_command, cli_env, run_cli
 
-TESTS = Path(__file__).resolve().parent
-CONFIG = """
-[ga]
-n_particles = 2
-init_factor = 3
-steps = 1
-mutations = 3
-max_redraws = 2
-seed = 0
+CONFIG = (ga_table(init_factor=3, mutations=3) + objective_table("fast_packed") + "{options}\n"
+          + workers_table(1, 3, 2))
 
-[objective]
-target = "cli_objective:fast_packed"
-{options}
-
-[workers]
-heartbeat_interval = 1
-grace_period = 3
-max_retry = 2
-"""
-
-pytestmark = pytest.mark.slow
-
-
-def _env() -> dict[str, str]:
-    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 def _init(url: str, tmp_path: Path, options: str = "") -> None:
     config = tmp_path / "packed.toml"
     config.write_text(CONFIG.format(options=options))
-    done = subprocess.run([sys.executable, "-m", "optuna_nos.cli", "init", "--storage", url,
-                           "--study", "packed", "--config", str(config)], cwd=tmp_path,
-                          env=_env(), capture_output=True, text=True, check=False)
+    done = run_cli("init", "--storage", url, "--study", "packed", "--config", str(config),
+                   cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
 def _worker(url: str, tmp_path: Path, pack: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "optuna_nos.cli", "worker", "--storage", url,
-                             "--study", "packed", "--pack", pack], cwd=tmp_path, env=_env(),
+    return subprocess.Popen(cli_command("worker", "--storage", url, "--study", "packed",
+                                        "--pack", pack), cwd=tmp_path, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

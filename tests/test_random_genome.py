@@ -6,7 +6,6 @@ deviations; the draws are structural (no integrity check), so they are cheap.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -26,18 +25,9 @@ from optuna_nos.space.random_genome import (
     has_active_cycle,
     random_decay,
 )
+from testkit.stats import assert_rate
 
 N_OPERANDS = 20
-
-
-def assert_rate(hits: int, trials: int, p: float, what: str, sigmas: float = 5.0) -> None:
-    """The observed rate lies within ``sigmas`` binomial standard deviations of p."""
-    assert trials > 0, f"no trials for {what}"
-    sd = math.sqrt(p * (1.0 - p) / trials)
-    rate = hits / trials
-    assert abs(rate - p) <= sigmas * sd + 1e-12, (
-        f"{what}: {hits}/{trials} = {rate:.4f}, expected {p:.4f} +- {sigmas * sd:.4f}"
-    )
 
 
 def assert_uniform(counts: Counter[int], values: range | list[int], what: str) -> None:

@@ -38,6 +38,7 @@ def test_the_readme_has_python_snippets() -> None:
     assert len(SNIPPETS) >= 3
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_readme_snippet_runs(index: int, tmp_path: Path) -> None:

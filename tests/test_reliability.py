@@ -1,9 +1,10 @@
 """Reliability: the CI set of bench/drills.py, and bad gradients in every optimizer.
 
 The drills run the ``optuna-nos`` command in subprocesses against real storages (see
-bench/drills.py for what each checks). ``postgres-restart`` stops the local PostgreSQL
+``testkit.drills`` for what each checks). ``postgres-restart`` stops the local PostgreSQL
 cluster for 10 s, so it runs only with ``OPTUNA_NOS_DRILL_RESTART=1`` (CI sets it; on a
-shared server it would interrupt other users). ``load16`` takes minutes and is not run here.
+shared server it would interrupt other users), and alone: not under pytest-xdist, in its own
+``pytest -m restarts_postgres`` run. ``load16`` takes minutes and is not run here.
 
 Bad gradients have defined behaviour in :class:`optuna_nos.GenomeOptimizer` and every
 published optimizer, as in ``torch.optim``: ``step`` never raises; a parameter without a
@@ -14,12 +15,8 @@ another tensor.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -27,43 +24,26 @@ import torch
 import optuna_nos
 from optuna_nos import optimizers
 from optuna_nos.space.parse import parse_equation
-
-ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_SERVER = os.environ.get("OPTUNA_NOS_TEST_POSTGRES",
-                                 "postgresql://postgres@127.0.0.1:5432")
-REQUIRE_POSTGRES = os.environ.get("OPTUNA_NOS_REQUIRE_POSTGRES") == "1"
-
-
-def _drills() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nos_drills", ROOT / "bench" / "drills.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def _need_postgres(drills: ModuleType) -> None:
-    if drills.postgres_available(POSTGRES_SERVER):
-        return
-    message = f"PostgreSQL at {POSTGRES_SERVER} is unreachable"
-    if REQUIRE_POSTGRES:
-        pytest.fail(message)
-    pytest.skip(message)
+from testkit import drills
+from testkit.postgres import DEFAULT_SERVER, require_postgres
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["signals", "sigkill", "artifacts", "postgres-restart"])
+@pytest.mark.subprocess
+@pytest.mark.parametrize("name", ["signals", "sigkill", "artifacts", pytest.param(
+    "postgres-restart", marks=pytest.mark.restarts_postgres)])
 def test_drill(name: str) -> None:
-    drills = _drills()
     if drills.DRILLS[name][1]:
-        _need_postgres(drills)
+        require_postgres()
     if name == "postgres-restart":
         if os.environ.get("OPTUNA_NOS_DRILL_RESTART") != "1":
             pytest.skip("restarts the PostgreSQL server; set OPTUNA_NOS_DRILL_RESTART=1")
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            pytest.skip("restarts the PostgreSQL server under the other tests; run it alone: "
+                        "pytest -m restarts_postgres")
         if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
             pytest.skip("needs a local pg_ctlcluster-managed PostgreSQL")
-    result = drills.run_drill(name, POSTGRES_SERVER)
+    result = drills.run_drill(name, DEFAULT_SERVER)
     assert result.passed, "\n".join(result.findings)
 
 
@@ -72,7 +52,6 @@ def test_duplicate_claim_count_on_hand_made_trials() -> None:
 
     from optuna.trial import TrialState, create_trial
 
-    drills = _drills()
     t0 = datetime.datetime(2024, 1, 1)
 
     def attempt(number: int, slot: str, start: int, end: int | None) -> object:

@@ -27,7 +27,7 @@ from optuna_nos import ParticleSampler
 from optuna_nos.sampler._sampler import TAKEN_REASON
 from optuna_nos.storage import make_storage
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 SIZES = {"n_particles": 4, "init_factor": 3, "steps": 2, "mutations": 3, "max_redraws": 4}
 N_SLOTS = 4 * 3 + 4 * (1 + 2 * 3)

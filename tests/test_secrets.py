@@ -13,37 +13,19 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
 from optuna_nos.storage import normalize_url
+from testkit.config import ga_table, objective_table, workers_table
+from testkit.process import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
 PASSWORD = "Sup3r-Secr3t-7f1c"
-CONFIG = """
-[ga]
-n_particles = 2
-init_factor = 2
-steps = 1
-mutations = 1
-max_redraws = 2
-seed = 0
-
-[objective]
-target = "cli_objective:fast"
-
-[workers]
-heartbeat_interval = 2
-grace_period = 5
-max_retry = 2
-"""
+CONFIG = ga_table(mutations=1) + objective_table("fast") + workers_table(2, 5, 2)
 
 
 def _with_password(url: str) -> str:
@@ -53,32 +35,26 @@ def _with_password(url: str) -> str:
     return f"{scheme}://{user}:{PASSWORD}@{host}"
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "optuna_nos.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-
-
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_password_never_in_output_errors_or_attrs(postgres_url: str, tmp_path: Path) -> None:
     url = _with_password(postgres_url)
     config = tmp_path / "c.toml"
     config.write_text(CONFIG)
     outputs = []
-    run = _cli("run", "--config", str(config), "--storage", url, "--study", "s",
+    run = run_cli("run", "--config", str(config), "--storage", url, "--study", "s",
                "--no-baselines", cwd=tmp_path)
     assert run.returncode == 0, run.stderr.replace(PASSWORD, "***")
     outputs.append(run)
     for args in (["leaderboard"], ["show", "0"], ["export", "0"], ["worker", "--n-trials", "1"],
                  ["show", "9999"], ["worker", "--study", "no-such-study"]):
         rest = args if "--study" in args else [*args, "--study", "s"]
-        outputs.append(_cli(*rest, "--storage", url, cwd=tmp_path))
+        outputs.append(run_cli(*rest, "--storage", url, cwd=tmp_path))
     # Errors that quote the URL: unknown database, refused port, a malformed URL.
     server, _ = url.rsplit("/", 1)
     for bad in (f"{server}/no_such_database_x", url.replace(":5432", ":1"),
                 url.replace("@", "@@").replace("://", ":/")):
-        outputs.append(_cli("leaderboard", "--storage", bad, cwd=tmp_path))
+        outputs.append(run_cli("leaderboard", "--storage", bad, cwd=tmp_path))
     assert [o.returncode for o in outputs[-4:]] == [2, 2, 2, 2]
     for done in outputs:
         assert PASSWORD not in done.stdout and PASSWORD not in done.stderr, done.args

@@ -11,7 +11,7 @@ from optuna_nos import stored
 from optuna_nos.errors import NOSError
 
 ROOT = Path(__file__).resolve().parent.parent
-TREES = ("optuna_nos", "proxy", "transfer", "bench")
+TREES = ("optuna_nos", "proxy", "transfer", "bench", "testkit")
 CONTRACT = ROOT / "optuna_nos" / "stored.py"
 #: Every attr name the contract defines (the ``*_ATTR`` constants).
 NAMES = {value for key, value in vars(stored).items() if key.endswith("_ATTR")}

@@ -22,9 +22,10 @@ from optuna_nos.suggest import (
     genome_params,
     param_distribution,
 )
+from testkit.genomes import ALL_VARIANTS
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-VARIANTS = ("paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov")
+VARIANTS = ALL_VARIANTS
 
 # Sizes of the search space: 20 operands, 5 hidden nodes, 26 unary + 10 binary ops,
 # 13 unary + 7 binary decay ops, 14 base schedules.

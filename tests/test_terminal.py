@@ -15,30 +15,18 @@ import optuna
 import pytest
 
 from optuna_nos.progress import eta_seconds
+from testkit.config import ga_table, objective_table
+from testkit.process import cli_command, cli_env
 
-TESTS = Path(__file__).resolve().parent
-CONFIG = """
-[ga]
-n_particles = 2
-init_factor = 2
-steps = 1
-mutations = 2
-max_redraws = 2
-seed = 0
-
-[objective]
-target = "cli_objective:showcase"
-"""
+CONFIG = ga_table() + objective_table("showcase")
 
 
 def _run_on_terminal(*args: str, cwd: Path) -> str:
     """Run ``optuna-nos`` on a 120-column pseudo-terminal; its whole output."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     pid, fd = pty.fork()
     if pid == 0:  # the child
         os.chdir(cwd)
-        os.execve(sys.executable, [sys.executable, "-m", "optuna_nos.cli", *args], env)
+        os.execve(sys.executable, cli_command(*args), cli_env())
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     chunks = []
     while True:
@@ -62,6 +50,7 @@ def test_eta_is_slots_left_times_mean_duration_per_fidelity() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_run_on_a_terminal_and_rerun(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text(CONFIG)
     output = _run_on_terminal("run", "--config", "c.toml", cwd=tmp_path)
@@ -118,17 +107,16 @@ def test_transfer_help_names_the_suite(capsys: pytest.CaptureFixture[str]) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_racing_workers_score_the_baselines_once(postgres_url: str, tmp_path: Path) -> None:
     import subprocess
 
     (tmp_path / "c.toml").write_text(CONFIG)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cli = [sys.executable, "-m", "optuna_nos.cli"]
-    subprocess.run([*cli, "init", "--storage", postgres_url, "--study", "b", "--config",
-                    "c.toml"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    workers = [subprocess.Popen([*cli, "worker", "--storage", postgres_url, "--study", "b",
-                                 "--n-trials", "1"], cwd=tmp_path, env=env, text=True,
+    env = cli_env()
+    subprocess.run(cli_command("init", "--storage", postgres_url, "--study", "b", "--config",
+                               "c.toml"), cwd=tmp_path, env=env, check=True, capture_output=True)
+    workers = [subprocess.Popen(cli_command("worker", "--storage", postgres_url, "--study", "b",
+                                            "--n-trials", "1"), cwd=tmp_path, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                for _ in range(3)]
     logs = [w.communicate(timeout=300)[1] for w in workers]

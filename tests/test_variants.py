@@ -26,6 +26,7 @@ from optuna_nos.space.variants import (
     resolve_variant,
     variant_violation,
 )
+from testkit.genomes import ALL_VARIANTS, mutation_chain
 
 D_TANH = Decay(DecayNode((11,), unary_op=4))  # tanh(a12)
 # 1/(1+exp(-a11)  (sic): the decay of the AdamClip ancestor in the released log.
@@ -33,7 +34,7 @@ D_SIGMOID = Decay(DecayNode((10,), unary_op=0))
 D_I1E = Decay(DecayNode((9,), unary_op=6))  # bessel_i1e(a10)
 
 ADAM_BASE = "(v hat) / (sqrt(|s hat|))"
-VARIANT_NAMES = ["paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov"]
+VARIANT_NAMES = list(ALL_VARIANTS)
 
 
 def adamclip_ancestor() -> Genome:
@@ -211,8 +212,5 @@ def test_mutating_a_parent_outside_the_variant_is_an_error() -> None:
 
 @pytest.mark.parametrize("name", VARIANT_NAMES)
 def test_checked_draws_and_mutants_conform(name: str) -> None:
-    rng = np.random.default_rng(6)
-    genome = random_genome(rng, variant=name)
-    for _ in range(5):
-        genome, _ = mutate(genome, rng, variant=name)
+    for genome in mutation_chain(name, 6, 5):
         assert conforms(genome, name)

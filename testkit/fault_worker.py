@@ -1,6 +1,6 @@
 """``optuna-nos`` with one fault injected at an exact window, for liveness tests and drills.
 
-    python tests/fault_worker.py FAULT [MARKER] -- worker --storage URL --study NAME
+    python -m testkit.fault_worker FAULT [MARKER] -- worker --storage URL --study NAME
 
 FAULT is one of :data:`FAULTS`; MARKER (a path) is written when the fault's window is
 reached, for faults that then wait for the test to act.
@@ -21,6 +21,7 @@ from optuna.storages import RDBStorage
 
 from optuna_nos.cli import main
 from optuna_nos.sampler import _liveness, _sampler
+from optuna_nos.stored import SLOT_ATTR
 
 MARKER: Path | None = None
 
@@ -39,7 +40,7 @@ def kill_after_slot() -> None:
     original = _sampler._record_heartbeat
 
     def record(storage: Any, trial_id: int) -> None:
-        if storage.get_trial(trial_id).system_attrs.get("nos:slot") is not None:
+        if storage.get_trial(trial_id).system_attrs.get(SLOT_ATTR) is not None:
             _die()
         original(storage, trial_id)
 
@@ -72,7 +73,7 @@ def kill_in_retry() -> None:
 
 
 def kill_in_objective() -> None:
-    """SIGKILL when the first objective starts (``drill.started`` set by cli_objective)."""
+    """SIGKILL when the first objective starts (``drill.started``, set by the objective)."""
     original = optuna.Trial.set_user_attr
 
     def set_user_attr(self: optuna.Trial, key: str, value: Any) -> None:

@@ -1,6 +1,6 @@
 """A small finished study for dashboard checks, and optuna-dashboard serving it.
 
-Used by ``tests/test_dashboard.py`` (through the HTTP API) and by
+Used by ``tests/test_dashboard.py`` and ``tests/test_cli.py`` (through the HTTP API) and by
 ``bench/dashboard_screenshots.py`` (through a headless browser).
 """
 
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,39 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent
-SHOWCASE_CONFIG = """
-[ga]
-n_particles = 2
-init_factor = 2
-steps = 2
-mutations = 1
-max_redraws = 2
-seed = 0
+from testkit.config import ga_table, objective_table
+from testkit.process import free_port, run_cli
 
-[objective]
-target = "cli_objective:showcase"
-
-[artifacts]
-dir = "art"
-"""
+SHOWCASE_CONFIG = (ga_table(steps=2, mutations=1) + objective_table("showcase")
+                   + '\n[artifacts]\ndir = "art"\n')
 
 
 def run_showcase_study(folder: Path) -> subprocess.CompletedProcess[str]:
     """``optuna-nos run`` of :data:`SHOWCASE_CONFIG` in ``folder`` (sqlite, artifacts in art/)."""
     config = folder / "showcase.toml"
     config.write_text(SHOWCASE_CONFIG)
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "optuna_nos.cli", "run", "--config",
-                           str(config)], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return run_cli("run", "--config", str(config), cwd=folder)
 
 
 def get_json(url: str) -> Any:
@@ -61,7 +38,7 @@ def get_json(url: str) -> Any:
 @contextlib.contextmanager
 def dashboard(folder: Path) -> Iterator[str]:
     """Serve ``folder``'s study with optuna-dashboard; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "optuna-dashboard"),
          f"sqlite:///{folder / 'optuna-nos.db'}", "--artifact-dir", str(folder / "art"),

@@ -1,6 +1,7 @@
-"""A fast objective factory for CLI tests: fitness = -(sphere loss of the integrity check).
+"""Fast objective factories for CLI tests: fitness = -(sphere loss of the integrity check).
 
-Used as ``objective.target = "cli_objective:fast"`` with ``tests/`` on PYTHONPATH.
+Used as ``objective.target = "testkit.objectives:fast"`` (see
+:func:`testkit.config.objective_table`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import optuna
 
 from optuna_nos.artifacts import upload_schedule_artifact
 from optuna_nos.integrity import integrity_check
+from optuna_nos.stored import REASON_ATTR
 from optuna_nos.suggest import suggest_genome, trial_fidelity
 
 
@@ -68,7 +70,7 @@ class _Showcase:
         loss = self._loss(genome)
         if loss > 1.0:
             reason = f"sphere loss {loss:.3g} above 1"
-            trial.set_user_attr("nos.reason", reason)
+            trial.set_user_attr(REASON_ATTR, reason)
             raise optuna.TrialPruned(reason)
         return -loss
 
