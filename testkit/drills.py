@@ -248,7 +248,7 @@ def drill_signals(result: DrillResult, workdir: Path, server: str) -> None:
             result.check(after.state == TrialState.FAIL and reason.startswith("interrupted: ")
                          and reason.split(": ", 1)[1] in ("SIGINT", f"signal {sig.name}"),
                          f"{command}/{sig.name}: trial {after.number} is {after.state.name} "
-                         f"with nos.reason={after.user_attrs.get('nos.reason')!r}")
+                         f"with reason {reason!r}")
             running = [t.number for t in trials if t.state == TrialState.RUNNING]
             result.check(not running, f"{command}/{sig.name}: trials left RUNNING: {running}")
             tracebacks = _tracebacks(proc.stderr)

@@ -12,14 +12,14 @@ import optuna
 
 from optuna_nos.artifacts import upload_schedule_artifact
 from optuna_nos.integrity import integrity_check
-from optuna_nos.stored import REASON_ATTR
+from optuna_nos.stored import FIDELITY_USER_ATTR, LR_ATTR, REASON_ATTR
 from optuna_nos.suggest import suggest_genome, trial_fidelity
 
 
 def fast(config: Any) -> Any:
     def objective(trial: optuna.Trial) -> float:
         genome = suggest_genome(trial, config.variant, config.settings)
-        trial.set_user_attr("fidelity", trial_fidelity(trial))
+        trial.set_user_attr(FIDELITY_USER_ATTR, trial_fidelity(trial))
         result = integrity_check(genome, config.settings)
         if config.artifact_dir:
             upload_schedule_artifact(trial, genome, config.artifact_dir, lr=0.1,
@@ -63,7 +63,7 @@ class _Showcase:
 
     def __call__(self, trial: optuna.Trial) -> float:
         genome = suggest_genome(trial, self.config.space, self.config.settings)
-        trial.set_user_attr("lr", 0.1)
+        trial.set_user_attr(LR_ATTR, 0.1)
         if self.config.artifact_dir:
             upload_schedule_artifact(trial, genome, self.config.artifact_dir, lr=0.1,
                                      total_steps=100, warmup_steps=10)
