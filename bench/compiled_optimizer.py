@@ -23,9 +23,9 @@ from collections.abc import Callable
 
 import torch
 
-from optuna_nos.compiled_step import CompiledGenomeOptimizer
+from optuna_nos.optim.compiled_step import CompiledGenomeOptimizer
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.torch_optim import GenomeOptimizer
 from proxy.measure import TIMED_GENOME
 from proxy.model import ConvNet
 

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import optuna
 
 from optuna_nos import DivergencePruner, ParticleSampler, StopWhenFinished
-from optuna_nos.dashboard import StudyView, describe_trial
-from optuna_nos.settings import DEFAULT_SETTINGS
+from optuna_nos.core.settings import DEFAULT_SETTINGS
+from optuna_nos.study.dashboard import StudyView, describe_trial
 from testkit.objectives import fast
 
 

@@ -3,11 +3,11 @@
 Usage: python bench/integrity.py [--count 1000] [--seed 0] [--threads 1]
 
 Draws ``count`` random genomes (random draws, before any integrity filtering), checks each
-with :func:`optuna_nos.integrity.integrity_check` (all twelve sphere runs in one (12, 5) pass)
-and with :func:`optuna_nos.integrity.integrity_check_sequential` (one run at a time, stopping
-at the first pass), in alternating chunks so both see the same machine load, and prints the
-rates, the speed-up and whether the two agree on every genome. Rates use both wall-clock and
-process CPU time; on a shared machine the CPU-time figure is the steadier one.
+with :func:`optuna_nos.optim.integrity.integrity_check` (all twelve sphere runs in one
+(12, 5) pass) and with :func:`optuna_nos.optim.integrity.integrity_check_sequential` (one run
+at a time, stopping at the first pass), in alternating chunks so both see the same machine
+load, and prints the rates, the speed-up and whether the two agree on every genome. Rates
+use both wall-clock and process CPU time; on a shared machine the CPU-time figure is the steadier one.
 Goals: >= 500 checks per second and >= 20x the sequential reference.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from optuna_nos.integrity import (
+from optuna_nos.optim.integrity import (
     IntegrityResult,
     integrity_check,
     integrity_check_sequential,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome, genome_from_json, genome_to_json
 from optuna_nos.space.notation import format_equation
 from optuna_nos.space.parse import parse_equation

@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space import Genome, Node
-from optuna_nos.torch_optim import GenomeOptimizer
 from proxy.model import ConvNet
 
 CONVNET32_PARAMS = 94_986

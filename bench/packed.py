@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from optuna_nos.evolve import random_genome
+from optuna_nos.optim.evolve import random_genome
 from optuna_nos.space.genome import Genome
 from proxy.data import load_digits
 from proxy.fitness import DIGITS_FITNESS, ProxyTask, measure_fitness

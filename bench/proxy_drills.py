@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import drills  # noqa: E402
 from drills import GENOME_ATTR, SLOT_ATTR, DrillResult  # noqa: E402
 
-from optuna_nos.stored import REASON_ATTR  # noqa: E402
+from optuna_nos.study.stored import REASON_ATTR  # noqa: E402
 
 __all__ = ["PROXY_DRILLS", "main"]
 
@@ -44,7 +44,7 @@ DRILL_SETTINGS = drills.PROXY_GA.removeprefix(drills.FAST_GA)
 def _serve(url: str, workdir: Path, port: int, tag: str) -> drills._Proc:
     """``optuna-nos proxy`` for ``url`` on 127.0.0.1:``port``, returned once it answers (or
     once it has exited, when it cannot start)."""
-    from optuna_nos.grpc_proxy import make_grpc_storage
+    from optuna_nos.study.grpc_proxy import make_grpc_storage
 
     proc = drills._start(["proxy", "--storage", url, "--host", "127.0.0.1", "--port",
                           str(port), "--threads", "4"], workdir, tag)

@@ -42,20 +42,21 @@ import drills  # noqa: E402
 import sampler_overhead as history  # noqa: E402
 
 from optuna_nos.sampler import GASizes  # noqa: E402
-from optuna_nos.stored import SLOT_ATTR, SLOT_USER_ATTR  # noqa: E402
+from optuna_nos.study.stored import SLOT_ATTR, SLOT_USER_ATTR  # noqa: E402
 
 OBJECTIVE_S = 0.2
 #: Part 1: 1,000 initial slots, 4,600 in all; no run reaches the end.
 SIZES = GASizes(n_particles=100, init_factor=10, steps=5, mutations=7, max_redraws=4)
 #: Part 2: 50,000 initial slots, 86,000 in all, so a 50,000-trial history of initial slots fits.
 BIG = GASizes(n_particles=1000, init_factor=50, steps=5, mutations=7, max_redraws=4)
-PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.integrity", "optuna_nos.evolve",
-           "optuna_nos.storage", "optuna_nos.suggest", "optuna_nos.grpc_proxy", "grpc"]
+PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.optim.integrity",
+           "optuna_nos.optim.evolve", "optuna_nos.study.storage", "optuna_nos.study.suggest",
+           "optuna_nos.study.grpc_proxy", "grpc"]
 
 
 def _open(url: str) -> optuna.storages.BaseStorage:
-    from optuna_nos.grpc_proxy import is_grpc_url, make_grpc_storage
-    from optuna_nos.storage import make_storage
+    from optuna_nos.study.grpc_proxy import is_grpc_url, make_grpc_storage
+    from optuna_nos.study.storage import make_storage
 
     make = make_grpc_storage if is_grpc_url(url) else make_storage
     return make(url, heartbeat_interval=60)
@@ -184,7 +185,7 @@ def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
     ``study.add_trials`` would (bench/sampler_overhead.py), then copied in SQL (their params,
     values and attrs) with each copy's own slot ``init k`` and a random value."""
     began = time.perf_counter()
-    from optuna_nos.storage import make_storage
+    from optuna_nos.study.storage import make_storage
 
     storage = make_storage(url, heartbeat_interval=None)
     history.fill_history(storage, study_id, min(n, template))
@@ -223,7 +224,7 @@ def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
 
 def grown_study(server: str, n: int, n_trials: int, workdir: Path) -> dict[str, dict[str, float]]:
     from optuna_nos import DivergencePruner, ParticleSampler
-    from optuna_nos.storage import make_storage
+    from optuna_nos.study.storage import make_storage
 
     history.SIZES = BIG  # the history's slots follow the big GA
     out: dict[str, dict[str, float]] = {}

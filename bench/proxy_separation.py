@@ -7,7 +7,7 @@ once per seed, each seed a fresh model, batch order and dropout:
 * the hand-designed baselines of :mod:`proxy.baselines` (Adam, AdamW, SGD+Nesterov, RMSprop,
   Lion), each tuned by the screen;
 * ``--genomes`` random genomes of the paper's space that pass the integrity check
-  (``optuna_nos.evolve.random_genome``, the GA's initial population), drawn with
+  (``optuna_nos.optim.evolve.random_genome``, the GA's initial population), drawn with
   ``--genome-seed``.
 
 A failed evaluation (the screen found no learning rate, or the final run diverged) scores
@@ -71,7 +71,7 @@ def evaluate_rules(task: str, options: dict[str, Any], fidelity: str, seeds: Seq
     import numpy as np
     import torch
 
-    from optuna_nos.evolve import random_genome
+    from optuna_nos.optim.evolve import random_genome
     from proxy.baselines import TORCH_BASELINES, TorchBaseline
     from proxy.fitness import measure_fitness
 

@@ -41,13 +41,13 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos import ParticleSampler, suggest_genome
-from optuna_nos.evolve import random_genome
-from optuna_nos.integrity import behaviour_key
+from optuna_nos.optim.evolve import random_genome
+from optuna_nos.optim.integrity import behaviour_key
 from optuna_nos.sampler import GASizes, Slot
 from optuna_nos.space.genome import Genome
-from optuna_nos.storage import make_storage
-from optuna_nos.stored import FIDELITY_ATTR, GA_ATTR, GENOME_ATTR, SLOT_ATTR
-from optuna_nos.suggest import genome_params, param_distribution
+from optuna_nos.study.storage import make_storage
+from optuna_nos.study.stored import FIDELITY_ATTR, GA_ATTR, GENOME_ATTR, SLOT_ATTR
+from optuna_nos.study.suggest import genome_params, param_distribution
 from testkit.postgres import fresh_database
 
 #: GA shape of the benchmark study: 3,000 initial slots, 13,800 slots in all.

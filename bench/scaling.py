@@ -28,7 +28,7 @@ from multiprocessing.queues import Queue
 import optuna
 from optuna.trial import TrialState
 
-from optuna_nos.stored import SLOT_ATTR
+from optuna_nos.study.stored import SLOT_ATTR
 from testkit.postgres import fresh_database
 
 OBJECTIVE_S = 0.2
@@ -37,8 +37,8 @@ SIZES = {"n_particles": 100, "init_factor": 10, "steps": 5, "mutations": 7, "max
 #: The contention run: 8 workers finish a small GA (16 + 8 * 13 = 120 slots), where few
 #: slots are open at a time (every step waits for the step before it).
 SMALL = {"n_particles": 8, "init_factor": 2, "steps": 3, "mutations": 4, "max_redraws": 4}
-PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.integrity", "optuna_nos.evolve",
-           "optuna_nos.storage", "optuna_nos.suggest"]
+PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.optim.integrity", "optuna_nos.optim.evolve",
+           "optuna_nos.study.storage", "optuna_nos.study.suggest"]
 
 
 def objective(trial: optuna.Trial) -> float:
@@ -52,7 +52,7 @@ def objective(trial: optuna.Trial) -> float:
 def worker(url: str, seconds: float, report: Queue,  # type: ignore[type-arg]
            sizes: dict[str, int]) -> None:
     from optuna_nos import ParticleSampler, StopWhenFinished
-    from optuna_nos.storage import make_storage
+    from optuna_nos.study.storage import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = make_storage(url, heartbeat_interval=60)
@@ -65,7 +65,7 @@ def worker(url: str, seconds: float, report: Queue,  # type: ignore[type-arg]
 
 def run(server: str, n_workers: int, warmup: float, window: float,
         sizes: dict[str, int] = SIZES) -> dict[str, float]:
-    from optuna_nos.storage import make_storage
+    from optuna_nos.study.storage import make_storage
 
     with fresh_database(server, "nos_bench") as url:
         storage = make_storage(url, heartbeat_interval=60)

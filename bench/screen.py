@@ -32,9 +32,9 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.torch_optim import GenomeOptimizer
 from proxy.data import ImageDataset, load_digits, training_batches
 from proxy.fitness import (
     DIGITS_FITNESS,

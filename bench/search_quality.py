@@ -169,7 +169,7 @@ def _objective(proxy: Any, *, evolution_only: bool, confirm: bool = False
     """``objective(trial)``: the genome, its fidelity (explicit), then the fitness protocol
     (with ``confirm``, records confirmed by a second seed: :mod:`proxy.confirm`)."""
     from optuna_nos import suggest_genome, trial_fidelity
-    from optuna_nos.errors import NOSError
+    from optuna_nos.core.errors import NOSError
     from proxy.confirm import evaluate_confirmed
     from proxy.fitness import evaluate_genome
 
@@ -206,7 +206,7 @@ def _best_trial(trials: Sequence[Any]) -> Any:
 def _search_result(kind: str, seed: int, wall: float, trials: Sequence[Any], budget: int,
                    n_init: int = 0) -> SearchResult:
     from optuna_nos.space.genome import Genome
-    from optuna_nos.stored import CONFIRM_ATTR
+    from optuna_nos.study.stored import CONFIRM_ATTR
 
     best = _best_trial(trials)
     # A confirmed record trained twice: both trainings count in the budget.
@@ -224,7 +224,7 @@ def _run_particle(options: Options, seed: int, proxy: Any, *, confirm: bool = Fa
     import optuna
 
     from optuna_nos import ParticleSampler, StopWhenFinished
-    from optuna_nos.stored import IDLE_ATTR
+    from optuna_nos.study.stored import IDLE_ATTR
 
     sampler = ParticleSampler(**asdict(options.ga), seed=seed)
     study = optuna.create_study(direction="maximize", sampler=sampler,

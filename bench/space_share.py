@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_nos import suggest_genome
-from optuna_nos.stored import REASON_ATTR
+from optuna_nos.study.stored import REASON_ATTR
 
 SAMPLERS = ("random", "tpe")
 VARIANTS = ("paper", "adam_variants", "lr_schedule", "lr_schedule:nesterov")

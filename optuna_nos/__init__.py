@@ -6,11 +6,11 @@ heavy dependencies load only when used.
 
 from __future__ import annotations
 
-from optuna_nos.lazy import lazy_exports
+from optuna_nos.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "NOSError": "optuna_nos.errors",
-    "Settings": "optuna_nos.settings",
+    "NOSError": "optuna_nos.core.errors",
+    "Settings": "optuna_nos.core.settings",
     "Genome": "optuna_nos.space",
     "Node": "optuna_nos.space",
     "Decay": "optuna_nos.space",
@@ -18,19 +18,19 @@ _EXPORTS: dict[str, str] = {
     "Momentum": "optuna_nos.space",
     "format_equation": "optuna_nos.space.notation",
     "parse_equation": "optuna_nos.space.parse",
-    "GenomeOptimizer": "optuna_nos.torch_optim",
-    "random_genome": "optuna_nos.evolve",
-    "mutate": "optuna_nos.evolve",
-    "Mutation": "optuna_nos.evolve",
-    "integrity_check": "optuna_nos.integrity",
-    "IntegrityResult": "optuna_nos.integrity",
-    "behaviour_key": "optuna_nos.integrity",
-    "export_source": "optuna_nos.export",
-    "suggest_genome": "optuna_nos.suggest",
-    "trial_fidelity": "optuna_nos.suggest",
+    "GenomeOptimizer": "optuna_nos.optim.torch_optim",
+    "random_genome": "optuna_nos.optim.evolve",
+    "mutate": "optuna_nos.optim.evolve",
+    "Mutation": "optuna_nos.optim.evolve",
+    "integrity_check": "optuna_nos.optim.integrity",
+    "IntegrityResult": "optuna_nos.optim.integrity",
+    "behaviour_key": "optuna_nos.optim.integrity",
+    "export_source": "optuna_nos.optim.export",
+    "suggest_genome": "optuna_nos.study.suggest",
+    "trial_fidelity": "optuna_nos.study.suggest",
     "ParticleSampler": "optuna_nos.sampler",
     "StopWhenFinished": "optuna_nos.sampler",
-    "DivergencePruner": "optuna_nos.pruners",
+    "DivergencePruner": "optuna_nos.study.pruners",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,7 +16,7 @@ Names are imported lazily, so ``import proxy`` does not import torch.
 
 from __future__ import annotations
 
-from optuna_nos.lazy import lazy_exports
+from optuna_nos.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "ConvNet": "proxy.model",

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from optuna_nos.errors import NOSError
-from optuna_nos.schedules import lr_schedule
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.schedules import lr_schedule
 from proxy.lion import Lion
 
 __all__ = ["TORCH_BASELINES", "ScheduledOptimizer", "TorchBaseline", "torch_baseline"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 
 __all__ = ["load_cifar_arrays"]
 

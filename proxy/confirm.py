@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from optuna_nos.stored import CONFIRM_ATTR
-from optuna_nos.stored import FIDELITY_USER_ATTR as FIDELITY_ATTR
+from optuna_nos.study.stored import CONFIRM_ATTR
+from optuna_nos.study.stored import FIDELITY_USER_ATTR as FIDELITY_ATTR
 from proxy.fitness import Fidelity, ProxyTask, evaluate_genome, measure_fitness
 
 __all__ = ["CONFIRM_ATTR", "FIDELITY_ATTR", "confirmed_fitness", "evaluate_confirmed",

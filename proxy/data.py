@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 
 __all__ = [
     "NORMALIZATIONS",

@@ -28,11 +28,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.validation import check_int, is_int, is_real
 from optuna_nos.space.genome import Genome
-from optuna_nos.stored import FINAL_ATTR, LR_ATTR, REASON_ATTR, SCREEN_ATTR
-from optuna_nos.validation import check_int, is_int, is_real
+from optuna_nos.study.stored import FINAL_ATTR, LR_ATTR, REASON_ATTR, SCREEN_ATTR
 from proxy.baselines import TorchBaseline
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
 from proxy.model import BN_MOMENTUM
@@ -399,7 +399,7 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
     """
     import optuna
 
-    from optuna_nos.suggest import set_system_attr
+    from optuna_nos.study.suggest import set_system_attr
 
     numpy_nan = task.settings.numpy_nan_semantics
     screen_summary: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 
 __all__ = ["Lion"]
 

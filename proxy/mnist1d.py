@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.validation import check_int
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.validation import check_int
 from proxy.data import ImageDataset, ImageSplit
 from proxy.fitness import Fidelity, FitnessConfig
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 
 __all__ = [
     "BN_EPS",

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome
-from optuna_nos.stored import FIDELITY_USER_ATTR, LR_ATTR
-from optuna_nos.suggest import set_system_attr
+from optuna_nos.study.stored import FIDELITY_USER_ATTR, LR_ATTR
+from optuna_nos.study.suggest import set_system_attr
 from proxy.data import training_batches
 from proxy.fitness import (
     FINAL_ATTR,
@@ -47,7 +47,7 @@ from proxy.screen import RunResult, RunSeeds, RunSpec, fresh_model, train_epochs
 from proxy.stack import StackedConvNet, needs_per_tensor_layout
 
 if TYPE_CHECKING:
-    from optuna_nos.packing import Pack
+    from optuna_nos.study.packing import Pack
     from proxy.tasks import ProxyObjective
 
 __all__ = [
@@ -109,7 +109,7 @@ def train_packed(
     the same data seed. Stopping rules are those of :func:`proxy.screen.train_stack`; a
     candidate for which ``on_epoch`` returns True stops all its runs at that epoch.
     """
-    from optuna_nos.torch_optim import GenomeOptimizer
+    from optuna_nos.optim.torch_optim import GenomeOptimizer
 
     if not runs:
         return []
@@ -242,7 +242,7 @@ def evaluate_pack(objective: ProxyObjective, pack: Pack) -> None:
     """
     import optuna
 
-    from optuna_nos.suggest import suggest_genome, trial_fidelity
+    from optuna_nos.study.suggest import suggest_genome, trial_fidelity
 
     task = objective.task
     numpy_nan = task.settings.numpy_nan_semantics

@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.genome import Genome
-from optuna_nos.torch_optim import GenomeOptimizer
 from proxy.baselines import ScheduledOptimizer, TorchBaseline
 from proxy.data import (
     Augmentation,

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.update_ops import UNARY_OPS
 from proxy.model import BN_EPS, BN_MOMENTUM, STRIDES, ConvNet, conv_same

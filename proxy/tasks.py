@@ -6,7 +6,7 @@ reads the fidelity the sampler chose and scores the genome with the fitness prot
     objective = proxy.tasks.mnist1d(device="cpu")
     study.optimize(objective, n_trials=20)
 
-The CLI calls a factory with the study's :class:`~optuna_nos.config.StudyConfig`; the keys of
+The CLI calls a factory with the study's :class:`~optuna_nos.study.config.StudyConfig`; the keys of
 its ``[objective]`` table (besides ``target``) are the options below, and keyword arguments
 override them. Options common to both tasks:
 
@@ -45,11 +45,11 @@ from typing import Any
 
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.validation import is_int, is_real
 from optuna_nos.space.genome import Genome
-from optuna_nos.stored import FIDELITY_USER_ATTR, LR_ATTR
-from optuna_nos.validation import is_int, is_real
+from optuna_nos.study.stored import FIDELITY_USER_ATTR, LR_ATTR
 from proxy.baselines import TORCH_BASELINES, TorchBaseline
 from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
 from proxy.fitness import (
@@ -109,7 +109,7 @@ class ProxyObjective:
             else tuple(BASELINES)
 
     def __call__(self, trial: Any) -> float:
-        from optuna_nos.suggest import suggest_genome, trial_fidelity
+        from optuna_nos.study.suggest import suggest_genome, trial_fidelity
 
         genome = suggest_genome(trial, self.space, self.task.settings)
         fidelity = trial_fidelity(trial)
@@ -150,8 +150,8 @@ class ProxyObjective:
 
     def _record_recipe(self, trial: Any, fidelity: str) -> None:
         """System attr ``nos:recipe``: the lr the screen chose and the schedule's steps."""
-        from optuna_nos.stored import RECIPE_ATTR
-        from optuna_nos.suggest import set_system_attr
+        from optuna_nos.study.stored import RECIPE_ATTR
+        from optuna_nos.study.suggest import set_system_attr
 
         lr = trial.user_attrs.get(LR_ATTR)
         if isinstance(lr, int | float):
@@ -164,7 +164,7 @@ class ProxyObjective:
         """Upload the schedule PNG at the screen's lr (lr 1, relative, when none was chosen)."""
         if self.artifact_dir is None:
             return None
-        from optuna_nos.artifacts import upload_schedule_artifact
+        from optuna_nos.study.artifacts import upload_schedule_artifact
 
         lr = trial.user_attrs.get(LR_ATTR)
         spec = self.task.config.fidelity(fidelity)

@@ -1,1 +1,1 @@
-"""Study configurations (TOML) shipped with optuna-nos; see optuna_nos.config."""
+"""Study configurations (TOML) shipped with optuna-nos; see optuna_nos.study.config."""

@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nos.stored import CONFIG_ATTR, GENOME_ATTR, REASON_ATTR, SLOT_ATTR, WORKER_ATTR
+from optuna_nos.study.stored import CONFIG_ATTR, GENOME_ATTR, REASON_ATTR, SLOT_ATTR, WORKER_ATTR
 from testkit.config import FAST_GA, ga_table, objective_table, workers_table
 from testkit.postgres import DEFAULT_SERVER, fresh_database, postgres_available
 from testkit.process import cli_command, cli_env, free_port
@@ -119,7 +119,7 @@ def _stop_all(procs: list[_Proc]) -> None:
 
 
 def _storage(url: str) -> optuna.storages.BaseStorage:
-    from optuna_nos.storage import make_storage
+    from optuna_nos.study.storage import make_storage
 
     return make_storage(url, heartbeat_interval=None, max_retry=None)
 
@@ -642,7 +642,7 @@ PROXY_GA = FAST_GA + workers_table(1, 3, 2) + objective_table("sleepy", sleep_s=
 def start_proxy(url: str, workdir: Path, tag: str = "proxy") -> tuple[_Proc, str]:
     """``optuna-nos proxy`` in front of ``url``; returns it and its ``grpc://`` URL once it
     answers (or a process that has exited, when it cannot start)."""
-    from optuna_nos.grpc_proxy import make_grpc_storage
+    from optuna_nos.study.grpc_proxy import make_grpc_storage
 
     port = free_port()
     proc = _start(["proxy", "--storage", url, "--host", "127.0.0.1", "--port", str(port),

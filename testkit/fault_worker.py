@@ -19,9 +19,9 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 
-from optuna_nos.cli import main
+from optuna_nos.cli.commands import main
 from optuna_nos.sampler import _liveness, _sampler
-from optuna_nos.stored import SLOT_ATTR
+from optuna_nos.study.stored import SLOT_ATTR
 
 MARKER: Path | None = None
 

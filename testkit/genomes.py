@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from optuna_nos.evolve import mutate, random_genome
+from optuna_nos.optim.evolve import mutate, random_genome
 from optuna_nos.space.genome import Genome
 
 #: Every search-space variant, the Nesterov-only schedule space included.

@@ -10,10 +10,10 @@ from typing import Any
 
 import optuna
 
-from optuna_nos.artifacts import upload_schedule_artifact
-from optuna_nos.integrity import integrity_check
-from optuna_nos.stored import FIDELITY_USER_ATTR, LR_ATTR, REASON_ATTR
-from optuna_nos.suggest import suggest_genome, trial_fidelity
+from optuna_nos.optim.integrity import integrity_check
+from optuna_nos.study.artifacts import upload_schedule_artifact
+from optuna_nos.study.stored import FIDELITY_USER_ATTR, LR_ATTR, REASON_ATTR
+from optuna_nos.study.suggest import suggest_genome, trial_fidelity
 
 
 def fast(config: Any) -> Any:

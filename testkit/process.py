@@ -22,7 +22,7 @@ def cli_env() -> dict[str, str]:
 
 def cli_command(*args: str) -> list[str]:
     """The argv of ``optuna-nos ARGS`` run by this interpreter."""
-    return [sys.executable, "-m", "optuna_nos.cli", *args]
+    return [sys.executable, "-m", "optuna_nos.cli.commands", *args]
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@
 Like torch's ``OptimizerInfo`` (torch/testing/_internal/common_optimizers.py): each entry says
 how to build the optimizer and what it answers to bad input, and one set of contract tests
 runs over the whole table. The entries: :class:`GenomeOptimizer` for a few genomes, every
-published optimizer, and classes written by :func:`optuna_nos.export.export_source`.
+published optimizer, and classes written by :func:`optuna_nos.optim.export.export_source`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from optuna_nos.errors import NOSError
-from optuna_nos.export import export_source
+from optuna_nos.core.errors import NOSError
+from optuna_nos.optim.export import export_source
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.optimizers import PUBLISHED_OPTIMIZERS, AdamClip
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.torch_optim import GenomeOptimizer
 
 #: The schedule every entry is built with, unless a test overrides it.
 TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS = 60, 6, 6

@@ -14,10 +14,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_nos import artifacts
-from optuna_nos.artifact_store import check_artifact_location, open_artifact_store
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.parse import parse_equation
+from optuna_nos.study import artifacts
+from optuna_nos.study.artifact_store import check_artifact_location, open_artifact_store
 from testkit.process import free_port
 
 GENOME = parse_equation("None ~ (v hat) / (sqrt(|s hat|))")
@@ -78,7 +78,7 @@ def test_s3_bucket_round_trip(s3_endpoint: str, tmp_path: Path) -> None:
 
 def test_missing_bucket_warns_once_and_trials_go_on(
         s3_endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="optuna_nos.artifacts")
+    caplog.set_level(logging.WARNING, logger="optuna_nos.study.artifacts")
     for _ in range(2):
         _, trial = _trial()
         assert artifacts.upload_schedule_artifact(trial, GENOME, "s3://no-such-bucket",
@@ -103,7 +103,7 @@ def test_bad_s3_location(location: str) -> None:
 def test_relative_path_with_remote_storage_warns(
         location: str | None, storage: str, warns: bool,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="optuna_nos.artifact_store")
+    caplog.set_level(logging.WARNING, logger="optuna_nos.study.artifact_store")
     check_artifact_location(location, storage)
     assert any("is relative" in r.message for r in caplog.records) == warns
 

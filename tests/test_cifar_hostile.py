@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from proxy.cifar_files import load_cifar_arrays
 
 _reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own reconstructor

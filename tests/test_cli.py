@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_nos.cli import main
+from optuna_nos.cli.commands import main
 from optuna_nos.sampler import ParticleSampler
-from optuna_nos.storage import normalize_url
+from optuna_nos.study.storage import normalize_url
 from testkit.config import FAST_CONFIG, FAST_SIZES
 from testkit.dashboard import dashboard, get_json
 from testkit.process import cli_command, cli_env, run_cli
@@ -161,8 +161,8 @@ def test_dashboard_serves_attrs_and_artifacts(tmp_path: Path) -> None:
 
 
 def test_bundled_default_config_loads() -> None:
-    from optuna_nos.cli import _default_config_path
-    from optuna_nos.config import load_config
+    from optuna_nos.cli.commands import _default_config_path
+    from optuna_nos.study.config import load_config
 
     config = load_config(_default_config_path())
     assert config.objective_target == "proxy.tasks:mnist1d"

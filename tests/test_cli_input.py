@@ -14,8 +14,8 @@ import optuna
 import psycopg2
 import pytest
 
-from optuna_nos.cli import main
-from optuna_nos.storage import make_storage
+from optuna_nos.cli.commands import main
+from optuna_nos.study.storage import make_storage
 from testkit.config import ga_table, objective_table, workers_table
 
 RUNNABLE = ga_table(seed="{seed}") + workers_table(2, 5)
@@ -200,8 +200,7 @@ def test_a_worker_starting_during_an_outage_waits_for_the_storage(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlalchemy.exc
 
-    from optuna_nos import cli
-
+    from optuna_nos.cli import commands as cli
     storage = f"sqlite:///{tmp_path / 'w.db'}"
     assert main(["init", "--storage", storage, "--study", "w",
                  "--config", str(_config(tmp_path))]) == 0
@@ -223,8 +222,7 @@ def test_a_worker_starting_during_an_outage_waits_for_the_storage(
 
 def test_a_worker_does_not_retry_what_is_not_an_outage(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from optuna_nos import cli
-
+    from optuna_nos.cli import commands as cli
     storage = f"sqlite:///{tmp_path / 'w.db'}"
     assert main(["init", "--storage", storage, "--study", "w",
                  "--config", str(_config(tmp_path))]) == 0

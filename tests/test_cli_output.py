@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_nos.artifacts import upload_schedule_artifact
-from optuna_nos.cli import main
+from optuna_nos.cli.commands import main
 from optuna_nos.space.parse import parse_equation
+from optuna_nos.study.artifacts import upload_schedule_artifact
 
 ADAM = "None ~ (v hat) / (sqrt(|s hat|))"
 HOSTILE = "evil\x1b[2J\nsecond line\u2028\r"

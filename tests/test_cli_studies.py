@@ -84,7 +84,7 @@ def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: P
     config.write_text(_toml(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "optuna_nos.cli", "run", "--config", str(config),
+        [sys.executable, "-m", "optuna_nos.cli.commands", "run", "--config", str(config),
          "--no-baselines"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -105,8 +105,8 @@ def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: P
 def test_export_bakes_in_the_study_settings(paper_mode: bool, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """``optuna-nos export`` writes the study's arithmetic: paper mode's float32 EMA terms."""
-    from optuna_nos.cli import main
-    from optuna_nos.config import CONFIG_ATTR
+    from optuna_nos.cli.commands import main
+    from optuna_nos.study.config import CONFIG_ATTR
 
     storage = f"sqlite:///{tmp_path / 'export.db'}"
     study = optuna.create_study(study_name="s", storage=storage)

@@ -31,10 +31,10 @@ from test_torch_optim import (
 from torch import nn
 from torch._dynamo.utils import counters
 
-from optuna_nos.compiled_step import CompiledGenomeOptimizer
-from optuna_nos.settings import PAPER_SETTINGS
+from optuna_nos.core.settings import PAPER_SETTINGS
+from optuna_nos.optim.compiled_step import CompiledGenomeOptimizer
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space import Genome, Momentum, Node
-from optuna_nos.torch_optim import GenomeOptimizer
 
 NESTEROV_ADAM = genome(Node(inputs=(S_HAT, N0), binary_op=DIV),
                        Node(inputs=(S_HAT,), unary_op=SQRT), momentum=Momentum.NESTEROV)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from optuna_nos.config import load_config, parse_config
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study.config import load_config, parse_config
 
 
 def test_defaults_are_the_paper_sizes() -> None:

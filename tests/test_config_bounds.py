@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from optuna_nos.config import (
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study.config import (
     GA_RANGES,
     MAX_DEPTH,
     MAX_PHASE_SLOTS,
@@ -22,7 +23,6 @@ from optuna_nos.config import (
     load_config,
     parse_config,
 )
-from optuna_nos.errors import NOSError
 
 RANGES = [("ga", key, low, high) for key, (low, high) in GA_RANGES.items()] + \
     [("workers", key, low, high) for key, (low, high) in WORKER_RANGES.items()]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from optuna_nos.dashboard import METRIC_NAME
+from optuna_nos.study.dashboard import METRIC_NAME
 from testkit.dashboard import dashboard, get_json, run_showcase_study
 
 

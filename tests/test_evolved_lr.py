@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import special
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.optimizers import N_EVOLVED_LR_SCHEDULES, EvolvedLR, evolved_lr_factor
 
 #: The paper's table: f_k at T = 96,000 for t/T in RATIOS, as printed.

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.export import export_source
-from optuna_nos.settings import PAPER_SETTINGS
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import PAPER_SETTINGS
+from optuna_nos.optim.export import export_source
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.decays import DECAY_HIDDEN
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
 from optuna_nos.space.random_genome import draw_genome
-from optuna_nos.torch_optim import GenomeOptimizer
 
 STEPS, WARMUP, HOLD = 30, 4, 3
 

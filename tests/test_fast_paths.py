@@ -16,8 +16,8 @@ import pytest
 import torch
 from test_fitness import _spec
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import PAPER_SETTINGS
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import PAPER_SETTINGS
 from optuna_nos.space.parse import parse_equation
 from proxy.data import load_digits, training_batches
 from proxy.screen import RunSeeds, train_stack

@@ -25,20 +25,20 @@ import pytest
 import torch
 from test_export import _load
 
-from optuna_nos.export import export_source
-from optuna_nos.integrity import (
+from optuna_nos.core.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.optim.export import export_source
+from optuna_nos.optim.integrity import (
     behaviour_key,
     integrity_check,
     integrity_check_sequential,
     sphere_losses,
     sphere_run,
 )
-from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.operands import OPERANDS, OperandInputs
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.torch_optim import GenomeOptimizer
 
 MODES = {"paper": PAPER_SETTINGS, "default": DEFAULT_SETTINGS}
 #: lam hat after gradients 1, 2: the released code's float32 value, and the exact value.

@@ -11,11 +11,11 @@ import optuna
 import pytest
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import PAPER_SETTINGS
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import PAPER_SETTINGS
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.torch_optim import GenomeOptimizer
 from proxy.data import Augmentation, load_digits, normalization
 from proxy.fitness import (
     PAPER_FITNESS,
@@ -348,7 +348,7 @@ def test_pruner_stops_the_final_run() -> None:
 
 
 def test_digits_objective_factory() -> None:
-    from optuna_nos.suggest import genome_params
+    from optuna_nos.study.suggest import genome_params
     from proxy.tasks import digits
 
     small = {"width": 8, "total_steps": 80, "warmup_steps": 4, "final_epochs": 2,
@@ -382,7 +382,7 @@ def test_task_options_are_checked() -> None:
 
 
 def test_factories_read_the_study_config() -> None:
-    from optuna_nos.config import parse_config
+    from optuna_nos.study.config import parse_config
     from proxy.tasks import cifar10, digits
 
     config = parse_config({"study": {"paper_mode": True, "space": "adam_variants"},

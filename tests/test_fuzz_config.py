@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optuna_nos.config import StudyConfig, load_config, parse_config
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study.config import StudyConfig, load_config, parse_config
 
 SECTIONS = ["study", "ga", "objective", "workers", "artifacts"]
 KEYS = ["space", "lr_schedule_base", "paper_mode", "unary_root_decay_prob",

@@ -13,12 +13,12 @@ from optuna.trial import TrialState
 from strategies import genomes
 
 from optuna_nos import ParticleSampler, suggest_genome
-from optuna_nos.errors import NOSError
-from optuna_nos.genes import ENCODING_VERSION, asker, decode
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import variant_violation
-from optuna_nos.storage import make_storage
-from optuna_nos.suggest import (
+from optuna_nos.study.genes import ENCODING_VERSION, asker, decode
+from optuna_nos.study.storage import make_storage
+from optuna_nos.study.suggest import (
     ENCODING_ATTR,
     GENOME_ATTR,
     genome_from_params,

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from strategies import genomes
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import HIDDEN_COLUMNS, ROOT, Genome, Momentum, Node
 from optuna_nos.space.notation import format_equation
 from optuna_nos.space.parse import parse_decay, parse_equation

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import genomes
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.decays import Decay, DecayNode
 from optuna_nos.space.genome import (
     HIDDEN_COLUMNS,

@@ -13,10 +13,10 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from optuna_nos import grpc_proxy
-from optuna_nos.cli import main
-from optuna_nos.errors import NOSError
-from optuna_nos.liveness import BEAT_ATTR, BeatObserver, fail_stale
+from optuna_nos.cli.commands import main
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study import grpc_proxy
+from optuna_nos.study.liveness import BEAT_ATTR, BeatObserver, fail_stale
 
 pytest.importorskip("grpc")
 
@@ -116,7 +116,7 @@ def test_proxy_does_not_adopt_the_trials_it_creates(tmp_path: Path) -> None:
     """The worker that asked for a trial names it; the proxy writes nothing into it after
     creating it (such a write failed the worker's request when a sweep failed the trial
     first)."""
-    from optuna_nos.stored import WORKER_ATTR
+    from optuna_nos.study.stored import WORKER_ATTR
 
     storage = grpc_proxy.served_storage(f"sqlite:///{tmp_path / 'p.db'}", threads=2)
     study = optuna.create_study(storage=storage)
@@ -154,7 +154,7 @@ def test_stopped_proxy_counts_as_a_storage_outage() -> None:
     from drills_module import free_port  # type: ignore[import-not-found]
     from optuna.storages._grpc.server import make_server
 
-    from optuna_nos.cli import _is_storage_outage
+    from optuna_nos.cli.commands import _is_storage_outage
 
     port = free_port()
     server = make_server(optuna.storages.InMemoryStorage(), "127.0.0.1", port)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.integrity import (
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, PAPER_SETTINGS
+from optuna_nos.optim.integrity import (
     LEARNING_RATES,
     IntegrityResult,
     behaviour_key,
@@ -20,7 +21,6 @@ from optuna_nos.integrity import (
     sphere_losses,
     sphere_run,
 )
-from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS
 from optuna_nos.space import Decay, DecayNode, Genome, Momentum, Node
 from optuna_nos.space.decays import is_valid_decay
 

@@ -24,7 +24,7 @@ from optuna.trial import TrialState, create_trial
 from optuna_nos import ParticleSampler
 from optuna_nos.sampler import GASizes, TrialRecord, derive_state
 from optuna_nos.sampler._liveness import fail_own_running_trials, worker_id
-from optuna_nos.storage import make_storage
+from optuna_nos.study.storage import make_storage
 from testkit.config import FAST_SIZES, ga_table, objective_table, workers_table
 from testkit.process import cli_command, cli_env
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import optuna_nos
-import optuna_nos.evolve as evolve
-from optuna_nos.errors import NOSError
-from optuna_nos.evolve import Mutation, mutate
-from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+import optuna_nos.optim.evolve as evolve
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.optim.evolve import Mutation, mutate
 from optuna_nos.space.decays import (
     DECAY_HIDDEN,
     Decay,
@@ -508,7 +508,7 @@ def _has_dropout(genome: Genome) -> bool:
 def test_checked_mutants_pass_the_integrity_check_and_follow_the_flip_rule(
     settings: Settings,
 ) -> None:
-    from optuna_nos.integrity import integrity_check
+    from optuna_nos.optim.integrity import integrity_check
 
     parent = negated_gradient()
     assert integrity_check(parent.replace(flip=False)).flip is True
@@ -532,7 +532,7 @@ def test_checked_mutants_pass_the_integrity_check_and_follow_the_flip_rule(
 
 
 def test_checked_random_genomes_pass_and_are_reproducible() -> None:
-    from optuna_nos.integrity import integrity_check
+    from optuna_nos.optim.integrity import integrity_check
 
     rng = np.random.default_rng(31)
     genomes = [evolve.random_genome(rng) for _ in range(25)]

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import genomes
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.compute import CompiledGenome
 from optuna_nos.space.decays import DecayNode
 from optuna_nos.space.genome import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Genome, Momentum, Node

@@ -18,7 +18,7 @@ import pytest
 import torch
 from scipy import special
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.optimizers import (
     A1,
     A2,

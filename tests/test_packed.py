@@ -68,7 +68,7 @@ def test_a_pruned_candidate_leaves_its_stack_mates_alone(digits_data) -> None:  
 
 
 def test_a_pack_needs_one_data_seed(digits_data) -> None:  # type: ignore[no-untyped-def]
-    from optuna_nos.errors import NOSError
+    from optuna_nos.core.errors import NOSError
 
     spec = _spec(digits_data, parse_equation(GENOMES[0]))
     first, second, _ = _candidates(data_seed=1)
@@ -106,8 +106,8 @@ def _measure_with_seeds(genome, task, seeds):  # type: ignore[no-untyped-def]
 def test_packed_proxy_objective_tells_each_trial_with_its_attrs() -> None:
     import optuna
 
-    from optuna_nos.packing import optimize_packed
     from optuna_nos.sampler import ParticleSampler
+    from optuna_nos.study.packing import optimize_packed
     from proxy.tasks import digits
 
     tiny = {"total_steps": 40, "warmup_steps": 4, "final_epochs": 2,

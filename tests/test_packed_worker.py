@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from optuna_nos.sampler import SLOT_ATTR, ParticleSampler
-from optuna_nos.storage import make_storage, normalize_url
+from optuna_nos.study.storage import make_storage, normalize_url
 from testkit.config import ga_table, objective_table, workers_table
 from testkit.process import cli_command, cli_env, run_cli
 

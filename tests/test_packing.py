@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from optuna_nos.errors import NOSError
-from optuna_nos.packing import Pack, pack_size, packed_objective
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study.packing import Pack, pack_size, packed_objective
 
 
 class _Sized:
@@ -61,8 +61,8 @@ def test_packed_worker_waits_out_an_outage_and_retries_its_pack(
     import optuna
     from optuna.trial import TrialState
 
-    from optuna_nos import cli
-    from optuna_nos.storage import make_storage
+    from optuna_nos.cli import commands as cli
+    from optuna_nos.study.storage import make_storage
 
     storage = make_storage(f"sqlite:///{tmp_path / 'p.db'}", heartbeat_interval=1,
                            grace_period=3, max_retry=2)
@@ -112,8 +112,7 @@ def test_packed_worker_gives_up_on_an_error_that_is_no_outage(
     import optuna
     from optuna.trial import TrialState
 
-    from optuna_nos import cli
-
+    from optuna_nos.cli import commands as cli
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}")
 
     class Objective:

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optuna_nos.errors import NOSError
-from optuna_nos.schedules import lr_schedule
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.schedules import lr_schedule
 from proxy.baselines import TORCH_BASELINES, TorchBaseline
 from proxy.data import load_digits, normalization, training_batches
 from proxy.fitness import measure_fitness

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from proxy.data import (
     Augmentation,
     batch_indices,

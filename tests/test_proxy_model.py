@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.parse import parse_equation
 from proxy.model import ConvNet, GeneratorDropout, conv_same, same_padding
 from proxy.stack import StackedConvNet, needs_per_tensor_layout

@@ -10,8 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_nos import DivergencePruner
-from optuna_nos.errors import NOSError
-from optuna_nos.pruners import REASON_ATTR
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study.pruners import REASON_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -11,9 +11,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from optuna_nos.errors import NOSError
-from optuna_nos.evolve import random_genome
-from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.optim.evolve import random_genome
 from optuna_nos.space import random_genome as random_module
 from optuna_nos.space.decays import DECAY_HIDDEN, Decay, is_valid_decay
 from optuna_nos.space.genome import HIDDEN_COLUMNS, ROOT, Genome, Momentum, Node
@@ -239,7 +239,7 @@ def test_random_genome_without_check_is_deterministic_per_seed() -> None:
 
 
 def test_random_genome_raises_after_max_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import optuna_nos.evolve as evolve
+    import optuna_nos.optim.evolve as evolve
 
     monkeypatch.setattr(evolve, "draw_genome", lambda rng, settings, variant: None)
     with pytest.raises(NOSError, match="25 attempts"):

@@ -129,7 +129,7 @@ def test_architecture_lists_exactly_the_stored_attrs() -> None:
 
 
 def test_paper_mode_page_names_every_switch() -> None:
-    from optuna_nos.settings import Settings
+    from optuna_nos.core.settings import Settings
 
     text = (ROOT / "docs" / "paper-mode.md").read_text("utf-8")
     switches = [name for name, value in vars(Settings).items() if isinstance(value, property)]

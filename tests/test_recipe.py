@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optuna_nos import GenomeOptimizer, export_source, parse_equation
-from optuna_nos.schedules import lr_schedule
+from optuna_nos.core.schedules import lr_schedule
 
 EQUATION = "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))"
 

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos import ParticleSampler
 from optuna_nos.sampler._sampler import TAKEN_REASON
-from optuna_nos.storage import make_storage
+from optuna_nos.study.storage import make_storage
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
@@ -34,13 +34,13 @@ N_SLOTS = 4 * 3 + 4 * (1 + 2 * 3)
 WORKER_TIMEOUT_S = 150
 
 #: Modules the fork server imports once, so that each worker process starts in milliseconds.
-PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.integrity", "optuna_nos.evolve",
-           "optuna_nos.storage", "optuna_nos.suggest"]
+PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.optim.integrity", "optuna_nos.optim.evolve",
+           "optuna_nos.study.storage", "optuna_nos.study.suggest"]
 
 
 def _objective_for(victim: bool, marker: str):  # type: ignore[no-untyped-def]
     from optuna_nos import suggest_genome, trial_fidelity
-    from optuna_nos.integrity import integrity_check
+    from optuna_nos.optim.integrity import integrity_check
 
     def objective(trial: optuna.Trial) -> float:
         genome = suggest_genome(trial)

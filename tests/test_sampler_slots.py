@@ -18,8 +18,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from optuna_nos import ParticleSampler, StopWhenFinished, suggest_genome, trial_fidelity
-from optuna_nos.errors import NOSError
-from optuna_nos.integrity import integrity_check
+from optuna_nos.core.errors import NOSError
+from optuna_nos.optim.integrity import integrity_check
 from optuna_nos.sampler import (
     FINISHED_REASON,
     GA_CONFIG_ATTR,
@@ -33,7 +33,7 @@ from optuna_nos.sampler import (
 )
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.suggest import GENOME_ATTR, IDLE_ATTR, genome_params
+from optuna_nos.study.suggest import GENOME_ATTR, IDLE_ATTR, genome_params
 
 C, P, F = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 R, W = TrialState.RUNNING, TrialState.WAITING

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_nos.storage import normalize_url
+from optuna_nos.study.storage import normalize_url
 from testkit.config import ga_table, objective_table, workers_table
 from testkit.process import run_cli
 

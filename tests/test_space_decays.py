@@ -8,7 +8,7 @@ import pytest
 import torch
 from closed_forms import BINARY_CLOSED_FORMS
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.decays import (
     BASE_SCHEDULES,
     DECAY_BINARY_OPS,

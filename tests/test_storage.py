@@ -8,8 +8,8 @@ import pytest
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
-from optuna_nos.errors import NOSError
-from optuna_nos.storage import make_storage, normalize_url, redact_url
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study.storage import make_storage, normalize_url, redact_url
 
 SECRET = "s3cr3t-Pa55"
 

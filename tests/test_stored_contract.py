@@ -1,4 +1,4 @@
-"""The stored wire format is named in one module: optuna_nos.stored."""
+"""The stored wire format is named in one module: optuna_nos.study.stored."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import optuna
 
-from optuna_nos import stored
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study import stored
 
 ROOT = Path(__file__).resolve().parent.parent
 TREES = ("optuna_nos", "proxy", "transfer", "bench", "testkit")
-CONTRACT = ROOT / "optuna_nos" / "stored.py"
+CONTRACT = ROOT / "optuna_nos" / "study" / "stored.py"
 #: Every attr name the contract defines (the ``*_ATTR`` constants).
 NAMES = {value for key, value in vars(stored).items() if key.endswith("_ATTR")}
 #: Calls whose first string argument (or second, after a trial/study id) is an attr key.
@@ -58,7 +58,7 @@ def test_no_stored_attr_name_is_spelled_outside_the_contract() -> None:
     offences = [f"{path.relative_to(ROOT)}:{line}: {value!r}"
                 for path in _sources()
                 for line, value in _attr_key_literals(ast.parse(path.read_text()))]
-    assert not offences, "stored attr names outside optuna_nos/stored.py:\n" + \
+    assert not offences, "stored attr names outside optuna_nos/study/stored.py:\n" + \
         "\n".join(sorted(set(offences)))
 
 

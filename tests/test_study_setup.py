@@ -15,10 +15,10 @@ import optuna
 import pytest
 import sqlalchemy
 
-from optuna_nos import study_setup
-from optuna_nos.errors import NOSError
-from optuna_nos.storage import make_storage, normalize_url
-from optuna_nos.study_setup import create_configured_study, stored_config
+from optuna_nos.core.errors import NOSError
+from optuna_nos.study import study_setup
+from optuna_nos.study.storage import make_storage, normalize_url
+from optuna_nos.study.study_setup import create_configured_study, stored_config
 
 CONFIG_A = {"ga": {"n_particles": 2}}
 CONFIG_B = {"ga": {"n_particles": 3}}

@@ -9,12 +9,12 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FixedTrial, TrialState
 
 from optuna_nos import suggest_genome, trial_fidelity
-from optuna_nos.errors import NOSError
-from optuna_nos.evolve import random_genome
+from optuna_nos.core.errors import NOSError
+from optuna_nos.optim.evolve import random_genome
 from optuna_nos.space.decays import Decay, DecayNode
 from optuna_nos.space.genome import Genome, Momentum, Node
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.suggest import (
+from optuna_nos.study.suggest import (
     FIDELITY_ATTR,
     GENOME_ATTR,
     IDLE_ATTR,

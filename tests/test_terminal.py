@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optuna_nos.progress import eta_seconds
+from optuna_nos.cli.progress import eta_seconds
 from testkit.config import ga_table, objective_table
 from testkit.process import cli_command, cli_env
 
@@ -82,7 +82,7 @@ def test_reasons_say_diverged_not_minus_inf() -> None:
 
 
 def test_help_explains_slots_and_trial_numbers(capsys: pytest.CaptureFixture[str]) -> None:
-    from optuna_nos.cli import build_parser
+    from optuna_nos.cli.commands import build_parser
 
     parser = build_parser()
     with pytest.raises(SystemExit):
@@ -122,7 +122,7 @@ def test_racing_workers_score_the_baselines_once(postgres_url: str, tmp_path: Pa
     logs = [w.communicate(timeout=300)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], logs
     assert sum("scoring the baselines" in log for log in logs) == 1
-    from optuna_nos.storage import normalize_url
+    from optuna_nos.study.storage import normalize_url
 
     storage = normalize_url(postgres_url)
     study = optuna.load_study(study_name="b", storage=storage)

@@ -19,10 +19,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, PAPER_SETTINGS
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space import Decay, DecayNode, Genome, Momentum, Node
-from optuna_nos.torch_optim import GenomeOptimizer
 
 # Operand columns and hidden-node columns.
 G, G2, G3, V_HAT, S_HAT, LAM_HAT, ONE, TWO = 0, 1, 2, 3, 4, 5, 6, 7

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Subset
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from transfer.datasets import IMAGENET_MEAN, IMAGENET_STD, load_image_data
 from transfer.optimizers import (
     BASELINE_FLOOR,
@@ -654,7 +654,7 @@ def test_cli_trains_efficientnet_on_an_image_task(tmp_path: Path) -> None:
 
 def test_an_exported_module_runs_like_its_genome(tmp_path: Path) -> None:
     from optuna_nos import parse_equation
-    from optuna_nos.export import export_source
+    from optuna_nos.optim.export import export_source
     from transfer.optimizers import equation_spec
 
     equation = "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))"

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from optuna_nos.errors import NOSError
-from optuna_nos.validation import check_int, check_real, is_int, is_real
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.validation import check_int, check_real, is_int, is_real
 
 
 def test_bools_are_neither_ints_nor_reals() -> None:

@@ -9,9 +9,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from optuna_nos.errors import NOSError
-from optuna_nos.evolve import mutate, random_genome
-from optuna_nos.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, PAPER_SETTINGS, Settings
+from optuna_nos.optim.evolve import mutate, random_genome
 from optuna_nos.space.decays import DECAY_HIDDEN, Decay, DecayNode
 from optuna_nos.space.genome import ROOT, Genome, Momentum, Node
 from optuna_nos.space.mutation import mutate_once

@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import torch
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from transfer.datasets import IMAGE_TASKS
 from transfer.optimizers import TRANSFER_BASELINES, OptimizerSpec, resolve_optimizer, trial_spec
 from transfer.report import markdown_table, plot_curves, summarize, write_csv

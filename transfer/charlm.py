@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from transfer.tasks import Task
 
 __all__ = ["VOCAB_SIZE", "CharGRU", "CharTransformer", "charlm_task", "encode",

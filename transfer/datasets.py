@@ -40,7 +40,7 @@ from torchvision import transforms as tv
 from torchvision.datasets import Caltech101, Flowers102, StanfordCars
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from proxy.cifar_files import load_cifar_arrays
 
 __all__ = [

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torchvision.models import EfficientNet_V2_S_Weights, efficientnet_v2_s
 
-from optuna_nos.errors import NOSError
-from optuna_nos.validation import check_int
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.validation import check_int
 
 __all__ = [
     "DigitsConvNet",

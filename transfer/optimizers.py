@@ -8,7 +8,7 @@ Every optimizer in a comparison is built through :meth:`OptimizerSpec.build` wit
   internally;
 * all others (the torch baselines, Lion, a file class without ``total_steps``) get a
   :class:`~torch.optim.lr_scheduler.LambdaLR` whose rate at step t is
-  ``optuna_nos.schedules.lr_schedule(lr, T, W, H)[t] + 1e-7`` (the baseline callback's floor).
+  ``optuna_nos.core.schedules.lr_schedule(lr, T, W, H)[t] + 1e-7`` (the baseline callback's floor).
 
 Baselines (torch defaults otherwise): Adam, AdamW (weight decay 0.01), SGD with Nesterov
 momentum 0.9, RMSprop, and :class:`Lion`.
@@ -30,8 +30,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
-from optuna_nos.errors import NOSError
-from optuna_nos.schedules import check_schedule_steps, lr_schedule
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.schedules import check_schedule_steps, lr_schedule
 from proxy.lion import Lion
 
 __all__ = [
@@ -241,8 +241,8 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     """The genome of a study trial (user attr ``genome``, JSON), run by ``GenomeOptimizer``."""
     import optuna
 
-    from optuna_nos.storage import make_storage
-    from optuna_nos.stored import trial_genome
+    from optuna_nos.study.storage import make_storage
+    from optuna_nos.study.stored import trial_genome
 
     try:
         loaded = optuna.load_study(study_name=study,

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from transfer.runner import TransferRun
 
 __all__ = ["CSV_COLUMNS", "Summary", "markdown_table", "plot_curves", "summarize", "write_csv"]

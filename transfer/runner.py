@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from optuna_nos.errors import NOSError
-from optuna_nos.validation import check_int
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.validation import check_int
 from transfer.optimizers import OptimizerSpec, ScheduleSteps
 from transfer.tasks import Task
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from optuna_nos.errors import NOSError
-from optuna_nos.validation import check_int
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.validation import check_int
 from transfer.optimizers import PUBLISHED, TRANSFER_BASELINES, resolve_optimizer
 from transfer.report import markdown_table, plot_curves, summarize, write_csv
 from transfer.runner import DEFAULT_LR_GRID, TransferProtocol, TransferRun, screen_and_train

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from optuna_nos.errors import NOSError
-from optuna_nos.validation import check_int
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.validation import check_int
 from transfer.datasets import IMAGE_TASKS, SizedDataset, load_image_data
 from transfer.models import DigitsConvNet, efficientnet, resolve_weights_path
 

@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from optuna_nos.errors import NOSError
-from optuna_nos.schedules import check_schedule_steps, lr_schedule
-from optuna_nos.validation import check_int, check_real, is_int
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.schedules import check_schedule_steps, lr_schedule
+from optuna_nos.core.validation import check_int, check_real, is_int
 
 __all__ = ["DecayedOptimizer", "PublishedOptimizer", "StepScalars", "check_bool",
            "check_choice"]

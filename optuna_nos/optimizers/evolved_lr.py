@@ -31,11 +31,11 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.schedules import check_schedule_steps, lr_schedule
+from optuna_nos.core.validation import check_int, is_int
 from optuna_nos.optimizers._functions import EPS, deriv_soft, deriv_tanh, softsign
-from optuna_nos.schedules import check_schedule_steps, lr_schedule
 from optuna_nos.space.decays import base_schedule
-from optuna_nos.validation import check_int, is_int
 
 __all__ = ["LR_FLOOR", "N_EVOLVED_LR_SCHEDULES", "EvolvedLR", "evolved_lr_factor"]
 

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from optuna_nos.core.schedules import momentum_cycle
 from optuna_nos.optimizers._base import DecayedOptimizer, OptionCheck, StepScalars, check_choice
 from optuna_nos.optimizers._functions import ema_
-from optuna_nos.schedules import momentum_cycle
 from optuna_nos.space.decays import base_schedule
 
 __all__ = ["NESTEROV_FORMS", "Opt9", "Opt10"]

@@ -25,7 +25,7 @@ from optuna_nos.sampler._state import (
     TrialRecord,
     derive_state,
 )
-from optuna_nos.stored import GA_ATTR, GA_CONFIG_ATTR, SLOT_ATTR, WORKER_ATTR
+from optuna_nos.study.stored import GA_ATTR, GA_CONFIG_ATTR, SLOT_ATTR, WORKER_ATTR
 
 __all__ = [
     "BEHAVIOUR_REDRAWS",

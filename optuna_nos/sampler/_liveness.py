@@ -7,7 +7,7 @@ worker tells its outcome. Every way out of that window is covered:
   (the storage records one at creation and at pop), so it goes stale after the grace
   period and another worker fails and requeues it; a trial with no heartbeat row at all
   (a death between the creating statement and the heartbeat) is failed once it is older
-  than the grace period (:func:`optuna_nos.liveness.orphan_trial_ids`);
+  than the grace period (:func:`optuna_nos.study.liveness.orphan_trial_ids`);
 * the worker is interrupted (Ctrl-C, SIGTERM) or loses the storage:
   :func:`fail_own_running_trials` fails every trial this process still holds RUNNING.
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nos.stored import REASON_ATTR
+from optuna_nos.study.stored import REASON_ATTR
 
 __all__ = ["fail_own_running_trials", "worker_id"]
 
@@ -49,7 +49,7 @@ def fail_own_running_trials(study: optuna.Study, reason: str, *,
     RUNNING; return their numbers.
 
     "Started" means created or popped from the queue by this process's storage (which keeps
-    their ids, see :mod:`optuna_nos.storage`), so a trial interrupted before the sampler
+    their ids, see :mod:`optuna_nos.study.storage`), so a trial interrupted before the sampler
     wrote anything into it is found as well. With ``retry`` each one is handed to the
     storage's heartbeat-stale callback, as a stale trial would be, and so is queued again
     with the same genome.

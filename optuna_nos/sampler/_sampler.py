@@ -35,9 +35,9 @@ from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nos.errors import NOSError
-from optuna_nos.genes import genome_from_params, genome_params
-from optuna_nos.liveness import fail_stale_trials
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.validation import check_real
 from optuna_nos.sampler._liveness import worker_id
 from optuna_nos.sampler._slots import GASizes, Slot
 from optuna_nos.sampler._state import (
@@ -47,10 +47,11 @@ from optuna_nos.sampler._state import (
     TrialRecord,
     derive_state,
 )
-from optuna_nos.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import VariantLike, resolve_variant
-from optuna_nos.stored import (
+from optuna_nos.study.genes import genome_from_params, genome_params
+from optuna_nos.study.liveness import fail_stale_trials
+from optuna_nos.study.stored import (
     FIDELITY_ATTR,
     FIDELITY_USER_ATTR,
     FIXED_PARAMS_ATTR,
@@ -66,8 +67,7 @@ from optuna_nos.stored import (
     read_ga_record,
     write_ga_record,
 )
-from optuna_nos.suggest import display_attrs
-from optuna_nos.validation import check_real
+from optuna_nos.study.suggest import display_attrs
 
 __all__ = [
     "BEHAVIOUR_REDRAWS",
@@ -331,8 +331,8 @@ class ParticleSampler(BaseSampler):
         trials: Sequence[FrozenTrial],
         enqueued: Genome | None,
     ) -> None:
-        from optuna_nos.evolve import random_genome
-        from optuna_nos.integrity import behaviour_key
+        from optuna_nos.optim.evolve import random_genome
+        from optuna_nos.optim.integrity import behaviour_key
 
         slot = candidate.slot
         rng = self._rng(study, trial.number, "slot", zlib.crc32(slot.name.encode()))
@@ -383,8 +383,8 @@ class ParticleSampler(BaseSampler):
     ) -> tuple[Genome, dict[str, Any], str]:
         """An accepted mutant new to the particle by equation and, when possible, by
         behaviour key (redrawn up to :data:`BEHAVIOUR_REDRAWS` times)."""
-        from optuna_nos.evolve import mutate
-        from optuna_nos.integrity import behaviour_key
+        from optuna_nos.optim.evolve import mutate
+        from optuna_nos.optim.integrity import behaviour_key
 
         seen = set(equations)
         for redraw in range(BEHAVIOUR_REDRAWS + 1):
@@ -419,7 +419,7 @@ class ParticleSampler(BaseSampler):
         fixed = trial.system_attrs.get(FIXED_PARAMS_ATTR)
         if not fixed:
             return None
-        from optuna_nos.integrity import integrity_check
+        from optuna_nos.optim.integrity import integrity_check
 
         try:
             genome = genome_from_params(fixed, self._variant)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from optuna_nos.config import GAConfig
+from optuna_nos.study.config import GAConfig
 
 __all__ = [
     "GASizes",

@@ -46,9 +46,9 @@ from functools import cache
 
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.sampler._slots import GASizes, Slot
-from optuna_nos.stored import FAULT_ATTR, GA_ATTR, GENOME_ATTR, INFRASTRUCTURE, SLOT_ATTR
+from optuna_nos.study.stored import FAULT_ATTR, GA_ATTR, GENOME_ATTR, INFRASTRUCTURE, SLOT_ATTR
 
 __all__ = [
     "DeriveMemo",

@@ -26,7 +26,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from optuna_nos.settings import Settings
+from optuna_nos.core.settings import Settings
 
 __all__ = ["DEFAULT_ARITHMETIC", "Arithmetic"]
 

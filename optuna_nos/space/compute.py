@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.decays import decay_values
 from optuna_nos.space.genome import Genome, Momentum

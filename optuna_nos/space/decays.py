@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.update_ops import BINARY_OPS, BinaryOp, deriv_soft, deriv_tanh, softsign
 
 __all__ = [
@@ -76,7 +76,7 @@ _BASE_TABLE: tuple[tuple[Callable[[Tensor, int], Tensor], str], ...] = (
     (lambda t, n: 0.95 - _a13(t, n), "0.95 - _a13(t, n)"),  # a14 (search-space form)
 )
 _BASE: tuple[Callable[[Tensor, int], Tensor], ...] = tuple(fn for fn, _ in _BASE_TABLE)
-#: The Python text of a1..a14 that :mod:`optuna_nos.export` writes (``_a13`` is its helper).
+#: The Python text of a1..a14 that :mod:`optuna_nos.optim.export` writes (``_a13`` is its helper).
 BASE_SOURCES: tuple[str, ...] = tuple(source for _, source in _BASE_TABLE)
 
 

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.decays import Decay, is_valid_decay
 from optuna_nos.space.node import HIDDEN_COLUMNS, N_HIDDEN, ROOT, Momentum, Node, column_name
 from optuna_nos.space.notation import format_equation

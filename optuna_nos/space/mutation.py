@@ -16,7 +16,7 @@ r < 0.10              10 %   decay on one input edge: add, or delete / mutate 50
 An attempt returns ``(mutant, Mutation)``; the mutant is None when the attempt is unusable
 (a cycle in the active graph, a failed decay mutation in the project default, or a result
 outside the search-space variant), and :attr:`Mutation.rejected` says why. The integrity
-check, duplicate strings and flip are :mod:`optuna_nos.evolve`'s business. A mutant keeps its
+check, duplicate strings and flip are :mod:`optuna_nos.optim.evolve`'s business. A mutant keeps its
 parent's flip.
 
 Decays are stored per input column, so a decay stays with its input through swaps and
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space import (
     BINARY_OPS,
     DECAY_BINARY_OPS,
@@ -102,7 +102,7 @@ class Mutation:
     mutated decay changed (``"op"``/``"connection"``/``"arity"`` on ``"R"`` or ``"D"``) and
     ``decay_check`` whether it passed the decay check (in range and moved). ``rejected`` is why
     the attempt gave no mutant (``""`` when it gave one) and ``attempts`` counts the attempts
-    the accepted mutant took (set by :func:`optuna_nos.evolve.mutate`).
+    the accepted mutant took (set by :func:`optuna_nos.optim.evolve.mutate`).
     """
 
     kind: str

@@ -68,7 +68,7 @@ class OperandInputs:
 class Operand:
     """One leaf of the update graph: its index, its exact paper name and its value.
 
-    ``source`` is the Python text :mod:`optuna_nos.export` writes for it (over ``g``, ``w``,
+    ``source`` is the Python text :mod:`optuna_nos.optim.export` writes for it (over ``g``, ``w``,
     ``v``, ``s``, ``lam`` and their ``_hat``s); {keepK} and {newK} stand for beta and 1 - beta
     of ``betas[K]``, filled in by :meth:`code`. ``aggmo`` marks the AggMo means, which read the
     raw EMA state.

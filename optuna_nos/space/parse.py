@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from itertools import accumulate, repeat
 from typing import TypeVar
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space import (
     BINARY_OPS,
     DECAY_BINARY_OPS,

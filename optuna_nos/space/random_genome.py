@@ -3,7 +3,7 @@
 Everything here is structural: no integrity check runs. :func:`random_decay` is the only loop
 (a decay is redrawn until it lies in [0, 1]); :func:`draw_genome` makes one draw of
 a whole genome and returns None when that draw is unusable, and
-:func:`optuna_nos.evolve.random_genome` repeats it until the integrity check passes.
+:func:`optuna_nos.optim.evolve.random_genome` repeats it until the integrity check passes.
 
 All randomness comes from a :class:`numpy.random.Generator`.
 
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from optuna_nos.errors import NOSError
-from optuna_nos.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.core.errors import NOSError
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
 from optuna_nos.space import (
     BINARY_OPS,
     DECAY_BINARY_OPS,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space import decays
 from optuna_nos.space.decays import Decay, DecayNode
 from optuna_nos.space.node import N_HIDDEN, ROOT, Momentum, Node

@@ -5,7 +5,7 @@ tensor. Tensors may carry leading *batch* dimensions (the integrity check runs m
 problems at once); :attr:`OpContext.batch_dims` tells ``norm`` to keep them.
 
 Each table entry holds all there is to know about its op: the torch function, the print
-formats (paper, readable, LaTeX) and ``source``, the Python text :mod:`optuna_nos.export`
+formats (paper, readable, LaTeX) and ``source``, the Python text :mod:`optuna_nos.optim.export`
 writes for it (it issues the same float operations as ``fn``).
 """
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optuna_nos.errors import NOSError
+from optuna_nos.core.errors import NOSError
 from optuna_nos.space.decays import Decay
 from optuna_nos.space.genome import HIDDEN_COLUMNS, ROOT, Genome, Momentum, Node
 from optuna_nos.space.operands import N_OPERANDS, OPERANDS

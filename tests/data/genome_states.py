@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from optuna_nos.export import export_source
+from optuna_nos.optim.export import export_source
+from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.parse import parse_equation
-from optuna_nos.torch_optim import GenomeOptimizer
 
 _PUBLISHED = runpy.run_path(str(Path(__file__).with_name("published_states.py")))
 TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS = (_PUBLISHED[key] for key in (

@@ -1,0 +1,1 @@
+"""The optuna-nos command: its subcommands, argument types and progress bar."""

@@ -1,0 +1,1 @@
+"""The foundation: errors, settings, argument checks, schedules, safe printing, atomic writes."""

@@ -1,0 +1,154 @@
+"""The stale-trial sweep: RUNNING trials whose worker is gone go ``FAIL`` and are retried.
+
+A trial is *stale* when its worker has stopped marking it alive for ``grace_period`` seconds.
+One sweep (:func:`fail_stale`) serves two ways of reading liveness:
+
+* :class:`HeartbeatRows` - the storage's own heartbeat: Optuna's RDB heartbeat table (a row
+  older than the grace period, by the database clock), plus RUNNING trials without any
+  heartbeat row that are older than the grace period (:func:`orphan_trial_ids`);
+* :class:`BeatObserver` - a heartbeat that travels through any storage, the gRPC proxy's
+  included: workers write the system attr ``nos:beat`` (a counter) every
+  ``heartbeat_interval`` seconds, and a trial is stale when an observer has seen it RUNNING
+  with the same beat for ``grace_period`` seconds of the observer's own monotonic clock
+  (no clocks of different hosts are compared, so clock skew cannot fail a live trial).
+
+A stale trial goes ``FAIL`` (one sweeper wins: the storage refuses to finish a trial twice)
+and is handed to the retry callback, which queues it again with the same genome.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_nos.study.stored import BEAT_ATTR
+
+__all__ = ["BEAT_ATTR", "BeatObserver", "HeartbeatRows", "Liveness", "fail_stale",
+           "fail_stale_trials", "orphan_trial_ids"]
+
+
+_logger = logging.getLogger(__name__)
+StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class Liveness(Protocol):
+    """A way of reading which of a study's RUNNING trials are stale."""
+
+    def stale_ids(self, study: optuna.Study) -> list[int]:
+        """Ids of the study's RUNNING trials whose worker is gone."""
+        ...
+
+    def grace_seconds(self, study: optuna.Study) -> float:
+        """The grace period, for the log line."""
+        ...
+
+
+class BeatObserver:
+    """Remembers, per RUNNING trial, its last beat and when (monotonic) that beat was first
+    seen. ``stale(trials)`` lists trial ids whose beat has not changed for ``grace_period``
+    seconds; a trial first seen now starts its clock now, so an observer that has just
+    started fails nothing for ``grace_period`` seconds."""
+
+    def __init__(self, grace_period: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace_period = float(grace_period)
+        self._clock = clock
+        self._seen: dict[int, tuple[object, float]] = {}
+        self._lock = threading.Lock()
+
+    def stale(self, running: Iterable[FrozenTrial]) -> list[int]:
+        now = self._clock()
+        found: list[int] = []
+        with self._lock:
+            current: dict[int, tuple[object, float]] = {}
+            for trial in running:
+                if trial.state != TrialState.RUNNING:
+                    continue
+                beat = trial.system_attrs.get(BEAT_ATTR)
+                last = self._seen.get(trial._trial_id)
+                since = last[1] if last is not None and last[0] == beat else now
+                current[trial._trial_id] = (beat, since)
+                if now - since >= self.grace_period:
+                    found.append(trial._trial_id)
+            self._seen = current  # finished trials drop out
+        return found
+
+    def stale_ids(self, study: optuna.Study) -> list[int]:
+        return self.stale(study._storage.get_all_trials(study._study_id, deepcopy=False,
+                                                        states=(TrialState.RUNNING,)))
+
+    def grace_seconds(self, study: optuna.Study) -> float:
+        return self.grace_period
+
+
+class HeartbeatRows:
+    """The storage's own heartbeat (``_get_stale_trial_ids`` of a heartbeat-enabled storage:
+    the RDB heartbeat table and :func:`orphan_trial_ids`, or a gRPC worker's observer)."""
+
+    def stale_ids(self, study: optuna.Study) -> list[int]:
+        storage = study._storage
+        if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+            return []
+        return list(storage._get_stale_trial_ids(study._study_id))
+
+    def grace_seconds(self, study: optuna.Study) -> float:
+        storage = study._storage
+        grace = getattr(storage, "grace_period", None)
+        interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) \
+            else None
+        return float(grace or 2 * (interval or 0))
+
+
+def orphan_trial_ids(
+    running: Iterable[tuple[int, datetime.datetime | None, bool]],
+    grace_period_s: float,
+    now: datetime.datetime | None = None,
+) -> list[int]:
+    """Ids of RUNNING trials without any heartbeat that started over ``grace_period_s`` ago.
+
+    ``running`` holds ``(trial_id, datetime_start, has_heartbeat)``. ``datetime_start`` is the
+    creating worker's local clock, so ``now`` defaults to this host's local time: workers
+    whose clocks differ by more than the grace period could fail each other's fresh trials.
+    """
+    now = now if now is not None else datetime.datetime.now()
+    limit = datetime.timedelta(seconds=grace_period_s)
+    return [trial_id for trial_id, started, has_heartbeat in running
+            if not has_heartbeat and started is not None and now - started > limit]
+
+
+def fail_stale(study: optuna.Study, liveness: Liveness,
+               callback: StaleCallback | None) -> list[int]:
+    """Mark the study's stale RUNNING trials (as ``liveness`` reads them) ``FAIL`` and pass
+    each one this call failed to ``callback`` (e.g. ``RetryHeartbeatStaleTrialCallback``).
+    Returns their trial ids."""
+    storage = study._storage
+    failed: list[int] = []
+    for trial_id in liveness.stale_ids(study):
+        try:
+            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed.append(trial_id)
+        except UpdateFinishedTrialError:
+            pass  # finished meanwhile, or another sweeper failed it first
+    for trial_id in failed:
+        trial = storage.get_trial(trial_id)
+        _logger.warning("trial %d had no heartbeat for %.0f s; marked FAIL", trial.number,
+                        liveness.grace_seconds(study))
+        if callback is not None:
+            callback(study, trial)
+    return failed
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """:func:`fail_stale` by the storage's own heartbeat, retried by the storage's callback
+    (what Optuna's ``fail_stale_trials`` does, through the one sweep)."""
+    storage = study._storage
+    getter = getattr(storage, "get_heartbeat_stale_trial_callback", None)
+    return fail_stale(study, HeartbeatRows(), getter() if getter is not None else None)
