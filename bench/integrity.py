@@ -7,7 +7,8 @@ with :func:`optuna_nos.optim.integrity.integrity_check` (all twelve sphere runs 
 (12, 5) pass) and with :func:`optuna_nos.optim.integrity.integrity_check_sequential` (one run
 at a time, stopping at the first pass), in alternating chunks so both see the same machine
 load, and prints the rates, the speed-up and whether the two agree on every genome. Rates
-use both wall-clock and process CPU time; on a shared machine the CPU-time figure is the steadier one.
+use both wall-clock and process CPU time; on a shared machine the CPU-time figure is the
+steadier one.
 Goals: >= 500 checks per second and >= 20x the sequential reference.
 """
 
