@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.schedules import check_schedule_steps, lr_schedule
+from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
 from proxy.lion import Lion
 
 __all__ = [
@@ -219,11 +220,13 @@ def file_spec(path: str | os.PathLike[str], class_name: str | None = None) -> Op
     return _spec(chosen, defined[chosen], f"{file}:{chosen}")
 
 
-def _genome_spec(name: str, genome: Any, source: str) -> OptimizerSpec:
+def _genome_spec(name: str, genome: Any, source: str,
+                 settings: Settings = DEFAULT_SETTINGS) -> OptimizerSpec:
+    """``genome`` run by ``GenomeOptimizer`` with ``settings``."""
     from optuna_nos import GenomeOptimizer
 
     def factory(params: Any, *, lr: float, **schedule: Any) -> Optimizer:
-        return GenomeOptimizer(params, genome, lr=lr, **schedule)
+        return GenomeOptimizer(params, genome, lr=lr, settings=settings, **schedule)
 
     return OptimizerSpec(name=name, factory=factory, owns_schedule=True, default_lr=None,
                          takes_seed=True, source=source)
@@ -238,11 +241,12 @@ def equation_spec(equation: str, name: str | None = None) -> OptimizerSpec:
 
 
 def trial_spec(storage: str, study: str, trial: int, name: str | None = None) -> OptimizerSpec:
-    """The genome of a study trial (user attr ``genome``, JSON), run by ``GenomeOptimizer``."""
+    """The genome of a study trial, run by ``GenomeOptimizer`` with the settings of the
+    study's GA record."""
     import optuna
 
     from optuna_nos.study.storage import make_storage
-    from optuna_nos.study.stored import trial_genome
+    from optuna_nos.study.stored import study_settings, trial_genome
 
     try:
         loaded = optuna.load_study(study_name=study,
@@ -256,7 +260,8 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     if genome is None:
         raise NOSError(f"trial {trial} of study {study!r} carries no genome")
     return _genome_spec(name or f"{study}#{trial}", genome,
-                        f"study {study!r} trial {trial}: {genome.equation()}")
+                        f"study {study!r} trial {trial}: {genome.equation()}",
+                        study_settings(loaded._storage, loaded._study_id))
 
 
 def resolve_optimizer(text: str, *, class_name: str | None = None) -> OptimizerSpec:

@@ -22,7 +22,6 @@ from optuna_nos.cli.progress import redirect_logging
 from optuna_nos.core.atomic_write import write_text_file
 from optuna_nos.core.display import printable
 from optuna_nos.core.errors import NOSError
-from optuna_nos.core.settings import Settings
 from optuna_nos.study.baselines import claim_baselines, release_baselines
 from optuna_nos.study.config import StudyConfig, load_config, parse_config
 from optuna_nos.study.dashboard import name_metric
@@ -34,6 +33,8 @@ from optuna_nos.study.stored import (
     PARENT_ATTR,
     REASON_ATTR,
     SLOT_USER_ATTR,
+    read_ga_record,
+    study_settings,
     trial_genome,
 )
 from optuna_nos.study.study_setup import create_configured_study
@@ -356,6 +357,7 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
 
 
 def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The sampler of a config that is about to be stored (``run``, ``init``)."""
     from optuna_nos.sampler import ParticleSampler
 
     ga = config.ga
@@ -433,16 +435,27 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stored_sampler(study: optuna.Study, config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The sampler of the study's GA record (``init`` writes it), or of ``config`` for a
+    study set up before ``init`` wrote records (its first sampler writes one)."""
+    from optuna_nos.sampler import ParticleSampler
+
+    record = read_ga_record(study._storage, study._study_id)
+    return _make_sampler(config) if record is None else ParticleSampler.from_ga_record(record)
+
+
 def _open_worker_study(args: argparse.Namespace) -> tuple[StudyConfig, optuna.Study]:
     """The worker's config and study; a storage outage while opening them is waited out
     (polling, up to :data:`STORAGE_OUTAGE_S` s) as it is during the search."""
     deadline = time.monotonic() + STORAGE_OUTAGE_S
     while True:
         try:
-            config = _study_config(_read_study(args))
+            stored = _read_study(args)
+            config = _study_config(stored)
             study = optuna.load_study(study_name=args.study,
                                       storage=_storage(args.storage, config),
-                                      sampler=_make_sampler(config), pruner=_make_pruner())
+                                      sampler=_stored_sampler(stored, config),
+                                      pruner=_make_pruner())
             return config, study
         except Exception as exc:
             if not _is_storage_outage(exc) or time.monotonic() > deadline:
@@ -573,10 +586,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     study = _read_study(args)
     trial = _trial(study, args.trial)
-    raw = study.user_attrs.get(CONFIG_ATTR)
     source = export_source(
         _trial_genome(trial), class_name=args.class_name, recipe=_trial_recipe(trial),
-        settings=parse_config(raw).settings if raw is not None else Settings(),
+        settings=study_settings(study._storage, study._study_id),
         origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
                + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,10 +62,9 @@ from optuna_nos.study.stored import (
     REASON_ATTR,
     SLOT_ATTR,
     WORKER_ATTR,
-    check_ga_record,
-    ga_record,
-    read_ga_record,
-    write_ga_record,
+    ensure_ga_record,
+    record_search,
+    search_record,
 )
 from optuna_nos.study.suggest import display_attrs
 
@@ -162,6 +161,16 @@ class ParticleSampler(BaseSampler):
         #: False makes a trial that finds no open slot idle (NO_WORK_REASON) instead of
         #: waiting; packed workers set it while asking for more trials than the first.
         self.wait_for_work = True
+
+    @classmethod
+    def from_ga_record(cls, record: Mapping[str, Any], **kwargs: Any) -> ParticleSampler:
+        """The sampler of a study's GA record (its sizes, seed, space and settings);
+        ``kwargs`` are the other arguments (``poll_interval``)."""
+        sizes, space, settings = record_search(record)
+        return cls(n_particles=sizes.n_particles, init_factor=sizes.init_factor,
+                   steps=sizes.steps, mutations=sizes.mutations, max_redraws=sizes.max_redraws,
+                   elitism=sizes.elitism, seed=sizes.seed, space=space, settings=settings,
+                   **kwargs)
 
     # -- read-only views ----------------------------------------------------------------------
 
@@ -453,19 +462,14 @@ class ParticleSampler(BaseSampler):
             return derive_state(records, self._sizes, maximize=maximize, memo=memo)
 
     def _check_config(self, study: Study) -> None:
-        """Record this sampler's GA config in the study, or check it against the recorded."""
+        """Check this sampler's GA (sizes, space, settings; not the seed) against the study's
+        GA record, which ``optuna-nos init`` wrote; a study made in Python gets its record
+        from the first sampler to place a trial (the first writer wins)."""
         if study._study_id in self._checked:
             return
-        mine = ga_record(self._sizes.to_dict(), self._seed, str(self._variant),
-                         {"paper_mode": self._settings.paper_mode,
-                          "unary_root_decay_prob": self._settings.unary_root_decay_prob,
-                          "change_op_max_unary": self._settings.change_op_max_unary})
-        storage = study._storage
-        recorded = read_ga_record(storage, study._study_id)
-        if recorded is None:
-            write_ga_record(storage, study._study_id, mine)
-        else:
-            check_ga_record(study.study_name, recorded, mine)
+        mine = search_record(self._sizes, str(self._variant), self._settings)
+        ensure_ga_record(study._storage, study._study_id, study.study_name, mine,
+                         "this worker's ParticleSampler")
         self._checked.add(study._study_id)
 
     def _rng(self, study: Study, trial_number: int, *words: str | int) -> np.random.Generator:

@@ -1,7 +1,8 @@
 """Study configuration: a TOML file, validated, stored once in the study's user attrs.
 
-Every worker reads the configuration from the study (``optuna-nos init`` writes it), so
-workers cannot disagree. A configuration looks like::
+Every worker reads the configuration from the study (``optuna-nos init`` writes it, and
+with it the GA record of :meth:`StudyConfig.ga_record`), so workers cannot disagree. A
+configuration looks like::
 
     [study]
     space = "paper"                  # paper | adam_variants | lr_schedule
@@ -44,7 +45,7 @@ from typing import Any
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.settings import Settings
 from optuna_nos.core.validation import check_int
-from optuna_nos.study.stored import CONFIG_ATTR
+from optuna_nos.study.stored import CONFIG_ATTR, search_record
 
 __all__ = [
     "CONFIG_ATTR",
@@ -144,6 +145,11 @@ class StudyConfig:
         from optuna_nos.space.variants import Variant  # keeps torch out of the CLI's start-up
 
         return str(Variant(self.space, self.lr_schedule_base))
+
+    def ga_record(self) -> dict[str, Any]:
+        """The GA record of this config (sizes, seed, variant, settings), as ``optuna-nos
+        init`` stores it."""
+        return search_record(self.ga, self.variant, self.settings)
 
     def to_json(self) -> str:
         """The configuration as the JSON text of its validated TOML tables."""

@@ -21,9 +21,12 @@ Name                        Where    Value
 ``nos:recipe``              trial    how the objective trained the genome (lr, steps, ...)
 ``nos:screen``              trial    the proxy's learning-rate screen summary
 ``nos:final``               trial    the proxy's final training run
-``nos:ga_config``           study    the GA record (:func:`ga_record`), one per study
+``nos:ga_config``           study    the GA record (:func:`ga_record`), written once: by
+                                     ``optuna-nos init`` from the config, or by the first
+                                     ParticleSampler of a study made in Python
 ``nos:encoding``            study    the param encoding version of the genome params
 ``nos.config``              study    the validated TOML configuration of ``optuna-nos init``
+                                     (its GA part is also the GA record; read that)
 ``nos.baselines``           study    the baselines' scores (present once they are scored)
 ``best equation``           study    the leaderboard's best genome and its fitness, for the
 ``best fitness``                     dashboard
@@ -45,6 +48,8 @@ Name                        Where    Value
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +59,9 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
     from optuna.trial import FrozenTrial
 
+    from optuna_nos.core.settings import Settings
     from optuna_nos.space.genome import Genome
+    from optuna_nos.study.config import GAConfig
 
 __all__ = [
     "BASELINES_ATTR", "BASELINES_MARKER_SUFFIX", "BEAT_ATTR", "BEST_EQUATION_ATTR",
@@ -64,7 +71,9 @@ __all__ = [
     "GA_RECORD_VERSION", "GENOME_ATTR", "IDLE_ATTR", "INFRASTRUCTURE", "LEGACY_GENOME_ATTR",
     "LINEAGE_ATTRS", "LR_ATTR", "MUTATION_ATTR", "PARENT_ATTR", "PARTICLE_ATTR", "REASON_ATTR",
     "RECIPE_ATTR", "SCREEN_ATTR", "SLOT_ATTR", "SLOT_USER_ATTR", "STEP_ATTR", "WORKER_ATTR",
-    "check_ga_record", "ga_record", "read_ga_record", "trial_genome", "write_ga_record",
+    "check_ga_record", "ensure_ga_record", "ga_record", "insert_study_attr_once",
+    "read_ga_record", "record_search", "search_record", "study_settings", "trial_genome",
+    "write_ga_record",
 ]
 
 # -- trial system attrs ---------------------------------------------------------------------
@@ -137,8 +146,31 @@ def ga_record(sizes: Mapping[str, Any], seed: int | None, space: str,
             "settings": dict(settings)}
 
 
+def search_record(sizes: GAConfig, space: str, settings: Settings) -> dict[str, Any]:
+    """The GA record of a search: the sizes and seed of ``sizes``, the resolved ``space`` and
+    every field of ``settings``. The config and the sampler both build theirs here."""
+    return ga_record(sizes.to_dict(), sizes.seed, space, dataclasses.asdict(settings))
+
+
+def record_search(record: Mapping[str, Any]) -> tuple[GAConfig, str, Settings]:
+    """The sizes (with seed), space and settings of a GA record: the inverse of
+    :func:`search_record`. Keys a record lacks take their defaults."""
+    from optuna_nos.core.settings import Settings
+    from optuna_nos.study.config import GAConfig
+
+    fields = [f.name for f in dataclasses.fields(GAConfig)]
+    stored_settings = record.get("settings", {})
+    try:
+        sizes = GAConfig(**{key: record[key] for key in fields if key in record})
+        settings = Settings(**stored_settings)
+    except TypeError as exc:
+        raise NOSError(f"the study's GA record is malformed: {exc}") from None
+    return sizes, str(record.get("space", "paper")), settings
+
+
 def read_ga_record(storage: BaseStorage, study_id: int) -> Mapping[str, Any] | None:
-    """The study's GA record, or None before a ParticleSampler has placed a trial."""
+    """The study's GA record, or None before ``optuna-nos init`` or a ParticleSampler wrote
+    it."""
     record = storage.get_study_system_attrs(study_id).get(GA_CONFIG_ATTR)
     if record is None:
         return None
@@ -149,17 +181,75 @@ def read_ga_record(storage: BaseStorage, study_id: int) -> Mapping[str, Any] | N
     return record
 
 
-def write_ga_record(storage: BaseStorage, study_id: int, record: Mapping[str, Any]) -> None:
-    """Store ``record`` as the study's GA record."""
-    storage.set_study_system_attr(study_id, GA_CONFIG_ATTR, dict(record))
+def study_settings(storage: BaseStorage, study_id: int) -> Settings:
+    """The behaviour switches the study's genomes were searched with (its GA record's), or
+    the defaults for a study without a record."""
+    from optuna_nos.core.settings import Settings
+
+    record = read_ga_record(storage, study_id)
+    return Settings() if record is None else record_search(record)[2]
 
 
-def check_ga_record(study_name: str, recorded: Mapping[str, Any],
-                    mine: Mapping[str, Any]) -> None:
-    """Refuse a worker whose GA (sizes, space, settings) differs from the study's record."""
+def insert_study_attr_once(storage: BaseStorage, study_id: int, key: str, value: Any, *,
+                           system: bool) -> bool:
+    """Insert the study attr ``key``; False if the study already holds one.
+
+    On a database the row is inserted and the unique constraint on (study, key) decides
+    between concurrent writers: exactly one wins. Another storage (in memory, or the gRPC
+    proxy) is read and then written.
+    """
+    import sqlalchemy
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb.models import StudySystemAttributeModel, StudyUserAttributeModel
+
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, RDBStorage):
+        attrs = (storage.get_study_system_attrs(study_id) if system
+                 else storage.get_study_user_attrs(study_id))
+        if key in attrs:
+            return False
+        setter = storage.set_study_system_attr if system else storage.set_study_user_attr
+        setter(study_id, key, value)
+        return True
+    model = StudySystemAttributeModel if system else StudyUserAttributeModel
+    try:
+        with backend.engine.begin() as connection:
+            connection.execute(sqlalchemy.insert(model.__table__).values(
+                study_id=study_id, key=key, value_json=json.dumps(value, sort_keys=True)))
+    except sqlalchemy.exc.IntegrityError:
+        return False
+    return True
+
+
+def write_ga_record(storage: BaseStorage, study_id: int,
+                    record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Store ``record`` as the study's GA record unless it holds one (the first writer
+    wins); the record the study holds afterwards."""
+    insert_study_attr_once(storage, study_id, GA_CONFIG_ATTR, dict(record), system=True)
+    stored = read_ga_record(storage, study_id)
+    assert stored is not None
+    return stored
+
+
+def ensure_ga_record(storage: BaseStorage, study_id: int, study_name: str,
+                     mine: Mapping[str, Any], who: str) -> Mapping[str, Any]:
+    """The study's GA record, written from ``mine`` when it holds none; refuses ``mine``
+    (see :func:`check_ga_record`) when the record differs."""
+    recorded = read_ga_record(storage, study_id)
+    if recorded is None:
+        recorded = write_ga_record(storage, study_id, mine)
+    check_ga_record(study_name, recorded, mine, who)
+    return recorded
+
+
+def check_ga_record(study_name: str, recorded: Mapping[str, Any], mine: Mapping[str, Any],
+                    who: str = "this worker's ParticleSampler") -> None:
+    """Refuse ``who`` (a worker's sampler, a config) when its GA (sizes, space, settings)
+    differs from the study's record; only the seed may differ."""
     for key, value in mine.items():
         if key not in _PER_WORKER and recorded.get(key) != value:
             raise NOSError(
-                f"this worker's ParticleSampler has {key}={value!r} but study "
-                f"{study_name!r} runs with {key}={recorded.get(key)!r}"
+                f"{who} has {key}={value!r} but study {study_name!r} runs with "
+                f"{key}={recorded.get(key)!r}"
             )

@@ -1,9 +1,12 @@
-"""Creating a study and storing its config exactly once, safe against concurrent ``init``s.
+"""Creating a study and storing its config and GA record exactly once, safe against
+concurrent ``init``s.
 
 The config lives in the study user attr ``nos.config``. Reading it and then writing it would
 let two concurrent ``init``s with different configs both succeed, one silently overwritten.
 Instead the config row is inserted, and the database's unique constraint on (study, key)
 decides: the loser reads the winner's config and is refused if it differs (compare-and-set).
+The winner then writes the GA record (the sizes, space and settings every worker's sampler
+is checked against) from the same parsed config, the same way.
 """
 
 from __future__ import annotations
@@ -13,21 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
-import sqlalchemy
-import sqlalchemy.exc
-from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages._rdb.models import StudyUserAttributeModel
+from optuna.storages import BaseStorage
 
 from optuna_nos.core.errors import NOSError
-from optuna_nos.study.stored import CONFIG_ATTR
+from optuna_nos.study.config import parse_config
+from optuna_nos.study.stored import CONFIG_ATTR, ensure_ga_record, insert_study_attr_once
 
 __all__ = ["create_configured_study", "write_config_once"]
-
-
-def _rdb(storage: BaseStorage) -> RDBStorage | None:
-    """The RDBStorage under Optuna's caching wrapper, if the storage is one."""
-    backend = getattr(storage, "_backend", storage)
-    return backend if isinstance(backend, RDBStorage) else None
 
 
 def stored_config(storage: BaseStorage, study_id: int) -> Any:
@@ -37,18 +32,8 @@ def stored_config(storage: BaseStorage, study_id: int) -> Any:
 
 def _insert_config(storage: BaseStorage, study_id: int, text: str) -> bool:
     """Insert the config row; False if a row for the study already exists."""
-    rdb = _rdb(storage)
-    if rdb is None:  # one process's in-memory storage: nothing else can write
-        storage.set_study_user_attr(study_id, CONFIG_ATTR, json.loads(text))
-        return True
-    table = StudyUserAttributeModel.__table__
-    try:
-        with rdb.engine.begin() as connection:
-            connection.execute(sqlalchemy.insert(table).values(
-                study_id=study_id, key=CONFIG_ATTR, value_json=text))
-    except sqlalchemy.exc.IntegrityError:
-        return False
-    return True
+    return insert_study_attr_once(storage, study_id, CONFIG_ATTR, json.loads(text),
+                                  system=False)
 
 
 def write_config_once(study: optuna.Study, raw: Mapping[str, Any]) -> None:
@@ -68,7 +53,8 @@ def write_config_once(study: optuna.Study, raw: Mapping[str, Any]) -> None:
 
 def create_configured_study(storage: BaseStorage, name: str, raw: Mapping[str, Any],
                             **study_kwargs: Any) -> optuna.Study:
-    """Load or create the maximizing study ``name`` and store its config once.
+    """Load or create the maximizing study ``name`` and store its config, then its GA record
+    (derived from the config), once each; a study whose GA record differs is refused.
 
     A study this call created is deleted again when storing the config fails and no other
     process stored one meanwhile, so a failed command leaves no study behind.
@@ -84,6 +70,8 @@ def create_configured_study(storage: BaseStorage, name: str, raw: Mapping[str, A
         if study.direction != maximize:
             raise NOSError(f"study {name!r} minimizes; optuna-nos studies maximize fitness")
         write_config_once(study, raw)
+        ensure_ga_record(storage, study._study_id, name, parse_config(raw).ga_record(),
+                         "this config")
     except BaseException:
         if created and stored_config(storage, study._study_id) is None:
             storage.delete_study(study._study_id)
