@@ -360,12 +360,7 @@ def _make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     """The sampler of a config that is about to be stored (``run``, ``init``)."""
     from optuna_nos.sampler import ParticleSampler
 
-    ga = config.ga
-    return ParticleSampler(
-        n_particles=ga.n_particles, init_factor=ga.init_factor, steps=ga.steps,
-        mutations=ga.mutations, max_redraws=ga.max_redraws, elitism=ga.elitism, seed=ga.seed,
-        space=config.variant, settings=config.settings,
-    )
+    return ParticleSampler.from_ga_record(config.ga_record())
 
 
 def _make_pruner() -> optuna.pruners.BasePruner:

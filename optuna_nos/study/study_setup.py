@@ -20,9 +20,18 @@ from optuna.storages import BaseStorage
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.study.config import parse_config
-from optuna_nos.study.stored import CONFIG_ATTR, ensure_ga_record, insert_study_attr_once
+from optuna_nos.study.stored import (
+    CONFIG_ATTR,
+    check_ga_record,
+    ensure_ga_record,
+    insert_study_attr_once,
+    read_ga_record,
+)
 
 __all__ = ["create_configured_study", "write_config_once"]
+
+#: Who a GA record refuses at set-up, in its error message.
+_WHO = "this config"
 
 
 def stored_config(storage: BaseStorage, study_id: int) -> Any:
@@ -69,9 +78,12 @@ def create_configured_study(storage: BaseStorage, name: str, raw: Mapping[str, A
     try:
         if study.direction != maximize:
             raise NOSError(f"study {name!r} minimizes; optuna-nos studies maximize fitness")
+        record = parse_config(raw).ga_record()
+        recorded = read_ga_record(storage, study._study_id)
+        if recorded is not None:  # a study made in Python: its sampler wrote the record
+            check_ga_record(name, recorded, record, _WHO)
         write_config_once(study, raw)
-        ensure_ga_record(storage, study._study_id, name, parse_config(raw).ga_record(),
-                         "this config")
+        ensure_ga_record(storage, study._study_id, name, record, _WHO)
     except BaseException:
         if created and stored_config(storage, study._study_id) is None:
             storage.delete_study(study._study_id)
