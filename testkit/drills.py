@@ -29,7 +29,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nos.study.stored import CONFIG_ATTR, GENOME_ATTR, REASON_ATTR, SLOT_ATTR, WORKER_ATTR
+from optuna_nos.study.stored import (
+    CONFIG_ATTR,
+    GENOME_ATTR,
+    REASON_ATTR,
+    SLOT_ATTR,
+    WORKER_ATTR,
+    read_ga_record,
+)
 from testkit.config import FAST_GA, ga_table, objective_table, workers_table
 from testkit.postgres import DEFAULT_SERVER, fresh_database, postgres_available
 from testkit.process import cli_command, cli_env, free_port
@@ -358,7 +365,7 @@ def drill_artifacts(result: DrillResult, workdir: Path, server: str) -> None:
 def drill_init_race(result: DrillResult, workdir: Path, server: str, rounds: int = 10) -> None:
     """Two ``init`` processes with different configs start together on an empty PostgreSQL
     database, ``rounds`` times: exactly one prints "ready", the other is refused, the stored
-    config is the winner's, and schema creation never crashes."""
+    config and GA record are the winner's, and schema creation never crashes."""
     configs = [workdir / f"race{k}.toml" for k in range(2)]
     for k, path in enumerate(configs):
         path.write_text(ga_table(seed=k) + WORKERS_2S + objective_table("fast"))
@@ -378,12 +385,15 @@ def drill_init_race(result: DrillResult, workdir: Path, server: str, rounds: int
                             + " | ".join(p.stderr.strip()[-200:] for p in procs))
                 continue
             winner = codes.index(0)
-            stored = optuna.load_study(study_name="race", storage=_storage(url)).user_attrs
-            wrong += stored[CONFIG_ATTR]["ga"]["seed"] != winner
+            loaded = optuna.load_study(study_name="race", storage=_storage(url))
+            record = read_ga_record(loaded._storage, loaded._study_id) or {}
+            wrong += (loaded.user_attrs[CONFIG_ATTR]["ga"]["seed"] != winner
+                      or record.get("seed") != winner)
     result.check(lost == 0, f"{rounds} rounds: {lost} without exactly one 'ready'")
     result.check(crashes == 0, f"{rounds} rounds: {crashes} inits crashed (exit not 0/2 or a "
                  "traceback)")
-    result.check(wrong == 0, f"{rounds} rounds: {wrong} stored configs not the winner's")
+    result.check(wrong == 0, f"{rounds} rounds: {wrong} stored configs or GA records not the "
+                 "winner's")
 
 
 def _pg_cluster(action: str) -> subprocess.CompletedProcess[str]:

@@ -202,7 +202,8 @@ def _set_user_attrs(trial: BaseTrial, attrs: Mapping[str, Any]) -> None:
 
 
 def _ga_record(trial: BaseTrial) -> Mapping[str, Any] | None:
-    """The GA record of the trial's study: present once a ParticleSampler placed a trial."""
+    """The GA record of the trial's study: present once ``optuna-nos init`` set the study up
+    or a ParticleSampler placed a trial."""
     study = getattr(trial, "study", None)
     if not isinstance(trial, optuna.Trial) or study is None:
         return None
