@@ -80,7 +80,9 @@ def create_configured_study(storage: BaseStorage, name: str, raw: Mapping[str, A
             raise NOSError(f"study {name!r} minimizes; optuna-nos studies maximize fitness")
         record = parse_config(raw).ga_record()
         recorded = read_ga_record(storage, study._study_id)
-        if recorded is not None:  # a study made in Python: its sampler wrote the record
+        if recorded is not None and CONFIG_ATTR not in study.user_attrs:
+            # a study made in Python: refuse a config its sampler disagrees with before
+            # the config is stored
             check_ga_record(name, recorded, record, _WHO)
         write_config_once(study, raw)
         ensure_ga_record(storage, study._study_id, name, record, _WHO)
