@@ -182,12 +182,16 @@ def read_ga_record(storage: BaseStorage, study_id: int) -> Mapping[str, Any] | N
 
 
 def study_settings(storage: BaseStorage, study_id: int) -> Settings:
-    """The behaviour switches the study's genomes were searched with (its GA record's), or
-    the defaults for a study without a record."""
+    """The behaviour switches the study's genomes were searched with: its GA record's; for a
+    study without one, its config's (set up before ``init`` wrote records) or the defaults."""
     from optuna_nos.core.settings import Settings
+    from optuna_nos.study.config import parse_config
 
     record = read_ga_record(storage, study_id)
-    return Settings() if record is None else record_search(record)[2]
+    if record is not None:
+        return record_search(record)[2]
+    config = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
+    return Settings() if config is None else parse_config(config).settings
 
 
 def insert_study_attr_once(storage: BaseStorage, study_id: int, key: str, value: Any, *,
