@@ -161,3 +161,17 @@ def test_trial_spec_runs_the_genome_with_the_study_settings(tmp_path: Path) -> N
     spec = trial_spec(storage, "s", trial.number)
     optimizer = spec.factory([torch.nn.Parameter(torch.zeros(2))], lr=0.1, total_steps=10)
     assert optimizer._settings == Settings(paper_mode=True)  # type: ignore[attr-defined]
+
+
+def test_a_worker_of_a_study_set_up_before_records_writes_one(tmp_path: Path) -> None:
+    """A study whose config was stored without a GA record (older ``init``s) still runs: its
+    first worker's sampler, built from the config, writes the record."""
+    from optuna_nos.study.config import load_config
+    from optuna_nos.study.study_setup import write_config_once
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    write_config_once(study, load_config(_config(tmp_path)).raw)
+    assert _record(storage) is None
+    assert main(["worker", "--storage", storage, "--study", "s", "--n-trials", "1"]) == 0
+    assert _record(storage) == PAPER_MODE_RECORD

@@ -123,6 +123,9 @@ class ParticleSampler(BaseSampler):
       check takes an open initial slot; once none is open it runs outside the GA.
     * Params other than the genome's (an objective's own ``suggest_float``) are sampled by
       a :class:`~optuna.samplers.RandomSampler`. Single-objective studies only.
+    * Every worker's sizes, space and settings must equal the study's GA record (``optuna-nos
+      init`` writes it; in a study made in Python the first sampler to place a trial does);
+      only the seed may differ. :meth:`from_ga_record` builds the sampler of a record.
     """
 
     def __init__(

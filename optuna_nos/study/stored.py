@@ -232,7 +232,8 @@ def write_ga_record(storage: BaseStorage, study_id: int,
     wins); the record the study holds afterwards."""
     insert_study_attr_once(storage, study_id, GA_CONFIG_ATTR, dict(record), system=True)
     stored = read_ga_record(storage, study_id)
-    assert stored is not None
+    if stored is None:
+        raise NOSError("the study's GA record could not be stored")
     return stored
 
 
