@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optuna_nos.optim.torch_optim import GenomeOptimizer, _Work, foreach_update
+from optuna_nos.optim.torch_optim import (GenomeOptimizer, _node_state_key, _Work,
+                                         foreach_update)
 from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.operands import AGGMO_BETAS, EMA_BETAS
 from optuna_nos.space.update_ops import OpContext
@@ -67,6 +68,8 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._edges = tuple(self._compiled.decay_tables)
+        self._keys = self._state_keys()
+        self._node_keys = tuple(_node_state_key(c) for c in self._compiled.stateful_nodes)
         # Computed here, outside the graph (paper mode computes them with torch ops).
         self._coefficients = {beta: self._arithmetic.coefficients(beta) for beta in _BLEND_BETAS}
         self._graph: Callable[..., None] = torch.compile(
@@ -81,8 +84,13 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
             by_device.setdefault(item.param.device, []).append(item)
         for device, items in by_device.items():
             scalars = torch.tensor(self._scalars(items, t), dtype=torch.float64, device=device)
-            self._graph([item.param for item in items], [item.grad for item in items],
-                        [item.state for item in items], scalars)
+            states = [item.state for item in items]
+            columns = [[state[key] for state in states] for key in self._keys]
+            node_columns = self._graph([item.param for item in items],
+                                       [item.grad for item in items], columns, scalars)
+            for key, column in zip(self._node_keys, node_columns, strict=True):
+                for state, tensor in zip(states, column, strict=True):
+                    state[key] = tensor
 
     def _scalars(self, items: list[_Work], t: int) -> list[float]:
         """[eta_t per tensor, mu_t, 1 - beta^k per corrected beta, d(t) per decayed edge]."""
@@ -93,14 +101,20 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         decays = [self._compiled.decay_tables[edge][t] for edge in self._edges]
         return [*(item.lr for item in items), self.momentum_at(t), *corrections, *decays]
 
-    def _update(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]],
-                scalars: Tensor) -> None:
+    def _update(self, params: list[Tensor], grads: list[Tensor], columns: list[list[Tensor]],
+                scalars: Tensor) -> list[list[Tensor]]:
+        """The step on flat lists: ``columns[i][j]`` is state ``self._keys[i]`` of tensor j.
+
+        Returns the new state of each stateful node, one list per node (the ops replace it).
+        """
         n = len(params)
         corrections = {beta: scalars[n + 1 + i] for i, beta in enumerate(_CORRECTED_BETAS)}
         first_decay = n + 1 + len(_CORRECTED_BETAS)
         decays = {edge: scalars[first_decay + i] for i, edge in enumerate(self._edges)}
         arithmetic = _StepArithmetic(self._arithmetic, corrections, self._coefficients)
         ctx = OpContext(arithmetic=arithmetic)
+        states = [dict(zip(self._keys, tensors, strict=True)) for tensors in zip(*columns)]
         foreach_update(self._compiled, arithmetic, params, grads, states,
                        [scalars[i] for i in range(n)], scalars[n], ctx,
                        lambda column, child: decays.get((column, child)))
+        return [[state[key] for state in states] for key in self._node_keys]
