@@ -14,6 +14,7 @@ Genomes with a dropout node take the eager path (their random masks need the gen
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,19 @@ class _StepArithmetic(Arithmetic):
         return self.corrections[beta]
 
 
+def _with_own_code(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` over a copy of its code object.
+
+    ``torch.compile`` caches graphs per code object, up to a fixed number of them; past that it
+    runs the function uncompiled. Each optimizer has its own graph (its own ``self`` and
+    tensors), so each gets its own code object, and any number of them stay compiled.
+    """
+    function = method.__func__  # type: ignore[attr-defined]
+    copy = types.FunctionType(function.__code__.replace(), function.__globals__,
+                              function.__name__, function.__defaults__, function.__closure__)
+    return types.MethodType(copy, method.__self__)  # type: ignore[attr-defined]
+
+
 class CompiledGenomeOptimizer(GenomeOptimizer):
     """A :class:`GenomeOptimizer` whose list step runs as one compiled graph.
 
@@ -72,8 +86,8 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         self._node_keys = tuple(_node_state_key(c) for c in self._compiled.stateful_nodes)
         # Computed here, outside the graph (paper mode computes them with torch ops).
         self._coefficients = {beta: self._arithmetic.coefficients(beta) for beta in _BLEND_BETAS}
-        self._graph: Callable[..., None] = torch.compile(
-            self._update, backend=backend, mode=mode, dynamic=False)
+        self._graph: Callable[..., list[list[Tensor]]] = torch.compile(
+            _with_own_code(self._update), backend=backend, mode=mode, dynamic=False)
 
     def _step_foreach(self, work: list[_Work], t: int) -> None:
         if self._uses_dropout:
