@@ -21,8 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optuna_nos.optim.torch_optim import (GenomeOptimizer, _node_state_key, _Work,
-                                         foreach_update)
+from optuna_nos.optim.torch_optim import GenomeOptimizer, _node_state_key, _Work, foreach_update
 from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.operands import AGGMO_BETAS, EMA_BETAS
 from optuna_nos.space.update_ops import OpContext
@@ -83,6 +82,7 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         super().__init__(*args, **kwargs)
         self._edges = tuple(self._compiled.decay_tables)
         self._keys = self._state_keys()
+        self._scalar_buffers: dict[tuple[torch.device, int], tuple[Tensor, Tensor]] = {}
         self._node_keys = tuple(_node_state_key(c) for c in self._compiled.stateful_nodes)
         # Computed here, outside the graph (paper mode computes them with torch ops).
         self._coefficients = {beta: self._arithmetic.coefficients(beta) for beta in _BLEND_BETAS}
@@ -97,7 +97,7 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         for item in work:
             by_device.setdefault(item.param.device, []).append(item)
         for device, items in by_device.items():
-            scalars = torch.tensor(self._scalars(items, t), dtype=torch.float64, device=device)
+            scalars = self._scalar_tensor(device, self._scalars(items, t))
             states = [item.state for item in items]
             columns = [[state[key] for state in states] for key in self._keys]
             node_columns = self._graph([item.param for item in items],
@@ -105,6 +105,23 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
             for key, column in zip(self._node_keys, node_columns, strict=True):
                 for state, tensor in zip(states, column, strict=True):
                     state[key] = tensor
+
+    def _scalar_tensor(self, device: torch.device, values: list[float]) -> Tensor:
+        """``values`` as a float64 tensor on ``device``: the same tensor every step, rewritten.
+
+        Handing the graph a new tensor each step costs more than writing into an old one.
+        """
+        key = (device, len(values))
+        buffers = self._scalar_buffers.get(key)
+        if buffers is None:
+            host = torch.empty(len(values), dtype=torch.float64)
+            on_device = host if device.type == "cpu" else torch.empty_like(host, device=device)
+            buffers = self._scalar_buffers[key] = (host, on_device)
+        host, on_device = buffers
+        host.numpy()[:] = values
+        if on_device is not host:
+            on_device.copy_(host)
+        return on_device
 
     def _scalars(self, items: list[_Work], t: int) -> list[float]:
         """[eta_t per tensor, mu_t, 1 - beta^k per corrected beta, d(t) per decayed edge]."""
@@ -127,7 +144,8 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         decays = {edge: scalars[first_decay + i] for i, edge in enumerate(self._edges)}
         arithmetic = _StepArithmetic(self._arithmetic, corrections, self._coefficients)
         ctx = OpContext(arithmetic=arithmetic)
-        states = [dict(zip(self._keys, tensors, strict=True)) for tensors in zip(*columns)]
+        states = [{key: column[j] for key, column in zip(self._keys, columns, strict=True)}
+                  for j in range(n)]
         foreach_update(self._compiled, arithmetic, params, grads, states,
                        [scalars[i] for i in range(n)], scalars[n], ctx,
                        lambda column, child: decays.get((column, child)))
