@@ -3,8 +3,9 @@
 One graph serves every step: all step-dependent numbers (eta_t of each tensor, mu_t, the bias
 corrections 1 - beta^(t+1) of v, s, lam, the ``expMovAvg`` correction 1 - 0.95^k and the decay
 d(t) of each decayed edge) are computed in Python exactly as the eager path computes them and
-enter the graph as one float64 tensor, so nothing step-dependent is baked in as a constant and
-the graph never recompiles as t moves.
+enter the graph as one float64 tensor (the same tensor each step, its values rewritten), so
+nothing step-dependent is baked in as a constant and the graph never recompiles as t moves.
+The per-tensor states enter as flat lists of tensors, one list per state key.
 
 The graph issues the eager path's arithmetic on the same values; the compiler may fuse the
 kernels, so results agree with the eager path to rounding (the tests check float64 parameters
