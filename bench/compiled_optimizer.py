@@ -9,7 +9,8 @@ On a width-``--width`` proxy ConvNet's parameters with fixed random gradients, o
 * ``adam compiled``: ``torch.compile`` of that Adam's ``step``.
 
 The genome is ``None ~ (v hat) / (sqrt(|s hat|))`` (Adam, betas 0.9/0.99, eps 1e-7). Ratios
-are against ``adam foreach`` of the same run.
+are medians over the repeats of the ratio to ``adam foreach`` (and, last line, of
+``genome compiled`` to ``adam compiled``) within one repeat.
 
     python bench/compiled_optimizer.py [--device cpu] [--width 32] [--steps 200] [--threads 1]
 """
@@ -70,8 +71,8 @@ def step_functions(device: str, width: int) -> dict[str, Callable[[], object]]:
     }
 
 
-def measure(device: str, width: int, steps: int, repeats: int) -> dict[str, float]:
-    """Median seconds per step of each configuration (interleaved repeats)."""
+def measure(device: str, width: int, steps: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per step of each configuration, one sample per (interleaved) repeat."""
     steps_of = step_functions(device, width)
     for step in steps_of.values():
         for _ in range(WARMUP_STEPS):  # compilation, lazy state
@@ -80,7 +81,7 @@ def measure(device: str, width: int, steps: int, repeats: int) -> dict[str, floa
     for _ in range(repeats):
         for name, step in steps_of.items():
             samples[name].append(seconds_per_call(step, device, steps))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def main() -> None:
@@ -93,12 +94,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    times = measure(args.device, args.width, args.steps, args.repeats)
-    base = times["adam foreach"]
+    samples = measure(args.device, args.width, args.steps, args.repeats)
     print(f"device {args.device}  width {args.width}  threads {torch.get_num_threads()}  "
           f"torch {torch.__version__}")
-    for name, seconds in times.items():
-        print(f"  {name:<16} x{seconds / base:5.2f} of adam foreach")
+    for name in samples:
+        print(f"  {name:<16} x{ratio(samples, name, 'adam foreach'):5.2f} of adam foreach")
+    print(f"  genome compiled  x{ratio(samples, 'genome compiled', 'adam compiled'):5.2f} "
+          "of adam compiled")
+
+
+def ratio(samples: dict[str, list[float]], name: str, base: str) -> float:
+    """Median over the repeats of ``name``'s time over ``base``'s time in the same repeat."""
+    return statistics.median(a / b for a, b in zip(samples[name], samples[base], strict=True))
 
 
 if __name__ == "__main__":

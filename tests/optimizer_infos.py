@@ -20,6 +20,7 @@ import torch
 from torch.optim import Optimizer
 
 from optuna_nos.core.errors import NOSError
+from optuna_nos.optim.compiled_step import CompiledGenomeOptimizer
 from optuna_nos.optim.export import export_source
 from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.optimizers import PUBLISHED_OPTIMIZERS, AdamClip
@@ -176,11 +177,13 @@ _GENOME_BAD = (
 )
 
 
-def _genome_optimizer(name: str, equation: str, lr: float) -> OptimizerInfo:
+def _genome_optimizer(name: str, equation: str, lr: float,
+                      cls: type[GenomeOptimizer] = GenomeOptimizer,
+                      **options: Any) -> OptimizerInfo:
     genome = parse_equation(equation)
     return OptimizerInfo(
-        name=f"GenomeOptimizer[{name}]",
-        build=lambda params, **kw: GenomeOptimizer(params, genome, **kw),
+        name=f"{cls.__name__}[{name}]",
+        build=lambda params, **kw: cls(params, genome, **options, **kw),
         kwargs={**_schedule(lr), "seed": 1}, steps_taken=lambda opt: opt.step_count,
         past_end="step 3 is past the schedule", bad_inputs=_GENOME_BAD,
         resume_kwargs={"seed": 99}, foreign_state="not saved by a GenomeOptimizer",
@@ -221,6 +224,8 @@ def _exported(name: str, equation: str, lr: float) -> OptimizerInfo:
 
 OPTIMIZER_INFOS: tuple[OptimizerInfo, ...] = (
     *(_genome_optimizer(*genome) for genome in GENOMES),
+    # aot_eager traces the graph without generating code: the contract, not the kernels.
+    _genome_optimizer(*GENOMES[0], cls=CompiledGenomeOptimizer, backend="aot_eager"),
     *(_published(name) for name in sorted(PUBLISHED_OPTIMIZERS)),
     _adamclip(),
     *(_exported(*genome) for genome in GENOMES if genome[0] in ("Adam", "DropoutMaxValue")),

@@ -124,3 +124,18 @@ def test_dropout_genome_takes_the_eager_step() -> None:
 @pytest.mark.parametrize("name", ["adam", "nesterov", "ema_decay"])
 def test_inductor_step_equals_eager(name: str) -> None:
     _run(GENOMES[name], "inductor", 1e-12)
+
+
+def test_every_optimizer_keeps_its_own_graph() -> None:
+    """More optimizers than torch.compile's per-function recompile limit all run compiled."""
+    torch._dynamo.reset()
+    counters.clear()
+    count = torch._dynamo.config.recompile_limit + 2
+    for _ in range(count):
+        weight = torch.zeros(3, requires_grad=True)
+        opt = CompiledGenomeOptimizer([weight], ADAM, lr=0.1, backend="aot_eager")
+        for _ in range(2):
+            weight.grad = torch.ones(3)
+            opt.step()
+    assert counters["stats"]["unique_graphs"] == count
+    assert not counters["recompiles"]
