@@ -334,5 +334,6 @@ def test_tests_and_bench_stay_apart(importer: str, forbidden: str) -> None:
         tree = ast.parse(path.read_text(), str(path))
         bad += [f"{name} imports {target}" for target in sorted(imported_names(name, path, set()))
                 if target.split(".")[0] == forbidden]
-        bad += [f"{name}:{line} loads from {forbidden}/" for line in loads_by_path(tree, forbidden)]
+        bad += [f"{name}:{line} loads from {forbidden}/"
+                for line in loads_by_path(tree, forbidden)]
     assert not bad, "\n".join(bad)
