@@ -35,6 +35,7 @@ from optuna_nos.space.genome import Genome
 from optuna_nos.study.stored import FINAL_ATTR, LR_ATTR, REASON_ATTR, SCREEN_ATTR
 from proxy.baselines import TorchBaseline
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
+from proxy.measure import default_batching
 from proxy.model import BN_MOMENTUM
 from proxy.protocol import EarlyStop, ScreenDecision, decide_screen, fitness_of, run_record
 from proxy.screen import EpochCallback, RunResult, RunSeeds, RunSpec, train_runs
@@ -309,7 +310,10 @@ class GenomeTrainer:
         )
 
     def screen(self, lrs: Sequence[float]) -> list[RunResult]:
-        return train_runs(self.screen_spec, lrs, self.seeds, batched=self.config.batched_screen)
+        batched = self.config.batched_screen
+        if batched is None:
+            batched = default_batching(self.screen_spec, len(lrs))
+        return train_runs(self.screen_spec, lrs, self.seeds, batched=batched)
 
     def final(self, lr: float) -> RunResult:
         return train_runs(self.final_spec, [lr], self.seeds, on_epoch=self.on_epoch)[0]
