@@ -38,11 +38,11 @@ import optuna
 import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import drills  # noqa: E402
 import sampler_overhead as history  # noqa: E402
 
 from optuna_nos.sampler import GASizes  # noqa: E402
 from optuna_nos.study.stored import SLOT_ATTR, SLOT_USER_ATTR  # noqa: E402
+from testkit import drills  # noqa: E402
 
 OBJECTIVE_S = 0.2
 #: Part 1: 1,000 initial slots, 4,600 in all; no run reaches the end.

@@ -180,12 +180,14 @@ def shortest_path(edges: dict[str, set[str]], source: str, goal: str,
     return path[::-1]
 
 
-def enclosing_imports(name: str, path: Path) -> list[str]:
-    """The file's imports of a package it lies in (``import P`` or ``from P import ...``).
+def enclosing_imports(name: str, path: Path, known: set[str]) -> list[str]:
+    """The file's imports of names from a package it lies in (``import P``, or ``from P import
+    x`` where ``P.x`` is not a module).
 
     Python runs a package's ``__init__`` before any of its modules, so a module that imports
     from its own package reads a half-run ``__init__`` whenever the import starts at the module;
-    siblings are imported by their own names instead.
+    siblings are imported by their own names instead (``from P import sibling`` is fine: it
+    imports the module ``P.sibling``).
     """
     parts = name.split(".")
     if path.name != "__init__.py":
@@ -195,16 +197,23 @@ def enclosing_imports(name: str, path: Path) -> list[str]:
     for node in executed_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names if alias.name in enclosing]
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module in enclosing:
-            found.append(f"{node.module} (line {node.lineno})")
-        elif isinstance(node, ast.ImportFrom) and node.level and not node.module:
-            found.append(f"{'.' * node.level} (line {node.lineno})")
+        elif isinstance(node, ast.ImportFrom) and (node.level or node.module in enclosing):
+            base = node.module or ""
+            if node.level:
+                package = package_of(name, path)
+                for _ in range(node.level - 1):
+                    package = package.rpartition(".")[0]
+                base = f"{package}.{base}".strip(".")
+            if base in enclosing:
+                found += [f"{base}.{alias.name} (line {node.lineno})" for alias in node.names
+                          if f"{base}.{alias.name}" not in known]
     return found
 
 
 def test_modules_import_siblings_not_their_package() -> None:
-    bad = [f"{name} imports {target}" for name, path in source_files(*PACKAGES).items()
-           if path.name != "__init__.py" for target in enclosing_imports(name, path)]
+    files = source_files(*PACKAGES)
+    bad = [f"{name} imports {target}" for name, path in files.items()
+           if path.name != "__init__.py" for target in enclosing_imports(name, path, set(files))]
     assert not bad, "\n".join(bad)
 
 

@@ -1,11 +1,9 @@
 """Torch-optimizer baselines in the proxy (against plain torch.optim runs), BatchNorm momentum,
-MNIST-1D and its task, and the search-quality bench's bootstrap."""
+MNIST-1D and its task, and the bootstrap interval the benches report."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from proxy.fitness import measure_fitness
 from proxy.model import ConvNet
 from proxy.protocol import EarlyStop
 from proxy.screen import RunSeeds, RunSpec, train_stack
+from testkit.stats import bootstrap_interval
 
 TORCH_REFERENCE = {
     "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
@@ -146,9 +145,6 @@ def test_mnist1d_objective_scores_torch_baselines() -> None:
 
 
 def test_bootstrap_interval() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from search_quality import bootstrap_interval
-
     mean, low, high = bootstrap_interval([0.5, 0.6, 0.7], [0.4, 0.5, 0.6], paired=True)
     assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) \
         and high == pytest.approx(0.1)
