@@ -65,9 +65,14 @@ def executed_nodes(tree: ast.AST) -> Iterator[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def package_of(name: str, path: Path) -> str:
-    """The package a relative import in module ``name`` (file ``path``) starts from."""
-    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+def from_module(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The absolute module of ``from X import ...`` in module ``name`` (file ``path``)."""
+    if not node.level:
+        return node.module or ""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module or ''}".strip(".")
 
 
 def imported_names(name: str, path: Path, known: set[str]) -> set[str]:
@@ -78,12 +83,7 @@ def imported_names(name: str, path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                package = package_of(name, path)
-                for _ in range(node.level - 1):
-                    package = package.rpartition(".")[0]
-                base = f"{package}.{base}".strip(".")
+            base = from_module(name, path, node)
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
                 targets.add(sub if sub in known else base)
@@ -197,16 +197,10 @@ def enclosing_imports(name: str, path: Path, known: set[str]) -> list[str]:
     for node in executed_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names if alias.name in enclosing]
-        elif isinstance(node, ast.ImportFrom) and (node.level or node.module in enclosing):
-            base = node.module or ""
-            if node.level:
-                package = package_of(name, path)
-                for _ in range(node.level - 1):
-                    package = package.rpartition(".")[0]
-                base = f"{package}.{base}".strip(".")
-            if base in enclosing:
-                found += [f"{base}.{alias.name} (line {node.lineno})" for alias in node.names
-                          if f"{base}.{alias.name}" not in known]
+        elif isinstance(node, ast.ImportFrom):
+            base = from_module(name, path, node)
+            found += [f"{base}.{alias.name} (line {node.lineno})" for alias in node.names
+                      if base in enclosing and f"{base}.{alias.name}" not in known]
     return found
 
 
