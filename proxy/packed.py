@@ -27,8 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
@@ -98,11 +96,7 @@ def measure_pack(
         if on_done is not None:
             on_done(index, result)
 
-    threads = torch.get_num_threads()
-    on_cpu = data.train.images.device.type == "cpu"
-    if on_cpu and task.cpu_threads is not None:
-        torch.set_num_threads(task.cpu_threads)
-    try:
+    with task.threads():
         undecided = list(range(len(genomes)))
         for stage, lrs in enumerate((config.stage1_lrs, config.stage2_lrs)):
             if not lrs or not undecided:
@@ -142,9 +136,6 @@ def measure_pack(
                 results[i] = FitnessResult(None, final.stop, chosen[i], screens[i], final)
             else:
                 finish(i, final_result(chosen[i], screens[i], final, numpy_nan=numpy_nan))
-    finally:
-        if on_cpu and task.cpu_threads is not None:
-            torch.set_num_threads(threads)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 
