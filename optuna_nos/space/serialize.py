@@ -22,14 +22,8 @@ import json
 from typing import Any
 
 from optuna_nos.core.errors import NOSError
-from optuna_nos.space.decays import (
-    DECAY_BINARY_OPS,
-    DECAY_HIDDEN,
-    DECAY_UNARY_OPS,
-    N_BASE_SCHEDULES,
-    Decay,
-    DecayNode,
-)
+from optuna_nos.space import decays
+from optuna_nos.space.decays import Decay, DecayNode
 from optuna_nos.space.node import N_HIDDEN, ROOT, Momentum, Node
 from optuna_nos.space.update_ops import BINARY_OPS, UNARY_OPS
 
@@ -163,16 +157,16 @@ def _decay_node(value: object, path: str, top: int) -> DecayNode:
     doc = _object(value, path, _DECAY_NODE_KEYS)
     return DecayNode(
         inputs=_inputs(doc["inputs"], f"{path}.inputs", top),
-        unary_op=_integer(doc["unary_op"], f"{path}.unary_op", 0, max(DECAY_UNARY_OPS)),
-        binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(DECAY_BINARY_OPS)),
+        unary_op=_integer(doc["unary_op"], f"{path}.unary_op", 0, max(decays.DECAY_UNARY_OPS)),
+        binary_op=_integer(doc["binary_op"], f"{path}.binary_op", 0, max(decays.DECAY_BINARY_OPS)),
     )
 
 
 def _decay(value: object, path: str) -> Decay:
     doc = _object(value, path, _DECAY_KEYS)
     return Decay(
-        root=_decay_node(doc["root"], f"{path}.root", DECAY_HIDDEN),
-        hidden=_decay_node(doc["hidden"], f"{path}.hidden", N_BASE_SCHEDULES - 1),
+        root=_decay_node(doc["root"], f"{path}.root", decays.DECAY_HIDDEN),
+        hidden=_decay_node(doc["hidden"], f"{path}.hidden", decays.N_BASE_SCHEDULES - 1),
         hidden_flag=_boolean(doc["hidden_flag"], f"{path}.hidden_flag"),
     )
 
