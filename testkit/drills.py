@@ -701,8 +701,11 @@ def drill_proxy_sigkill(result: DrillResult, workdir: Path, server: str) -> None
             swept = _wait_for(failed, 60, 0.2)
             result.check(bool(swept), f"with no worker alive the proxy failed trial "
                          f"{victim.number} {time.monotonic() - killed_at:.1f} s after the kill")
-            queued = [t for t in _trials(url, "p") if t.state == TrialState.WAITING
-                      and t.system_attrs.get(GENOME_ATTR) == genome]
+            # The sweep marks the trial FAIL first and queues its retry after.
+            queued = _wait_for(lambda: [t for t in _trials(url, "p")
+                                        if t.state == TrialState.WAITING
+                                        and t.system_attrs.get(GENOME_ATTR) == genome],
+                               30, 0.2) or []
             result.check(len(queued) == 1, f"retries queued with the same genome: "
                          f"{[t.number for t in queued]}")
             workers = [_start(args, workdir, f"w{k}") for k in range(2)]
