@@ -1,9 +1,10 @@
 """Reliability drills: kill, interrupt, starve and restart a real search, and check what is left.
 
-Every drill runs the ``optuna-nos`` command in subprocesses, as users run it, against a real
-storage, then reads the study back and checks its invariants (no trial left RUNNING, no
-finished trial lost or changed, the search finishes). Each drill prints what it did and what
-it found; the script exits 1 when any drill fails.
+The drills live in :mod:`testkit.drills`; this is their command line. Every drill runs the
+``optuna-nos`` command in subprocesses, as users run it, against a real storage, then reads
+the study back and checks its invariants (no trial left RUNNING, no finished trial lost or
+changed, the search finishes). Each drill prints what it did and what it found; the script
+exits 1 when any drill fails.
 
     python bench/drills.py --list
     python bench/drills.py signals sigkill artifacts          # the CI set (a few minutes)
@@ -23,44 +24,9 @@ from __future__ import annotations
 
 import argparse
 
-# The machinery lives in testkit.drills; its names stay importable from here for bench scripts.
-from testkit.drills import (  # noqa: F401
-    DEFAULT_SERVER,
-    DRILLS,
-    FAST_GA,
-    GENOME_ATTR,
-    PROXY_GA,
-    SLOT_ATTR,
-    WORKER_ATTR,
-    WORKERS_2S,
-    DrillResult,
-    _cli,
-    _count,
-    _duplicate_claims,
-    _duplicate_decisions,
-    _finished,
-    _Proc,
-    _running_started,
-    _sigkill_in_trial,
-    _sizes,
-    _snapshot,
-    _start,
-    _stop_all,
-    _storage,
-    _tracebacks,
-    _trials,
-    _wait_for,
-    _worker_pid,
-    free_port,
-    fresh_database,
-    postgres_available,
-    run_drill,
-    slots_completed_twice,
-    start_proxy,
-)
+from testkit.drills import DEFAULT_SERVER, DRILLS, run_drill
 
-__all__ = ["DEFAULT_SERVER", "DRILLS", "DrillResult", "free_port", "fresh_database", "main",
-           "postgres_available", "run_drill", "slots_completed_twice", "start_proxy"]
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,9 @@ import argparse
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome, genome_from_json, genome_to_json
@@ -79,12 +80,13 @@ def check_log(path: Path) -> int:
     return 1 if failures else 0
 
 
-def _rate(work: Callable[[], int]) -> tuple[float, float]:
-    """(CPU-time rate, wall-clock rate) of ``work``, which returns how many items it did."""
+def _rate(work: Callable[[Any], object], items: Sequence[Any]) -> tuple[float, float]:
+    """(CPU-time rate, wall-clock rate) of ``work`` applied to every item."""
     cpu, wall = time.process_time(), time.perf_counter()
-    count = work()
+    for item in items:
+        work(item)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return count / max(cpu, 1e-9), count / max(wall, 1e-9)
+    return len(items) / max(cpu, 1e-9), len(items) / max(wall, 1e-9)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,36 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     genomes: list[Genome] = [parse_equation(t) for t in distinct] * args.repeat
     documents = [genome_to_json(g) for g in genomes]
 
-    def parse_all() -> int:
-        for text in texts:
-            parse_equation(text)
-        return len(texts)
-
-    def format_all() -> int:
-        for genome in genomes:
-            format_equation(genome)
-        return len(genomes)
-
-    def dump_all() -> int:
-        for genome in genomes:
-            genome_to_json(genome)
-        return len(genomes)
-
-    def load_all() -> int:
-        for document in documents:
-            genome_from_json(document)
-        return len(documents)
-
     mean_length = sum(map(len, distinct)) / len(distinct)
     print(f"{len(distinct)} distinct equations (mean {mean_length:.0f} characters) x "
           f"{args.repeat} = {len(texts)} per measurement, best of {args.rounds} rounds")
-    measurements = (("parse_equation", parse_all), ("format_equation", format_all),
-                    ("baseline genome_from_json", load_all),
-                    ("baseline genome_to_json", dump_all))
-    rates = {name: (0.0, 0.0) for name, _ in measurements}
+    measurements: tuple[tuple[str, Callable[[Any], object], Sequence[Any]], ...] = (
+        ("parse_equation", parse_equation, texts), ("format_equation", format_equation, genomes),
+        ("baseline genome_from_json", genome_from_json, documents),
+        ("baseline genome_to_json", genome_to_json, genomes))
+    rates = {name: (0.0, 0.0) for name, _, _ in measurements}
     for _ in range(args.rounds):  # interleaved rounds, best of each: load spikes hit all alike
-        for name, work in measurements:
-            cpu_rate, wall_rate = _rate(work)
+        for name, work, items in measurements:
+            cpu_rate, wall_rate = _rate(work, items)
             rates[name] = (max(rates[name][0], cpu_rate), max(rates[name][1], wall_rate))
     for name, (cpu_rate, wall_rate) in rates.items():
         print(f"  {name:27s} {cpu_rate:10,.0f} /s CPU   {wall_rate:10,.0f} /s wall")

@@ -38,13 +38,13 @@ import optuna
 import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import drills  # noqa: E402
 import sampler_overhead as history  # noqa: E402
+from scaling import OBJECTIVE_S, objective  # noqa: E402
 
 from optuna_nos.sampler import GASizes  # noqa: E402
 from optuna_nos.study.stored import SLOT_ATTR, SLOT_USER_ATTR  # noqa: E402
+from testkit import drills  # noqa: E402
 
-OBJECTIVE_S = 0.2
 #: Part 1: 1,000 initial slots, 4,600 in all; no run reaches the end.
 SIZES = GASizes(n_particles=100, init_factor=10, steps=5, mutations=7, max_redraws=4)
 #: Part 2: 50,000 initial slots, 86,000 in all, so a 50,000-trial history of initial slots fits.
@@ -60,14 +60,6 @@ def _open(url: str) -> optuna.storages.BaseStorage:
 
     make = make_grpc_storage if is_grpc_url(url) else make_storage
     return make(url, heartbeat_interval=60)
-
-
-def objective(trial: optuna.Trial) -> float:
-    from optuna_nos import suggest_genome
-
-    genome = suggest_genome(trial)
-    time.sleep(OBJECTIVE_S)
-    return float(len(genome.equation()) % 97)
 
 
 def worker(url: str, seconds: float, report: Queue) -> None:  # type: ignore[type-arg]

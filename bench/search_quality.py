@@ -63,10 +63,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from testkit.stats import bootstrap_interval
+
 if TYPE_CHECKING:
     from optuna_nos.sampler import GASizes
 
-__all__ = ["Options", "bootstrap_interval", "main", "parse_options", "report", "run_job"]
+__all__ = ["Options", "main", "parse_options", "report", "run_job"]
 
 PARTICLE, RANDOM, TPE, FINAL, REVAL = "particle", "random", "tpe", "final", "revalidate"
 #: The GA whose records are confirmed with a second seed (:mod:`proxy.confirm`).
@@ -81,7 +83,6 @@ TRAINED_ATTR = "bench.trained_at"
 GENOME_ATTR = "bench.genome"
 #: The score of a test or transfer evaluation that failed (chance on ten classes).
 FAILED = 0.1
-BOOTSTRAP_RESAMPLES = 10_000
 
 
 @dataclass(frozen=True)
@@ -447,31 +448,6 @@ def _progress_line(result: SearchResult | FinalResult | RevalResult) -> str:
 
 
 # -- statistics and report --------------------------------------------------------------------
-
-
-def bootstrap_interval(a: Sequence[float], b: Sequence[float], *, paired: bool,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float, float]:
-    """mean(a) - mean(b) and its percentile bootstrap interval.
-
-    Paired: resample the indices of the pairs (a_i - b_i); else resample a and b
-    independently.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if paired:
-        if len(x) != len(y):
-            raise ValueError(f"paired samples need equal lengths, got {len(x)} and {len(y)}")
-        d = x - y
-        boots = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
-    else:
-        boots = (x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
-                 - y[rng.integers(0, len(y), (resamples, len(y)))].mean(axis=1))
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(boots, [tail, 1.0 - tail])
-    return float(x.mean() - y.mean()), float(low), float(high)
 
 
 def _fmt(value: float | None) -> str:

@@ -21,7 +21,8 @@ Every constant is a field of :class:`FitnessConfig` (defaults: the paper's value
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ from optuna_nos.space.genome import Genome
 from optuna_nos.study.stored import FINAL_ATTR, LR_ATTR, REASON_ATTR, SCREEN_ATTR
 from proxy.baselines import TorchBaseline
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
+from proxy.measure import default_batching
 from proxy.model import BN_MOMENTUM
 from proxy.protocol import EarlyStop, ScreenDecision, decide_screen, fitness_of, run_record
 from proxy.screen import EpochCallback, RunResult, RunSeeds, RunSpec, train_runs
@@ -309,7 +311,10 @@ class GenomeTrainer:
         )
 
     def screen(self, lrs: Sequence[float]) -> list[RunResult]:
-        return train_runs(self.screen_spec, lrs, self.seeds, batched=self.config.batched_screen)
+        batched = self.config.batched_screen
+        if batched is None:
+            batched = default_batching(self.screen_spec, len(lrs))
+        return train_runs(self.screen_spec, lrs, self.seeds, batched=batched)
 
     def final(self, lr: float) -> RunResult:
         return train_runs(self.final_spec, [lr], self.seeds, on_epoch=self.on_epoch)[0]
@@ -348,6 +353,21 @@ class ProxyTask:
             self._data = self.load().to(self.device or default_device())
         return self._data
 
+    @contextmanager
+    def threads(self) -> Iterator[None]:
+        """torch's intra-op threads set to ``cpu_threads`` while the block trains on the CPU
+        (restored after it)."""
+        before = torch.get_num_threads()
+        on_cpu = self.dataset().train.images.device.type == "cpu"
+        threads = self.cpu_threads if on_cpu else None
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            if threads is not None:
+                torch.set_num_threads(before)
+
     def evaluation_seed(self, trial_number: int | None) -> int:
         if self.seed is None:
             return int(np.random.SeedSequence().generate_state(1)[0])
@@ -372,16 +392,9 @@ def measure_fitness(
         seed=task.evaluation_seed(None) if seed is None else seed,
         settings=task.settings, dtype=task.dtype, on_epoch=on_epoch,
     )
-    threads = torch.get_num_threads()
-    on_cpu = data.train.images.device.type == "cpu"
-    if on_cpu and task.cpu_threads is not None:
-        torch.set_num_threads(task.cpu_threads)
-    try:
+    with task.threads():
         return run_protocol(trainer, task.config, numpy_nan=task.settings.numpy_nan_semantics,
                             on_screen_done=on_screen_done)
-    finally:
-        if on_cpu and task.cpu_threads is not None:
-            torch.set_num_threads(threads)
 
 
 def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: str | Fidelity, *,

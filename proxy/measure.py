@@ -18,7 +18,7 @@ from dataclasses import replace
 import torch
 
 from optuna_nos.space.parse import parse_equation
-from proxy.screen import RunSeeds, RunSpec
+from proxy.screen import Candidate, RunSeeds, RunSpec, train_packed
 
 __all__ = ["auto_pack", "batching_measured", "default_batching", "time_pack"]
 
@@ -33,8 +33,6 @@ def time_pack(spec: RunSpec, candidates: int, lrs: Sequence[float], steps: int) 
 
     One untimed step first (allocation, cuDNN autotuning, lazy optimizer state).
     """
-    from proxy.packed import Candidate, train_packed
-
     genome = parse_equation(TIMED_GENOME)
     seeds = RunSeeds.derive(0)
     pack = [(Candidate(genome, replace(seeds, model=seeds.model + i)), lrs)

@@ -17,23 +17,21 @@ seeds ``RunSeeds.derive(seed)`` whose ``data`` field is the pack's data seed (th
 this in float64).
 
 A copy stops at its first non-finite loss or by its early-stop rule, and a candidate leaves
-the pack when :data:`PackEpoch` says so (the pruner); neither touches the other copies,
-because copies share no parameter, statistic or optimizer state.
+the pack when :data:`~proxy.screen.PackEpoch` says so (the pruner); neither touches the other
+copies, because copies share no parameter, statistic or optimizer state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.space.genome import Genome
+from optuna_nos.space.parse import parse_equation
 from optuna_nos.study.stored import FIDELITY_USER_ATTR, LR_ATTR
 from optuna_nos.study.suggest import set_system_attr
-from proxy.data import training_batches
 from proxy.fitness import (
     FINAL_ATTR,
     SCREEN_ATTR,
@@ -43,37 +41,17 @@ from proxy.fitness import (
     final_result,
     screen_decision,
 )
-from proxy.screen import RunResult, RunSeeds, RunSpec, fresh_model, train_epochs
-from proxy.stack import StackedConvNet, needs_per_tensor_layout
+from proxy.measure import TIMED_GENOME, auto_pack
+from proxy.screen import Candidate, PackEpoch, RunResult, RunSeeds, train_packed
 
 if TYPE_CHECKING:
     from optuna_nos.study.packing import Pack
     from proxy.tasks import ProxyObjective
 
-__all__ = [
-    "Candidate",
-    "auto_pack_size",
-    "evaluate_pack",
-    "PackDone",
-    "PackEpoch",
-    "measure_pack",
-    "pack_seeds",
-    "train_packed",
-]
+__all__ = ["auto_pack_size", "evaluate_pack", "PackDone", "measure_pack", "pack_seeds"]
 
-#: Called after each recorded final-run epoch with (candidate index, epoch, run); True drops
-#: the candidate from the pack (a pruned trial).
-PackEpoch = Callable[[int, int, RunResult], bool]
 #: Called once per candidate, as soon as its result is known, with (candidate index, result).
 PackDone = Callable[[int, FitnessResult], None]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One member of a pack: its genome and the seeds of its runs."""
-
-    genome: Genome
-    seeds: RunSeeds
 
 
 def pack_seeds(task: ProxyTask, seed: int) -> RunSeeds:
@@ -84,68 +62,6 @@ def pack_seeds(task: ProxyTask, seed: int) -> RunSeeds:
     """
     data = RunSeeds.derive(task.evaluation_seed(None)).data
     return replace(RunSeeds.derive(seed), data=data)
-
-
-class _Optimizers:
-    """Steps every candidate's optimizer (copies without a gradient are skipped by each)."""
-
-    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
-        self.optimizers = optimizers
-
-    def step(self) -> None:
-        for optimizer in self.optimizers:
-            optimizer.step()
-
-
-def train_packed(
-    spec: RunSpec,
-    runs: Sequence[tuple[Candidate, Sequence[float]]],
-    *,
-    on_epoch: PackEpoch | None = None,
-) -> list[list[RunResult]]:
-    """Train every (candidate, learning rates) pair's runs together; results per candidate.
-
-    ``spec.genome`` is ignored (each candidate brings its own). Every candidate must carry
-    the same data seed. Stopping rules are those of :func:`proxy.screen.train_stack`; a
-    candidate for which ``on_epoch`` returns True stops all its runs at that epoch.
-    """
-    from optuna_nos.optim.torch_optim import GenomeOptimizer
-
-    if not runs:
-        return []
-    data_seeds = {candidate.seeds.data for candidate, _ in runs}
-    if len(data_seeds) != 1:
-        raise NOSError(f"a pack's candidates must share one data seed, got {sorted(data_seeds)}")
-    owner: list[int] = []
-    models = []
-    results: list[list[RunResult]] = []
-    for index, (candidate, lrs) in enumerate(runs):
-        results.append([RunResult(float(lr)) for lr in lrs])
-        for _ in lrs:
-            owner.append(index)
-            models.append(fresh_model(spec, candidate.seeds))
-    per_tensor = any(needs_per_tensor_layout(candidate.genome) for candidate, _ in runs)
-    stack = StackedConvNet(models, per_tensor=per_tensor, grouped=spec.device.type == "cuda")
-    leaves = stack.parameter_groups()
-    optimizers: list[torch.optim.Optimizer] = []
-    first = 0
-    for candidate, lrs in runs:
-        groups = [{"params": leaves[first + j], "lr": float(lr)} for j, lr in enumerate(lrs)]
-        optimizers.append(GenomeOptimizer(
-            groups, candidate.genome, lr=float(lrs[0]), total_steps=spec.total_steps,
-            warmup_steps=spec.warmup_steps, settings=spec.settings,
-            seed=candidate.seeds.optimizer))
-        first += len(lrs)
-    run_of = [j for _, lrs in runs for j in range(len(lrs))]
-    stream = training_batches(spec.train, spec.norm, spec.augmentation,
-                              batch_size=spec.batch_size, shuffle=spec.shuffle,
-                              seed=data_seeds.pop(), dtype=spec.dtype)
-    def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
-        return on_epoch is not None and on_epoch(owner[copy], epoch, result)
-
-    train_epochs(stack, _Optimizers(optimizers), stream, spec,
-                 lambda copy: results[owner[copy]][run_of[copy]], epoch_done, owner.__getitem__)
-    return results
 
 
 def measure_pack(
@@ -180,11 +96,7 @@ def measure_pack(
         if on_done is not None:
             on_done(index, result)
 
-    threads = torch.get_num_threads()
-    on_cpu = data.train.images.device.type == "cpu"
-    if on_cpu and task.cpu_threads is not None:
-        torch.set_num_threads(task.cpu_threads)
-    try:
+    with task.threads():
         undecided = list(range(len(genomes)))
         for stage, lrs in enumerate((config.stage1_lrs, config.stage2_lrs)):
             if not lrs or not undecided:
@@ -224,9 +136,6 @@ def measure_pack(
                 results[i] = FitnessResult(None, final.stop, chosen[i], screens[i], final)
             else:
                 finish(i, final_result(chosen[i], screens[i], final, numpy_nan=numpy_nan))
-    finally:
-        if on_cpu and task.cpu_threads is not None:
-            torch.set_num_threads(threads)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
 
@@ -310,9 +219,6 @@ def auto_pack_size(task: ProxyTask, fidelity: str = "evolution") -> int:
 
     Sized for the screen's largest stage at ``fidelity`` (the wider model by default).
     """
-    from optuna_nos.space.parse import parse_equation
-    from proxy.measure import TIMED_GENOME, auto_pack
-
     config = task.config
     trainer = GenomeTrainer(parse_equation(TIMED_GENOME), task.dataset(),
                             config.fidelity(fidelity), config, seed=0, settings=task.settings,

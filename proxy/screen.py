@@ -6,6 +6,8 @@ initial weights, same batches, same augmentation, same dropout masks), as a
 param group per run. Each run's record is exactly what training it alone would give (the
 tests check this against a plain ConvNet in float64); only the genome's own dropout ops draw
 their masks in a different order. With ``batched=False`` the runs go one after another.
+:func:`train_packed` trains several candidates' runs the same way in one stack, each
+candidate under its own optimizer (the packs of :mod:`proxy.packed`).
 
 Per epoch of ``steps_per_epoch`` steps a run records its training accuracy (correct
 predictions / examples seen over the epoch, training mode) and, when a validation split is
@@ -50,6 +52,8 @@ from proxy.protocol import EarlyStop
 from proxy.stack import StackedConvNet, needs_per_tensor_layout
 
 __all__ = [
+    "Candidate",
+    "PackEpoch",
     "RunResult",
     "RunSeeds",
     "RunSpec",
@@ -57,6 +61,7 @@ __all__ = [
     "fresh_model",
     "train_epoch",
     "train_epochs",
+    "train_packed",
     "train_runs",
     "train_stack",
     "validate",
@@ -171,19 +176,16 @@ def train_runs(
     lrs: Sequence[float],
     seeds: RunSeeds,
     *,
-    batched: bool | None = None,
+    batched: bool = True,
     on_epoch: EpochCallback | None = None,
 ) -> list[RunResult]:
     """Train one fresh model per learning rate (see the module docstring); results in order.
 
-    ``batched=None`` decides by a timing on this device (:func:`proxy.measure.default_batching`).
+    ``batched=False`` trains them one after another (:func:`proxy.measure.default_batching`
+    decides by a timing on the device).
     """
     if not lrs:
         return []
-    if batched is None:
-        from proxy.measure import default_batching
-
-        batched = default_batching(spec, len(lrs))
     if batched:
         return train_stack(spec, lrs, seeds, on_epoch=on_epoch)[0]
     return [train_stack(spec, [lr], seeds, on_epoch=on_epoch)[0][0] for lr in lrs]
@@ -239,6 +241,82 @@ def train_stack(
 
     train_epochs(stack, optimizer, stream, spec, results.__getitem__, epoch_done)
     return results, stack
+
+
+# -- packs: several candidates' runs in one stack -------------------------------------------
+
+
+#: Called after each recorded final-run epoch with (candidate index, epoch, run); True drops
+#: the candidate from the pack (a pruned trial).
+PackEpoch = Callable[[int, int, "RunResult"], bool]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One member of a pack: its genome and the seeds of its runs."""
+
+    genome: Genome
+    seeds: RunSeeds
+
+
+class _Optimizers:
+    """Steps every candidate's optimizer (copies without a gradient are skipped by each)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        self.optimizers = optimizers
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+
+def train_packed(
+    spec: RunSpec,
+    runs: Sequence[tuple[Candidate, Sequence[float]]],
+    *,
+    on_epoch: PackEpoch | None = None,
+) -> list[list[RunResult]]:
+    """Train every (candidate, learning rates) pair's runs together; results per candidate.
+
+    ``spec.genome`` is ignored (each candidate brings its own). Every candidate must carry
+    the same data seed. Stopping rules are those of :func:`train_stack`; a
+    candidate for which ``on_epoch`` returns True stops all its runs at that epoch.
+    """
+    if not runs:
+        return []
+    data_seeds = {candidate.seeds.data for candidate, _ in runs}
+    if len(data_seeds) != 1:
+        raise NOSError(f"a pack's candidates must share one data seed, got {sorted(data_seeds)}")
+    owner: list[int] = []
+    models = []
+    results: list[list[RunResult]] = []
+    for index, (candidate, lrs) in enumerate(runs):
+        results.append([RunResult(float(lr)) for lr in lrs])
+        for _ in lrs:
+            owner.append(index)
+            models.append(fresh_model(spec, candidate.seeds))
+    per_tensor = any(needs_per_tensor_layout(candidate.genome) for candidate, _ in runs)
+    stack = StackedConvNet(models, per_tensor=per_tensor, grouped=spec.device.type == "cuda")
+    leaves = stack.parameter_groups()
+    optimizers: list[torch.optim.Optimizer] = []
+    first = 0
+    for candidate, lrs in runs:
+        groups = [{"params": leaves[first + j], "lr": float(lr)} for j, lr in enumerate(lrs)]
+        optimizers.append(GenomeOptimizer(
+            groups, candidate.genome, lr=float(lrs[0]), total_steps=spec.total_steps,
+            warmup_steps=spec.warmup_steps, settings=spec.settings,
+            seed=candidate.seeds.optimizer))
+        first += len(lrs)
+    run_of = [j for _, lrs in runs for j in range(len(lrs))]
+    stream = training_batches(spec.train, spec.norm, spec.augmentation,
+                              batch_size=spec.batch_size, shuffle=spec.shuffle,
+                              seed=data_seeds.pop(), dtype=spec.dtype)
+    def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
+        return on_epoch is not None and on_epoch(owner[copy], epoch, result)
+
+    train_epochs(stack, _Optimizers(optimizers), stream, spec,
+                 lambda copy: results[owner[copy]][run_of[copy]], epoch_done, owner.__getitem__)
+    return results
 
 
 #: Called after each recorded epoch of a copy with (copy index, epoch, its result); True drops

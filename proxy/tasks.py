@@ -61,6 +61,7 @@ from proxy.fitness import (
     default_device,
     evaluate_genome,
 )
+from proxy.packed import auto_pack_size, evaluate_pack
 from proxy.protocol import EarlyStop
 
 __all__ = ["BASELINES", "ProxyObjective", "cifar10", "digits", "fitness_config", "mnist1d"]
@@ -127,14 +128,10 @@ class ProxyObjective:
 
     def evaluate_pack(self, pack: Any) -> None:
         """Evaluate a pack of trials together (:func:`proxy.packed.evaluate_pack`)."""
-        from proxy.packed import evaluate_pack
-
         evaluate_pack(self, pack)
 
     def auto_pack(self) -> int:
         """``--pack auto``: the pack size measured on this device."""
-        from proxy.packed import auto_pack_size
-
         return auto_pack_size(self.task)
 
     def check_environment(self) -> None:

@@ -8,6 +8,9 @@
 * :mod:`testkit.fault_worker`: ``optuna-nos`` with one fault injected at an exact window.
 * :mod:`testkit.dashboard`: a small finished study served by optuna-dashboard.
 * :mod:`testkit.genomes`, :mod:`testkit.stats`, :mod:`testkit.reference`: helpers of the
-  search-space, sampling and trainer tests.
+  search-space, sampling and trainer tests (``testkit.stats`` also holds the bootstrap
+  interval the benches report).
 * :mod:`testkit.drills`: the reliability drills (``bench/drills.py`` is their command line).
+* :mod:`testkit.proxy_drills`: the drills through ``optuna-nos proxy``
+  (``bench/proxy_drills.py`` is their command line).
 """

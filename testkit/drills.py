@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -649,12 +649,15 @@ def _duplicate_decisions(trials: list[FrozenTrial]) -> list[str]:
 PROXY_GA = FAST_GA + workers_table(1, 3, 2) + objective_table("sleepy", sleep_s=1.0)
 
 
-def start_proxy(url: str, workdir: Path, tag: str = "proxy") -> tuple[_Proc, str]:
-    """``optuna-nos proxy`` in front of ``url``; returns it and its ``grpc://`` URL once it
-    answers (or a process that has exited, when it cannot start)."""
+def start_proxy(url: str, workdir: Path, tag: str = "proxy",
+                port: int | None = None) -> tuple[_Proc, str]:
+    """``optuna-nos proxy`` in front of ``url`` on 127.0.0.1:``port`` (a free one by default);
+    returns it and its ``grpc://`` URL once it answers (or a process that has exited, when it
+    cannot start)."""
     from optuna_nos.study.grpc_proxy import make_grpc_storage
 
-    port = free_port()
+    if port is None:
+        port = free_port()
     proc = _start(["proxy", "--storage", url, "--host", "127.0.0.1", "--port", str(port),
                    "--threads", "4"], workdir, tag)
     grpc_url = f"grpc://127.0.0.1:{port}"
@@ -708,8 +711,11 @@ def drill_proxy_sigkill(result: DrillResult, workdir: Path, server: str) -> None
             swept = _wait_for(failed, 60, 0.2)
             result.check(bool(swept), f"with no worker alive the proxy failed trial "
                          f"{victim.number} {time.monotonic() - killed_at:.1f} s after the kill")
-            queued = [t for t in _trials(url, "p") if t.state == TrialState.WAITING
-                      and t.system_attrs.get(GENOME_ATTR) == genome]
+            # The sweep marks the trial FAIL first and queues its retry after.
+            queued = _wait_for(lambda: [t for t in _trials(url, "p")
+                                        if t.state == TrialState.WAITING
+                                        and t.system_attrs.get(GENOME_ATTR) == genome],
+                               30, 0.2) or []
             result.check(len(queued) == 1, f"retries queued with the same genome: "
                          f"{[t.number for t in queued]}")
             workers = [_start(args, workdir, f"w{k}") for k in range(2)]
@@ -768,9 +774,11 @@ DRILLS: dict[str, tuple[Callable[..., None], bool]] = {
 }
 
 
-def run_drill(name: str, server: str = DEFAULT_SERVER, **options: Any) -> DrillResult:
-    """Run one drill in a fresh temporary directory and return what it found."""
-    drill, needs_postgres = DRILLS[name]
+def run_drill(name: str, server: str = DEFAULT_SERVER, *,
+              table: Mapping[str, tuple[Callable[..., None], bool]] = DRILLS,
+              **options: Any) -> DrillResult:
+    """Run the drill ``table[name]`` in a fresh temporary directory; what it found."""
+    drill, needs_postgres = table[name]
     result = DrillResult(name)
     print(f"== drill {name}: {(drill.__doc__ or '').splitlines()[0]}", flush=True)
     if needs_postgres and not postgres_available(server):

@@ -1,12 +1,17 @@
 """Closed forms of the binary ops, written independently of the package.
 
 The decay graph's binary ops are the first seven of these. Import it from a test module as
-``from closed_forms import BINARY_CLOSED_FORMS``.
+``from closed_forms import BINARY_CLOSED_FORMS``; :func:`assert_closed_form` compares an op's
+elementwise values with a closed form.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+
+import pytest
+import torch
 
 
 def binary_pow(x: float, y: float) -> float:
@@ -28,3 +33,15 @@ BINARY_CLOSED_FORMS = {
     8: lambda x, y: 0.95 * x + 0.05 * y,
     9: binary_pow,
 }
+
+
+def columns(points: Sequence[tuple[float, ...]]) -> list[torch.Tensor]:
+    """The points' coordinates as float64 tensors, one per argument."""
+    return [torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True)]
+
+
+def assert_closed_form(got: Sequence[float], points: Sequence[tuple[float, ...]],
+                       form: Callable[..., float]) -> None:
+    """``got[i] == form(*points[i])`` for every point (relative 1e-12, absolute 1e-14)."""
+    for point, value in zip(points, got, strict=True):
+        assert value == pytest.approx(form(*point), rel=1e-12, abs=1e-14), point

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import optuna
 import pytest
@@ -17,10 +13,11 @@ from optuna_nos.cli.commands import main
 from optuna_nos.core.errors import NOSError
 from optuna_nos.study import grpc_proxy
 from optuna_nos.study.liveness import BEAT_ATTR, BeatObserver, fail_stale
+from testkit import drills
+from testkit.postgres import DEFAULT_SERVER, require_postgres
+from testkit.process import free_port
 
 pytest.importorskip("grpc")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class FakeClock:
@@ -51,8 +48,6 @@ def test_bad_grpc_url_is_one_line_error(url: str, capsys: pytest.CaptureFixture[
 
 
 def test_unreachable_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    from drills_module import free_port  # type: ignore[import-not-found]
-
     monkeypatch.setattr(grpc_proxy, "CONNECT_TIMEOUT_S", 0.5)
     with pytest.raises(NOSError, match="unreachable"):
         grpc_proxy.make_grpc_storage(f"grpc://127.0.0.1:{free_port()}")
@@ -129,29 +124,14 @@ def test_proxy_does_not_adopt_the_trials_it_creates(tmp_path: Path) -> None:
     storage.engine.dispose()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def drills_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("drills_module", ROOT / "bench" / "drills.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_proxy_sigkill_drill(drills_module: ModuleType) -> None:
-    server = drills_module.DEFAULT_SERVER
-    if not drills_module.postgres_available(server):
-        if os.environ.get("OPTUNA_NOS_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL at {server} is unreachable")
-        pytest.skip(f"PostgreSQL at {server} is unreachable")
-    result = drills_module.run_drill("proxy-sigkill", server)
+def test_proxy_sigkill_drill() -> None:
+    require_postgres()
+    result = drills.run_drill("proxy-sigkill", DEFAULT_SERVER)
     assert result.passed, "\n".join(result.findings)
 
 
 def test_stopped_proxy_counts_as_a_storage_outage() -> None:
-    from drills_module import free_port  # type: ignore[import-not-found]
     from optuna.storages._grpc.server import make_server
 
     from optuna_nos.cli.commands import _is_storage_outage

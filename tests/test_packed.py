@@ -13,8 +13,8 @@ from test_fitness import _reference_run, _spec
 from optuna_nos.space.parse import parse_equation
 from proxy.data import load_digits
 from proxy.fitness import DIGITS_FITNESS, ProxyTask, measure_fitness
-from proxy.packed import Candidate, measure_pack, pack_seeds, train_packed
-from proxy.screen import RunSeeds
+from proxy.packed import measure_pack, pack_seeds
+from proxy.screen import Candidate, RunSeeds, train_packed
 
 GENOMES = [
     "None ~ (v hat) / (sqrt(|s hat|))",

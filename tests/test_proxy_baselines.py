@@ -1,25 +1,24 @@
 """Torch-optimizer baselines in the proxy (against plain torch.optim runs), BatchNorm momentum,
-MNIST-1D and its task, and the search-quality bench's bootstrap."""
+MNIST-1D and its task, and the bootstrap interval the benches report."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.schedules import lr_schedule
 from proxy.baselines import TORCH_BASELINES, TorchBaseline
-from proxy.data import load_digits, normalization, training_batches
+from proxy.data import load_digits, normalization
 from proxy.fitness import measure_fitness
 from proxy.model import ConvNet
 from proxy.protocol import EarlyStop
 from proxy.screen import RunSeeds, RunSpec, train_stack
+from testkit.reference import reference_run
+from testkit.stats import bootstrap_interval
 
 TORCH_REFERENCE = {
     "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
@@ -44,31 +43,9 @@ def _spec(data, rule: TorchBaseline) -> RunSpec:  # type: ignore[no-untyped-def]
 def _reference_run(spec: RunSpec, name: str, lr: float, seeds: RunSeeds
                    ) -> tuple[ConvNet, list[float]]:
     """One run written plainly: a ConvNet, torch.optim, eta_t = lr_schedule(lr, T, W)[t]."""
-    model = ConvNet(spec.width, in_channels=1, dropout=spec.dropout,
-                    generator=torch.Generator().manual_seed(seeds.model),
-                    dropout_generator=torch.Generator().manual_seed(seeds.dropout),
-                    bn_momentum=spec.bn_momentum).double()
-    optimizer = TORCH_REFERENCE[name](model.parameters(), lr)
     rates = lr_schedule(lr, spec.total_steps, spec.warmup_steps).tolist()
-    stream = training_batches(spec.train, spec.norm, None, batch_size=spec.batch_size,
-                              shuffle=spec.shuffle, seed=seeds.data, dtype=torch.float64)
-    accuracies, step = [], 0
-    model.train()
-    for _ in range(spec.epochs):
-        correct = seen = 0
-        for _ in range(spec.steps_per_epoch):
-            images, labels = next(stream)
-            logits = model(images)
-            optimizer.zero_grad()
-            F.cross_entropy(logits, labels).backward()
-            for group in optimizer.param_groups:
-                group["lr"] = rates[step]
-            optimizer.step()
-            step += 1
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            seen += len(labels)
-        accuracies.append(correct / seen)
-    return model, accuracies
+    return reference_run(spec, seeds, lambda params: TORCH_REFERENCE[name](params, lr),
+                         rates.__getitem__)
 
 
 @pytest.mark.parametrize("name", sorted(TORCH_REFERENCE))
@@ -146,9 +123,6 @@ def test_mnist1d_objective_scores_torch_baselines() -> None:
 
 
 def test_bootstrap_interval() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from search_quality import bootstrap_interval
-
     mean, low, high = bootstrap_interval([0.5, 0.6, 0.7], [0.4, 0.5, 0.6], paired=True)
     assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) \
         and high == pytest.approx(0.1)

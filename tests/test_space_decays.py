@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from closed_forms import BINARY_CLOSED_FORMS
+from closed_forms import BINARY_CLOSED_FORMS, assert_closed_form, columns
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.space.decays import (
@@ -97,21 +97,16 @@ def test_tables_hold_exactly_the_spec_decay_ops() -> None:
 
 @pytest.mark.parametrize("code", sorted(DECAY_UNARY_CLOSED_FORMS))
 def test_decay_unary_op_matches_closed_form(code: int) -> None:
-    got = DECAY_UNARY_OPS[code].fn(torch.tensor(SAMPLES, dtype=torch.float64)).tolist()
-    for x, value in zip(SAMPLES, got, strict=True):
-        expected = DECAY_UNARY_CLOSED_FORMS[code](x)
-        assert value == pytest.approx(expected, rel=1e-12, abs=1e-14), (code, x)
+    points = [(x,) for x in SAMPLES]
+    assert_closed_form(DECAY_UNARY_OPS[code].fn(*columns(points)).tolist(), points,
+                       DECAY_UNARY_CLOSED_FORMS[code])
 
 
 @pytest.mark.parametrize("code", sorted(DECAY_BINARY_CLOSED_FORMS))
 def test_decay_binary_op_matches_closed_form(code: int) -> None:
     pairs = [(x, y) for x in SAMPLES for y in (-0.3, 0.0, 0.4, 1.0)]
-    xs = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
-    ys = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
-    got = DECAY_BINARY_OPS[code].fn(xs, ys).tolist()
-    for (x, y), value in zip(pairs, got, strict=True):
-        expected = DECAY_BINARY_CLOSED_FORMS[code](x, y)
-        assert value == pytest.approx(expected, rel=1e-12, abs=1e-14), (code, x, y)
+    assert_closed_form(DECAY_BINARY_OPS[code].fn(*columns(pairs)).tolist(), pairs,
+                       DECAY_BINARY_CLOSED_FORMS[code])
 
 
 @pytest.mark.parametrize("name", sorted(BASE_SCHEDULES))

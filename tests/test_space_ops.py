@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from closed_forms import BINARY_CLOSED_FORMS
+from closed_forms import BINARY_CLOSED_FORMS, assert_closed_form, columns
 
 from optuna_nos.space.update_ops import (
     BINARY_OPS,
@@ -103,10 +103,8 @@ def test_binary_print_format_matches_spec(code: int) -> None:
 
 @pytest.mark.parametrize("code", sorted(UNARY_CLOSED_FORMS))
 def test_stateless_unary_op_matches_closed_form(code: int) -> None:
-    got = run_unary(code, list(SAMPLES))
-    for x, value in zip(SAMPLES, got, strict=True):
-        expected = UNARY_CLOSED_FORMS[code](x)
-        assert value == pytest.approx(expected, rel=1e-12, abs=1e-14), (code, x)
+    assert_closed_form(run_unary(code, list(SAMPLES)), [(x,) for x in SAMPLES],
+                       UNARY_CLOSED_FORMS[code])
 
 
 def test_i1e_known_values() -> None:
@@ -209,12 +207,8 @@ def test_max_value_is_a_running_maximum_from_zero() -> None:
 
 @pytest.mark.parametrize("code", sorted(BINARY_CLOSED_FORMS))
 def test_binary_op_matches_closed_form(code: int) -> None:
-    xs = torch.tensor([p[0] for p in PAIRS], dtype=torch.float64)
-    ys = torch.tensor([p[1] for p in PAIRS], dtype=torch.float64)
-    got = BINARY_OPS[code].fn(xs, ys).tolist()
-    for (x, y), value in zip(PAIRS, got, strict=True):
-        expected = BINARY_CLOSED_FORMS[code](x, y)
-        assert value == pytest.approx(expected, rel=1e-12, abs=1e-14), (code, x, y)
+    assert_closed_form(BINARY_OPS[code].fn(*columns(PAIRS)).tolist(), PAIRS,
+                       BINARY_CLOSED_FORMS[code])
 
 
 def test_pow_special_cases() -> None:

@@ -34,29 +34,22 @@ import torch
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
-from optuna_nos.space import (
-    BINARY_OPS,
+from optuna_nos.space.decays import (
     DECAY_BINARY_OPS,
     DECAY_HIDDEN,
     DECAY_UNARY_OPS,
-    HIDDEN_COLUMNS,
-    IDENTITY,
     N_BASE_SCHEDULES,
-    N_OPERANDS,
-    OPERANDS,
-    ROOT,
-    UNARY_OPS,
     Decay,
     DecayNode,
-    Genome,
-    Momentum,
-    Node,
-    column_name,
     decay_phenotype,
     is_valid_decay,
 )
+from optuna_nos.space.genome import Genome
+from optuna_nos.space.node import HIDDEN_COLUMNS, ROOT, Momentum, Node, column_name
 from optuna_nos.space.notation import format_decay
+from optuna_nos.space.operands import N_OPERANDS, OPERANDS
 from optuna_nos.space.random_genome import chance, has_active_cycle, pick, random_decay
+from optuna_nos.space.update_ops import BINARY_OPS, IDENTITY, UNARY_OPS
 from optuna_nos.space.variants import (
     VariantLike,
     lr_schedule_edge,

@@ -28,23 +28,18 @@ from itertools import accumulate, repeat
 from typing import TypeVar
 
 from optuna_nos.core.errors import NOSError
-from optuna_nos.space import (
-    BINARY_OPS,
+from optuna_nos.space.decays import (
     DECAY_BINARY_OPS,
     DECAY_HIDDEN,
     DECAY_UNARY_OPS,
-    IDENTITY,
     N_BASE_SCHEDULES,
-    N_HIDDEN,
-    N_OPERANDS,
-    OPERANDS,
-    UNARY_OPS,
     Decay,
     DecayNode,
-    Genome,
-    Momentum,
-    Node,
 )
+from optuna_nos.space.genome import Genome
+from optuna_nos.space.node import N_HIDDEN, Momentum, Node
+from optuna_nos.space.operands import N_OPERANDS, OPERANDS
+from optuna_nos.space.update_ops import BINARY_OPS, IDENTITY, UNARY_OPS
 
 __all__ = ["MAX_EQUATION_LENGTH", "parse_decay", "parse_equation"]
 

@@ -27,24 +27,19 @@ import numpy as np
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
-from optuna_nos.space import (
-    BINARY_OPS,
+from optuna_nos.space.decays import (
     DECAY_BINARY_OPS,
     DECAY_HIDDEN,
     DECAY_UNARY_OPS,
-    HIDDEN_COLUMNS,
-    IDENTITY,
     N_BASE_SCHEDULES,
-    N_OPERANDS,
-    ROOT,
-    UNARY_OPS,
     Decay,
     DecayNode,
-    Genome,
-    Momentum,
-    Node,
     is_valid_decay,
 )
+from optuna_nos.space.genome import Genome
+from optuna_nos.space.node import HIDDEN_COLUMNS, ROOT, Momentum, Node
+from optuna_nos.space.operands import N_OPERANDS
+from optuna_nos.space.update_ops import BINARY_OPS, IDENTITY, UNARY_OPS
 from optuna_nos.space.variants import (
     ADAM_VARIANT_FIRST_INPUT,
     ADAM_VARIANT_OPERANDS,
