@@ -245,8 +245,9 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     study's GA record."""
     import optuna
 
+    from optuna_nos.study.config import study_settings
     from optuna_nos.study.storage import make_storage
-    from optuna_nos.study.stored import study_settings, trial_genome
+    from optuna_nos.study.stored import trial_genome
 
     try:
         loaded = optuna.load_study(study_name=study,

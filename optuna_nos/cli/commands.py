@@ -23,7 +23,7 @@ from optuna_nos.core.atomic_write import write_text_file
 from optuna_nos.core.display import printable
 from optuna_nos.core.errors import NOSError
 from optuna_nos.study.baselines import claim_baselines, release_baselines
-from optuna_nos.study.config import StudyConfig, load_config, parse_config
+from optuna_nos.study.config import StudyConfig, load_config, parse_config, study_settings
 from optuna_nos.study.dashboard import name_metric
 from optuna_nos.study.stored import (
     CONFIG_ATTR,
@@ -34,7 +34,6 @@ from optuna_nos.study.stored import (
     REASON_ATTR,
     SLOT_USER_ATTR,
     read_ga_record,
-    study_settings,
     trial_genome,
 )
 from optuna_nos.study.study_setup import create_configured_study

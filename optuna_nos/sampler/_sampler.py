@@ -49,6 +49,7 @@ from optuna_nos.sampler._state import (
 )
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import VariantLike, resolve_variant
+from optuna_nos.study.config import record_search
 from optuna_nos.study.genes import genome_from_params, genome_params
 from optuna_nos.study.liveness import fail_stale_trials
 from optuna_nos.study.stored import (
@@ -63,7 +64,6 @@ from optuna_nos.study.stored import (
     SLOT_ATTR,
     WORKER_ATTR,
     ensure_ga_record,
-    record_search,
     search_record,
 )
 from optuna_nos.study.suggest import display_attrs

@@ -34,18 +34,22 @@ Errors name the key and what it allows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.settings import Settings
 from optuna_nos.core.validation import check_int
-from optuna_nos.study.stored import CONFIG_ATTR, search_record
+from optuna_nos.study.stored import CONFIG_ATTR, read_ga_record, search_record
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
 
 __all__ = [
     "CONFIG_ATTR",
@@ -54,6 +58,8 @@ __all__ = [
     "WorkerConfig",
     "load_config",
     "parse_config",
+    "record_search",
+    "study_settings",
 ]
 
 SPACES = ("paper", "adam_variants", "lr_schedule")
@@ -319,3 +325,26 @@ def load_config(source: str | Path) -> StudyConfig:
     except RecursionError:
         raise NOSError(f"config file {str(path)!r} nests tables or arrays too deeply") from None
     return parse_config(data)
+
+
+def record_search(record: Mapping[str, Any]) -> tuple[GAConfig, str, Settings]:
+    """The sizes (with seed), space and settings of a GA record: the inverse of
+    :func:`search_record`. Keys a record lacks take their defaults."""
+    fields = [f.name for f in dataclasses.fields(GAConfig)]
+    stored_settings = record.get("settings", {})
+    try:
+        sizes = GAConfig(**{key: record[key] for key in fields if key in record})
+        settings = Settings(**stored_settings)
+    except TypeError as exc:
+        raise NOSError(f"the study's GA record is malformed: {exc}") from None
+    return sizes, str(record.get("space", "paper")), settings
+
+
+def study_settings(storage: BaseStorage, study_id: int) -> Settings:
+    """The behaviour switches the study's genomes were searched with: its GA record's; for a
+    study without one, its config's (set up before ``init`` wrote records) or the defaults."""
+    record = read_ga_record(storage, study_id)
+    if record is not None:
+        return record_search(record)[2]
+    config = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
+    return Settings() if config is None else parse_config(config).settings

@@ -72,7 +72,7 @@ __all__ = [
     "LINEAGE_ATTRS", "LR_ATTR", "MUTATION_ATTR", "PARENT_ATTR", "PARTICLE_ATTR", "REASON_ATTR",
     "RECIPE_ATTR", "SCREEN_ATTR", "SLOT_ATTR", "SLOT_USER_ATTR", "STEP_ATTR", "WORKER_ATTR",
     "check_ga_record", "ensure_ga_record", "ga_record", "insert_study_attr_once",
-    "read_ga_record", "record_search", "search_record", "study_settings", "trial_genome",
+    "read_ga_record", "search_record", "trial_genome",
     "write_ga_record",
 ]
 
@@ -152,22 +152,6 @@ def search_record(sizes: GAConfig, space: str, settings: Settings) -> dict[str, 
     return ga_record(sizes.to_dict(), sizes.seed, space, dataclasses.asdict(settings))
 
 
-def record_search(record: Mapping[str, Any]) -> tuple[GAConfig, str, Settings]:
-    """The sizes (with seed), space and settings of a GA record: the inverse of
-    :func:`search_record`. Keys a record lacks take their defaults."""
-    from optuna_nos.core.settings import Settings
-    from optuna_nos.study.config import GAConfig
-
-    fields = [f.name for f in dataclasses.fields(GAConfig)]
-    stored_settings = record.get("settings", {})
-    try:
-        sizes = GAConfig(**{key: record[key] for key in fields if key in record})
-        settings = Settings(**stored_settings)
-    except TypeError as exc:
-        raise NOSError(f"the study's GA record is malformed: {exc}") from None
-    return sizes, str(record.get("space", "paper")), settings
-
-
 def read_ga_record(storage: BaseStorage, study_id: int) -> Mapping[str, Any] | None:
     """The study's GA record, or None before ``optuna-nos init`` or a ParticleSampler wrote
     it."""
@@ -179,19 +163,6 @@ def read_ga_record(storage: BaseStorage, study_id: int) -> Mapping[str, Any] | N
         raise NOSError(f"the study's GA record has format version {version!r}; this "
                        f"optuna-nos reads version {GA_RECORD_VERSION}")
     return record
-
-
-def study_settings(storage: BaseStorage, study_id: int) -> Settings:
-    """The behaviour switches the study's genomes were searched with: its GA record's; for a
-    study without one, its config's (set up before ``init`` wrote records) or the defaults."""
-    from optuna_nos.core.settings import Settings
-    from optuna_nos.study.config import parse_config
-
-    record = read_ga_record(storage, study_id)
-    if record is not None:
-        return record_search(record)[2]
-    config = storage.get_study_user_attrs(study_id).get(CONFIG_ATTR)
-    return Settings() if config is None else parse_config(config).settings
 
 
 def insert_study_attr_once(storage: BaseStorage, study_id: int, key: str, value: Any, *,
