@@ -83,7 +83,7 @@ def _play_out(study: optuna.Study, trials: Sequence[optuna.Trial]) -> None:
         study.tell(trial, 0.5)
 
 
-def _evaluations(study: optuna.Study, slot: str) -> list[FrozenTrial]:
+def _evaluations(study: optuna.Study, slot: str | None) -> list[FrozenTrial]:
     """Trials that evaluated ``slot`` to an outcome (COMPLETE or PRUNED with its genome)."""
     return [t for t in study.get_trials(deepcopy=False)
             if t.system_attrs.get(SLOT_ATTR) == slot and GENOME_ATTR in t.system_attrs
