@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos import ParticleSampler, suggest_genome
 from optuna_nos.sampler._sampler import RETRY_REASON, TAKEN_REASON
-from optuna_nos.study.liveness import RetryStaleTrial, fail_stale
+from optuna_nos.study.liveness import DUPLICATE_REASON, RetryStaleTrial, fail_stale
 from optuna_nos.study.storage import make_storage
 from optuna_nos.study.stored import GENOME_ATTR, IDLE_ATTR, REASON_ATTR, SLOT_ATTR
 
@@ -148,8 +148,8 @@ def test_a_claim_in_the_sweep_window_never_takes_the_dead_trial_s_slot(
 
 def test_racing_sweepers_run_one_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two sweepers judge the victim stale; the second's whole sweep lands while the first
-    creates its retry (past its check for one). Only one retry evaluates the slot, with the
-    victim's genome; the other gives way, and only one sweeper failed the victim."""
+    creates its retry (past its check for one). The later retry is withdrawn at once; one
+    retry evaluates the slot, with the victim's genome; one sweeper failed the victim."""
     study, victim = _children_running()
     storage = study._storage
     slot = _slot(study, victim._trial_id)
@@ -168,18 +168,20 @@ def test_racing_sweepers_run_one_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()
     assert sorted(first + second[0]) == [victim._trial_id]
     retries = _retries_of(study, victim.number)
-    assert len(retries) == 2  # the race past the check; a sequential sweep queues none
+    assert len(retries) == 1  # the later one was withdrawn by its sweeper
+    withdrawn = [t for t in study.get_trials(deepcopy=False)
+                 if t.user_attrs.get(REASON_ATTR) == DUPLICATE_REASON]
+    assert len(withdrawn) == 1 and withdrawn[0].number > retries[0].number
+    assert withdrawn[0].state == TrialState.PRUNED
+    assert withdrawn[0].system_attrs.get(SLOT_ATTR) is None
     assert fail_stale(study, _Stale(victim._trial_id), RetryStaleTrial(3)) == []
-    assert len(_retries_of(study, victim.number)) == 2
+    assert len(_retries_of(study, victim.number)) == 1
 
-    popped = [study.ask(), study.ask()]
-    _play_out(study, popped)
+    retry = study.ask()
+    _play_out(study, [retry])
     evaluated = _evaluations(study, slot)
-    assert [t.number for t in evaluated] == [min(t.number for t in retries)]
+    assert [t.number for t in evaluated] == [retries[0].number] == [retry.number]
     assert evaluated[0].system_attrs[GENOME_ATTR] == genome
-    dropped = [t for t in _retries_of(study, victim.number) if t.number != evaluated[0].number]
-    assert dropped[0].state == TrialState.PRUNED
-    assert dropped[0].user_attrs[REASON_ATTR] == TAKEN_REASON
 
 
 def test_a_late_result_beats_the_sweep_and_its_queued_retry_gives_way(

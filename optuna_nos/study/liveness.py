@@ -19,8 +19,8 @@ is held at every moment and no other worker can claim it in between. One sweeper
 queued queues none. Should the trial finish by its own worker instead (a late result), its
 queued retry gives way when popped (the sampler reads the original's state, and fails it
 itself when the original is still ``RUNNING``: a queued retry means a sweeper judged it
-stale). Sweepers racing past the check may queue two retries; only the first-numbered one
-runs.
+stale). Sweepers racing past the check may both queue one; the later one is withdrawn by
+its sweeper at once, and gives way should a worker pop it first.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from optuna_nos.study.stored import BEAT_ATTR
+from optuna_nos.study.stored import BEAT_ATTR, REASON_ATTR, SLOT_ATTR
 
-__all__ = ["BEAT_ATTR", "FAILED_TRIAL", "RETRY_HISTORY", "BeatObserver", "HeartbeatRows",
-           "Liveness", "RetryStaleTrial", "fail_stale", "fail_stale_trials", "has_retry",
+__all__ = ["BEAT_ATTR", "DUPLICATE_REASON", "FAILED_TRIAL", "RETRY_HISTORY", "BeatObserver",
+           "HeartbeatRows", "Liveness", "RetryStaleTrial", "fail_stale", "fail_stale_trials", "has_retry",
            "orphan_trial_ids", "queue_retries_first", "retried_number"]
 
 #: Optuna's system attrs of a queued retry: the first trial of the chain, and every trial
@@ -174,10 +174,33 @@ class RetryStaleTrial:
         if self.max_retry is not None and self.max_retry < len(history):
             return False
         attrs = {FAILED_TRIAL: trial.number, **trial.system_attrs, RETRY_HISTORY: history}
-        storage.create_new_trial(study_id, template_trial=create_trial(
+        mine = storage.create_new_trial(study_id, template_trial=create_trial(
             state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
             user_attrs=trial.user_attrs, system_attrs=attrs))
+        _withdraw_if_duplicate(storage, study_id, trial.number, mine)
         return True
+
+
+#: ``nos.reason`` of a retry withdrawn because a racing sweeper queued one first.
+DUPLICATE_REASON = "duplicate retry withdrawn"
+
+
+def _withdraw_if_duplicate(storage: BaseStorage, study_id: int, number: int,
+                           mine: int) -> None:
+    """Withdraw retry ``mine`` of trial ``number`` when a lower-numbered retry of it exists
+    (sweepers racing past the check both queued one; trials are numbered in the order they
+    are created, so the later one always sees the earlier): popped here, it forgets the trial
+    it repeats and its slot, and ends PRUNED. A worker that popped it first finds the earlier
+    retry and gives way."""
+    siblings = [t for t in storage.get_all_trials(study_id, deepcopy=False)
+                if retried_number(t) == number]
+    if min(t._trial_id for t in siblings) == mine or \
+            not storage.set_trial_state_values(mine, TrialState.RUNNING):
+        return
+    for key in (SLOT_ATTR, FAILED_TRIAL, RETRY_HISTORY):
+        storage.set_trial_system_attr(mine, key, None)
+    storage.set_trial_user_attr(mine, REASON_ATTR, DUPLICATE_REASON)
+    storage.set_trial_state_values(mine, TrialState.PRUNED)
 
 
 def queue_retries_first(storage: BaseStorage, study_id: int, trial_ids: list[int],
