@@ -41,8 +41,8 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from optuna_nos.study.stored import BEAT_ATTR, REASON_ATTR, SLOT_ATTR
 
 __all__ = ["BEAT_ATTR", "DUPLICATE_REASON", "FAILED_TRIAL", "RETRY_HISTORY", "BeatObserver",
-           "HeartbeatRows", "Liveness", "RetryStaleTrial", "fail_stale", "fail_stale_trials", "has_retry",
-           "orphan_trial_ids", "queue_retries_first", "retried_number"]
+           "HeartbeatRows", "Liveness", "RetryStaleTrial", "fail_stale", "fail_stale_trials",
+           "has_retry", "orphan_trial_ids", "queue_retries_first", "retried_number"]
 
 #: Optuna's system attrs of a queued retry: the first trial of the chain, and every trial
 #: retried so far (the last one is the trial this retry repeats).
