@@ -24,8 +24,10 @@ import socket
 from collections.abc import Callable
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nos.study.liveness import has_retry
 from optuna_nos.study.stored import REASON_ATTR
 
 __all__ = ["fail_own_running_trials", "worker_id"]
@@ -51,24 +53,28 @@ def fail_own_running_trials(study: optuna.Study, reason: str, *,
     "Started" means created or popped from the queue by this process's storage (which keeps
     their ids, see :mod:`optuna_nos.study.storage`), so a trial interrupted before the sampler
     wrote anything into it is found as well. With ``retry`` each one is handed to the
-    storage's heartbeat-stale callback, as a stale trial would be, and so is queued again
-    with the same genome.
+    storage's heartbeat-stale callback before it is failed, as a stale trial would be, and so
+    is queued again with the same genome.
     """
     storage = study._storage
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
     started = sorted(getattr(backend, "started_trial_ids", ()))
+    callback = _stale_callback(storage) if retry else None
     failed: list[int] = []
     for trial_id in started:
         trial = storage.get_trial(trial_id)
         if trial.state != TrialState.RUNNING:
             continue
         storage.set_trial_user_attr(trial_id, REASON_ATTR, reason)
-        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+        if callback is not None and not has_retry(storage, study._study_id, trial.number):
+            # Queued before the FAIL, so that the slot is never open in between.
+            callback(study, storage.get_trial(trial_id))
+        try:
+            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
             continue
         failed.append(trial.number)
-        callback = _stale_callback(storage)
-        if retry and callback is not None:
-            callback(study, storage.get_trial(trial_id))
     return failed
 
 

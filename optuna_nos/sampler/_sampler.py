@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
@@ -51,7 +52,7 @@ from optuna_nos.space.genome import Genome
 from optuna_nos.space.variants import VariantLike, resolve_variant
 from optuna_nos.study.config import record_search
 from optuna_nos.study.genes import genome_from_params, genome_params
-from optuna_nos.study.liveness import fail_stale_trials
+from optuna_nos.study.liveness import fail_stale_trials, retried_number
 from optuna_nos.study.stored import (
     FIDELITY_ATTR,
     FIDELITY_USER_ATTR,
@@ -411,17 +412,30 @@ class ParticleSampler(BaseSampler):
         raise AssertionError("unreachable")
 
     def _retry_taken(self, study: Study, trial: FrozenTrial, slot_name: str) -> bool:
-        """Whether a popped retry's slot is decided, or held by another attempt that got its
-        genome (past its claim) or is lower-numbered (the claim rule)."""
+        """Whether a popped retry gives way (its slot is then free of it).
+
+        It gives way when the trial it repeats did not end ``FAIL`` (its worker told a late
+        result; one still RUNNING is failed here first, as the sweeper that queued this retry
+        is about to), when a lower-numbered retry of the same trial exists (racing sweepers
+        queued two), when its slot is decided, or when another attempt holds the slot and got
+        its genome (past its claim) or is lower-numbered (the claim rule). Its own original
+        and later duplicates of itself are no rivals."""
         slot = Slot.parse(slot_name)
         if slot is None or not slot.within(self._sizes):
             return False
+        original = retried_number(trial)
+        if original is not None and not _failed_for_retry(study, original):
+            return True
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        siblings = [t.number for t in trials
+                    if original is not None and retried_number(t) == original]
+        if min(siblings, default=trial.number) < trial.number:
+            return True
         if self._derive(study, trials).slot(slot).decided:
             return True
         return any(
-            rival.number != trial.number and rival.state in _HELD
-            and rival.system_attrs.get(SLOT_ATTR) == slot_name
+            rival.number != trial.number and rival.number not in siblings
+            and rival.state in _HELD and rival.system_attrs.get(SLOT_ATTR) == slot_name
             and (GENOME_ATTR in rival.system_attrs or rival.number < trial.number)
             for rival in trials
         )
@@ -494,6 +508,20 @@ def _record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
     trial that goes stale (and is retried) instead of one that runs forever."""
     if isinstance(storage, BaseHeartbeat):
         storage.record_heartbeat(trial_id)
+
+
+def _failed_for_retry(study: Study, number: int) -> bool:
+    """Whether trial ``number``, which a queued retry repeats, ended ``FAIL``. A retry is
+    queued before its original is failed, so an original still unfinished is failed here (the
+    storage lets one transition win: this ``FAIL`` or the original's own late result)."""
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if not storage.get_trial(trial_id).state.is_finished():
+        try:
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            pass  # finished meanwhile: by its sweeper, or by its worker's result
+    return storage.get_trial(trial_id).state == TrialState.FAIL
 
 
 def _trial_number(trials: Sequence[FrozenTrial], number: int) -> FrozenTrial:

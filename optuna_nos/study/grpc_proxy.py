@@ -26,13 +26,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import optuna
-from optuna.storages import BaseStorage, GrpcStorageProxy, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, GrpcStorageProxy
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.validation import check_int
-from optuna_nos.study.liveness import BEAT_ATTR, BeatObserver, StaleCallback, fail_stale
+from optuna_nos.study.liveness import (
+    BEAT_ATTR,
+    BeatObserver,
+    RetryStaleTrial,
+    StaleCallback,
+    fail_stale,
+    queue_retries_first,
+)
 from optuna_nos.study.storage import normalize_url, redact_url
 
 __all__ = ["LivenessGrpcStorage", "is_grpc_url", "is_proxy_outage", "make_grpc_storage",
@@ -106,7 +113,8 @@ class LivenessGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return self._observer.stale(running)
+        return queue_retries_first(self, study_id, self._observer.stale(running),
+                                   self._stale_callback)
 
     def get_heartbeat_interval(self) -> int | None:
         return self._heartbeat_interval
@@ -118,9 +126,7 @@ class LivenessGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
 
 
 def _retry_callback(max_retry: int | None) -> StaleCallback:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    return RetryStaleTrial(max_retry)
 
 
 def make_grpc_storage(url: str, *, heartbeat_interval: int | None = 60,
@@ -190,13 +196,8 @@ def served_storage(url: str, threads: int) -> optuna.storages.RDBStorage:
     """
     from optuna_nos.study.storage import make_storage
 
-    rdb = make_storage(url, heartbeat_interval=None, max_retry=None, pool_size=threads)
-    rdb._adopt = _adopt_nothing  # type: ignore[attr-defined]
-    return rdb
-
-
-def _adopt_nothing(trial_id: int) -> dict[str, str]:
-    return {}
+    return make_storage(url, heartbeat_interval=None, max_retry=None, pool_size=threads,
+                        adopt=False)
 
 
 def serve_proxy(url: str, *, host: str, port: int, threads: int = 16,

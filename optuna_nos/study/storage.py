@@ -2,8 +2,9 @@
 
 Every worker of a distributed search opens the same database the same way: a small
 connection pool that survives server restarts, a heartbeat so that a killed worker's trial
-goes ``FAIL``, and ``RetryHeartbeatStaleTrialCallback`` so that such a trial is queued again
-with the same genome. Messages never show a password.
+goes ``FAIL``, and :class:`~optuna_nos.study.liveness.RetryStaleTrial` so that such a trial is
+queued again with the same genome (the retry queued before the ``FAIL``). Messages never
+show a password.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 import sqlalchemy.orm
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
@@ -74,13 +75,16 @@ class _HeartbeatTolerantStorage(RDBStorage):
     in between left a RUNNING trial that never goes stale. Here a trial this process creates
     RUNNING, or pops from the queue, gets a heartbeat and ``nos:worker`` at once, and its id
     is kept in :attr:`started_trial_ids`; stale trials include RUNNING trials that have no
-    heartbeat at all and are older than the grace period.
+    heartbeat at all and are older than the grace period. With ``adopt=False`` (a storage that
+    serves other processes' trials, as the gRPC proxy's) no trial is adopted: nothing is
+    written into a trial after creating or popping it, and no id is kept.
     """
 
     _heartbeat_failing = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, adopt: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.adopt = adopt
         #: Ids of the trials this process created RUNNING or popped from the queue.
         self.started_trial_ids: set[int] = set()
 
@@ -100,14 +104,14 @@ class _HeartbeatTolerantStorage(RDBStorage):
                           template_trial: FrozenTrial | None = None) -> FrozenTrial:
         # Both create_new_trial and Optuna's caching wrapper create trials through here.
         trial = super()._create_new_trial(study_id, template_trial)
-        if trial.state == TrialState.RUNNING:
+        if self.adopt and trial.state == TrialState.RUNNING:
             trial.system_attrs.update(self._adopt(trial._trial_id))
         return trial
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
-        if changed and state == TrialState.RUNNING:
+        if changed and self.adopt and state == TrialState.RUNNING:
             self._adopt(trial_id)  # a queued trial popped by this process
         return changed
 
@@ -124,8 +128,10 @@ class _HeartbeatTolerantStorage(RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """RUNNING trials whose heartbeat is older than the grace period (database clock), and
-        those without any heartbeat that started longer ago than that (worker clocks)."""
-        from optuna_nos.study.liveness import orphan_trial_ids
+        those without any heartbeat that started longer ago than that (worker clocks); each
+        one's retry is queued before the caller fails it
+        (:func:`~optuna_nos.study.liveness.queue_retries_first`)."""
+        from optuna_nos.study.liveness import orphan_trial_ids, queue_retries_first
 
         assert self.heartbeat_interval is not None
         grace = self.grace_period if self.grace_period is not None \
@@ -141,7 +147,8 @@ class _HeartbeatTolerantStorage(RDBStorage):
             stale = [row.trial_id for row in rows
                      if row.heartbeats and now - row.heartbeats[0].heartbeat > limit]
             running = [(row.trial_id, row.datetime_start, bool(row.heartbeats)) for row in rows]
-        return stale + orphan_trial_ids(running, grace)
+        return queue_retries_first(self, study_id, stale + orphan_trial_ids(running, grace),
+                                   self.heartbeat_stale_trial_callback)
 
 
 def normalize_url(url: str) -> str:
@@ -249,6 +256,7 @@ def make_storage(
     max_retry: int | None = 3,
     read_only: bool = False,
     pool_size: int = 1,
+    adopt: bool = True,
 ) -> RDBStorage:
     """An :class:`optuna.storages.RDBStorage` set up for one worker process.
 
@@ -263,6 +271,9 @@ def make_storage(
       (not even a SQLite file).
     * ``pool_size``: connections kept open (one more may open for the heartbeat); the gRPC
       proxy, which serves many workers, keeps one per serving thread.
+    * ``adopt``: a trial this process creates RUNNING or pops from the queue gets a heartbeat
+      and ``nos:worker`` at once; False for a storage serving other processes' trials (the
+      gRPC proxy), which runs none itself.
 
     Raises :class:`~optuna_nos.core.errors.NOSError` for a bad argument, an unreachable server, a
     rejected login, a missing database, a database that is not Optuna's or whose schema is of
@@ -286,11 +297,9 @@ def make_storage(
     if dialect == "postgresql" and "connect_timeout" not in parsed.query:
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
 
-    callback = None
-    if heartbeat_interval is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    from optuna_nos.study.liveness import RetryStaleTrial
+
+    callback = RetryStaleTrial(max_retry) if heartbeat_interval is not None else None
 
     def open_storage() -> RDBStorage:
         with warnings.catch_warnings():
@@ -302,6 +311,7 @@ def make_storage(
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=callback,
                 skip_table_creation=read_only,
+                adopt=adopt,
             )
 
     try:
