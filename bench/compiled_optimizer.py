@@ -61,8 +61,7 @@ def step_functions(device: str, width: int) -> dict[str, Callable[[], object]]:
 
     schedule = {"lr": 1e-3, "total_steps": 10**6, "warmup_steps": 0}
     adam = torch.optim.Adam(params(), lr=1e-3, betas=(0.9, 0.99), eps=1e-7, **fused)
-    compiled_adam = torch.optim.Adam(params(), lr=1e-3, betas=(0.9, 0.99),
-                                     eps=1e-7, foreach=True)
+    compiled_adam = torch.optim.Adam(params(), lr=1e-3, betas=(0.9, 0.99), eps=1e-7, foreach=True)
     return {
         "genome eager": GenomeOptimizer(params(), genome, **schedule).step,
         "genome compiled": CompiledGenomeOptimizer(params(), genome, **schedule).step,
@@ -95,12 +94,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     samples = measure(args.device, args.width, args.steps, args.repeats)
-    print(f"device {args.device}  width {args.width}  threads {torch.get_num_threads()}  "
-          f"torch {torch.__version__}")
+    print(
+        f"device {args.device}  width {args.width}  threads {torch.get_num_threads()}  "
+        f"torch {torch.__version__}"
+    )
     for name in samples:
         print(f"  {name:<16} x{ratio(samples, name, 'adam foreach'):5.2f} of adam foreach")
-    print(f"  genome compiled  x{ratio(samples, 'genome compiled', 'adam compiled'):5.2f} "
-          "of adam compiled")
+    print(
+        f"  genome compiled  x{ratio(samples, 'genome compiled', 'adam compiled'):5.2f} "
+        "of adam compiled"
+    )
 
 
 def ratio(samples: dict[str, list[float]], name: str, base: str) -> float:

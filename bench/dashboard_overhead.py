@@ -27,8 +27,11 @@ from testkit.objectives import fast
 def search(folder: Path, with_view: bool, interval: float) -> tuple[float, int]:
     storage = f"sqlite:///{folder / ('view.db' if with_view else 'plain.db')}"
     study = optuna.create_study(
-        storage=storage, direction="maximize", pruner=DivergencePruner(),
-        sampler=ParticleSampler(n_particles=3, init_factor=2, steps=2, mutations=2, seed=0))
+        storage=storage,
+        direction="maximize",
+        pruner=DivergencePruner(),
+        sampler=ParticleSampler(n_particles=3, init_factor=2, steps=2, mutations=2, seed=0),
+    )
     config = SimpleNamespace(space="paper", settings=DEFAULT_SETTINGS, artifact_dir=None)
     callbacks: list = [StopWhenFinished()]
     if with_view:
@@ -44,10 +47,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plain, n_plain = search(Path(tmp), with_view=False, interval=interval)
         viewed, n_viewed = search(Path(tmp), with_view=True, interval=interval)
-    print(f"plain {plain:.2f} s ({n_plain} trials), with notes and a study view refreshed "
-          f"at most every {interval:g} s {viewed:.2f} s ({n_viewed} trials): ratio "
-          f"{viewed / plain:.2f}, "
-          f"{(viewed - plain) / n_viewed * 1000:.0f} ms per trial")
+    print(
+        f"plain {plain:.2f} s ({n_plain} trials), with notes and a study view refreshed "
+        f"at most every {interval:g} s {viewed:.2f} s ({n_viewed} trials): ratio "
+        f"{viewed / plain:.2f}, "
+        f"{(viewed - plain) / n_viewed * 1000:.0f} ms per trial"
+    )
 
 
 if __name__ == "__main__":

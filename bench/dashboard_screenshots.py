@@ -18,16 +18,34 @@ from pathlib import Path
 
 from testkit.dashboard import dashboard, get_json, run_showcase_study
 
-_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run",
-          "--hide-scrollbars", "--virtual-time-budget=5000")
+_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--virtual-time-budget=5000",
+)
 
 
 def screenshot(browser: str, url: str, path: Path, height: int = 1600) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser, *_FLAGS, f"--user-data-dir={profile}",
-                        f"--window-size=1400,{height}", f"--screenshot={path}", url],
-                       check=True, capture_output=True, timeout=90)
+        subprocess.run(
+            [
+                browser,
+                *_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size=1400,{height}",
+                f"--screenshot={path}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
 
 
 def main() -> int:

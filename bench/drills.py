@@ -43,13 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.drills if n not in DRILLS]
     if unknown:
         parser.error(f"unknown drill(s) {', '.join(unknown)}; known: {', '.join(DRILLS)}")
-    results = [run_drill(name, args.server,
-                         **({"seconds": args.seconds} if name == "load16" else {}))
-               for name in args.drills]
+    results = [
+        run_drill(name, args.server, **({"seconds": args.seconds} if name == "load16" else {}))
+        for name in args.drills
+    ]
     print("\nsummary")
     for result in results:
-        print(f"  {result.name:<18} {'PASSED' if result.passed else 'FAILED'} "
-              f"({result.seconds:.0f} s)")
+        print(
+            f"  {result.name:<18} {'PASSED' if result.passed else 'FAILED'} "
+            f"({result.seconds:.0f} s)"
+        )
     return 0 if all(r.passed for r in results) else 1
 
 

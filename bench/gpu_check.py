@@ -43,9 +43,18 @@ from proxy.measure import TIMED_GENOME, time_pack  # noqa: E402
 
 def quick_config(config: FitnessConfig) -> FitnessConfig:
     """The protocol with a handful of steps (``--quick``)."""
-    return replace(config, evolution=replace(
-        config.evolution, total_steps=40, warmup_steps=8, final_epochs=2,
-        final_steps_per_epoch=6, screen_epochs=2, screen_steps_per_epoch=3))
+    return replace(
+        config,
+        evolution=replace(
+            config.evolution,
+            total_steps=40,
+            warmup_steps=8,
+            final_epochs=2,
+            final_steps_per_epoch=6,
+            screen_epochs=2,
+            screen_steps_per_epoch=3,
+        ),
+    )
 
 
 def evaluation_seconds(task: ProxyTask) -> float:
@@ -58,16 +67,20 @@ def modelled_pack_seconds(task: ProxyTask, k: int, steps: int) -> tuple[float, f
     """(modelled seconds of one pack of k evaluations, peak memory in GiB)."""
     config = task.config
     fidelity = config.evolution
-    trainer = GenomeTrainer(parse_equation(TIMED_GENOME), task.dataset(), fidelity, config,
-                            seed=0, dtype=task.dtype)
+    trainer = GenomeTrainer(
+        parse_equation(TIMED_GENOME), task.dataset(), fidelity, config, seed=0, dtype=task.dtype
+    )
     spec = trainer.screen_spec
     if task.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     screen_steps = fidelity.screen_epochs * fidelity.screen_steps_per_epoch
     final_steps = fidelity.final_epochs * fidelity.final_steps_per_epoch
     total = 0.0
-    for lrs, count in ((config.stage1_lrs, screen_steps), (config.stage2_lrs, screen_steps),
-                       ((1e-3,), final_steps)):
+    for lrs, count in (
+        (config.stage1_lrs, screen_steps),
+        (config.stage2_lrs, screen_steps),
+        ((1e-3,), final_steps),
+    ):
         total += count * time_pack(spec, k, lrs, steps) / steps
     peak = torch.cuda.max_memory_allocated() / 2**30 if task.device == "cuda" else float("nan")
     return total, peak
@@ -82,8 +95,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny step counts (any device)")
     parser.add_argument("--steps", type=int, default=None, help="steps per timing")
-    parser.add_argument("--packs", type=int, nargs="+", default=None,
-                        help="pack sizes (default 1 4 16 64; with --quick, 1 2)")
+    parser.add_argument(
+        "--packs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="pack sizes (default 1 4 16 64; with --quick, 1 2)",
+    )
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     steps = args.steps or (2 if args.quick else 40)
@@ -114,10 +132,14 @@ def main() -> None:
         print(f"{k:>4} {seconds:10.2f} {3600 * k / seconds:14.0f} {peak:9.2f}")
     times = optimizer_steps(device, steps * 5)
     adam = times["adam foreach"]
-    print("optimizer step, x of torch.optim.Adam (fused on CUDA, foreach on a CPU): " + ", ".join(
-        f"{name} {seconds / adam:.2f}" for name, seconds in times.items()))
-    print(f"compiled / eager GenomeOptimizer step: "
-          f"{times['genome compiled'] / times['genome eager']:.2f}")
+    print(
+        "optimizer step, x of torch.optim.Adam (fused on CUDA, foreach on a CPU): "
+        + ", ".join(f"{name} {seconds / adam:.2f}" for name, seconds in times.items())
+    )
+    print(
+        f"compiled / eager GenomeOptimizer step: "
+        f"{times['genome compiled'] / times['genome eager']:.2f}"
+    )
     if device == "cuda":
         print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 

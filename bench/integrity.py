@@ -94,8 +94,9 @@ def random_genomes(count: int, seed: int) -> tuple[list[Genome], str]:
     return genomes, source
 
 
-def _timed(check: Callable[[Genome], IntegrityResult],
-           genomes: Sequence[Genome]) -> tuple[list[IntegrityResult], float, float]:
+def _timed(
+    check: Callable[[Genome], IntegrityResult], genomes: Sequence[Genome]
+) -> tuple[list[IntegrityResult], float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     results = [check(genome) for genome in genomes]
     return results, time.perf_counter() - wall, time.process_time() - cpu
@@ -117,10 +118,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     totals = {"batched": [0.0, 0.0], "sequential": [0.0, 0.0]}
     batched_results: list[IntegrityResult] = []
     sequential_results: list[IntegrityResult] = []
-    contenders = [("batched", integrity_check, batched_results),
-                  ("sequential", integrity_check_sequential, sequential_results)]
+    contenders = [
+        ("batched", integrity_check, batched_results),
+        ("sequential", integrity_check_sequential, sequential_results),
+    ]
     for start in range(0, len(genomes), CHUNK):
-        chunk = genomes[start:start + CHUNK]
+        chunk = genomes[start : start + CHUNK]
         # Alternate who goes first: the second one finds the decay checks already cached.
         for name, check, sink in contenders[:: 1 if start // CHUNK % 2 == 0 else -1]:
             results, wall, cpu = _timed(check, chunk)
@@ -133,19 +136,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     flipped = sum(r.flip for r in batched_results)
     disagreements = sum(a != b for a, b in zip(batched_results, sequential_results, strict=True))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"genomes: {n} from {source} (seed {args.seed}); torch threads: {args.threads}; "
-          f"load average at the end: {load} on {os.cpu_count()} CPUs")
+    print(
+        f"genomes: {n} from {source} (seed {args.seed}); torch threads: {args.threads}; "
+        f"load average at the end: {load} on {os.cpu_count()} CPUs"
+    )
     print(f"passed: {passed} ({flipped} flipped), rejected: {n - passed}")
     print(f"batched == sequential on {n - disagreements}/{n} genomes")
     for clock, k in (("wall-clock", 0), ("CPU time", 1)):
         batched_rate = n / totals["batched"][k]
         sequential_rate = n / totals["sequential"][k]
         speedup = batched_rate / sequential_rate
-        print(f"[{clock}] batched: {batched_rate:.0f} checks/s "
-              f"({1e3 / batched_rate:.2f} ms each); sequential reference: "
-              f"{sequential_rate:.1f} checks/s; speed-up {speedup:.1f}x "
-              f"(goals: >= {GOAL_RATE:.0f}/s {'met' if batched_rate >= GOAL_RATE else 'MISSED'}, "
-              f">= {GOAL_SPEEDUP:.0f}x {'met' if speedup >= GOAL_SPEEDUP else 'MISSED'})")
+        print(
+            f"[{clock}] batched: {batched_rate:.0f} checks/s "
+            f"({1e3 / batched_rate:.2f} ms each); sequential reference: "
+            f"{sequential_rate:.1f} checks/s; speed-up {speedup:.1f}x "
+            f"(goals: >= {GOAL_RATE:.0f}/s {'met' if batched_rate >= GOAL_RATE else 'MISSED'}, "
+            f">= {GOAL_SPEEDUP:.0f}x {'met' if speedup >= GOAL_SPEEDUP else 'MISSED'})"
+        )
 
 
 if __name__ == "__main__":

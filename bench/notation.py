@@ -108,12 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     documents = [genome_to_json(g) for g in genomes]
 
     mean_length = sum(map(len, distinct)) / len(distinct)
-    print(f"{len(distinct)} distinct equations (mean {mean_length:.0f} characters) x "
-          f"{args.repeat} = {len(texts)} per measurement, best of {args.rounds} rounds")
+    print(
+        f"{len(distinct)} distinct equations (mean {mean_length:.0f} characters) x "
+        f"{args.repeat} = {len(texts)} per measurement, best of {args.rounds} rounds"
+    )
     measurements: tuple[tuple[str, Callable[[Any], object], Sequence[Any]], ...] = (
-        ("parse_equation", parse_equation, texts), ("format_equation", format_equation, genomes),
+        ("parse_equation", parse_equation, texts),
+        ("format_equation", format_equation, genomes),
         ("baseline genome_from_json", genome_from_json, documents),
-        ("baseline genome_to_json", genome_to_json, genomes))
+        ("baseline genome_to_json", genome_to_json, genomes),
+    )
     rates = {name: (0.0, 0.0) for name, _, _ in measurements}
     for _ in range(args.rounds):  # interleaved rounds, best of each: load spikes hit all alike
         for name, work, items in measurements:
@@ -122,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, (cpu_rate, wall_rate) in rates.items():
         print(f"  {name:27s} {cpu_rate:10,.0f} /s CPU   {wall_rate:10,.0f} /s wall")
     parse_rate, format_rate = rates["parse_equation"][0], rates["format_equation"][0]
-    print(f"  parse vs genome_from_json: {parse_rate / rates['baseline genome_from_json'][0]:.2f}x"
-          f"   format vs genome_to_json: "
-          f"{format_rate / rates['baseline genome_to_json'][0]:.2f}x")
+    print(
+        f"  parse vs genome_from_json: {parse_rate / rates['baseline genome_from_json'][0]:.2f}x"
+        f"   format vs genome_to_json: "
+        f"{format_rate / rates['baseline genome_to_json'][0]:.2f}x"
+    )
     ok = parse_rate >= GOAL_RATE and format_rate >= GOAL_RATE
     print(f"  goal >= {GOAL_RATE:,.0f}/s each way: {'met' if ok else 'NOT met'}")
     return 0

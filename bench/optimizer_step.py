@@ -45,8 +45,9 @@ def adam_genome() -> Genome:
 
 
 def make_optimizers(device: str) -> dict[str, Callable[[], torch.optim.Optimizer]]:
-    def with_grads(build: Callable[[list[torch.Tensor]], torch.optim.Optimizer]
-                   ) -> Callable[[], torch.optim.Optimizer]:
+    def with_grads(
+        build: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    ) -> Callable[[], torch.optim.Optimizer]:
         def make() -> torch.optim.Optimizer:
             torch.manual_seed(0)
             params = [p.to(device).detach().requires_grad_() for p in convnet_parameters()]
@@ -54,6 +55,7 @@ def make_optimizers(device: str) -> dict[str, Callable[[], torch.optim.Optimizer
             for p in params:
                 p.grad = torch.randn_like(p)
             return build(params)
+
         return make
 
     def adam(params: list[torch.Tensor], foreach: bool) -> torch.optim.Optimizer:
@@ -64,13 +66,15 @@ def make_optimizers(device: str) -> dict[str, Callable[[], torch.optim.Optimizer
         "torch Adam foreach=True": with_grads(lambda ps: adam(ps, True)),
         "torch Adam foreach=False": with_grads(lambda ps: adam(ps, False)),
         "GenomeOptimizer foreach": with_grads(lambda ps: GenomeOptimizer(ps, genome, lr=1e-3)),
-        "GenomeOptimizer reference": with_grads(lambda ps: GenomeOptimizer(
-            ps, genome, lr=1e-3, foreach=False)),
+        "GenomeOptimizer reference": with_grads(
+            lambda ps: GenomeOptimizer(ps, genome, lr=1e-3, foreach=False)
+        ),
     }
 
 
 def time_steps(opt: torch.optim.Optimizer, steps: int, device: str) -> tuple[float, float]:
     """(wall-clock, process CPU) seconds per step, after a warm-up."""
+
     def sync() -> None:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -103,12 +107,16 @@ def main() -> None:
     wall = {name: statistics.median(w for w, _ in values) for name, values in samples.items()}
     cpu = {name: statistics.median(c for _, c in values) for name, values in samples.items()}
     base = "torch Adam foreach=True"
-    print(f"device={args.device} threads={torch.get_num_threads()} steps={args.steps} "
-          f"repeats={args.repeats} params={CONVNET32_PARAMS} torch={torch.__version__}")
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} steps={args.steps} "
+        f"repeats={args.repeats} params={CONVNET32_PARAMS} torch={torch.__version__}"
+    )
     print(f"{'':28s} {'wall us/step':>13s} {'ratio':>6s} {'cpu us/step':>12s} {'ratio':>6s}")
     for name in builders:
-        print(f"{name:28s} {wall[name] * 1e6:13.1f} {wall[name] / wall[base]:5.2f}x "
-              f"{cpu[name] * 1e6:12.1f} {cpu[name] / cpu[base]:5.2f}x")
+        print(
+            f"{name:28s} {wall[name] * 1e6:13.1f} {wall[name] / wall[base]:5.2f}x "
+            f"{cpu[name] * 1e6:12.1f} {cpu[name] / cpu[base]:5.2f}x"
+        )
 
 
 if __name__ == "__main__":

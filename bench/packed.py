@@ -63,13 +63,16 @@ def bench(task: ProxyTask, fidelity: str, pool: list[Genome], packs: list[int]) 
     print(f"  {n} evaluations ({fidelity}) on {device}")
     print(f"    one at a time   {base:8.2f} s  {60 * n / base:8.1f} /min   x1.00")
     for k in packs:
+
         def packed(k: int = k) -> None:
             for start in range(0, n, k):
-                measure_pack(pool[start:start + k], seeds[start:start + k], task, fidelity)
+                measure_pack(pool[start : start + k], seeds[start : start + k], task, fidelity)
 
         seconds = _timed(packed, device)
-        print(f"    pack {k:<3}        {seconds:8.2f} s  {60 * n / seconds:8.1f} /min   "
-              f"x{base / seconds:5.2f}")
+        print(
+            f"    pack {k:<3}        {seconds:8.2f} s  {60 * n / seconds:8.1f} /min   "
+            f"x{base / seconds:5.2f}"
+        )
 
 
 def main() -> None:
@@ -81,8 +84,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic-cifar", action="store_true")
-    parser.add_argument("--smoke", action="store_true",
-                        help="with --synthetic-cifar: a few steps only, to check the path")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="with --synthetic-cifar: a few steps only, to check the path",
+    )
     args = parser.parse_args()
     from screen import synthetic_task, use_threads
 

@@ -21,12 +21,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("drills", nargs="+", choices=sorted(PROXY_DRILLS))
     parser.add_argument("--server", default=DEFAULT_SERVER, help="PostgreSQL server URL")
     parser.add_argument("--workers", type=int, default=3, help="workers behind the proxy")
-    parser.add_argument("--down", type=float, default=8.0,
-                        help="proxy-restart: seconds the proxy stays down")
+    parser.add_argument(
+        "--down", type=float, default=8.0, help="proxy-restart: seconds the proxy stays down"
+    )
     args = parser.parse_args(argv)
-    results = [run_drill(name, args.server, workers=args.workers,
-                         **({"down_s": args.down} if name == "proxy-restart" else {}))
-               for name in args.drills]
+    results = [
+        run_drill(
+            name,
+            args.server,
+            workers=args.workers,
+            **({"down_s": args.down} if name == "proxy-restart" else {}),
+        )
+        for name in args.drills
+    ]
     return 0 if all(r.passed for r in results) else 1
 
 

@@ -49,9 +49,16 @@ from testkit import drills  # noqa: E402
 SIZES = GASizes(n_particles=100, init_factor=10, steps=5, mutations=7, max_redraws=4)
 #: Part 2: 50,000 initial slots, 86,000 in all, so a 50,000-trial history of initial slots fits.
 BIG = GASizes(n_particles=1000, init_factor=50, steps=5, mutations=7, max_redraws=4)
-PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.optim.integrity",
-           "optuna_nos.optim.evolve", "optuna_nos.study.storage", "optuna_nos.study.suggest",
-           "optuna_nos.study.grpc_proxy", "grpc"]
+PRELOAD = [
+    "optuna",
+    "optuna_nos.sampler",
+    "optuna_nos.optim.integrity",
+    "optuna_nos.optim.evolve",
+    "optuna_nos.study.storage",
+    "optuna_nos.study.suggest",
+    "optuna_nos.study.grpc_proxy",
+    "grpc",
+]
 
 
 def _open(url: str) -> optuna.storages.BaseStorage:
@@ -69,8 +76,9 @@ def worker(url: str, seconds: float, report: Queue) -> None:  # type: ignore[typ
     sampler = ParticleSampler(**SIZES.to_dict())
     timer = history.Timed(sampler)
     try:
-        study = optuna.load_study(study_name="bench", storage=_open(url), sampler=sampler,
-                                  pruner=DivergencePruner())
+        study = optuna.load_study(
+            study_name="bench", storage=_open(url), sampler=sampler, pruner=DivergencePruner()
+        )
     except Exception as exc:  # noqa: BLE001 - reported: e.g. "too many clients"
         report.put((0.0, 0, f"{type(exc).__name__}: {str(exc)[:120]}"))
         return
@@ -106,8 +114,10 @@ class ConnectionSampler:
                     conn = psycopg2.connect(f"{self._server}/postgres", connect_timeout=3)
                     conn.autocommit = True
                 with conn.cursor() as cur:
-                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                                (self._database,))
+                    cur.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                        (self._database,),
+                    )
                     self.counts.append(int(cur.fetchone()[0]))
             except psycopg2.Error:
                 conn = None  # the server restarted: connect again
@@ -138,8 +148,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def many_workers(server: str, n_workers: int, via_proxy: bool, seconds: float,
-                 workdir: Path) -> dict[str, float]:
+def many_workers(
+    server: str, n_workers: int, via_proxy: bool, seconds: float, workdir: Path
+) -> dict[str, float]:
     with history.fresh_database(server) as url:
         storage = _open(url)
         optuna.create_study(study_name="bench", storage=storage, direction="maximize")
@@ -149,8 +160,10 @@ def many_workers(server: str, n_workers: int, via_proxy: bool, seconds: float,
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         report = context.Queue()
-        processes = [context.Process(target=worker, args=(target, seconds, report))
-                     for _ in range(n_workers)]
+        processes = [
+            context.Process(target=worker, args=(target, seconds, report))
+            for _ in range(n_workers)
+        ]
         began = time.monotonic()
         for process in processes:
             process.start()
@@ -165,11 +178,17 @@ def many_workers(server: str, n_workers: int, via_proxy: bool, seconds: float,
     duplicates, claimed = drills._duplicate_claims(trials)
     n_trials = sum(r[1] for r in reports)
     errors = sorted({r[2] for r in reports if r[2]})
-    return {"peak": peak, "median": median, "trials": n_trials,
-            "failed_workers": sum(bool(r[2]) for r in reports), "errors": errors,
-            "per_minute": n_trials * 60.0 / wall,
-            "sampler_ms": 1e3 * sum(r[0] for r in reports) / max(1, n_trials),
-            "duplicates": duplicates, "claimed": claimed}
+    return {
+        "peak": peak,
+        "median": median,
+        "trials": n_trials,
+        "failed_workers": sum(bool(r[2]) for r in reports),
+        "errors": errors,
+        "per_minute": n_trials * 60.0 / wall,
+        "sampler_ms": 1e3 * sum(r[0] for r in reports) / max(1, n_trials),
+        "duplicates": duplicates,
+        "claimed": claimed,
+    }
 
 
 def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
@@ -193,24 +212,32 @@ def fill_fast(url: str, study_id: int, n: int, template: int = 40) -> float:
         SELECT dst.trial_id, {values} FROM dst
         JOIN src ON src.number = dst.number %% %(t)s
         JOIN {table} x ON x.trial_id = src.trial_id"""
-    slot = f"CASE WHEN x.key IN ('{SLOT_ATTR}', '{SLOT_USER_ATTR}') " \
-           "THEN '\"init ' || dst.number || '\"' " \
-           "ELSE x.value_json END"
+    slot = (
+        f"CASE WHEN x.key IN ('{SLOT_ATTR}', '{SLOT_USER_ATTR}') "
+        "THEN '\"init ' || dst.number || '\"' "
+        "ELSE x.value_json END"
+    )
     tables = {
-        "trial_params": ("param_name, param_value, distribution_json",
-                         "x.param_name, x.param_value, x.distribution_json"),
+        "trial_params": (
+            "param_name, param_value, distribution_json",
+            "x.param_name, x.param_value, x.distribution_json",
+        ),
         "trial_values": ("objective, value, value_type", "x.objective, random(), x.value_type"),
         "trial_user_attributes": ("key, value_json", f"x.key, {slot}"),
         "trial_system_attributes": ("key, value_json", f"x.key, {slot}"),
     }
     with psycopg2.connect(url.replace("+psycopg2", "")) as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO trials (number, study_id, state, datetime_start,
+        cur.execute(
+            """INSERT INTO trials (number, study_id, state, datetime_start,
                        datetime_complete) SELECT g, %(s)s, 'COMPLETE', now(), now()
                        FROM generate_series(%(t)s, %(n)s - 1) g""",
-                    {"s": study_id, "t": template, "n": n})
+            {"s": study_id, "t": template, "n": n},
+        )
         for table, (columns, values) in tables.items():
-            cur.execute(copy.format(table=table, columns=columns, values=values),
-                        {"s": study_id, "t": template})
+            cur.execute(
+                copy.format(table=table, columns=columns, values=values),
+                {"s": study_id, "t": template},
+            )
     return time.perf_counter() - began
 
 
@@ -230,8 +257,12 @@ def grown_study(server: str, n: int, n_trials: int, workdir: Path) -> dict[str, 
             proxy, target = _proxy(url, workdir) if way == "proxy" else (None, url)
             sampler = ParticleSampler(**BIG.to_dict(), seed=0)
             timer = history.Timed(sampler)
-            loaded = optuna.load_study(study_name="bench", storage=_open(target),
-                                       sampler=sampler, pruner=DivergencePruner())
+            loaded = optuna.load_study(
+                study_name="bench",
+                storage=_open(target),
+                sampler=sampler,
+                pruner=DivergencePruner(),
+            )
             loaded.optimize(history.objective, n_trials=1)
             first = timer.seconds
             timer.seconds = 0.0
@@ -251,34 +282,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=30)
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"proxy scaling on {args.server}: {os.cpu_count()} CPUs, load "
-          f"{os.getloadavg()[0]:.1f}; objective {OBJECTIVE_S} s", flush=True)
+    print(
+        f"proxy scaling on {args.server}: {os.cpu_count()} CPUs, load "
+        f"{os.getloadavg()[0]:.1f}; objective {OBJECTIVE_S} s",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="nos_proxy_bench_") as tmp:
         rows: dict[tuple[int, str], dict[str, float]] = {}
         for n in args.workers:
             for way in ("direct", "proxy"):
-                rows[n, way] = many_workers(args.server, n, way == "proxy", args.seconds,
-                                            Path(tmp))
+                rows[n, way] = many_workers(
+                    args.server, n, way == "proxy", args.seconds, Path(tmp)
+                )
                 print(f"  {n} workers {way}: {rows[n, way]}", flush=True)
         if rows:
-            print(f"\n{'workers':>7} {'way':<7} {'PG conns peak':>13} {'median':>7} "
-                  f"{'trials/min':>10} {'sampler ms/trial':>16} {'duplicate claims':>17}")
+            print(
+                f"\n{'workers':>7} {'way':<7} {'PG conns peak':>13} {'median':>7} "
+                f"{'trials/min':>10} {'sampler ms/trial':>16} {'duplicate claims':>17}"
+            )
             for (n, way), row in rows.items():
-                print(f"{n:>7} {way:<7} {row['peak']:>13} {row['median']:>7.0f} "
-                      f"{row['per_minute']:>10.0f} {row['sampler_ms']:>16.1f} "
-                      f"{row['duplicates']:>8}/{row['claimed']:<8}")
+                print(
+                    f"{n:>7} {way:<7} {row['peak']:>13} {row['median']:>7.0f} "
+                    f"{row['per_minute']:>10.0f} {row['sampler_ms']:>16.1f} "
+                    f"{row['duplicates']:>8}/{row['claimed']:<8}"
+                )
         grown = {n: grown_study(args.server, n, args.trials, Path(tmp)) for n in args.sizes}
         if grown:
-            print(f"\n{'history':>7} {'way':<7} {'first before_trial ms':>21} "
-                  f"{'next trials, sampler ms/trial':>30}")
+            print(
+                f"\n{'history':>7} {'way':<7} {'first before_trial ms':>21} "
+                f"{'next trials, sampler ms/trial':>30}"
+            )
             for n, by_way in grown.items():
                 for way, row in by_way.items():
                     print(f"{n:>7} {way:<7} {row['first_ms']:>21.0f} {row['warm_ms']:>30.1f}")
             small, large = min(grown), max(grown)
             for way in ("direct", "proxy"):
                 growth = grown[large][way]["warm_ms"] / grown[small][way]["warm_ms"]
-                print(f"{way}: per-trial sampler time grows {growth:.2f}x for a "
-                      f"{large / small:.0f}x larger history")
+                print(
+                    f"{way}: per-trial sampler time grows {growth:.2f}x for a "
+                    f"{large / small:.0f}x larger history"
+                )
     return 0
 
 

@@ -65,8 +65,15 @@ def _objective(task: str, options: dict[str, Any]) -> Any:
     return factory(device="cpu", cpu_threads=1, **options)
 
 
-def evaluate_rules(task: str, options: dict[str, Any], fidelity: str, seeds: Sequence[int],
-                   n_genomes: int, genome_seed: int, log: Any = print) -> list[Row]:
+def evaluate_rules(
+    task: str,
+    options: dict[str, Any],
+    fidelity: str,
+    seeds: Sequence[int],
+    n_genomes: int,
+    genome_seed: int,
+    log: Any = print,
+) -> list[Row]:
     """Every baseline and ``n_genomes`` random accepted genomes, once per seed."""
     import numpy as np
     import torch
@@ -79,8 +86,9 @@ def evaluate_rules(task: str, options: dict[str, Any], fidelity: str, seeds: Seq
     objective = _objective(task, options)
     objective.task.dataset()
     rng = np.random.default_rng(genome_seed)
-    rules: list[tuple[str, str, Any]] = [(name, "baseline", TorchBaseline(name))
-                                         for name in TORCH_BASELINES]
+    rules: list[tuple[str, str, Any]] = [
+        (name, "baseline", TorchBaseline(name)) for name in TORCH_BASELINES
+    ]
     for _ in range(n_genomes):
         genome = random_genome(rng)
         rules.append((genome.equation(), "random genome", genome))
@@ -104,11 +112,12 @@ def separation_table(rows: Sequence[Row]) -> str:
     for r in ordered:
         per_seed = ", ".join(f"{s:.4f}" for s in r.scores)
         name = r.name if len(r.name) <= 70 else r.name[:67] + "..."
-        lines.append(f"| `{name}` | {r.kind} | {r.mean:.4f} | {r.std:.4f} | {per_seed} | "
-                     f"{r.seconds:.1f} |")
+        lines.append(
+            f"| `{name}` | {r.kind} | {r.mean:.4f} | {r.std:.4f} | {per_seed} | {r.seconds:.1f} |"
+        )
     baselines = [r for r in rows if r.kind == "baseline"]
     genomes = [r for r in rows if r.kind != "baseline"]
-    sigma = math.sqrt(statistics.fmean(r.std ** 2 for r in baselines))
+    sigma = math.sqrt(statistics.fmean(r.std**2 for r in baselines))
     best = max(baselines, key=lambda r: r.mean)
     median = statistics.median(r.mean for r in genomes) if genomes else math.nan
     failed = sum(all(s == FAILED for s in r.scores) for r in genomes)
@@ -143,13 +152,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = json.loads(args.options)
     started = time.perf_counter()
-    rows = evaluate_rules(args.task, options, args.fidelity, args.seeds, args.genomes,
-                          args.genome_seed, log=lambda line: print(line, flush=True))
-    header = (f"## Proxy separation: {args.task}, {args.fidelity} fidelity, options "
-              f"{json.dumps(options)}, seeds {args.seeds}\n\ncommand: "
-              f"python {' '.join(sys.argv)}\n")
-    text = f"{header}\n{separation_table(rows)}\n\ntotal wall time: " \
-           f"{time.perf_counter() - started:.0f} s\n"
+    rows = evaluate_rules(
+        args.task,
+        options,
+        args.fidelity,
+        args.seeds,
+        args.genomes,
+        args.genome_seed,
+        log=lambda line: print(line, flush=True),
+    )
+    header = (
+        f"## Proxy separation: {args.task}, {args.fidelity} fidelity, options "
+        f"{json.dumps(options)}, seeds {args.seeds}\n\ncommand: "
+        f"python {' '.join(sys.argv)}\n"
+    )
+    text = (
+        f"{header}\n{separation_table(rows)}\n\ntotal wall time: "
+        f"{time.perf_counter() - started:.0f} s\n"
+    )
     print(text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

@@ -59,44 +59,84 @@ def _history_slots(n: int) -> list[Slot]:
     slots = [Slot("init", j) for j in range(SIZES.n_init)]
     slots += [Slot("reeval", i) for i in range(SIZES.n_particles)]
     for step in range(1, SIZES.steps + 1):
-        slots += [Slot("child", i, step, c) for i in range(SIZES.n_particles)
-                  for c in range(SIZES.mutations)]
+        slots += [
+            Slot("child", i, step, c)
+            for i in range(SIZES.n_particles)
+            for c in range(SIZES.mutations)
+        ]
     if n > len(slots):
         raise SystemExit(f"history size {n} exceeds the benchmark GA's {len(slots)} slots")
     return slots[:n]
 
 
-def _rows(study_id: int, number: int, slot: Slot, genome: Genome, behaviour: str,
-          value: float, start: datetime.datetime) -> tuple[Any, list[Any]]:
+def _rows(
+    study_id: int,
+    number: int,
+    slot: Slot,
+    genome: Genome,
+    behaviour: str,
+    value: float,
+    start: datetime.datetime,
+) -> tuple[Any, list[Any]]:
     """The ORM rows Optuna writes for one finished GA trial (trial, value, params, attrs)."""
     from optuna.storages._rdb import models
 
     params = genome_params(genome)
     equation = genome.equation()
-    lineage = {"slot": slot.name, "particle": slot.particle, "step": slot.step,
-               "child": slot.child, "parent": None, "equation": equation,
-               "behaviour": behaviour, "mutation": None}
+    lineage = {
+        "slot": slot.name,
+        "particle": slot.particle,
+        "step": slot.step,
+        "child": slot.child,
+        "parent": None,
+        "equation": equation,
+        "behaviour": behaviour,
+        "mutation": None,
+    }
     began = start + datetime.timedelta(seconds=number)
-    trial = models.TrialModel(study_id=study_id, number=number, state=TrialState.COMPLETE,
-                              datetime_start=began,
-                              datetime_complete=began + datetime.timedelta(milliseconds=500))
+    trial = models.TrialModel(
+        study_id=study_id,
+        number=number,
+        state=TrialState.COMPLETE,
+        datetime_start=began,
+        datetime_complete=began + datetime.timedelta(milliseconds=500),
+    )
     stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-    rows: list[Any] = [models.TrialValueModel(trial=trial, objective=0, value=stored,
-                                              value_type=kind)]
+    rows: list[Any] = [
+        models.TrialValueModel(trial=trial, objective=0, value=stored, value_type=kind)
+    ]
     for name, choice in params.items():
         distribution = param_distribution(name)
-        rows.append(models.TrialParamModel(
-            trial=trial, param_name=name, param_value=distribution.to_internal_repr(choice),
-            distribution_json=distribution_to_json(distribution)))
-    user = {"slot": slot.name, "fidelity": slot.fidelity, "equation": equation,
-            "equation_readable": genome.equation(), "genome": genome.to_json(),
-            "flip": genome.flip}
-    system = {SLOT_ATTR: slot.name, GENOME_ATTR: genome.to_json(),
-              FIDELITY_ATTR: slot.fidelity, GA_ATTR: lineage}
-    rows += [models.TrialUserAttributeModel(trial=trial, key=k, value_json=json.dumps(v))
-             for k, v in user.items()]
-    rows += [models.TrialSystemAttributeModel(trial=trial, key=k, value_json=json.dumps(v))
-             for k, v in system.items()]
+        rows.append(
+            models.TrialParamModel(
+                trial=trial,
+                param_name=name,
+                param_value=distribution.to_internal_repr(choice),
+                distribution_json=distribution_to_json(distribution),
+            )
+        )
+    user = {
+        "slot": slot.name,
+        "fidelity": slot.fidelity,
+        "equation": equation,
+        "equation_readable": genome.equation(),
+        "genome": genome.to_json(),
+        "flip": genome.flip,
+    }
+    system = {
+        SLOT_ATTR: slot.name,
+        GENOME_ATTR: genome.to_json(),
+        FIDELITY_ATTR: slot.fidelity,
+        GA_ATTR: lineage,
+    }
+    rows += [
+        models.TrialUserAttributeModel(trial=trial, key=k, value_json=json.dumps(v))
+        for k, v in user.items()
+    ]
+    rows += [
+        models.TrialSystemAttributeModel(trial=trial, key=k, value_json=json.dumps(v))
+        for k, v in system.items()
+    ]
     return trial, rows
 
 
@@ -114,8 +154,15 @@ def fill_history(storage: RDBStorage, study_id: int, n: int, seed: int = 0) -> f
         session = storage.scoped_session()
         for number in range(chunk, min(n, chunk + 1000)):
             genome = pool[number % len(pool)]
-            trial, rows = _rows(study_id, number, slots[number], genome,
-                                keys[number % len(pool)], values.random(), start)
+            trial, rows = _rows(
+                study_id,
+                number,
+                slots[number],
+                genome,
+                keys[number % len(pool)],
+                values.random(),
+                start,
+            )
             session.add(trial)
             session.add_all(rows)
         session.commit()
@@ -128,8 +175,13 @@ class Timed:
 
     def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
         self.seconds = 0.0
-        for name in ("before_trial", "sample_independent", "sample_relative",
-                     "infer_relative_search_space", "after_trial"):
+        for name in (
+            "before_trial",
+            "sample_independent",
+            "sample_relative",
+            "infer_relative_search_space",
+            "after_trial",
+        ):
             setattr(sampler, name, self._wrap(getattr(sampler, name)))
 
     def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
@@ -161,8 +213,10 @@ def run_block(url: str, sampler: optuna.samplers.BaseSampler, n_trials: int) -> 
 
     began = time.perf_counter()
     study.optimize(objective, n_trials=n_trials, callbacks=[mark])
-    loops = [(t - prev, state) for (t, state), prev
-             in zip(ends, [began] + [t for t, _ in ends[:-1]], strict=True)]
+    loops = [
+        (t - prev, state)
+        for (t, state), prev in zip(ends, [began] + [t for t, _ in ends[:-1]], strict=True)
+    ]
     complete = [d for d, s in loops if s == TrialState.COMPLETE]
     storage.engine.dispose()
     return {
@@ -182,42 +236,57 @@ def bench_size(server: str, n: int, n_trials: int, rounds: int) -> dict[str, dic
         print(f"  N = {n}: history written in {seconds:.0f} s", flush=True)
         results: dict[str, list[dict[str, Any]]] = {"random": [], "particle": []}
         for round_ in range(rounds):
-            results["random"].append(run_block(
-                url, optuna.samplers.RandomSampler(seed=round_), n_trials))
-            results["particle"].append(run_block(
-                url, ParticleSampler(**SIZES.to_dict(), seed=round_), n_trials))
-        return {name: {key: statistics.mean(r[key] for r in runs) for key in runs[0]}
-                for name, runs in results.items()}
+            results["random"].append(
+                run_block(url, optuna.samplers.RandomSampler(seed=round_), n_trials)
+            )
+            results["particle"].append(
+                run_block(url, ParticleSampler(**SIZES.to_dict(), seed=round_), n_trials)
+            )
+        return {
+            name: {key: statistics.mean(r[key] for r in runs) for key in runs[0]}
+            for name, runs in results.items()
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--server", default=os.environ.get(
-        "OPTUNA_NOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("OPTUNA_NOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
     parser.add_argument("--trials", type=int, default=60, help="trials per measured block")
     parser.add_argument("--rounds", type=int, default=2, help="alternating blocks per sampler")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"sampler overhead on {args.server} ({args.trials} trials x {args.rounds} rounds "
-          "per sampler and size)", flush=True)
+    print(
+        f"sampler overhead on {args.server} ({args.trials} trials x {args.rounds} rounds "
+        "per sampler and size)",
+        flush=True,
+    )
     rows = {n: bench_size(args.server, n, args.trials, args.rounds) for n in args.sizes}
     print()
-    print(f"{'N':>6} {'sampler':<9} {'loop ms':>8} {'full-genome loop ms':>20} "
-          f"{'sampler ms':>11} {'ratio vs Random (full genome)':>30}")
+    print(
+        f"{'N':>6} {'sampler':<9} {'loop ms':>8} {'full-genome loop ms':>20} "
+        f"{'sampler ms':>11} {'ratio vs Random (full genome)':>30}"
+    )
     for n, by_sampler in rows.items():
         base = by_sampler["random"]["complete_loop_ms"]
         for name in ("random", "particle"):
             row = by_sampler[name]
             full = row["complete_loop_ms"] if name == "random" else row["loop_ms"]
-            print(f"{n:>6} {name:<9} {row['loop_ms']:>8.1f} {full:>20.1f} "
-                  f"{row['sampler_ms']:>11.2f} {full / base:>30.2f}")
+            print(
+                f"{n:>6} {name:<9} {row['loop_ms']:>8.1f} {full:>20.1f} "
+                f"{row['sampler_ms']:>11.2f} {full / base:>30.2f}"
+            )
     if len(rows) >= 2:
         small, large = min(rows), max(rows)
         growth = rows[large]["particle"]["sampler_ms"] / rows[small]["particle"]["sampler_ms"]
-        print(f"\nParticleSampler own time grows {growth:.2f}x from N = {small} to N = {large} "
-              f"(history {large / small:.1f}x larger; linear per trial would be "
-              f"{large / small:.1f}x at most)")
+        print(
+            f"\nParticleSampler own time grows {growth:.2f}x from N = {small} to N = {large} "
+            f"(history {large / small:.1f}x larger; linear per trial would be "
+            f"{large / small:.1f}x at most)"
+        )
     return 0
 
 

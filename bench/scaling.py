@@ -37,8 +37,14 @@ SIZES = {"n_particles": 100, "init_factor": 10, "steps": 5, "mutations": 7, "max
 #: The contention run: 8 workers finish a small GA (16 + 8 * 13 = 120 slots), where few
 #: slots are open at a time (every step waits for the step before it).
 SMALL = {"n_particles": 8, "init_factor": 2, "steps": 3, "mutations": 4, "max_redraws": 4}
-PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.optim.integrity", "optuna_nos.optim.evolve",
-           "optuna_nos.study.storage", "optuna_nos.study.suggest"]
+PRELOAD = [
+    "optuna",
+    "optuna_nos.sampler",
+    "optuna_nos.optim.integrity",
+    "optuna_nos.optim.evolve",
+    "optuna_nos.study.storage",
+    "optuna_nos.study.suggest",
+]
 
 
 def objective(trial: optuna.Trial) -> float:
@@ -49,8 +55,12 @@ def objective(trial: optuna.Trial) -> float:
     return float(len(genome.equation()) % 97)
 
 
-def worker(url: str, seconds: float, report: Queue,  # type: ignore[type-arg]
-           sizes: dict[str, int]) -> None:
+def worker(
+    url: str,
+    seconds: float,
+    report: Queue,  # type: ignore[type-arg]
+    sizes: dict[str, int],
+) -> None:
     from optuna_nos import ParticleSampler, StopWhenFinished
     from optuna_nos.study.storage import make_storage
 
@@ -63,20 +73,21 @@ def worker(url: str, seconds: float, report: Queue,  # type: ignore[type-arg]
     report.put((time.process_time() - cpu, sampler.waited_s, time.monotonic() - began))
 
 
-def run(server: str, n_workers: int, warmup: float, window: float,
-        sizes: dict[str, int] = SIZES) -> dict[str, float]:
+def run(
+    server: str, n_workers: int, warmup: float, window: float, sizes: dict[str, int] = SIZES
+) -> dict[str, float]:
     from optuna_nos.study.storage import make_storage
 
     with fresh_database(server, "nos_bench") as url:
         storage = make_storage(url, heartbeat_interval=60)
-        study = optuna.create_study(study_name="scaling", storage=storage,
-                                    direction="maximize")
+        study = optuna.create_study(study_name="scaling", storage=storage, direction="maximize")
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         report = context.Queue()
-        processes = [context.Process(target=worker,
-                                     args=(url, warmup + window + 5, report, sizes))
-                     for _ in range(n_workers)]
+        processes = [
+            context.Process(target=worker, args=(url, warmup + window + 5, report, sizes))
+            for _ in range(n_workers)
+        ]
         for process in processes:
             process.start()
         reports = [report.get() for _ in processes]
@@ -84,8 +95,11 @@ def run(server: str, n_workers: int, warmup: float, window: float,
             process.join()
         trials = study.get_trials(deepcopy=False)
         storage.engine.dispose()
-    completed = [t.datetime_complete for t in trials
-                 if t.state == TrialState.COMPLETE and t.datetime_complete is not None]
+    completed = [
+        t.datetime_complete
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.datetime_complete is not None
+    ]
     start = min(t.datetime_start for t in trials if t.datetime_start is not None)
     low = start + datetime.timedelta(seconds=warmup)
     high = low + datetime.timedelta(seconds=window)
@@ -106,46 +120,63 @@ def run(server: str, n_workers: int, warmup: float, window: float,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--server", default=os.environ.get(
-        "OPTUNA_NOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"))
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("OPTUNA_NOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432"),
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--window", type=float, default=30.0)
-    parser.add_argument("--no-contention", dest="contention", action="store_false",
-                        help="skip the 8-worker run on a small GA (duplicate claims)")
+    parser.add_argument(
+        "--no-contention",
+        dest="contention",
+        action="store_false",
+        help="skip the 8-worker run on a small GA (duplicate claims)",
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"scaling on {args.server}: objective {OBJECTIVE_S} s, window {args.window:.0f} s "
-          f"after {args.warmup:.0f} s warm-up; {os.cpu_count()} CPUs, load "
-          f"{os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"scaling on {args.server}: objective {OBJECTIVE_S} s, window {args.window:.0f} s "
+        f"after {args.warmup:.0f} s warm-up; {os.cpu_count()} CPUs, load "
+        f"{os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     results = {}
     for k in args.workers:
         results[k] = run(args.server, k, args.warmup, args.window)
         print(f"  {k} workers: {results[k]['per_minute']:.0f} trials/min", flush=True)
     base = results[min(results)]["per_minute"] / min(results)
     print()
-    print(f"{'workers':>7} {'trials/min':>10} {'ideal (k x 1-worker)':>21} {'efficiency':>10} "
-          f"{'objective bound':>15} {'worker CPU s/trial':>18} {'time waiting':>12} "
-          f"{'duplicate claims':>17}")
+    print(
+        f"{'workers':>7} {'trials/min':>10} {'ideal (k x 1-worker)':>21} {'efficiency':>10} "
+        f"{'objective bound':>15} {'worker CPU s/trial':>18} {'time waiting':>12} "
+        f"{'duplicate claims':>17}"
+    )
     for k, row in results.items():
         ideal = k * base
         bound = k * 60.0 / OBJECTIVE_S
         rate = row["duplicates"] / row["claimed"] if row["claimed"] else 0.0
-        print(f"{k:>7} {row['per_minute']:>10.0f} {ideal:>21.0f} "
-              f"{row['per_minute'] / ideal:>10.1%} {bound:>15.0f} "
-              f"{row['worker_cpu_per_trial']:>18.3f} {row['waited_share']:>12.1%} "
-              f"{rate:>8.2%} ({row['duplicates']:.0f}/{row['claimed']:.0f})")
+        print(
+            f"{k:>7} {row['per_minute']:>10.0f} {ideal:>21.0f} "
+            f"{row['per_minute'] / ideal:>10.1%} {bound:>15.0f} "
+            f"{row['worker_cpu_per_trial']:>18.3f} {row['waited_share']:>12.1%} "
+            f"{rate:>8.2%} ({row['duplicates']:.0f}/{row['claimed']:.0f})"
+        )
     cpu = results[min(results)]["worker_cpu_per_trial"]
     cores = os.cpu_count() or 1
     if args.contention:
         small = run(args.server, 8, 0.0, 600.0, SMALL)
         n_small = 16 + 8 * (1 + 3 * 4)
-        print(f"\ncontention run: 8 workers finished a {n_small}-slot GA in "
-              f"{small['wall_s']:.0f} s; duplicate claims {small['duplicates']:.0f}/"
-              f"{small['claimed']:.0f} = {small['duplicates'] / small['claimed']:.2%}; "
-              f"time waiting for a slot {small['waited_share']:.1%}")
-    print(f"\nCPU ceiling of this machine: {cores} cores / {cpu:.3f} worker CPU-s per trial "
-          f"(PostgreSQL's own CPU not counted) = {cores * 60 / cpu:.0f} trials/min at most")
+        print(
+            f"\ncontention run: 8 workers finished a {n_small}-slot GA in "
+            f"{small['wall_s']:.0f} s; duplicate claims {small['duplicates']:.0f}/"
+            f"{small['claimed']:.0f} = {small['duplicates'] / small['claimed']:.2%}; "
+            f"time waiting for a slot {small['waited_share']:.1%}"
+        )
+    print(
+        f"\nCPU ceiling of this machine: {cores} cores / {cpu:.3f} worker CPU-s per trial "
+        f"(PostgreSQL's own CPU not counted) = {cores * 60 / cpu:.0f} trials/min at most"
+    )
     return 0
 
 

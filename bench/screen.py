@@ -70,13 +70,27 @@ def _timed(fn: Callable[[], object], device: str) -> tuple[float, object]:
 def _plain_screen(spec: RunSpec, lrs: tuple[float, ...], seed: int) -> None:
     """One textbook training loop per learning rate (no early stop, for timing only)."""
     for lr in lrs:
-        model = ConvNet(spec.width, in_channels=int(spec.train.images.shape[1]),
-                        generator=torch.Generator().manual_seed(seed)).to(spec.device)
-        optimizer = GenomeOptimizer(model.parameters(), spec.genome, lr=lr,
-                                    total_steps=spec.total_steps,
-                                    warmup_steps=spec.warmup_steps, seed=seed)
-        stream = training_batches(spec.train, spec.norm, spec.augmentation,
-                                  batch_size=spec.batch_size, shuffle=spec.shuffle, seed=seed)
+        model = ConvNet(
+            spec.width,
+            in_channels=int(spec.train.images.shape[1]),
+            generator=torch.Generator().manual_seed(seed),
+        ).to(spec.device)
+        optimizer = GenomeOptimizer(
+            model.parameters(),
+            spec.genome,
+            lr=lr,
+            total_steps=spec.total_steps,
+            warmup_steps=spec.warmup_steps,
+            seed=seed,
+        )
+        stream = training_batches(
+            spec.train,
+            spec.norm,
+            spec.augmentation,
+            batch_size=spec.batch_size,
+            shuffle=spec.shuffle,
+            seed=seed,
+        )
         model.train()
         for _ in range(spec.epochs * spec.steps_per_epoch):
             images, labels = next(stream)
@@ -91,33 +105,49 @@ def _both_stages(trainer: GenomeTrainer, config: FitnessConfig) -> None:
     trainer.screen(config.stage2_lrs)
 
 
-def bench_screen(genome: Genome, task: ProxyTask, fidelity: str, repeats: int,
-                 plain: bool) -> None:
+def bench_screen(
+    genome: Genome, task: ProxyTask, fidelity: str, repeats: int, plain: bool
+) -> None:
     """Screen both stages batched, sequentially and (optionally) with the plain loop."""
     device = task.device or "cpu"
     data = task.dataset()
     config = task.config
-    timings: dict[str, float] = {"batched": 0.0, "sequential": 0.0, "default": 0.0,
-                                 "plain": 0.0}
+    timings: dict[str, float] = {"batched": 0.0, "sequential": 0.0, "default": 0.0, "plain": 0.0}
     spec = GenomeTrainer(genome, data, config.fidelity(fidelity), config, seed=0).screen_spec
     chosen = [default_batching(spec, len(lrs)) for lrs in (config.stage1_lrs, config.stage2_lrs)]
     for repeat in range(repeats):
         for name, batched in (("batched", True), ("sequential", False), ("default", None)):
-            trainer = GenomeTrainer(genome, data, config.fidelity(fidelity),
-                                    replace(config, batched_screen=batched), seed=repeat,
-                                    settings=task.settings, dtype=task.dtype)
+            trainer = GenomeTrainer(
+                genome,
+                data,
+                config.fidelity(fidelity),
+                replace(config, batched_screen=batched),
+                seed=repeat,
+                settings=task.settings,
+                dtype=task.dtype,
+            )
             seconds, _ = _timed(partial(_both_stages, trainer, config), device)
             timings[name] += seconds / repeats
         if plain:
-            trainer = GenomeTrainer(genome, data, config.fidelity(fidelity), config,
-                                    seed=repeat, settings=task.settings, dtype=task.dtype)
-            seconds, _ = _timed(partial(_plain_screen, trainer.screen_spec, config.screen_lrs,
-                                        repeat), device)
+            trainer = GenomeTrainer(
+                genome,
+                data,
+                config.fidelity(fidelity),
+                config,
+                seed=repeat,
+                settings=task.settings,
+                dtype=task.dtype,
+            )
+            seconds, _ = _timed(
+                partial(_plain_screen, trainer.screen_spec, config.screen_lrs, repeat), device
+            )
             timings["plain"] += seconds / repeats
     base = timings["batched"]
     choice = ", ".join("batched" if c else "sequential" for c in chosen)
-    print(f"  screen ({fidelity}, {len(config.screen_lrs)} runs; the default measured "
-          f"stage 1, 2 as {choice}):")
+    print(
+        f"  screen ({fidelity}, {len(config.screen_lrs)} runs; the default measured "
+        f"stage 1, 2 as {choice}):"
+    )
     for name, seconds in timings.items():
         if seconds > 0:
             print(f"    {name:<10} {seconds:8.2f} s   x{seconds / base:5.2f} of batched")
@@ -130,8 +160,10 @@ def bench_evaluation(genome: Genome, task: ProxyTask, fidelity: str) -> None:
     seconds, out = _timed(lambda: measure_fitness(genome, task, fidelity, seed=0), device)
     result = cast(FitnessResult, out)
     epochs = 0 if result.final is None else len(result.final.train_acc)
-    print(f"  full evaluation ({fidelity}): {seconds:7.2f} s  fitness {result.fitness} at lr "
-          f"{result.lr} ({epochs} final epochs)")
+    print(
+        f"  full evaluation ({fidelity}): {seconds:7.2f} s  fitness {result.fitness} at lr "
+        f"{result.lr} ({epochs} final epochs)"
+    )
 
 
 def synthetic_cifar(device: str, seed: int = 0, size: int = 50_000) -> ImageDataset:
@@ -147,8 +179,11 @@ def synthetic_cifar(device: str, seed: int = 0, size: int = 50_000) -> ImageData
     pool = images.double()
     cut = size * 9 // 10
     return ImageDataset(
-        "synthetic-cifar10", ImageSplit(images[:cut], labels[:cut]),
-        ImageSplit(images[cut:], labels[cut:]), num_classes=10, max_value=255.0,
+        "synthetic-cifar10",
+        ImageSplit(images[:cut], labels[:cut]),
+        ImageSplit(images[cut:], labels[cut:]),
+        num_classes=10,
+        max_value=255.0,
         channel_mean=tuple(pool.mean(dim=(0, 2, 3)).tolist()),
         channel_std=tuple(pool.std(dim=(0, 2, 3), correction=0).tolist()),
     ).to(device)
@@ -157,8 +192,13 @@ def synthetic_cifar(device: str, seed: int = 0, size: int = 50_000) -> ImageData
 def full_length(config: FitnessConfig) -> FitnessConfig:
     """The protocol with every threshold and early stop disabled (worst-case cost)."""
     never = EarlyStop(min_epoch=10**9, below=0.0)
-    return replace(config, stage1_fail_below=-1.0, screen_fail_below=-1.0,
-                   screen_early_stop=never, final_early_stop=never)
+    return replace(
+        config,
+        stage1_fail_below=-1.0,
+        screen_fail_below=-1.0,
+        screen_early_stop=never,
+        final_early_stop=never,
+    )
 
 
 def use_threads(threads: int) -> None:
@@ -173,9 +213,20 @@ def synthetic_task(device: str, fidelity: str, smoke: bool) -> ProxyTask:
     data = synthetic_cifar(device)
     config = full_length(PAPER_FITNESS)
     if smoke:
-        config = replace(config, **{fidelity: replace(
-            config.fidelity(fidelity), total_steps=40, warmup_steps=8, final_epochs=2,
-            final_steps_per_epoch=10, screen_epochs=2, screen_steps_per_epoch=5)})
+        config = replace(
+            config,
+            **{
+                fidelity: replace(
+                    config.fidelity(fidelity),
+                    total_steps=40,
+                    warmup_steps=8,
+                    final_epochs=2,
+                    final_steps_per_epoch=10,
+                    screen_epochs=2,
+                    screen_steps_per_epoch=5,
+                )
+            },
+        )
     return ProxyTask(lambda: data, config, device=device, seed=0)
 
 
@@ -184,12 +235,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--genome", default="adam", choices=sorted(GENOMES))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (0: torch's default)"
+    )
     parser.add_argument("--synthetic-cifar", action="store_true")
     parser.add_argument("--skip-sequential", action="store_true")
-    parser.add_argument("--smoke", action="store_true",
-                        help="with --synthetic-cifar: a few steps only, to check the path runs")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="with --synthetic-cifar: a few steps only, to check the path runs",
+    )
     args = parser.parse_args()
     use_threads(args.threads)
     genome = parse_equation(GENOMES[args.genome])
@@ -197,8 +252,7 @@ def main() -> None:
     if args.synthetic_cifar:
         task = synthetic_task(args.device, "evolution", args.smoke)
         if not args.skip_sequential:
-            short = replace(task.config, evolution=replace(task.config.evolution,
-                                                           screen_epochs=1))
+            short = replace(task.config, evolution=replace(task.config.evolution, screen_epochs=1))
             bench_screen(genome, replace(task, config=short), "evolution", 1, plain=False)
         bench_evaluation(genome, task, "evolution")
         return

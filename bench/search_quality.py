@@ -74,8 +74,12 @@ PARTICLE, RANDOM, TPE, FINAL, REVAL = "particle", "random", "tpe", "final", "rev
 #: The GA whose records are confirmed with a second seed (:mod:`proxy.confirm`).
 CONFIRM = "confirm"
 SAMPLERS = (PARTICLE, CONFIRM, RANDOM, TPE)
-SAMPLER_NAMES = {PARTICLE: "ParticleSampler", CONFIRM: "ParticleSampler + confirm records",
-                 RANDOM: "RandomSampler", TPE: "TPESampler"}
+SAMPLER_NAMES = {
+    PARTICLE: "ParticleSampler",
+    CONFIRM: "ParticleSampler + confirm records",
+    RANDOM: "RandomSampler",
+    TPE: "TPESampler",
+}
 PHASES = ("all", "search", "compare", "final", REVAL, CONFIRM)
 TASKS = ("mnist1d", "digits")
 #: User attrs this script sets on a trial once its genome is valid and its training starts.
@@ -165,8 +169,9 @@ class RevalResult:
 # -- searches, in a worker process ------------------------------------------------------------
 
 
-def _objective(proxy: Any, *, evolution_only: bool, confirm: bool = False
-               ) -> Callable[[Any], float]:
+def _objective(
+    proxy: Any, *, evolution_only: bool, confirm: bool = False
+) -> Callable[[Any], float]:
     """``objective(trial)``: the genome, its fidelity (explicit), then the fitness protocol
     (with ``confirm``, records confirmed by a second seed: :mod:`proxy.confirm`)."""
     from optuna_nos import suggest_genome, trial_fidelity
@@ -178,8 +183,10 @@ def _objective(proxy: Any, *, evolution_only: bool, confirm: bool = False
         genome = suggest_genome(trial, proxy.space, proxy.task.settings)
         fidelity = trial_fidelity(trial)
         if evolution_only and fidelity != "evolution":
-            raise NOSError(f"trial {trial.number}: trial_fidelity is {fidelity!r} for a trial "
-                           "no ParticleSampler placed; expected 'evolution'")
+            raise NOSError(
+                f"trial {trial.number}: trial_fidelity is {fidelity!r} for a trial "
+                "no ParticleSampler placed; expected 'evolution'"
+            )
         trial.set_user_attr(TRAINED_ATTR, fidelity)
         trial.set_user_attr(GENOME_ATTR, genome.to_json())
         if confirm:
@@ -204,35 +211,49 @@ def _best_trial(trials: Sequence[Any]) -> Any:
     return max(scored, key=lambda pair: (pair[0], -pair[1].number))[1] if scored else None
 
 
-def _search_result(kind: str, seed: int, wall: float, trials: Sequence[Any], budget: int,
-                   n_init: int = 0) -> SearchResult:
+def _search_result(
+    kind: str, seed: int, wall: float, trials: Sequence[Any], budget: int, n_init: int = 0
+) -> SearchResult:
     from optuna_nos.space.genome import Genome
     from optuna_nos.study.stored import CONFIRM_ATTR
 
     best = _best_trial(trials)
     # A confirmed record trained twice: both trainings count in the budget.
-    trained = sum(len(t.user_attrs.get(CONFIRM_ATTR, [0])) for t in trials
-                  if TRAINED_ATTR in t.user_attrs)
+    trained = sum(
+        len(t.user_attrs.get(CONFIRM_ATTR, [0])) for t in trials if TRAINED_ATTR in t.user_attrs
+    )
     genome = None if best is None else best.user_attrs[GENOME_ATTR]
-    return SearchResult(kind, seed, wall, n_trials=len(trials), n_trained=trained,
-                        n_trained_init=n_init, best=None if best is None else best.value,
-                        budget=budget, hit_cap=trained < budget, genome=genome,
-                        equation=None if genome is None else Genome.from_json(genome).equation())
+    return SearchResult(
+        kind,
+        seed,
+        wall,
+        n_trials=len(trials),
+        n_trained=trained,
+        n_trained_init=n_init,
+        best=None if best is None else best.value,
+        budget=budget,
+        hit_cap=trained < budget,
+        genome=genome,
+        equation=None if genome is None else Genome.from_json(genome).equation(),
+    )
 
 
-def _run_particle(options: Options, seed: int, proxy: Any, *, confirm: bool = False
-                  ) -> SearchResult:
+def _run_particle(
+    options: Options, seed: int, proxy: Any, *, confirm: bool = False
+) -> SearchResult:
     import optuna
 
     from optuna_nos import ParticleSampler, StopWhenFinished
     from optuna_nos.study.stored import IDLE_ATTR
 
     sampler = ParticleSampler(**asdict(options.ga), seed=seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler,
-                                pruner=optuna.pruners.NopPruner())
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=optuna.pruners.NopPruner()
+    )
     started = time.perf_counter()
-    study.optimize(_objective(proxy, evolution_only=False, confirm=confirm),
-                   callbacks=[StopWhenFinished()])
+    study.optimize(
+        _objective(proxy, evolution_only=False, confirm=confirm), callbacks=[StopWhenFinished()]
+    )
     wall = time.perf_counter() - started
     if not sampler.is_finished(study):
         raise RuntimeError(f"seed {seed}: the ParticleSampler stopped before its GA finished")
@@ -242,20 +263,22 @@ def _run_particle(options: Options, seed: int, proxy: Any, *, confirm: bool = Fa
     if untrained:
         raise RuntimeError(f"seed {seed}: ParticleSampler trials {untrained} were not trained")
     n_init = sum(t.user_attrs[TRAINED_ATTR] == "init" for t in trials)
-    return _search_result(CONFIRM if confirm else PARTICLE, seed, wall, trials, len(trials),
-                          n_init)
+    return _search_result(
+        CONFIRM if confirm else PARTICLE, seed, wall, trials, len(trials), n_init
+    )
 
 
-def _run_optuna(options: Options, kind: str, seed: int, budget: int, proxy: Any
-                ) -> SearchResult:
+def _run_optuna(options: Options, kind: str, seed: int, budget: int, proxy: Any) -> SearchResult:
     import optuna
 
     sampler: optuna.samplers.BaseSampler = (
-        optuna.samplers.RandomSampler(seed=seed) if kind == RANDOM
+        optuna.samplers.RandomSampler(seed=seed)
+        if kind == RANDOM
         else optuna.samplers.TPESampler(seed=seed)
     )
-    study = optuna.create_study(direction="maximize", sampler=sampler,
-                                pruner=optuna.pruners.NopPruner())
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=optuna.pruners.NopPruner()
+    )
     trained = 0
 
     def stop_at_budget(study: optuna.Study, trial: Any) -> None:
@@ -265,8 +288,11 @@ def _run_optuna(options: Options, kind: str, seed: int, budget: int, proxy: Any
             study.stop()
 
     started = time.perf_counter()
-    study.optimize(_objective(proxy, evolution_only=True),
-                   n_trials=options.max_trials_factor * budget, callbacks=[stop_at_budget])
+    study.optimize(
+        _objective(proxy, evolution_only=True),
+        n_trials=options.max_trials_factor * budget,
+        callbacks=[stop_at_budget],
+    )
     return _search_result(kind, seed, time.perf_counter() - started, study.trials, budget)
 
 
@@ -280,8 +306,9 @@ def _rule(text: str) -> Any:
     return TorchBaseline(text) if text in TORCH_BASELINES else Genome.from_json(text)
 
 
-def _last_epoch_scores(rule: Any, proxy: Any, seeds: Sequence[int], *,
-                       best_epoch: bool = False) -> tuple[float, ...]:
+def _last_epoch_scores(
+    rule: Any, proxy: Any, seeds: Sequence[int], *, best_epoch: bool = False
+) -> tuple[float, ...]:
     """Per seed: the evolution-fidelity final run's accuracy after its last epoch (or its
     best epoch: the search's fitness)."""
     from proxy.fitness import measure_fitness
@@ -310,11 +337,19 @@ def _run_final(options: Options, job: Job) -> FinalResult:
     rule = _rule(job.rule)
     test = options.objective(options.task, job.seed, split="test")
     transfer = options.objective(options.transfer_task, job.seed)
-    scores = (_last_epoch_scores(rule, test, options.test_seeds),
-              _last_epoch_scores(rule, transfer, options.test_seeds))
+    scores = (
+        _last_epoch_scores(rule, test, options.test_seeds),
+        _last_epoch_scores(rule, transfer, options.test_seeds),
+    )
     kind = job.label.split()[0]
-    return FinalResult(job.label, kind, job.seed, str(rule) if kind == "baseline"
-                       else rule.equation(), *scores, wall_s=time.perf_counter() - started)
+    return FinalResult(
+        job.label,
+        kind,
+        job.seed,
+        str(rule) if kind == "baseline" else rule.equation(),
+        *scores,
+        wall_s=time.perf_counter() - started,
+    )
 
 
 def run_job(job: Job, options: Options) -> SearchResult | FinalResult | RevalResult:
@@ -365,8 +400,9 @@ def load_all(path: Path) -> tuple[list[SearchResult], list[FinalResult], dict[st
             result = SearchResult(**record)
             searches[(result.kind, result.seed)] = result
         elif kind == "RevalResult":
-            revals[record["label"]] = RevalResult(record["label"], tuple(record["val"]),
-                                                  record["wall_s"])
+            revals[record["label"]] = RevalResult(
+                record["label"], tuple(record["val"]), record["wall_s"]
+            )
         else:
             record["test"], record["transfer"] = tuple(record["test"]), tuple(record["transfer"])
             final = FinalResult(**record)
@@ -404,22 +440,36 @@ def run_phase(options: Options, phase: str, path: Path, log: Callable[[str], Non
     if phase == CONFIRM:
         jobs += [Job(CONFIRM, s) for s in options.seeds if (CONFIRM, s) not in done_searches]
     if phase in ("all", "final"):
-        jobs += [Job(FINAL, 0, label=f"baseline {name}", rule=name)
-                 for name in options.baselines if f"baseline {name}" not in done_finals]
-        jobs += [job for r in searches if (job := _final_job(r)) is not None
-                 and job.label not in done_finals]
+        jobs += [
+            Job(FINAL, 0, label=f"baseline {name}", rule=name)
+            for name in options.baselines
+            if f"baseline {name}" not in done_finals
+        ]
+        jobs += [
+            job
+            for r in searches
+            if (job := _final_job(r)) is not None and job.label not in done_finals
+        ]
     if phase == REVAL:
         _, _, revals = load_all(path)
-        jobs += [Job(REVAL, r.seed, label=r.label, rule=_final_rule(r, searches))
-                 for r in finals if r.label not in revals]
+        jobs += [
+            Job(REVAL, r.seed, label=r.label, rule=_final_rule(r, searches))
+            for r in finals
+            if r.label not in revals
+        ]
     if phase in ("all", "compare"):
-        jobs += [Job(kind, s, budgets[s]) for s in options.seeds for kind in (RANDOM, TPE)
-                 if s in budgets and (kind, s) not in done_searches]
+        jobs += [
+            Job(kind, s, budgets[s])
+            for s in options.seeds
+            for kind in (RANDOM, TPE)
+            if s in budgets and (kind, s) not in done_searches
+        ]
     follow_up = phase == "all"
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=options.workers, mp_context=context) as pool:
         pending: set[Future[SearchResult | FinalResult | RevalResult]] = {
-            pool.submit(run_job, job, options) for job in jobs}
+            pool.submit(run_job, job, options) for job in jobs
+        }
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -430,21 +480,28 @@ def run_phase(options: Options, phase: str, path: Path, log: Callable[[str], Non
                     continue
                 next_jobs = [_final_job(result)]
                 if result.kind == PARTICLE:
-                    next_jobs += [Job(RANDOM, result.seed, result.n_trials),
-                                  Job(TPE, result.seed, result.n_trials)]
-                pending |= {pool.submit(run_job, job, options) for job in next_jobs
-                            if job is not None}
+                    next_jobs += [
+                        Job(RANDOM, result.seed, result.n_trials),
+                        Job(TPE, result.seed, result.n_trials),
+                    ]
+                pending |= {
+                    pool.submit(run_job, job, options) for job in next_jobs if job is not None
+                }
 
 
 def _progress_line(result: SearchResult | FinalResult | RevalResult) -> str:
     if isinstance(result, RevalResult):
         return f"done revalidate {result.label}: {result.val}"
     if isinstance(result, FinalResult):
-        return (f"done {result.label} in {result.wall_s:.0f} s: test {_fmt_mean(result.test)}, "
-                f"transfer {_fmt_mean(result.transfer)}: {result.equation}")
-    return (f"done {result.kind} seed {result.seed} in {result.wall_s:.0f} s: "
-            f"{result.n_trials} trials, {result.n_trained} trained, best {_fmt(result.best)}: "
-            f"{result.equation}")
+        return (
+            f"done {result.label} in {result.wall_s:.0f} s: test {_fmt_mean(result.test)}, "
+            f"transfer {_fmt_mean(result.transfer)}: {result.equation}"
+        )
+    return (
+        f"done {result.kind} seed {result.seed} in {result.wall_s:.0f} s: "
+        f"{result.n_trials} trials, {result.n_trained} trained, best {_fmt(result.best)}: "
+        f"{result.equation}"
+    )
 
 
 # -- statistics and report --------------------------------------------------------------------
@@ -473,8 +530,7 @@ def _diff(a: Sequence[float], b: Sequence[float], *, paired: bool) -> str:
 
 
 def _table(rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(str(c) for c in rows[0]) + " |",
-             "|" + "---|" * len(rows[0])]
+    lines = ["| " + " | ".join(str(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows[1:]]
     return "\n".join(lines)
 
@@ -482,29 +538,54 @@ def _table(rows: Sequence[Sequence[Any]]) -> str:
 def search_table(searches: Sequence[SearchResult]) -> str:
     """Validation fitness of each sampler's best, and paired differences between samplers."""
     by_kind = {k: {r.seed: r for r in searches if r.kind == k} for k in SAMPLERS}
-    rows: list[list[Any]] = [["sampler", "runs", "trials (mean)", "trained evals (mean)",
-                              "best val acc, mean ± std (confirmed: mean of 2 seeds)",
-                              "min-max"]]
+    rows: list[list[Any]] = [
+        [
+            "sampler",
+            "runs",
+            "trials (mean)",
+            "trained evals (mean)",
+            "best val acc, mean ± std (confirmed: mean of 2 seeds)",
+            "min-max",
+        ]
+    ]
     for kind in SAMPLERS:
         runs = list(by_kind[kind].values())
         if not runs:
             continue
         found = [r.best for r in runs if r.best is not None]
         capped = sum(r.hit_cap for r in runs)
-        rows.append([SAMPLER_NAMES[kind] + (f" ({capped} hit the trial cap)" if capped else ""),
-                     len(runs), f"{statistics.fmean(r.n_trials for r in runs):.1f}",
-                     f"{statistics.fmean(r.n_trained for r in runs):.1f}", _mean_std(found),
-                     f"{min(found):.4f}-{max(found):.4f}" if found else "-"])
-    diffs: list[list[Any]] = [["difference (paired by seed)", "seeds",
-                               "mean [95% bootstrap CI]"]]
+        rows.append(
+            [
+                SAMPLER_NAMES[kind] + (f" ({capped} hit the trial cap)" if capped else ""),
+                len(runs),
+                f"{statistics.fmean(r.n_trials for r in runs):.1f}",
+                f"{statistics.fmean(r.n_trained for r in runs):.1f}",
+                _mean_std(found),
+                f"{min(found):.4f}-{max(found):.4f}" if found else "-",
+            ]
+        )
+    diffs: list[list[Any]] = [["difference (paired by seed)", "seeds", "mean [95% bootstrap CI]"]]
     for a, b in ((PARTICLE, RANDOM), (PARTICLE, TPE), (TPE, RANDOM)):
-        seeds = sorted(s for s in by_kind[a] if s in by_kind[b]
-                       and by_kind[a][s].best is not None and by_kind[b][s].best is not None)
+        seeds = sorted(
+            s
+            for s in by_kind[a]
+            if s in by_kind[b]
+            and by_kind[a][s].best is not None
+            and by_kind[b][s].best is not None
+        )
         if not seeds:
             continue
-        diffs.append([f"{SAMPLER_NAMES[a]} - {SAMPLER_NAMES[b]}", len(seeds),
-                      _diff([by_kind[a][s].best or 0.0 for s in seeds],
-                            [by_kind[b][s].best or 0.0 for s in seeds], paired=True)])
+        diffs.append(
+            [
+                f"{SAMPLER_NAMES[a]} - {SAMPLER_NAMES[b]}",
+                len(seeds),
+                _diff(
+                    [by_kind[a][s].best or 0.0 for s in seeds],
+                    [by_kind[b][s].best or 0.0 for s in seeds],
+                    paired=True,
+                ),
+            ]
+        )
     return _table(rows) + "\n\n" + _table(diffs)
 
 
@@ -513,58 +594,102 @@ def final_table(finals: Sequence[FinalResult], reference: str = "adamw") -> str:
     differences from the ``reference`` baseline."""
     baselines = {r.label.split()[1]: r for r in finals if r.kind == "baseline"}
     ref = baselines.get(reference)
-    rows: list[list[Any]] = [["optimizer", "n", "test acc, mean ± std",
-                              f"test - {reference} [95% CI]", "transfer acc, mean ± std",
-                              f"transfer - {reference} [95% CI]"]]
+    rows: list[list[Any]] = [
+        [
+            "optimizer",
+            "n",
+            "test acc, mean ± std",
+            f"test - {reference} [95% CI]",
+            "transfer acc, mean ± std",
+            f"transfer - {reference} [95% CI]",
+        ]
+    ]
     for name, r in baselines.items():
-        rows.append([f"{name} (tuned baseline)", f"{len(r.test)} seeds", _mean_std(r.test),
-                     "-" if ref is None or name == reference
-                     else _diff(r.test, ref.test, paired=False),
-                     _mean_std(r.transfer), "-" if ref is None or name == reference
-                     else _diff(r.transfer, ref.transfer, paired=False)])
+        rows.append(
+            [
+                f"{name} (tuned baseline)",
+                f"{len(r.test)} seeds",
+                _mean_std(r.test),
+                "-" if ref is None or name == reference else _diff(r.test, ref.test, paired=False),
+                _mean_std(r.transfer),
+                "-"
+                if ref is None or name == reference
+                else _diff(r.transfer, ref.transfer, paired=False),
+            ]
+        )
     for kind in SAMPLERS:
         runs = [r for r in finals if r.kind == kind]
         if not runs:
             continue
         test = [statistics.fmean(r.test) for r in runs]
         transfer = [statistics.fmean(r.transfer) for r in runs]
-        rows.append([f"best genome of {SAMPLER_NAMES[kind]}", f"{len(runs)} searches",
-                     _mean_std(test), "-" if ref is None else _diff(test, ref.test, paired=False),
-                     _mean_std(transfer),
-                     "-" if ref is None else _diff(transfer, ref.transfer, paired=False)])
+        rows.append(
+            [
+                f"best genome of {SAMPLER_NAMES[kind]}",
+                f"{len(runs)} searches",
+                _mean_std(test),
+                "-" if ref is None else _diff(test, ref.test, paired=False),
+                _mean_std(transfer),
+                "-" if ref is None else _diff(transfer, ref.transfer, paired=False),
+            ]
+        )
     return _table(rows)
 
 
 def genomes_table(finals: Sequence[FinalResult]) -> str:
     """Every evaluated rule: test and transfer scores per test seed."""
-    rows: list[list[Any]] = [["rule", "test acc per seed", "transfer acc per seed",
-                              "equation"]]
+    rows: list[list[Any]] = [["rule", "test acc per seed", "transfer acc per seed", "equation"]]
     for r in sorted(finals, key=lambda r: (r.kind != "baseline", r.label)):
-        rows.append([r.label, ", ".join(f"{v:.4f}" for v in r.test),
-                     ", ".join(f"{v:.4f}" for v in r.transfer), f"`{r.equation}`"])
+        rows.append(
+            [
+                r.label,
+                ", ".join(f"{v:.4f}" for v in r.test),
+                ", ".join(f"{v:.4f}" for v in r.transfer),
+                f"`{r.equation}`",
+            ]
+        )
     return _table(rows)
 
 
-def selection_table(searches: Sequence[SearchResult], finals: Sequence[FinalResult],
-                    revals: dict[str, RevalResult]) -> str:
+def selection_table(
+    searches: Sequence[SearchResult], finals: Sequence[FinalResult], revals: dict[str, RevalResult]
+) -> str:
     """Each group's score when selected, on validation again with fresh seeds, and on test."""
-    rows: list[list[Any]] = [["optimizer", "val acc in the search (its one evaluation)",
-                              "val acc, fresh seeds", "test acc, fresh seeds"]]
+    rows: list[list[Any]] = [
+        [
+            "optimizer",
+            "val acc in the search (its one evaluation)",
+            "val acc, fresh seeds",
+            "test acc, fresh seeds",
+        ]
+    ]
     best = {(r.kind, r.seed): r.best for r in searches}
-    groups = [(f"{r.label.split()[1]} (tuned baseline)", [r]) for r in finals
-              if r.kind == "baseline"]
-    groups += [(f"best genome of {SAMPLER_NAMES[k]}", [r for r in finals if r.kind == k])
-               for k in SAMPLERS]
+    groups = [
+        (f"{r.label.split()[1]} (tuned baseline)", [r]) for r in finals if r.kind == "baseline"
+    ]
+    groups += [
+        (f"best genome of {SAMPLER_NAMES[k]}", [r for r in finals if r.kind == k])
+        for k in SAMPLERS
+    ]
     for name, runs in groups:
         runs = [r for r in runs if r.label in revals]
         if not runs:
             continue
         searched = [b for r in runs if (b := best.get((r.kind, r.seed))) is not None]
-        rows.append([name, _mean_std(searched) if searched else "-",
-                     _mean_std([statistics.fmean(revals[r.label].val) for r in runs]
-                               if len(runs) > 1 else revals[runs[0].label].val),
-                     _mean_std([statistics.fmean(r.test) for r in runs] if len(runs) > 1
-                               else runs[0].test)])
+        rows.append(
+            [
+                name,
+                _mean_std(searched) if searched else "-",
+                _mean_std(
+                    [statistics.fmean(revals[r.label].val) for r in runs]
+                    if len(runs) > 1
+                    else revals[runs[0].label].val
+                ),
+                _mean_std(
+                    [statistics.fmean(r.test) for r in runs] if len(runs) > 1 else runs[0].test
+                ),
+            ]
+        )
     return _table(rows)
 
 
@@ -575,9 +700,13 @@ def confirm_table(finals: Sequence[FinalResult], revals: dict[str, RevalResult])
     plain = {r.seed: r for r in finals if r.kind == PARTICLE}
     confirmed = {r.seed: r for r in finals if r.kind == CONFIRM}
     seeds = sorted(s for s in confirmed if s in plain)
-    rows: list[list[Any]] = [["score (fresh seeds, mean per search)", "seeds",
-                              f"{SAMPLER_NAMES[CONFIRM]} - {SAMPLER_NAMES[PARTICLE]} "
-                              "[95% bootstrap CI]"]]
+    rows: list[list[Any]] = [
+        [
+            "score (fresh seeds, mean per search)",
+            "seeds",
+            f"{SAMPLER_NAMES[CONFIRM]} - {SAMPLER_NAMES[PARTICLE]} [95% bootstrap CI]",
+        ]
+    ]
 
     def mean_of(result: FinalResult, what: str) -> float | None:
         if what == "val":
@@ -586,10 +715,15 @@ def confirm_table(finals: Sequence[FinalResult], revals: dict[str, RevalResult])
         return statistics.fmean(getattr(result, what))
 
     for what in ("val", "test", "transfer"):
-        pairs = [(a, b) for s in seeds if (a := mean_of(confirmed[s], what)) is not None
-                 and (b := mean_of(plain[s], what)) is not None]
-        rows.append([what, len(pairs), _diff([a for a, _ in pairs], [b for _, b in pairs],
-                                             paired=True)])
+        pairs = [
+            (a, b)
+            for s in seeds
+            if (a := mean_of(confirmed[s], what)) is not None
+            and (b := mean_of(plain[s], what)) is not None
+        ]
+        rows.append(
+            [what, len(pairs), _diff([a for a, _ in pairs], [b for _, b in pairs], paired=True)]
+        )
     return _table(rows)
 
 
@@ -601,34 +735,45 @@ def describe(options: Options) -> str:
     sizes = options.ga
     config = options.objective(options.task, options.seeds[0]).task.config
     transfer = options.objective(options.transfer_task, options.seeds[0]).task.config
-    return "\n".join([
-        f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"optuna {optuna.__version__}, {platform.machine()}",
-        f"command: {' '.join(sys.argv)}",
-        f"options: {asdict(options)}",
-        f"ParticleSampler: {asdict(sizes)}: {sizes.n_slots} slots ({sizes.n_init} init + "
-        f"{sizes.n_slots - sizes.n_init} evolution), seed = run seed",
-        f"search task {options.task}: init {config.init}",
-        f"evolution {config.evolution}; screen lrs {config.screen_lrs}; batch "
-        f"{config.batch_size}; BN momentum {config.bn_momentum}",
-        f"transfer task {options.transfer_task}: evolution {transfer.evolution}",
-    ])
+    return "\n".join(
+        [
+            f"python {platform.python_version()}, torch {torch.__version__}, "
+            f"optuna {optuna.__version__}, {platform.machine()}",
+            f"command: {' '.join(sys.argv)}",
+            f"options: {asdict(options)}",
+            f"ParticleSampler: {asdict(sizes)}: {sizes.n_slots} slots ({sizes.n_init} init + "
+            f"{sizes.n_slots - sizes.n_init} evolution), seed = run seed",
+            f"search task {options.task}: init {config.init}",
+            f"evolution {config.evolution}; screen lrs {config.screen_lrs}; batch "
+            f"{config.batch_size}; BN momentum {config.bn_momentum}",
+            f"transfer task {options.transfer_task}: evolution {transfer.evolution}",
+        ]
+    )
 
 
 def report(path: Path, options: Options | None = None) -> str:
     """The markdown tables of a results file."""
     searches, finals, revals = load_all(path)
     seeds = sorted({r.seed for r in searches})
-    parts = [f"### Search on the validation split ({len(seeds)} seeds: {seeds})",
-             search_table(searches),
-             "### Test split and transfer task (last-epoch accuracy, fresh seeds)",
-             final_table(finals), "### Every evaluated rule", genomes_table(finals)]
+    parts = [
+        f"### Search on the validation split ({len(seeds)} seeds: {seeds})",
+        search_table(searches),
+        "### Test split and transfer task (last-epoch accuracy, fresh seeds)",
+        final_table(finals),
+        "### Every evaluated rule",
+        genomes_table(finals),
+    ]
     if revals:
-        parts += ["### Selection noise: validation again with the fresh seeds "
-                  "(best epoch, as in the search)", selection_table(searches, finals, revals)]
+        parts += [
+            "### Selection noise: validation again with the fresh seeds "
+            "(best epoch, as in the search)",
+            selection_table(searches, finals, revals),
+        ]
     if any(r.kind == CONFIRM for r in finals):
-        parts += ["### Confirmed records against the plain GA (paired by search seed)",
-                  confirm_table(finals, revals)]
+        parts += [
+            "### Confirmed records against the plain GA (paired by search seed)",
+            confirm_table(finals, revals),
+        ]
     if options is not None:
         parts.insert(0, "```\n" + describe(options) + "\n```")
     return "\n\n".join(parts) + "\n"
@@ -648,11 +793,16 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[Options, argparse.
     parser.add_argument("--mutations", type=int, default=3)
     parser.add_argument("--max-redraws", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--max-trials-factor", type=int, default=50,
-                        help="Random/TPE stop after this many times N trials at most")
+    parser.add_argument(
+        "--max-trials-factor",
+        type=int,
+        default=50,
+        help="Random/TPE stop after this many times N trials at most",
+    )
     parser.add_argument("--test-seeds", type=int, nargs="+", default=[1000, 1001, 1002])
-    parser.add_argument("--baselines", nargs="+", default=["adam", "adamw", "sgd_nesterov",
-                                                           "lion"])
+    parser.add_argument(
+        "--baselines", nargs="+", default=["adam", "adamw", "sgd_nesterov", "lion"]
+    )
     parser.add_argument("--results", required=True, help="JSON-lines file of finished jobs")
     parser.add_argument("--phase", default="all", choices=PHASES)
     parser.add_argument("--report", action="store_true", help="only print the tables")
@@ -661,11 +811,23 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[Options, argparse.
         parser.error("--transfer-task must differ from --task")
     from optuna_nos.sampler import GASizes
 
-    ga = GASizes(n_particles=args.n_particles, init_factor=args.init_factor, steps=args.steps,
-                 mutations=args.mutations, max_redraws=args.max_redraws)
-    options = Options(seeds=tuple(args.seeds), task=args.task, transfer_task=args.transfer_task,
-                      ga=ga, workers=args.workers, max_trials_factor=args.max_trials_factor,
-                      test_seeds=tuple(args.test_seeds), baselines=tuple(args.baselines))
+    ga = GASizes(
+        n_particles=args.n_particles,
+        init_factor=args.init_factor,
+        steps=args.steps,
+        mutations=args.mutations,
+        max_redraws=args.max_redraws,
+    )
+    options = Options(
+        seeds=tuple(args.seeds),
+        task=args.task,
+        transfer_task=args.transfer_task,
+        ga=ga,
+        workers=args.workers,
+        max_trials_factor=args.max_trials_factor,
+        test_seeds=tuple(args.test_seeds),
+        baselines=tuple(args.baselines),
+    )
     for name in ("workers", "max_trials_factor"):
         if getattr(options, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -678,10 +840,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.report:
         print(describe(options), flush=True)
         started = time.perf_counter()
-        run_phase(options, args.phase, path,
-                  lambda line: print(line, file=sys.stderr, flush=True))
-        print(f"\nwall time of this phase: {time.perf_counter() - started:.0f} s with "
-              f"{options.workers} worker processes")
+        run_phase(options, args.phase, path, lambda line: print(line, file=sys.stderr, flush=True))
+        print(
+            f"\nwall time of this phase: {time.perf_counter() - started:.0f} s with "
+            f"{options.workers} worker processes"
+        )
     print(report(path, options))
     return 0
 

@@ -64,15 +64,19 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"{'sampler':<8} {'variant':<22} {'draws':>6} {'train':>7} {'structure':>10} "
-          f"{'integrity':>10} {'seconds':>8}")
+    print(
+        f"{'sampler':<8} {'variant':<22} {'draws':>6} {'train':>7} {'structure':>10} "
+        f"{'integrity':>10} {'seconds':>8}"
+    )
     for sampler in args.samplers.split(","):
         for variant in args.variants.split(","):
             counts, seconds = share(sampler, variant, args.draws, args.seed)
             total = sum(counts.values())
-            print(f"{sampler:<8} {variant:<22} {total:>6} "
-                  f"{counts['train'] / total:>7.1%} {counts['structure'] / total:>10.1%} "
-                  f"{counts['integrity'] / total:>10.1%} {seconds:>8.1f}")
+            print(
+                f"{sampler:<8} {variant:<22} {total:>6} "
+                f"{counts['train'] / total:>7.1%} {counts['structure'] / total:>10.1%} "
+                f"{counts['integrity'] / total:>10.1%} {seconds:>8.1f}"
+            )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ EQUATION = "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))"
 def run(steps: int, scheduled: bool) -> float:
     torch.manual_seed(0)
     model = torch.nn.Linear(32, 1)
-    opt = GenomeOptimizer(model.parameters(), parse_equation(EQUATION), lr=0.01,
-                          total_steps=steps, warmup_steps=steps // 10)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if scheduled \
-        else None
+    opt = GenomeOptimizer(
+        model.parameters(),
+        parse_equation(EQUATION),
+        lr=0.01,
+        total_steps=steps,
+        warmup_steps=steps // 10,
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if scheduled else None
     x, y = torch.randn(64, 32), torch.randn(64, 1)
     start = time.perf_counter()
     for _ in range(steps):
@@ -43,8 +47,10 @@ def main() -> None:
     torch.set_num_threads(1)
     alone = run(args.steps, scheduled=False)
     scheduled = run(args.steps, scheduled=True)
-    print(f"{args.steps} steps: alone {alone:.2f} s, with CosineAnnealingLR {scheduled:.2f} s, "
-          f"ratio {scheduled / alone:.2f}")
+    print(
+        f"{args.steps} steps: alone {alone:.2f} s, with CosineAnnealingLR {scheduled:.2f} s, "
+        f"ratio {scheduled / alone:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,7 @@ def _lion(params: Any, lr: float) -> Optimizer:
 _FACTORIES: dict[str, Callable[[Any, float], Optimizer]] = {
     "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
     "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
-    "sgd_nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9,
-                                                       nesterov=True),
+    "sgd_nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True),
     "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
     "lion": _lion,
 }
@@ -58,8 +57,7 @@ class TorchBaseline:
 
     def __post_init__(self) -> None:
         if self.name not in _FACTORIES:
-            raise NOSError(f"unknown baseline {self.name!r}; known: "
-                           f"{', '.join(TORCH_BASELINES)}")
+            raise NOSError(f"unknown baseline {self.name!r}; known: {', '.join(TORCH_BASELINES)}")
 
     def __str__(self) -> str:
         return self.name
@@ -73,8 +71,13 @@ def torch_baseline(name: str) -> TorchBaseline:
 class ScheduledOptimizer:
     """``step()`` sets every group's lr to ``eta(g) * s_t`` and steps the wrapped optimizer."""
 
-    def __init__(self, baseline: TorchBaseline, groups: Iterable[dict[str, Any]],
-                 total_steps: int, warmup_steps: int) -> None:
+    def __init__(
+        self,
+        baseline: TorchBaseline,
+        groups: Iterable[dict[str, Any]],
+        total_steps: int,
+        warmup_steps: int,
+    ) -> None:
         groups = list(groups)
         self.optimizer = _FACTORIES[baseline.name](groups, float(groups[0]["lr"]))
         self.base_lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
@@ -87,8 +90,9 @@ class ScheduledOptimizer:
 
     def step(self) -> None:
         if self.t >= len(self.factors):
-            raise NOSError(f"step {self.t} is past the schedule: total_steps = "
-                           f"{len(self.factors)}")
+            raise NOSError(
+                f"step {self.t} is past the schedule: total_steps = {len(self.factors)}"
+            )
         factor = self.factors[self.t]
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * factor

@@ -37,7 +37,8 @@ def _check_array(shape: Any, dtype: Any) -> None:
     if dtype.hasobject:
         raise NOSError("refusing an array of Python objects")
     if not isinstance(shape, tuple) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
         raise NOSError(f"refusing an array of malformed shape {shape!r}"[:200])
     size = dtype.itemsize
     for n in shape:
@@ -86,8 +87,10 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) == ("_codecs", "encode"):
             return super().find_class(module, name)
         if (module, name) not in _SAFE_GLOBALS:
-            raise NOSError(f"refusing to unpickle {module}.{name}: a CIFAR batch holds only "
-                           "arrays, lists and strings")
+            raise NOSError(
+                f"refusing to unpickle {module}.{name}: a CIFAR batch holds only "
+                "arrays, lists and strings"
+            )
         return _SAFE_GLOBALS[module, name]
 
 
@@ -104,22 +107,34 @@ def _read_batch(path: Path) -> dict[str, Any]:
     except NOSError as exc:
         raise NOSError(f"{path}: {exc}") from None
     except Exception as exc:  # truncated, empty or malformed: EOFError, UnpicklingError, ...
-        raise NOSError(f"{path} is not a CIFAR batch ({type(exc).__name__}: "
-                       f"{str(exc)[:100]})".replace("\n", " ")) from None
+        raise NOSError(
+            f"{path} is not a CIFAR batch ({type(exc).__name__}: {str(exc)[:100]})".replace(
+                "\n", " "
+            )
+        ) from None
     if not isinstance(loaded, dict):
         raise NOSError(f"{path} does not hold a CIFAR batch dict")
-    return {key.decode("latin1") if isinstance(key, bytes) else key: value
-            for key, value in loaded.items()}
+    return {
+        key.decode("latin1") if isinstance(key, bytes) else key: value
+        for key, value in loaded.items()
+    }
 
 
 def _images(path: Path, batch: dict[str, Any]) -> np.ndarray:
     data = batch.get("data")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-            or data.shape[1] != 3072 or data.shape[0] > MAX_ROWS:
-        shown = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) \
-            else type(data).__name__
-        raise NOSError(f"{path}: 'data' must be a uint8 array of N <= {MAX_ROWS} x 3072, "
-                       f"got {shown}")
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3072
+        or data.shape[0] > MAX_ROWS
+    ):
+        shown = (
+            f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        )
+        raise NOSError(
+            f"{path}: 'data' must be a uint8 array of N <= {MAX_ROWS} x 3072, got {shown}"
+        )
     return np.asarray(data)
 
 
@@ -127,8 +142,13 @@ def _labels(path: Path, batch: dict[str, Any], key: str, n: int) -> np.ndarray:
     labels = batch.get(key)
     if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.shape == (n,):
         return labels.astype(np.int64)
-    if not isinstance(labels, list) or len(labels) != n or not all(
-            isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**62 for v in labels):
+    if (
+        not isinstance(labels, list)
+        or len(labels) != n
+        or not all(
+            isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**62 for v in labels
+        )
+    ):
         raise NOSError(f"{path}: {key!r} must hold one integer label per image")
     return np.asarray(labels, dtype=np.int64)
 
@@ -140,10 +160,15 @@ def _class_count(path: Path, names: Any) -> int:
 
 
 _CIFAR_FILES = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-                "batches.meta", "labels", "label_names"),
-    "cifar100": ("cifar-100-python", ["train"], "test", "meta", "fine_labels",
-                 "fine_label_names"),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        "batches.meta",
+        "labels",
+        "label_names",
+    ),
+    "cifar100": ("cifar-100-python", ["train"], "test", "meta", "fine_labels", "fine_label_names"),
 }
 
 

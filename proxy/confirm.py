@@ -24,23 +24,27 @@ from optuna_nos.study.stored import CONFIRM_ATTR
 from optuna_nos.study.stored import FIDELITY_USER_ATTR as FIDELITY_ATTR
 from proxy.fitness import Fidelity, ProxyTask, evaluate_genome, measure_fitness
 
-__all__ = ["CONFIRM_ATTR", "FIDELITY_ATTR", "confirmed_fitness", "evaluate_confirmed",
-           "incumbent"]
-
+__all__ = ["CONFIRM_ATTR", "FIDELITY_ATTR", "confirmed_fitness", "evaluate_confirmed", "incumbent"]
 
 
 def incumbent(trials: Sequence[Any], fidelity: str) -> float | None:
     """The best finite value among completed ``trials`` whose ``fidelity`` attr matches."""
     from optuna.trial import TrialState
 
-    values = [t.value for t in trials
-              if t.state == TrialState.COMPLETE and t.user_attrs.get(FIDELITY_ATTR) == fidelity
-              and t.value is not None and math.isfinite(t.value)]
+    values = [
+        t.value
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.user_attrs.get(FIDELITY_ATTR) == fidelity
+        and t.value is not None
+        and math.isfinite(t.value)
+    ]
     return max(values) if values else None
 
 
-def confirmed_fitness(first: float, best: float | None, rescore: Callable[[], float]
-                      ) -> tuple[float, tuple[float, ...]]:
+def confirmed_fitness(
+    first: float, best: float | None, rescore: Callable[[], float]
+) -> tuple[float, tuple[float, ...]]:
     """(fitness, scores): ``first`` alone when it does not beat ``best``; else the mean of
     ``first`` and ``rescore()`` (called once). ``best`` None: nothing to beat, a record."""
     if best is not None and not first > best:
@@ -49,8 +53,9 @@ def confirmed_fitness(first: float, best: float | None, rescore: Callable[[], fl
     return (first + second) / 2.0, (first, second)
 
 
-def evaluate_confirmed(genome: Any, task: ProxyTask, fidelity: str | Fidelity, trial: Any
-                       ) -> float:
+def evaluate_confirmed(
+    genome: Any, task: ProxyTask, fidelity: str | Fidelity, trial: Any
+) -> float:
     """:func:`proxy.fitness.evaluate_genome` for ``trial``, then :func:`confirmed_fitness`
     against the study's incumbent at that fidelity. The second seed derives from the trial's
     evaluation seed; the scores go to the ``nos.confirm_scores`` user attr."""
@@ -62,12 +67,12 @@ def evaluate_confirmed(genome: Any, task: ProxyTask, fidelity: str | Fidelity, t
     finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     def rescore() -> float:
-        seed = int(np.random.SeedSequence([task.evaluation_seed(trial.number), 1])
-                   .generate_state(1)[0])
+        seed = int(
+            np.random.SeedSequence([task.evaluation_seed(trial.number), 1]).generate_state(1)[0]
+        )
         result = measure_fitness(genome, task, fidelity, seed=seed)
         value = result.fitness
-        return value if not result.failed and value is not None and math.isfinite(value) \
-            else 0.0
+        return value if not result.failed and value is not None and math.isfinite(value) else 0.0
 
     fitness, scores = confirmed_fitness(first, incumbent(finished, name), rescore)
     trial.set_user_attr(CONFIRM_ATTR, list(scores))

@@ -62,8 +62,10 @@ class ImageSplit:
         if self.images.dim() != 4:
             raise NOSError(f"images must be [N, C, H, W], got shape {tuple(self.images.shape)}")
         if self.labels.shape != self.images.shape[:1]:
-            raise NOSError(f"labels must be [N] = [{self.images.shape[0]}], "
-                           f"got shape {tuple(self.labels.shape)}")
+            raise NOSError(
+                f"labels must be [N] = [{self.images.shape[0]}], "
+                f"got shape {tuple(self.labels.shape)}"
+            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -96,13 +98,25 @@ class ImageDataset:
         return int(c), int(h), int(w)
 
     def to(self, device: torch.device | str) -> ImageDataset:
-        return ImageDataset(self.name, self.train.to(device), self.val.to(device),
-                            self.num_classes, self.max_value, self.channel_mean,
-                            self.channel_std)
+        return ImageDataset(
+            self.name,
+            self.train.to(device),
+            self.val.to(device),
+            self.num_classes,
+            self.max_value,
+            self.channel_mean,
+            self.channel_std,
+        )
 
 
-def _pool_dataset(name: str, images: Tensor, labels: Tensor, val_index: Tensor,
-                  num_classes: int, max_value: float) -> ImageDataset:
+def _pool_dataset(
+    name: str,
+    images: Tensor,
+    labels: Tensor,
+    val_index: Tensor,
+    num_classes: int,
+    max_value: float,
+) -> ImageDataset:
     """Split a training pool by a boolean validation mask; stats over the whole pool."""
     pool = images.to(torch.float64)
     mean = pool.mean(dim=(0, 2, 3))
@@ -140,21 +154,24 @@ def load_cifar10(
 
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise NOSError(f"CIFAR-10 data root {str(path)!r} is not a directory; put "
-                       "cifar-10-batches-py/ (the python version of CIFAR-10) there")
+        raise NOSError(
+            f"CIFAR-10 data root {str(path)!r} is not a directory; put "
+            "cifar-10-batches-py/ (the python version of CIFAR-10) there"
+        )
     folder = path / CIFAR10.base_folder
     expected = [*CIFAR10.train_list, [CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
     for name, md5 in expected:
         if not check_integrity(str(folder / name), md5 if verify_checksums else None):
-            raise NOSError(f"CIFAR-10 file {str(folder / name)!r} is missing or corrupted; "
-                           "expected cifar-10-batches-py/data_batch_1..5 and batches.meta")
+            raise NOSError(
+                f"CIFAR-10 file {str(folder / name)!r} is missing or corrupted; "
+                "expected cifar-10-batches-py/data_batch_1..5 and batches.meta"
+            )
     array_images, array_labels, _ = load_cifar_arrays("cifar10", path, "train")
     images = torch.from_numpy(array_images).permute(0, 3, 1, 2).contiguous()
     labels = torch.from_numpy(array_labels)
     n = len(labels)
     if not 0 < val_size < n:
-        raise NOSError(f"val_size must lie in 1..{n - 1} for {n} training images, "
-                       f"got {val_size}")
+        raise NOSError(f"val_size must lie in 1..{n - 1} for {n} training images, got {val_size}")
     val_index = torch.arange(n) >= n - val_size
     return _pool_dataset("cifar10", images, labels, val_index, num_classes=10, max_value=255.0)
 
@@ -193,8 +210,10 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std):
-            raise NOSError(f"mean and std need one value per channel, got {len(self.mean)} "
-                           f"and {len(self.std)}")
+            raise NOSError(
+                f"mean and std need one value per channel, got {len(self.mean)} "
+                f"and {len(self.std)}"
+            )
         for value in self.std:
             if not value > 0.0:
                 raise NOSError(f"normalisation std must be > 0, got {value!r}")
@@ -202,8 +221,10 @@ class Normalization:
     def tensors(self, device: torch.device | str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """(mean, std) as ``[1, C, 1, 1]`` tensors, made once per stream."""
         shape = (1, -1, 1, 1)
-        return (torch.tensor(self.mean, dtype=dtype, device=device).view(shape),
-                torch.tensor(self.std, dtype=dtype, device=device).view(shape))
+        return (
+            torch.tensor(self.mean, dtype=dtype, device=device).view(shape),
+            torch.tensor(self.std, dtype=dtype, device=device).view(shape),
+        )
 
 
 NORMALIZATIONS = ("scale", "standardize")
@@ -219,8 +240,9 @@ def normalization(dataset: ImageDataset, kind: str) -> Normalization:
     raise NOSError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
 
 
-def normalize(images: Tensor, norm: Normalization | tuple[Tensor, Tensor],
-              dtype: torch.dtype = torch.float32) -> Tensor:
+def normalize(
+    images: Tensor, norm: Normalization | tuple[Tensor, Tensor], dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Raw ``[B, C, H, W]`` images -> float ``(x - mean_c) / std_c``."""
     mean, std = norm.tensors(images.device, dtype) if isinstance(norm, Normalization) else norm
     return (images.to(dtype) - mean) / std
@@ -261,15 +283,16 @@ def augment(images: Tensor, aug: Augmentation, generator: torch.Generator) -> Te
     out = images
     if aug.pad > 0:
         if aug.pad >= min(height, width):
-            raise NOSError(f"augmentation pad {aug.pad} must be smaller than the image side "
-                           f"{min(height, width)} (reflect padding)")
+            raise NOSError(
+                f"augmentation pad {aug.pad} must be smaller than the image side "
+                f"{min(height, width)} (reflect padding)"
+            )
         padded = torch.nn.functional.pad(images, (aug.pad,) * 4, mode="reflect")
         offset_y = torch.randint(0, 2 * aug.pad + 1, (batch,), generator=generator, device=device)
         offset_x = torch.randint(0, 2 * aug.pad + 1, (batch,), generator=generator, device=device)
         row_index = (offset_y[:, None] + rows[None, :])[:, None, :, None]
         col_index = (offset_x[:, None] + cols[None, :])[:, None, None, :]
-        channel_rows = padded.gather(2, row_index.expand(-1, padded.shape[1], -1,
-                                                         padded.shape[3]))
+        channel_rows = padded.gather(2, row_index.expand(-1, padded.shape[1], -1, padded.shape[3]))
         out = channel_rows.gather(3, col_index.expand(-1, padded.shape[1], height, -1))
     if aug.flip:
         flip = torch.rand(batch, generator=generator, device=device) < 0.5
@@ -290,8 +313,13 @@ def augment(images: Tensor, aug: Augmentation, generator: torch.Generator) -> Te
 
 
 def batch_indices(
-    n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu", group: int = 1,
+    n: int,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    group: int = 1,
 ) -> Iterator[Tensor]:
     """Endless index batches: passes over ``0..n-1``, each a fresh permutation if ``shuffle``.
 
@@ -310,7 +338,7 @@ def batch_indices(
     while True:
         order = torch.randperm(n, generator=generator, device=device) if shuffle else ordered
         for start in range(0, n, step):
-            yield order[start:start + step]
+            yield order[start : start + step]
 
 
 def training_batches(
@@ -334,18 +362,22 @@ def training_batches(
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     stats = norm.tensors(device, dtype)
-    for index in batch_indices(len(split), batch_size, shuffle=shuffle, generator=generator,
-                               device=device, group=prepare):
+    for index in batch_indices(
+        len(split), batch_size, shuffle=shuffle, generator=generator, device=device, group=prepare
+    ):
         images = normalize(split.images[index], stats, dtype)
         if aug is not None:
             images = augment(images, aug, generator)
         labels = split.labels[index]
         for start in range(0, len(index), batch_size):
-            yield images[start:start + batch_size], labels[start:start + batch_size]
+            yield images[start : start + batch_size], labels[start : start + batch_size]
 
 
 def validation_batches(
-    split: ImageSplit, norm: Normalization, *, batch_size: int = 128,
+    split: ImageSplit,
+    norm: Normalization,
+    *,
+    batch_size: int = 128,
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """One ordered pass over ``split`` in normalised, un-augmented batches."""

@@ -76,32 +76,58 @@ class Fidelity:
     screen_steps_per_epoch: int = 200
 
     def __post_init__(self) -> None:
-        for key in ("width", "total_steps", "final_epochs", "final_steps_per_epoch",
-                    "screen_epochs", "screen_steps_per_epoch"):
+        for key in (
+            "width",
+            "total_steps",
+            "final_epochs",
+            "final_steps_per_epoch",
+            "screen_epochs",
+            "screen_steps_per_epoch",
+        ):
             value = getattr(self, key)
             if not is_int(value) or value < 1:
-                raise NOSError(f"fidelity {self.name!r}: {key} must be an int >= 1, "
-                               f"got {value!r}")
+                raise NOSError(f"fidelity {self.name!r}: {key} must be an int >= 1, got {value!r}")
         if not is_int(self.warmup_steps) or not 0 <= self.warmup_steps < self.total_steps:
-            raise NOSError(f"fidelity {self.name!r}: warmup_steps must be an int in "
-                           f"0..total_steps-1, got {self.warmup_steps!r}")
+            raise NOSError(
+                f"fidelity {self.name!r}: warmup_steps must be an int in "
+                f"0..total_steps-1, got {self.warmup_steps!r}"
+            )
         if self.normalization not in NORMALIZATIONS:
-            raise NOSError(f"fidelity {self.name!r}: normalization must be one of "
-                           f"{', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
-        for kind, epochs, steps in (("final", self.final_epochs, self.final_steps_per_epoch),
-                                    ("screen", self.screen_epochs, self.screen_steps_per_epoch)):
+            raise NOSError(
+                f"fidelity {self.name!r}: normalization must be one of "
+                f"{', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
+            )
+        for kind, epochs, steps in (
+            ("final", self.final_epochs, self.final_steps_per_epoch),
+            ("screen", self.screen_epochs, self.screen_steps_per_epoch),
+        ):
             if epochs * steps > self.total_steps:
-                raise NOSError(f"fidelity {self.name!r}: the {kind} run's {epochs} x {steps} "
-                               f"steps exceed total_steps = {self.total_steps}")
+                raise NOSError(
+                    f"fidelity {self.name!r}: the {kind} run's {epochs} x {steps} "
+                    f"steps exceed total_steps = {self.total_steps}"
+                )
 
 
-PAPER_INIT = Fidelity("init", width=32, normalization="scale", augmentation=None,
-                      total_steps=8000, warmup_steps=800, final_epochs=40,
-                      final_steps_per_epoch=200)
-PAPER_EVOLUTION = Fidelity("evolution", width=48, normalization="standardize",
-                           augmentation=Augmentation(pad=4, flip=True, cutout=8),
-                           total_steps=16000, warmup_steps=800, final_epochs=40,
-                           final_steps_per_epoch=400)
+PAPER_INIT = Fidelity(
+    "init",
+    width=32,
+    normalization="scale",
+    augmentation=None,
+    total_steps=8000,
+    warmup_steps=800,
+    final_epochs=40,
+    final_steps_per_epoch=200,
+)
+PAPER_EVOLUTION = Fidelity(
+    "evolution",
+    width=48,
+    normalization="standardize",
+    augmentation=Augmentation(pad=4, flip=True, cutout=8),
+    total_steps=16000,
+    warmup_steps=800,
+    final_epochs=40,
+    final_steps_per_epoch=400,
+)
 
 
 @dataclass(frozen=True)
@@ -143,8 +169,10 @@ class FitnessConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise NOSError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         if self.init.name != "init" or self.evolution.name != "evolution":
-            raise NOSError(f"the fidelities must be named 'init' and 'evolution', got "
-                           f"{self.init.name!r} and {self.evolution.name!r}")
+            raise NOSError(
+                f"the fidelities must be named 'init' and 'evolution', got "
+                f"{self.init.name!r} and {self.evolution.name!r}"
+            )
 
     def fidelity(self, name: str | Fidelity) -> Fidelity:
         """The fidelity called ``name`` ("init" or "evolution")."""
@@ -165,13 +193,30 @@ class FitnessConfig:
 #: The CPU default on scikit-learn's 8x8 digits: the paper's protocol shrunk to seconds. As in
 #: the paper, the screen (4 x 10 steps) lies inside the warmup (W = 40); batch size 128.
 DIGITS_FITNESS = FitnessConfig(
-    init=Fidelity("init", width=8, normalization="scale", augmentation=None,
-                  total_steps=300, warmup_steps=40, final_epochs=10, final_steps_per_epoch=30,
-                  screen_epochs=4, screen_steps_per_epoch=10),
-    evolution=Fidelity("evolution", width=12, normalization="standardize",
-                       augmentation=Augmentation(pad=1, flip=False, cutout=2),
-                       total_steps=400, warmup_steps=40, final_epochs=10,
-                       final_steps_per_epoch=40, screen_epochs=4, screen_steps_per_epoch=10),
+    init=Fidelity(
+        "init",
+        width=8,
+        normalization="scale",
+        augmentation=None,
+        total_steps=300,
+        warmup_steps=40,
+        final_epochs=10,
+        final_steps_per_epoch=30,
+        screen_epochs=4,
+        screen_steps_per_epoch=10,
+    ),
+    evolution=Fidelity(
+        "evolution",
+        width=12,
+        normalization="standardize",
+        augmentation=Augmentation(pad=1, flip=False, cutout=2),
+        total_steps=400,
+        warmup_steps=40,
+        final_epochs=10,
+        final_steps_per_epoch=40,
+        screen_epochs=4,
+        screen_steps_per_epoch=10,
+    ),
 )
 PAPER_FITNESS = FitnessConfig()
 
@@ -210,8 +255,9 @@ class FitnessResult:
         summary = []
         for run in self.screen:
             record = run_record(run.train_acc, numpy_nan=numpy_nan)
-            summary.append({**run.to_dict(),
-                            "record": round(record, 6) if math.isfinite(record) else None})
+            summary.append(
+                {**run.to_dict(), "record": round(record, 6) if math.isfinite(record) else None}
+            )
         return summary
 
 
@@ -226,6 +272,7 @@ def run_protocol(
 
     ``on_screen_done(lr, runs)`` is called with the chosen lr before the final run starts.
     """
+
     def decide(runs: list[RunResult], complete: bool) -> ScreenDecision:
         return screen_decision(config, runs, complete=complete, numpy_nan=numpy_nan)
 
@@ -242,25 +289,32 @@ def run_protocol(
     return final_result(decision.lr, runs, trainer.final(decision.lr), numpy_nan=numpy_nan)
 
 
-def screen_decision(config: FitnessConfig, runs: list[RunResult], *, complete: bool,
-                    numpy_nan: bool) -> ScreenDecision:
+def screen_decision(
+    config: FitnessConfig, runs: list[RunResult], *, complete: bool, numpy_nan: bool
+) -> ScreenDecision:
     """The screen's decision on ``runs`` (the first ``len(runs)`` screen lrs, in order)."""
     records = [run_record(run.train_acc, numpy_nan=numpy_nan) for run in runs]
-    return decide_screen(config.screen_lrs[:len(runs)], records,
-                         stage1_size=len(config.stage1_lrs),
-                         stage1_below=config.stage1_fail_below,
-                         screen_below=config.screen_fail_below,
-                         numpy_nan=numpy_nan, complete=complete)
+    return decide_screen(
+        config.screen_lrs[: len(runs)],
+        records,
+        stage1_size=len(config.stage1_lrs),
+        stage1_below=config.stage1_fail_below,
+        screen_below=config.screen_fail_below,
+        numpy_nan=numpy_nan,
+        complete=complete,
+    )
 
 
-def final_result(lr: float, screen: list[RunResult], final: RunResult, *,
-                 numpy_nan: bool) -> FitnessResult:
+def final_result(
+    lr: float, screen: list[RunResult], final: RunResult, *, numpy_nan: bool
+) -> FitnessResult:
     """The evaluation's result from its final run at the chosen ``lr``."""
     fitness = fitness_of(final.val_acc, numpy_nan=numpy_nan)
     if fitness is None:
         stop = f" ({final.stop})" if final.stop else ""
-        return FitnessResult(None, f"final run at lr {lr:g}: no finite validation "
-                                   f"accuracy{stop}", lr, screen, final)
+        return FitnessResult(
+            None, f"final run at lr {lr:g}: no finite validation accuracy{stop}", lr, screen, final
+        )
     return FitnessResult(fitness, None, lr, screen, final)
 
 
@@ -292,21 +346,32 @@ class GenomeTrainer:
         self.on_epoch = on_epoch
         shuffle = settings.shuffle if config.shuffle is None else config.shuffle
         self.screen_spec = RunSpec(
-            genome=genome, width=fidelity.width, train=data.train,
+            genome=genome,
+            width=fidelity.width,
+            train=data.train,
             norm=normalization(data, fidelity.normalization),
-            augmentation=fidelity.augmentation, total_steps=fidelity.total_steps,
-            warmup_steps=fidelity.warmup_steps, epochs=fidelity.screen_epochs,
+            augmentation=fidelity.augmentation,
+            total_steps=fidelity.total_steps,
+            warmup_steps=fidelity.warmup_steps,
+            epochs=fidelity.screen_epochs,
             steps_per_epoch=fidelity.screen_steps_per_epoch,
-            early_stop=config.screen_early_stop, num_classes=data.num_classes,
-            dropout=config.dropout, batch_size=config.batch_size, shuffle=shuffle,
+            early_stop=config.screen_early_stop,
+            num_classes=data.num_classes,
+            dropout=config.dropout,
+            batch_size=config.batch_size,
+            shuffle=shuffle,
             bn_momentum=config.bn_momentum,
-            settings=settings, dtype=dtype,
-            channels_last=config.channels_last, bf16=config.bf16,
+            settings=settings,
+            dtype=dtype,
+            channels_last=config.channels_last,
+            bf16=config.bf16,
         )
         self.final_spec = replace(
-            self.screen_spec, epochs=fidelity.final_epochs,
+            self.screen_spec,
+            epochs=fidelity.final_epochs,
             steps_per_epoch=fidelity.final_steps_per_epoch,
-            early_stop=config.final_early_stop, val=data.val,
+            early_stop=config.final_early_stop,
+            val=data.val,
             val_batch_size=config.val_batch_size,
         )
 
@@ -343,8 +408,7 @@ class ProxyTask:
     _data: ImageDataset | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.cpu_threads is not None and (not is_int(self.cpu_threads)
-                                             or self.cpu_threads < 1):
+        if self.cpu_threads is not None and (not is_int(self.cpu_threads) or self.cpu_threads < 1):
             raise NOSError(f"cpu_threads must be an int >= 1 or None, got {self.cpu_threads!r}")
 
     def dataset(self) -> ImageDataset:
@@ -388,17 +452,27 @@ def measure_fitness(
     """Run the whole protocol for ``genome``; failures come back as a result, not raised."""
     data = task.dataset()
     trainer = GenomeTrainer(
-        genome, data, task.config.fidelity(fidelity), task.config,
+        genome,
+        data,
+        task.config.fidelity(fidelity),
+        task.config,
         seed=task.evaluation_seed(None) if seed is None else seed,
-        settings=task.settings, dtype=task.dtype, on_epoch=on_epoch,
+        settings=task.settings,
+        dtype=task.dtype,
+        on_epoch=on_epoch,
     )
     with task.threads():
-        return run_protocol(trainer, task.config, numpy_nan=task.settings.numpy_nan_semantics,
-                            on_screen_done=on_screen_done)
+        return run_protocol(
+            trainer,
+            task.config,
+            numpy_nan=task.settings.numpy_nan_semantics,
+            on_screen_done=on_screen_done,
+        )
 
 
-def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: str | Fidelity, *,
-                    trial: Any = None) -> float:
+def evaluate_genome(
+    genome: Genome | TorchBaseline, task: ProxyTask, fidelity: str | Fidelity, *, trial: Any = None
+) -> float:
     """Fitness of ``genome`` for an Optuna objective.
 
     With a trial: every final-run epoch's validation accuracy is reported
@@ -436,8 +510,9 @@ def evaluate_genome(genome: Genome | TorchBaseline, task: ProxyTask, fidelity: s
             raise optuna.TrialPruned(reason)
 
     seed = task.evaluation_seed(None if trial is None else trial.number)
-    result = measure_fitness(genome, task, fidelity, seed=seed, on_epoch=report,
-                             on_screen_done=screen_done)
+    result = measure_fitness(
+        genome, task, fidelity, seed=seed, on_epoch=report, on_screen_done=screen_done
+    )
     if trial is not None:
         if not screen_summary:
             set_system_attr(trial, SCREEN_ATTR, result.screen_summary(numpy_nan))

@@ -17,13 +17,18 @@ __all__ = ["Lion"]
 class Lion(Optimizer):
     """Lion (Chen et al. 2023). Per tensor, with momentum m (initially 0):
 
-        c <- beta1 m + (1 - beta1) g
-        w <- w - lr (sign(c) + weight_decay w)
-        m <- beta2 m + (1 - beta2) g
+    c <- beta1 m + (1 - beta1) g
+    w <- w - lr (sign(c) + weight_decay w)
+    m <- beta2 m + (1 - beta2) g
     """
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-4,
-                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+    ) -> None:
         if not lr >= 0.0:
             raise NOSError(f"Lion lr must be >= 0, got {lr!r}")
         if not all(0.0 <= beta < 1.0 for beta in betas) or len(betas) != 2:

@@ -35,8 +35,9 @@ def time_pack(spec: RunSpec, candidates: int, lrs: Sequence[float], steps: int) 
     """
     genome = parse_equation(TIMED_GENOME)
     seeds = RunSeeds.derive(0)
-    pack = [(Candidate(genome, replace(seeds, model=seeds.model + i)), lrs)
-            for i in range(candidates)]
+    pack = [
+        (Candidate(genome, replace(seeds, model=seeds.model + i)), lrs) for i in range(candidates)
+    ]
     warm = replace(spec, epochs=1, steps_per_epoch=1, val=None)
     timed = replace(spec, epochs=1, steps_per_epoch=steps, val=None)
     train_packed(warm, pack)
@@ -51,8 +52,15 @@ def batching_measured(spec: RunSpec, copies: int, steps: int = MEASURE_STEPS) ->
     """Whether ``copies`` runs stacked train faster than one after another (measured)."""
     if copies <= 1:
         return False
-    key = (spec.device.type, spec.dtype, tuple(spec.train.images.shape[1:]), spec.width,
-           spec.batch_size, copies, spec.augmentation is not None)
+    key = (
+        spec.device.type,
+        spec.dtype,
+        tuple(spec.train.images.shape[1:]),
+        spec.width,
+        spec.batch_size,
+        copies,
+        spec.augmentation is not None,
+    )
     if key not in _CACHE:
         lrs = [1e-3] * copies
         stacked = time_pack(spec, 1, lrs, steps)
@@ -68,8 +76,14 @@ def default_batching(spec: RunSpec, copies: int) -> bool:
     return batching_measured(spec, copies)
 
 
-def auto_pack(spec: RunSpec, lrs: Sequence[float], *, memory_fraction: float = 0.8,
-              cpu_sizes: Sequence[int] = (1, 2, 4, 8), limit: int = 256) -> int:
+def auto_pack(
+    spec: RunSpec,
+    lrs: Sequence[float],
+    *,
+    memory_fraction: float = 0.8,
+    cpu_sizes: Sequence[int] = (1, 2, 4, 8),
+    limit: int = 256,
+) -> int:
     """A pack size for candidates screened at ``lrs`` (see the module docstring)."""
     if spec.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -37,20 +37,44 @@ MNIST1D_SPLITS = ("val", "test")
 #: lags their training accuracy by tens of points). Augmentation is off (the generator
 #: already varies the signals).
 MNIST1D_FITNESS = FitnessConfig(
-    init=Fidelity("init", width=12, normalization="scale", augmentation=None,
-                  total_steps=300, warmup_steps=30, final_epochs=10, final_steps_per_epoch=30,
-                  screen_epochs=4, screen_steps_per_epoch=15),
-    evolution=Fidelity("evolution", width=16, normalization="scale", augmentation=None,
-                       total_steps=400, warmup_steps=40, final_epochs=10,
-                       final_steps_per_epoch=40, screen_epochs=4, screen_steps_per_epoch=15),
+    init=Fidelity(
+        "init",
+        width=12,
+        normalization="scale",
+        augmentation=None,
+        total_steps=300,
+        warmup_steps=30,
+        final_epochs=10,
+        final_steps_per_epoch=30,
+        screen_epochs=4,
+        screen_steps_per_epoch=15,
+    ),
+    evolution=Fidelity(
+        "evolution",
+        width=16,
+        normalization="scale",
+        augmentation=None,
+        total_steps=400,
+        warmup_steps=40,
+        final_epochs=10,
+        final_steps_per_epoch=40,
+        screen_epochs=4,
+        screen_steps_per_epoch=15,
+    ),
     batch_size=64,
     val_batch_size=500,
     bn_momentum=0.1,
 )
 
 
-def load_mnist1d(*, train_size: int = 4000, val_size: int = 2000, test_size: int = 2000,
-                 seed: int = 42, split: str = "val") -> ImageDataset:
+def load_mnist1d(
+    *,
+    train_size: int = 4000,
+    val_size: int = 2000,
+    test_size: int = 2000,
+    seed: int = 42,
+    split: str = "val",
+) -> ImageDataset:
     """Generate MNIST-1D and split it (see the module docstring).
 
     The generator seeds numpy's global RNG; its state is restored afterwards.
@@ -58,10 +82,12 @@ def load_mnist1d(*, train_size: int = 4000, val_size: int = 2000, test_size: int
     from mnist1d.data import get_dataset_args, make_dataset
 
     if split not in MNIST1D_SPLITS:
-        raise NOSError(f"mnist1d split must be one of {', '.join(MNIST1D_SPLITS)}, "
-                       f"got {split!r}")
-    for name, value in (("train_size", train_size), ("val_size", val_size),
-                        ("test_size", test_size)):
+        raise NOSError(f"mnist1d split must be one of {', '.join(MNIST1D_SPLITS)}, got {split!r}")
+    for name, value in (
+        ("train_size", train_size),
+        ("val_size", val_size),
+        ("test_size", test_size),
+    ):
         check_int(f"mnist1d {name}", value, minimum=1)
     total = train_size + val_size + test_size
     args = get_dataset_args()
@@ -76,9 +102,12 @@ def load_mnist1d(*, train_size: int = 4000, val_size: int = 2000, test_size: int
     signals = torch.from_numpy(np.asarray(data["x"], dtype=np.float32))[:total, None, None, :]
     labels = torch.from_numpy(np.asarray(data["y"], dtype=np.int64))[:total]
     train = slice(0, train_size)
-    held = (slice(train_size, train_size + val_size) if split == "val"
-            else slice(train_size + val_size, total))
-    pool = signals[:train_size + val_size].to(torch.float64)
+    held = (
+        slice(train_size, train_size + val_size)
+        if split == "val"
+        else slice(train_size + val_size, total)
+    )
+    pool = signals[: train_size + val_size].to(torch.float64)
     return ImageDataset(
         name="mnist1d" if split == "val" else "mnist1d-test",
         train=ImageSplit(signals[train], labels[train]),

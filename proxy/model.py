@@ -95,8 +95,11 @@ class ConvNet(nn.Module):
         super().__init__()
         if not 0.0 < bn_momentum <= 1.0:
             raise NOSError(f"ConvNet bn_momentum must lie in (0, 1], got {bn_momentum!r}")
-        for name, value in (("base_width", base_width), ("in_channels", in_channels),
-                            ("num_classes", num_classes)):
+        for name, value in (
+            ("base_width", base_width),
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise NOSError(f"ConvNet {name} must be an int >= 1, got {value!r}")
         self.base_width = base_width
@@ -144,13 +147,15 @@ class ConvNet(nn.Module):
         return self.fc(self.dropout(x.mean(dim=(2, 3))))
 
 
-def conv_same(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int,
-              groups: int = 1) -> Tensor:
+def conv_same(
+    x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, groups: int = 1
+) -> Tensor:
     """``conv2d`` with TensorFlow "same" padding for the weight's kernel and ``stride``."""
     kernel_h, kernel_w = weight.shape[-2:]
     top, bottom = same_padding(x.shape[-2], kernel_h, stride)
     left, right = same_padding(x.shape[-1], kernel_w, stride)
     if top == bottom and left == right:
         return F.conv2d(x, weight, bias, stride=stride, padding=(top, left), groups=groups)
-    return F.conv2d(F.pad(x, (left, right, top, bottom)), weight, bias, stride=stride,
-                    groups=groups)
+    return F.conv2d(
+        F.pad(x, (left, right, top, bottom)), weight, bias, stride=stride, groups=groups
+    )

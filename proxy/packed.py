@@ -84,8 +84,15 @@ def measure_pack(
     config = task.config
     numpy_nan = task.settings.numpy_nan_semantics
     data = task.dataset()
-    trainer = GenomeTrainer(genomes[0], data, config.fidelity(fidelity), config, seed=0,
-                            settings=task.settings, dtype=task.dtype)
+    trainer = GenomeTrainer(
+        genomes[0],
+        data,
+        config.fidelity(fidelity),
+        config,
+        seed=0,
+        settings=task.settings,
+        dtype=task.dtype,
+    )
     candidates = [Candidate(g, pack_seeds(task, s)) for g, s in zip(genomes, seeds, strict=True)]
     results: list[FitnessResult | None] = [None] * len(genomes)
     pruned: set[int] = set()
@@ -106,8 +113,9 @@ def measure_pack(
             for i, stage_runs in zip(undecided, runs, strict=True):
                 screens[i] += stage_runs
                 complete = stage == 1 or not config.stage2_lrs
-                decision = screen_decision(config, screens[i], complete=complete,
-                                           numpy_nan=numpy_nan)
+                decision = screen_decision(
+                    config, screens[i], complete=complete, numpy_nan=numpy_nan
+                )
                 if decision.reason is not None:
                     finish(i, FitnessResult(None, decision.reason, None, screens[i]))
                 else:
@@ -128,9 +136,11 @@ def measure_pack(
                 pruned.add(undecided[position])
             return stop
 
-        finals = train_packed(trainer.final_spec,
-                              [(candidates[i], [chosen[i]]) for i in undecided],
-                              on_epoch=final_epoch)
+        finals = train_packed(
+            trainer.final_spec,
+            [(candidates[i], [chosen[i]]) for i in undecided],
+            on_epoch=final_epoch,
+        )
         for i, (final,) in zip(undecided, finals, strict=True):
             if i in pruned:  # the caller heard of it in on_epoch
                 results[i] = FitnessResult(None, final.stop, chosen[i], screens[i], final)
@@ -169,8 +179,13 @@ def evaluate_pack(objective: ProxyObjective, pack: Pack) -> None:
         _evaluate_group(objective, pack, fidelity, members, numpy_nan)
 
 
-def _evaluate_group(objective: ProxyObjective, pack: Pack, fidelity: str,
-                    members: list[tuple[Any, Genome]], numpy_nan: bool) -> None:
+def _evaluate_group(
+    objective: ProxyObjective,
+    pack: Pack,
+    fidelity: str,
+    members: list[tuple[Any, Genome]],
+    numpy_nan: bool,
+) -> None:
     task = objective.task
 
     screened: set[int] = set()
@@ -179,8 +194,9 @@ def _evaluate_group(objective: ProxyObjective, pack: Pack, fidelity: str,
         screened.add(index)
         trial = members[index][0]
         trial.set_user_attr(LR_ATTR, lr)
-        set_system_attr(trial, SCREEN_ATTR, FitnessResult(None, None, lr, runs)
-                        .screen_summary(numpy_nan))
+        set_system_attr(
+            trial, SCREEN_ATTR, FitnessResult(None, None, lr, runs).screen_summary(numpy_nan)
+        )
 
     def epoch_done(index: int, epoch: int, run: RunResult) -> bool:
         trial, genome = members[index]
@@ -209,9 +225,15 @@ def _evaluate_group(objective: ProxyObjective, pack: Pack, fidelity: str,
             assert result.fitness is not None
             pack.complete(trial, result.fitness)
 
-    measure_pack([genome for _, genome in members],
-                 [task.evaluation_seed(trial.number) for trial, _ in members], task, fidelity,
-                 on_screen_done=screen_done, on_epoch=epoch_done, on_done=done)
+    measure_pack(
+        [genome for _, genome in members],
+        [task.evaluation_seed(trial.number) for trial, _ in members],
+        task,
+        fidelity,
+        on_screen_done=screen_done,
+        on_epoch=epoch_done,
+        on_done=done,
+    )
 
 
 def auto_pack_size(task: ProxyTask, fidelity: str = "evolution") -> int:
@@ -220,8 +242,14 @@ def auto_pack_size(task: ProxyTask, fidelity: str = "evolution") -> int:
     Sized for the screen's largest stage at ``fidelity`` (the wider model by default).
     """
     config = task.config
-    trainer = GenomeTrainer(parse_equation(TIMED_GENOME), task.dataset(),
-                            config.fidelity(fidelity), config, seed=0, settings=task.settings,
-                            dtype=task.dtype)
+    trainer = GenomeTrainer(
+        parse_equation(TIMED_GENOME),
+        task.dataset(),
+        config.fidelity(fidelity),
+        config,
+        seed=0,
+        settings=task.settings,
+        dtype=task.dtype,
+    )
     widest = max((config.stage1_lrs, config.stage2_lrs), key=len)
     return auto_pack(trainer.screen_spec, widest)

@@ -122,15 +122,19 @@ def decide_screen(
         raise ValueError(f"{len(lrs)} learning rates but {len(records)} records")
     stage1 = records[:stage1_size]
     if stage1_fails(stage1, stage1_below, numpy_nan=numpy_nan):
-        return ScreenDecision(None, f"LR screen stage 1: every training accuracy is below "
-                                    f"{stage1_below} ({_fmt(stage1)})")
+        return ScreenDecision(
+            None,
+            f"LR screen stage 1: every training accuracy is below {stage1_below} ({_fmt(stage1)})",
+        )
     if not complete:
         return ScreenDecision(None, None)
     best = best_index(records, numpy_nan=numpy_nan)
     best_value = records[best] if numpy_nan else _project(records[best])
     if best_value < screen_below:
-        return ScreenDecision(None, f"LR screen: the best training accuracy is below "
-                                    f"{screen_below} ({_fmt(records)})")
+        return ScreenDecision(
+            None,
+            f"LR screen: the best training accuracy is below {screen_below} ({_fmt(records)})",
+        )
     return ScreenDecision(float(lrs[best]), None)
 
 

@@ -71,6 +71,7 @@ __all__ = [
 #: is used on a CPU by default; past it, one copy at a time stays in cache and runs faster.
 CPU_BATCHED_MAX_ACTIVATION = 2**20
 
+
 class Stepper(Protocol):
     """Anything with a ``step()`` that updates the stack's parameters from their gradients."""
 
@@ -92,8 +93,12 @@ class RunResult:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-friendly summary (for trial user attrs)."""
-        return {"lr": self.lr, "train_acc": [round(a, 6) for a in self.train_acc],
-                "val_acc": [round(a, 6) for a in self.val_acc], "stop": self.stop}
+        return {
+            "lr": self.lr,
+            "train_acc": [round(a, 6) for a in self.train_acc],
+            "val_acc": [round(a, 6) for a in self.val_acc],
+            "stop": self.stop,
+        }
 
 
 @dataclass(frozen=True)
@@ -145,11 +150,15 @@ class RunSpec:
             raise NOSError("bf16=True is refused in paper mode, which trains in float32")
         steps = self.epochs * self.steps_per_epoch
         if self.epochs < 1 or self.steps_per_epoch < 1:
-            raise NOSError(f"a run needs epochs >= 1 and steps_per_epoch >= 1, got "
-                           f"{self.epochs} and {self.steps_per_epoch}")
+            raise NOSError(
+                f"a run needs epochs >= 1 and steps_per_epoch >= 1, got "
+                f"{self.epochs} and {self.steps_per_epoch}"
+            )
         if steps > self.total_steps:
-            raise NOSError(f"a run of {self.epochs} x {self.steps_per_epoch} = {steps} steps "
-                           f"exceeds the schedule's total_steps = {self.total_steps}")
+            raise NOSError(
+                f"a run of {self.epochs} x {self.steps_per_epoch} = {steps} steps "
+                f"exceeds the schedule's total_steps = {self.total_steps}"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -197,9 +206,15 @@ def fresh_model(spec: RunSpec, seeds: RunSeeds) -> ConvNet:
     init = torch.Generator().manual_seed(seeds.model)
     dropout = torch.Generator(device=device).manual_seed(seeds.dropout)
     channels = int(spec.train.images.shape[1])
-    model = ConvNet(spec.width, in_channels=channels, num_classes=spec.num_classes,
-                    dropout=spec.dropout, generator=init, dropout_generator=dropout,
-                    bn_momentum=spec.bn_momentum)
+    model = ConvNet(
+        spec.width,
+        in_channels=channels,
+        num_classes=spec.num_classes,
+        dropout=spec.dropout,
+        generator=init,
+        dropout_generator=dropout,
+        bn_momentum=spec.bn_momentum,
+    )
     return model.to(device=device, dtype=spec.dtype)
 
 
@@ -217,21 +232,37 @@ def train_stack(
     lrs = list(lrs)
     rule = spec.genome
     per_tensor = not isinstance(rule, TorchBaseline) and needs_per_tensor_layout(rule)
-    stack = StackedConvNet([fresh_model(spec, seeds) for _ in lrs], per_tensor=per_tensor,
-                           grouped=spec.device.type == "cuda")
-    groups = [{"params": leaves, "lr": lr}
-              for leaves, lr in zip(stack.parameter_groups(), lrs, strict=True)]
+    stack = StackedConvNet(
+        [fresh_model(spec, seeds) for _ in lrs],
+        per_tensor=per_tensor,
+        grouped=spec.device.type == "cuda",
+    )
+    groups = [
+        {"params": leaves, "lr": lr}
+        for leaves, lr in zip(stack.parameter_groups(), lrs, strict=True)
+    ]
     optimizer: GenomeOptimizer | ScheduledOptimizer
     if isinstance(rule, TorchBaseline):
         optimizer = ScheduledOptimizer(rule, groups, spec.total_steps, spec.warmup_steps)
     else:
         optimizer = GenomeOptimizer(
-            groups, rule, lr=lrs[0], total_steps=spec.total_steps,
-            warmup_steps=spec.warmup_steps, settings=spec.settings, seed=seeds.optimizer,
+            groups,
+            rule,
+            lr=lrs[0],
+            total_steps=spec.total_steps,
+            warmup_steps=spec.warmup_steps,
+            settings=spec.settings,
+            seed=seeds.optimizer,
         )
-    stream = training_batches(spec.train, spec.norm, spec.augmentation,
-                              batch_size=spec.batch_size, shuffle=spec.shuffle,
-                              seed=seeds.data, dtype=spec.dtype)
+    stream = training_batches(
+        spec.train,
+        spec.norm,
+        spec.augmentation,
+        batch_size=spec.batch_size,
+        shuffle=spec.shuffle,
+        seed=seeds.data,
+        dtype=spec.dtype,
+    )
     results = [RunResult(lr) for lr in lrs]
 
     def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
@@ -302,20 +333,41 @@ def train_packed(
     first = 0
     for candidate, lrs in runs:
         groups = [{"params": leaves[first + j], "lr": float(lr)} for j, lr in enumerate(lrs)]
-        optimizers.append(GenomeOptimizer(
-            groups, candidate.genome, lr=float(lrs[0]), total_steps=spec.total_steps,
-            warmup_steps=spec.warmup_steps, settings=spec.settings,
-            seed=candidate.seeds.optimizer))
+        optimizers.append(
+            GenomeOptimizer(
+                groups,
+                candidate.genome,
+                lr=float(lrs[0]),
+                total_steps=spec.total_steps,
+                warmup_steps=spec.warmup_steps,
+                settings=spec.settings,
+                seed=candidate.seeds.optimizer,
+            )
+        )
         first += len(lrs)
     run_of = [j for _, lrs in runs for j in range(len(lrs))]
-    stream = training_batches(spec.train, spec.norm, spec.augmentation,
-                              batch_size=spec.batch_size, shuffle=spec.shuffle,
-                              seed=data_seeds.pop(), dtype=spec.dtype)
+    stream = training_batches(
+        spec.train,
+        spec.norm,
+        spec.augmentation,
+        batch_size=spec.batch_size,
+        shuffle=spec.shuffle,
+        seed=data_seeds.pop(),
+        dtype=spec.dtype,
+    )
+
     def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
         return on_epoch is not None and on_epoch(owner[copy], epoch, result)
 
-    train_epochs(stack, _Optimizers(optimizers), stream, spec,
-                 lambda copy: results[owner[copy]][run_of[copy]], epoch_done, owner.__getitem__)
+    train_epochs(
+        stack,
+        _Optimizers(optimizers),
+        stream,
+        spec,
+        lambda copy: results[owner[copy]][run_of[copy]],
+        epoch_done,
+        owner.__getitem__,
+    )
     return results
 
 
@@ -324,10 +376,15 @@ def train_packed(
 CopyEpoch = Callable[[int, int, "RunResult"], bool]
 
 
-def train_epochs(stack: StackedConvNet, optimizer: Stepper,
-                 stream: Iterator[tuple[Tensor, Tensor]], spec: RunSpec,
-                 result_of: Callable[[int], RunResult], on_epoch: CopyEpoch | None = None,
-                 group_of: Callable[[int], int] = int) -> None:
+def train_epochs(
+    stack: StackedConvNet,
+    optimizer: Stepper,
+    stream: Iterator[tuple[Tensor, Tensor]],
+    spec: RunSpec,
+    result_of: Callable[[int], RunResult],
+    on_epoch: CopyEpoch | None = None,
+    group_of: Callable[[int], int] = int,
+) -> None:
     """Train the stack's copies for ``spec.epochs`` epochs, recording into ``result_of(copy)``.
 
     The stopping rules of the module docstring, per copy; a copy for which ``on_epoch``
@@ -335,8 +392,7 @@ def train_epochs(stack: StackedConvNet, optimizer: Stepper,
     """
     numpy_nan = spec.settings.numpy_nan_semantics
     for epoch in range(spec.epochs):
-        train_acc, first_bad = train_epoch(stack, optimizer, stream, spec.steps_per_epoch,
-                                           spec)
+        train_acc, first_bad = train_epoch(stack, optimizer, stream, spec.steps_per_epoch, spec)
         val_acc = validate(stack, spec) if spec.val is not None else None
         dropped: set[int] = set()
         keep = []
@@ -358,8 +414,10 @@ def train_epochs(stack: StackedConvNet, optimizer: Stepper,
                 dropped.add(group_of(copy_index))
                 continue
             if spec.early_stop.stops(epoch, train_acc[position], numpy_nan=numpy_nan):
-                result.stop = (f"training accuracy {train_acc[position]:.4f} < "
-                               f"{spec.early_stop.below} after epoch {epoch}")
+                result.stop = (
+                    f"training accuracy {train_acc[position]:.4f} < "
+                    f"{spec.early_stop.below} after epoch {epoch}"
+                )
                 continue
             keep.append(position)
         keep = [p for p in keep if group_of(stack.active[p]) not in dropped]
@@ -369,9 +427,13 @@ def train_epochs(stack: StackedConvNet, optimizer: Stepper,
             break
 
 
-def train_epoch(stack: StackedConvNet, optimizer: Stepper,
-                stream: Iterator[tuple[Tensor, Tensor]], steps: int,
-                spec: RunSpec | None = None) -> tuple[list[float], list[int]]:
+def train_epoch(
+    stack: StackedConvNet,
+    optimizer: Stepper,
+    stream: Iterator[tuple[Tensor, Tensor]],
+    steps: int,
+    spec: RunSpec | None = None,
+) -> tuple[list[float], list[int]]:
     """Train every active copy for ``steps`` steps (with ``spec``'s layout and autocast).
 
     Returns each copy's training accuracy over the epoch (over its steps up to and including
@@ -387,9 +449,9 @@ def train_epoch(stack: StackedConvNet, optimizer: Stepper,
         images, labels = next(stream)
         with _fast_paths(stack, spec):
             logits = stack.forward(_layout(images, spec), training=True)
-            losses = F.cross_entropy(logits.transpose(1, 2),
-                                     labels[:, None].expand(-1, copies),
-                                     reduction="none").mean(dim=0)
+            losses = F.cross_entropy(
+                logits.transpose(1, 2), labels[:, None].expand(-1, copies), reduction="none"
+            ).mean(dim=0)
         stack.zero_grad()
         losses.sum().backward()
         optimizer.step()
@@ -411,8 +473,9 @@ def validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
     assert spec.val is not None
     device = stack.running_mean[0].device
     correct = torch.zeros(stack.size, dtype=torch.int64, device=device)
-    for images, labels in validation_batches(spec.val, spec.norm,
-                                             batch_size=spec.val_batch_size, dtype=spec.dtype):
+    for images, labels in validation_batches(
+        spec.val, spec.norm, batch_size=spec.val_batch_size, dtype=spec.dtype
+    ):
         with _fast_paths(stack, spec):
             logits = stack.forward(_layout(images, spec), training=False)
         correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)

@@ -62,15 +62,18 @@ class _Slot:
 class StackedConvNet:
     """Copies of one ConvNet architecture, evaluated together (see the module docstring)."""
 
-    def __init__(self, models: Sequence[ConvNet], *, per_tensor: bool = False,
-                 grouped: bool = True) -> None:
+    def __init__(
+        self, models: Sequence[ConvNet], *, per_tensor: bool = False, grouped: bool = True
+    ) -> None:
         if not models:
             raise NOSError("a stacked ConvNet needs at least one model")
         first = models[0]
         for model in models[1:]:
-            if [p.shape for p in model.parameters()] != [p.shape for p in first.parameters()] \
-                    or model.dropout.p != first.dropout.p \
-                    or model.norm_layers[0].momentum != first.norm_layers[0].momentum:
+            if (
+                [p.shape for p in model.parameters()] != [p.shape for p in first.parameters()]
+                or model.dropout.p != first.dropout.p
+                or model.norm_layers[0].momentum != first.norm_layers[0].momentum
+            ):
                 raise NOSError("stacked ConvNets must share one architecture")
         self.per_tensor = per_tensor
         self.grouped = grouped
@@ -94,10 +97,8 @@ class StackedConvNet:
                 flat = torch.cat([p.reshape(-1) for p in params])
                 self.leaves.append([flat.requires_grad_(True)])
         layers = range(len(first.norms))
-        self.running_mean = [torch.stack([m.running_stats(i)[0] for m in models])
-                             for i in layers]
-        self.running_var = [torch.stack([m.running_stats(i)[1] for m in models])
-                            for i in layers]
+        self.running_mean = [torch.stack([m.running_stats(i)[0] for m in models]) for i in layers]
+        self.running_var = [torch.stack([m.running_stats(i)[1] for m in models]) for i in layers]
         self.dropout_generators = [m.dropout.generator for m in models]
         self.active: list[int] = list(range(len(models)))
 
@@ -120,8 +121,7 @@ class StackedConvNet:
     def keep(self, positions: Sequence[int]) -> None:
         """Keep only the active copies at ``positions`` (indices into :attr:`active`)."""
         positions = list(positions)
-        index = torch.as_tensor(positions, dtype=torch.long,
-                                device=self.running_mean[0].device)
+        index = torch.as_tensor(positions, dtype=torch.long, device=self.running_mean[0].device)
         self.running_mean = [stats.index_select(0, index) for stats in self.running_mean]
         self.running_var = [stats.index_select(0, index) for stats in self.running_var]
         self.active = [self.active[p] for p in positions]
@@ -134,12 +134,16 @@ class StackedConvNet:
         backward is a single concatenation.
         """
         if self.per_tensor:
-            return {slot.name: _stack([self.leaves[k][i] for k in self.active])
-                    for i, slot in enumerate(self.slots)}
+            return {
+                slot.name: _stack([self.leaves[k][i] for k in self.active])
+                for i, slot in enumerate(self.slots)
+            }
         flat = _stack([self.leaves[k][0] for k in self.active])
         pieces = flat.split([slot.numel for slot in self.slots], dim=1)
-        return {slot.name: piece.view(-1, *slot.shape)
-                for slot, piece in zip(self.slots, pieces, strict=True)}
+        return {
+            slot.name: piece.view(-1, *slot.shape)
+            for slot, piece in zip(self.slots, pieces, strict=True)
+        }
 
     # -- the forward pass ----------------------------------------------------------------------
 
@@ -157,25 +161,46 @@ class StackedConvNet:
             weight = param(f"convs.{layer}.weight")
             bias = param(f"convs.{layer}.bias")
             if layer == 0 or k == 1 or self.grouped:
-                x = conv_same(x, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1),
-                              stride, groups=1 if layer == 0 else k)
+                x = conv_same(
+                    x,
+                    weight.reshape(-1, *weight.shape[2:]),
+                    bias.reshape(-1),
+                    stride,
+                    groups=1 if layer == 0 else k,
+                )
             else:
-                x = torch.cat([conv_same(part, weight[j], bias[j], stride)
-                               for j, part in enumerate(x.chunk(k, dim=1))], dim=1)
+                x = torch.cat(
+                    [
+                        conv_same(part, weight[j], bias[j], stride)
+                        for j, part in enumerate(x.chunk(k, dim=1))
+                    ],
+                    dim=1,
+                )
             x = F.batch_norm(
-                x, self.running_mean[layer].view(-1), self.running_var[layer].view(-1),
+                x,
+                self.running_mean[layer].view(-1),
+                self.running_var[layer].view(-1),
                 param(f"norms.{layer}.weight").reshape(-1),
                 param(f"norms.{layer}.bias").reshape(-1),
-                training=training, momentum=self.bn_momentum, eps=BN_EPS,
+                training=training,
+                momentum=self.bn_momentum,
+                eps=BN_EPS,
             )
             x = F.silu(x)
         features = x.mean(dim=(2, 3)).view(x.shape[0], k, -1)
         if training and self.dropout > 0.0:
-            keep = torch.stack([
-                torch.rand(features[:, j].shape, generator=self.dropout_generators[c],
-                           device=features.device) >= self.dropout
-                for j, c in enumerate(self.active)
-            ], dim=1)
+            keep = torch.stack(
+                [
+                    torch.rand(
+                        features[:, j].shape,
+                        generator=self.dropout_generators[c],
+                        device=features.device,
+                    )
+                    >= self.dropout
+                    for j, c in enumerate(self.active)
+                ],
+                dim=1,
+            )
             features = features * keep.to(features.dtype) / (1.0 - self.dropout)
         logits = torch.einsum("bkc,koc->bko", features, param("fc.weight"))
         return logits + param("fc.bias").unsqueeze(0)
@@ -191,16 +216,20 @@ class StackedConvNet:
         """
         copy_index = self.active[position]
         like = self.leaves[copy_index][0]
-        model = ConvNet(self.base_width, in_channels=self.in_channels,
-                        num_classes=self.num_classes, dropout=self.dropout,
-                        bn_momentum=self.bn_momentum)
+        model = ConvNet(
+            self.base_width,
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            bn_momentum=self.bn_momentum,
+        )
         model = model.to(device=like.device, dtype=like.dtype)
         with torch.no_grad():
             if self.per_tensor:
                 values = [leaf.detach() for leaf in self.leaves[copy_index]]
             else:
                 flat = self.leaves[copy_index][0].detach()
-                values = [flat[s.offset:s.offset + s.numel].view(s.shape) for s in self.slots]
+                values = [flat[s.offset : s.offset + s.numel].view(s.shape) for s in self.slots]
             for param, value in zip(model.parameters(), values, strict=True):
                 param.copy_(value)
             for layer in range(len(model.norms)):

@@ -67,15 +67,40 @@ from proxy.protocol import EarlyStop
 __all__ = ["BASELINES", "ProxyObjective", "cifar10", "digits", "fitness_config", "mnist1d"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_FIDELITY_INTS = ("width", "total_steps", "warmup_steps", "final_epochs",
-                  "final_steps_per_epoch", "screen_epochs", "screen_steps_per_epoch")
-_PROTOCOL_FLOATS = ("stage1_fail_below", "screen_fail_below", "screen_stop_below",
-                    "final_stop_below", "dropout", "bn_momentum")
+_FIDELITY_INTS = (
+    "width",
+    "total_steps",
+    "warmup_steps",
+    "final_epochs",
+    "final_steps_per_epoch",
+    "screen_epochs",
+    "screen_steps_per_epoch",
+)
+_PROTOCOL_FLOATS = (
+    "stage1_fail_below",
+    "screen_fail_below",
+    "screen_stop_below",
+    "final_stop_below",
+    "dropout",
+    "bn_momentum",
+)
 _PROTOCOL_INTS = ("screen_stop_epoch", "final_stop_epoch", "batch_size", "val_batch_size")
-_COMMON_KEYS = ("device", "dtype", "seed", "cpu_threads", "batched_screen", "shuffle",
-                "channels_last", "bf16",
-                "stage1_lrs", "stage2_lrs", "init", "evolution", *_PROTOCOL_FLOATS,
-                *_PROTOCOL_INTS)
+_COMMON_KEYS = (
+    "device",
+    "dtype",
+    "seed",
+    "cpu_threads",
+    "batched_screen",
+    "shuffle",
+    "channels_last",
+    "bf16",
+    "stage1_lrs",
+    "stage2_lrs",
+    "init",
+    "evolution",
+    *_PROTOCOL_FLOATS,
+    *_PROTOCOL_INTS,
+)
 
 
 #: Built-in baselines, written as genomes of the search space so they are scored with exactly
@@ -98,16 +123,21 @@ class ProxyObjective:
     (:mod:`proxy.confirm`): fewer lucky seeds selected, one extra training per record.
     """
 
-    def __init__(self, task: ProxyTask, space: str = "paper",
-                 artifact_dir: str | None = None, *, torch_baselines: bool = False,
-                 confirm_records: bool = False) -> None:
+    def __init__(
+        self,
+        task: ProxyTask,
+        space: str = "paper",
+        artifact_dir: str | None = None,
+        *,
+        torch_baselines: bool = False,
+        confirm_records: bool = False,
+    ) -> None:
         self.task = task
         self.confirm_records = confirm_records
         self.space = space
         self.artifact_dir = artifact_dir
         self.torch_baselines = torch_baselines
-        self.baselines: tuple[str, ...] = TORCH_BASELINES if torch_baselines \
-            else tuple(BASELINES)
+        self.baselines: tuple[str, ...] = TORCH_BASELINES if torch_baselines else tuple(BASELINES)
 
     def __call__(self, trial: Any) -> float:
         from optuna_nos.study.suggest import suggest_genome, trial_fidelity
@@ -153,9 +183,15 @@ class ProxyObjective:
         lr = trial.user_attrs.get(LR_ATTR)
         if isinstance(lr, int | float):
             spec = self.task.config.fidelity(fidelity)
-            set_system_attr(trial, RECIPE_ATTR, {"lr": float(lr),
-                                                 "total_steps": spec.total_steps,
-                                                 "warmup_steps": spec.warmup_steps})
+            set_system_attr(
+                trial,
+                RECIPE_ATTR,
+                {
+                    "lr": float(lr),
+                    "total_steps": spec.total_steps,
+                    "warmup_steps": spec.warmup_steps,
+                },
+            )
 
     def _upload_schedule(self, trial: Any, genome: Genome, fidelity: str) -> str | None:
         """Upload the schedule PNG at the screen's lr (lr 1, relative, when none was chosen)."""
@@ -166,9 +202,13 @@ class ProxyObjective:
         lr = trial.user_attrs.get(LR_ATTR)
         spec = self.task.config.fidelity(fidelity)
         return upload_schedule_artifact(
-            trial, genome, self.artifact_dir,
+            trial,
+            genome,
+            self.artifact_dir,
             lr=float(lr) if isinstance(lr, int | float) else 1.0,
-            total_steps=spec.total_steps, warmup_steps=spec.warmup_steps)
+            total_steps=spec.total_steps,
+            warmup_steps=spec.warmup_steps,
+        )
 
     def baseline_rule(self, name: str) -> Genome | TorchBaseline:
         """The update rule of the baseline called ``name`` (one of :attr:`baselines`)."""
@@ -200,8 +240,9 @@ def digits(config: Any = None, /, **options: Any) -> ProxyObjective:
     split_seed = _integer(merged.pop("split_seed", 0), "split_seed")
     load = partial(load_digits, val_fraction=val_fraction, seed=split_seed)
     merged.setdefault("cpu_threads", 1)
-    return ProxyObjective(_task(load, DIGITS_FITNESS, merged, settings), space,
-                          _artifact_dir(config))
+    return ProxyObjective(
+        _task(load, DIGITS_FITNESS, merged, settings), space, _artifact_dir(config)
+    )
 
 
 def mnist1d(config: Any = None, /, **options: Any) -> ProxyObjective:
@@ -210,15 +251,20 @@ def mnist1d(config: Any = None, /, **options: Any) -> ProxyObjective:
     from proxy.mnist1d import MNIST1D_FITNESS, load_mnist1d
 
     merged, settings, space = _merge(config, options)
-    sizes = {key: _integer(merged.pop(key, default), key)
-             for key, default in (("train_size", 4000), ("val_size", 2000),
-                                  ("test_size", 2000))}
+    sizes = {
+        key: _integer(merged.pop(key, default), key)
+        for key, default in (("train_size", 4000), ("val_size", 2000), ("test_size", 2000))
+    }
     data_seed = _integer(merged.pop("data_seed", 42), "data_seed")
     split = merged.pop("split", "val")
     load = partial(load_mnist1d, **sizes, seed=data_seed, split=split)
     merged.setdefault("cpu_threads", 1)
-    return ProxyObjective(_task(load, MNIST1D_FITNESS, merged, settings), space,
-                          _artifact_dir(config), torch_baselines=True)
+    return ProxyObjective(
+        _task(load, MNIST1D_FITNESS, merged, settings),
+        space,
+        _artifact_dir(config),
+        torch_baselines=True,
+    )
 
 
 def cifar10(config: Any = None, /, **options: Any) -> ProxyObjective:
@@ -226,13 +272,16 @@ def cifar10(config: Any = None, /, **options: Any) -> ProxyObjective:
     merged, settings, space = _merge(config, options)
     root = merged.pop("data_root", None)
     if not isinstance(root, str) or not root:
-        raise NOSError("config key 'objective.data_root' must name the folder that holds "
-                       f"cifar-10-batches-py/, got {root!r}")
+        raise NOSError(
+            "config key 'objective.data_root' must name the folder that holds "
+            f"cifar-10-batches-py/, got {root!r}"
+        )
     val_size = _integer(merged.pop("val_size", 5000), "val_size")
     verify = _boolean(merged.pop("verify_checksums", True), "verify_checksums")
     load = partial(load_cifar10, root, val_size=val_size, verify_checksums=verify)
-    return ProxyObjective(_task(load, PAPER_FITNESS, merged, settings), space,
-                          _artifact_dir(config))
+    return ProxyObjective(
+        _task(load, PAPER_FITNESS, merged, settings), space, _artifact_dir(config)
+    )
 
 
 # -- option parsing ----------------------------------------------------------------------------
@@ -259,36 +308,50 @@ def _merge(config: Any, options: Mapping[str, Any]) -> tuple[dict[str, Any], Set
     return merged, settings, space
 
 
-def _task(load: Callable[[], ImageDataset], preset: FitnessConfig, options: dict[str, Any],
-          settings: Settings) -> ProxyTask:
+def _task(
+    load: Callable[[], ImageDataset],
+    preset: FitnessConfig,
+    options: dict[str, Any],
+    settings: Settings,
+) -> ProxyTask:
     unknown = sorted(set(options) - set(_COMMON_KEYS))
     if unknown:
-        raise NOSError(f"unknown config key 'objective.{unknown[0]}'; allowed: "
-                       f"{', '.join(sorted(_COMMON_KEYS))} and the task's own keys")
+        raise NOSError(
+            f"unknown config key 'objective.{unknown[0]}'; allowed: "
+            f"{', '.join(sorted(_COMMON_KEYS))} and the task's own keys"
+        )
     dtype_name = options.get("dtype", "float32")
     if dtype_name not in _DTYPES:
-        raise NOSError(f"config key 'objective.dtype' must be one of {', '.join(_DTYPES)}, "
-                       f"got {dtype_name!r}")
+        raise NOSError(
+            f"config key 'objective.dtype' must be one of {', '.join(_DTYPES)}, got {dtype_name!r}"
+        )
     device = options.get("device")
     if device is not None and not isinstance(device, str):
         raise NOSError(f"config key 'objective.device' must be a string, got {device!r}")
     threads = options.get("cpu_threads")
-    return ProxyTask(load=load, config=fitness_config(options, preset), settings=settings,
-                     device=device, seed=_integer(options.get("seed", 0), "seed"),
-                     dtype=_DTYPES[dtype_name],
-                     cpu_threads=None if threads is None else _integer(threads, "cpu_threads"))
+    return ProxyTask(
+        load=load,
+        config=fitness_config(options, preset),
+        settings=settings,
+        device=device,
+        seed=_integer(options.get("seed", 0), "seed"),
+        dtype=_DTYPES[dtype_name],
+        cpu_threads=None if threads is None else _integer(threads, "cpu_threads"),
+    )
 
 
-def fitness_config(options: Mapping[str, Any], preset: FitnessConfig = PAPER_FITNESS
-                   ) -> FitnessConfig:
+def fitness_config(
+    options: Mapping[str, Any], preset: FitnessConfig = PAPER_FITNESS
+) -> FitnessConfig:
     """``preset`` with the protocol options of ``options`` applied (unknown keys ignored)."""
     changes: dict[str, Any] = {}
     for key in ("stage1_lrs", "stage2_lrs"):
         if key in options:
             values = options[key]
             if not isinstance(values, list | tuple):
-                raise NOSError(f"config key 'objective.{key}' must be a list of numbers, "
-                               f"got {values!r}")
+                raise NOSError(
+                    f"config key 'objective.{key}' must be a list of numbers, got {values!r}"
+                )
             changes[key] = tuple(_number(v, key) for v in values)
     for key in ("stage1_fail_below", "screen_fail_below", "dropout", "bn_momentum"):
         if key in options:
@@ -324,8 +387,9 @@ def _fidelity(base: Fidelity, table: Any, name: str) -> Fidelity:
         elif key == "augmentation":
             changes[key] = _augmentation(value, where)
         else:
-            raise NOSError(f"unknown config key 'objective.{where}'; allowed: "
-                           f"{', '.join(allowed)}")
+            raise NOSError(
+                f"unknown config key 'objective.{where}'; allowed: {', '.join(allowed)}"
+            )
     return replace(base, **changes)
 
 
@@ -333,12 +397,15 @@ def _augmentation(value: Any, where: str) -> Augmentation | None:
     if value is False:
         return None
     if not isinstance(value, Mapping):
-        raise NOSError(f"config key 'objective.{where}' must be false or a table of pad, flip "
-                       f"and cutout, got {value!r}")
+        raise NOSError(
+            f"config key 'objective.{where}' must be false or a table of pad, flip "
+            f"and cutout, got {value!r}"
+        )
     unknown = sorted(set(value) - {"pad", "flip", "cutout"})
     if unknown:
-        raise NOSError(f"unknown config key 'objective.{where}.{unknown[0]}'; allowed: "
-                       "pad, flip, cutout")
+        raise NOSError(
+            f"unknown config key 'objective.{where}.{unknown[0]}'; allowed: pad, flip, cutout"
+        )
     return Augmentation(**value)
 
 
@@ -350,9 +417,15 @@ def _number(value: Any, key: str) -> float:
 
 #: The range of each integer option (a fidelity's keys without their table's name); steps,
 #: epochs and the other counts get :data:`_COUNT_RANGE`.
-_INT_RANGES = {"width": (1, 4_096), "batch_size": (1, 65_536), "val_batch_size": (1, 65_536),
-               "seed": (0, 2**32 - 1), "split_seed": (0, 2**32 - 1), "cpu_threads": (1, 1_024),
-               "val_size": (1, 1_000_000)}
+_INT_RANGES = {
+    "width": (1, 4_096),
+    "batch_size": (1, 65_536),
+    "val_batch_size": (1, 65_536),
+    "seed": (0, 2**32 - 1),
+    "split_seed": (0, 2**32 - 1),
+    "cpu_threads": (1, 1_024),
+    "val_size": (1, 1_000_000),
+}
 _COUNT_RANGE = (0, 100_000_000)
 
 
@@ -361,8 +434,10 @@ def _integer(value: Any, key: str) -> int:
         raise NOSError(f"config key 'objective.{key}' must be an integer, got {value!r}")
     low, high = _INT_RANGES.get(key.rsplit(".", 1)[-1], _COUNT_RANGE)
     if not low <= value <= high:
-        raise NOSError(f"config key 'objective.{key}' = {value} is not allowed; allowed: an "
-                       f"integer in {low}..{high}")
+        raise NOSError(
+            f"config key 'objective.{key}' = {value} is not allowed; allowed: an "
+            f"integer in {low}..{high}"
+        )
     return value
 
 

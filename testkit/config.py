@@ -10,8 +10,13 @@ from __future__ import annotations
 import json
 
 #: GA sizes of the fast test study: 2 * 2 initial slots, 2 re-evaluations, 2 * 2 children.
-FAST_SIZES: dict[str, int] = {"n_particles": 2, "init_factor": 2, "steps": 1, "mutations": 2,
-                              "max_redraws": 2}
+FAST_SIZES: dict[str, int] = {
+    "n_particles": 2,
+    "init_factor": 2,
+    "steps": 1,
+    "mutations": 2,
+    "max_redraws": 2,
+}
 
 
 def _table(name: str, values: dict[str, object]) -> str:
@@ -26,11 +31,12 @@ def ga_table(seed: int | str | None = 0, **sizes: int) -> str:
     return table if seed is None else table + f"seed = {seed}\n"
 
 
-def workers_table(heartbeat_interval: int, grace_period: int,
-                  max_retry: int | None = None) -> str:
+def workers_table(heartbeat_interval: int, grace_period: int, max_retry: int | None = None) -> str:
     """The ``[workers]`` table (``max_retry`` left out when None)."""
-    values: dict[str, object] = {"heartbeat_interval": heartbeat_interval,
-                                 "grace_period": grace_period}
+    values: dict[str, object] = {
+        "heartbeat_interval": heartbeat_interval,
+        "grace_period": grace_period,
+    }
     if max_retry is not None:
         values["max_retry"] = max_retry
     return _table("workers", values)

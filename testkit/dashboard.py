@@ -19,8 +19,9 @@ from typing import Any
 from testkit.config import ga_table, objective_table
 from testkit.process import free_port, run_cli
 
-SHOWCASE_CONFIG = (ga_table(steps=2, mutations=1) + objective_table("showcase")
-                   + '\n[artifacts]\ndir = "art"\n')
+SHOWCASE_CONFIG = (
+    ga_table(steps=2, mutations=1) + objective_table("showcase") + '\n[artifacts]\ndir = "art"\n'
+)
 
 
 def run_showcase_study(folder: Path) -> subprocess.CompletedProcess[str]:
@@ -40,10 +41,20 @@ def dashboard(folder: Path) -> Iterator[str]:
     """Serve ``folder``'s study with optuna-dashboard; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "optuna-dashboard"),
-         f"sqlite:///{folder / 'optuna-nos.db'}", "--artifact-dir", str(folder / "art"),
-         "--host", "127.0.0.1", "--port", str(port), "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(Path(sys.executable).parent / "optuna-dashboard"),
+            f"sqlite:///{folder / 'optuna-nos.db'}",
+            "--artifact-dir",
+            str(folder / "art"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):

@@ -141,7 +141,7 @@ FAULTS: dict[str, Callable[[], None]] = {
 
 if __name__ == "__main__":
     split = sys.argv.index("--")
-    head, cli_args = sys.argv[1:split], sys.argv[split + 1:]
+    head, cli_args = sys.argv[1:split], sys.argv[split + 1 :]
     if len(head) > 1:
         MARKER = Path(head[1])
     FAULTS[head[0]]()

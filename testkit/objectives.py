@@ -22,8 +22,9 @@ def fast(config: Any) -> Any:
         trial.set_user_attr(FIDELITY_USER_ATTR, trial_fidelity(trial))
         result = integrity_check(genome, config.settings)
         if config.artifact_dir:
-            upload_schedule_artifact(trial, genome, config.artifact_dir, lr=0.1,
-                                     total_steps=100, warmup_steps=10)
+            upload_schedule_artifact(
+                trial, genome, config.artifact_dir, lr=0.1, total_steps=100, warmup_steps=10
+            )
         return -float(result.loss if result.loss is not None else 1e9)
 
     return objective
@@ -65,8 +66,9 @@ class _Showcase:
         genome = suggest_genome(trial, self.config.space, self.config.settings)
         trial.set_user_attr(LR_ATTR, 0.1)
         if self.config.artifact_dir:
-            upload_schedule_artifact(trial, genome, self.config.artifact_dir, lr=0.1,
-                                     total_steps=100, warmup_steps=10)
+            upload_schedule_artifact(
+                trial, genome, self.config.artifact_dir, lr=0.1, total_steps=100, warmup_steps=10
+            )
         loss = self._loss(genome)
         if loss > 1.0:
             reason = f"sphere loss {loss:.3g} above 1"
@@ -106,8 +108,9 @@ class FastPacked:
         genomes = {}
         for trial in pack.trials:
             try:
-                genomes[trial.number] = suggest_genome(trial, self.config.space,
-                                                       self.config.settings)
+                genomes[trial.number] = suggest_genome(
+                    trial, self.config.space, self.config.settings
+                )
             except optuna.TrialPruned as exc:
                 pack.prune(trial, str(exc))
         if self.held_file and genomes:

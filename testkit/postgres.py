@@ -10,8 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 #: Server URL without a database (trust auth); ``$OPTUNA_NOS_TEST_POSTGRES`` overrides it.
-DEFAULT_SERVER = os.environ.get("OPTUNA_NOS_TEST_POSTGRES",
-                                "postgresql://postgres@127.0.0.1:5432")
+DEFAULT_SERVER = os.environ.get("OPTUNA_NOS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 #: ``OPTUNA_NOS_REQUIRE_POSTGRES=1``: a missing server fails the tests instead of skipping.
 REQUIRE_POSTGRES = os.environ.get("OPTUNA_NOS_REQUIRE_POSTGRES") == "1"
 
@@ -43,13 +42,16 @@ def require_postgres() -> None:
     message = f"PostgreSQL at {DEFAULT_SERVER} is unreachable"
     if REQUIRE_POSTGRES:
         pytest.fail(message + "; OPTUNA_NOS_REQUIRE_POSTGRES=1 makes this an error")
-    pytest.skip(message + "; start it, or set OPTUNA_NOS_TEST_POSTGRES=postgresql://"
-                "user@host:port, and set OPTUNA_NOS_REQUIRE_POSTGRES=1 to make it required")
+    pytest.skip(
+        message + "; start it, or set OPTUNA_NOS_TEST_POSTGRES=postgresql://"
+        "user@host:port, and set OPTUNA_NOS_REQUIRE_POSTGRES=1 to make it required"
+    )
 
 
 @contextmanager
-def fresh_database(server: str = DEFAULT_SERVER, prefix: str = "nos_test",
-                   reconnect_s: float = 60.0) -> Iterator[str]:
+def fresh_database(
+    server: str = DEFAULT_SERVER, prefix: str = "nos_test", reconnect_s: float = 60.0
+) -> Iterator[str]:
     """A new empty database ``PREFIX_<random hex>`` on ``server`` (its URL), dropped
     afterwards, waiting up to ``reconnect_s`` seconds for a restarted server to answer."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"

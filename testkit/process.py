@@ -16,8 +16,13 @@ def cli_env() -> dict[str, str]:
     """The environment for a subprocess: the repository root first on PYTHONPATH (so
     ``testkit.objectives`` imports), one OpenMP thread, the Agg matplotlib backend."""
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-            "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def cli_command(*args: str) -> list[str]:
@@ -27,8 +32,15 @@ def cli_command(*args: str) -> list[str]:
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run ``optuna-nos ARGS`` in ``cwd`` to its end; its exit status and text output."""
-    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        cli_command(*args),
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:

@@ -12,21 +12,34 @@ from proxy.model import ConvNet
 from proxy.screen import RunSeeds, RunSpec
 
 
-def reference_run(spec: RunSpec, seeds: RunSeeds,
-                  make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
-                  rate: Callable[[int], float] | None = None) -> tuple[ConvNet, list[float]]:
+def reference_run(
+    spec: RunSpec,
+    seeds: RunSeeds,
+    make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer],
+    rate: Callable[[int], float] | None = None,
+) -> tuple[ConvNet, list[float]]:
     """One run of ``spec``: a float64 ConvNet seeded by ``seeds``, ``make_optimizer(params)``
     and the seeded batch stream; before optimizer step t every group's lr is set to
     ``rate(t)`` (when given). The model and each epoch's training accuracy
     (correct / seen over its ``steps_per_epoch`` batches)."""
-    model = ConvNet(spec.width, in_channels=1, dropout=spec.dropout,
-                    generator=torch.Generator().manual_seed(seeds.model),
-                    dropout_generator=torch.Generator().manual_seed(seeds.dropout),
-                    bn_momentum=spec.bn_momentum).double()
+    model = ConvNet(
+        spec.width,
+        in_channels=1,
+        dropout=spec.dropout,
+        generator=torch.Generator().manual_seed(seeds.model),
+        dropout_generator=torch.Generator().manual_seed(seeds.dropout),
+        bn_momentum=spec.bn_momentum,
+    ).double()
     optimizer = make_optimizer(model.parameters())
-    stream = training_batches(spec.train, spec.norm, spec.augmentation,
-                              batch_size=spec.batch_size, shuffle=spec.shuffle,
-                              seed=seeds.data, dtype=torch.float64)
+    stream = training_batches(
+        spec.train,
+        spec.norm,
+        spec.augmentation,
+        batch_size=spec.batch_size,
+        shuffle=spec.shuffle,
+        seed=seeds.data,
+        dtype=torch.float64,
+    )
     accuracies, step = [], 0
     model.train()
     for _ in range(spec.epochs):

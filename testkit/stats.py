@@ -21,9 +21,15 @@ def assert_rate(hits: int, trials: int, p: float, what: str, sigmas: float = 5.0
     )
 
 
-def bootstrap_interval(a: Sequence[float], b: Sequence[float], *, paired: bool,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_interval(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    paired: bool,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
     """mean(a) - mean(b) and its percentile bootstrap interval.
 
     Paired: resample the indices of the pairs (a_i - b_i); else resample a and b
@@ -37,8 +43,9 @@ def bootstrap_interval(a: Sequence[float], b: Sequence[float], *, paired: bool,
         d = x - y
         boots = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
     else:
-        boots = (x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1)
-                 - y[rng.integers(0, len(y), (resamples, len(y)))].mean(axis=1))
+        boots = x[rng.integers(0, len(x), (resamples, len(x)))].mean(axis=1) - y[
+            rng.integers(0, len(y), (resamples, len(y)))
+        ].mean(axis=1)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(boots, [tail, 1.0 - tail])
     return float(x.mean() - y.mean()), float(low), float(high)

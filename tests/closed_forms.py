@@ -40,8 +40,9 @@ def columns(points: Sequence[tuple[float, ...]]) -> list[torch.Tensor]:
     return [torch.tensor(column, dtype=torch.float64) for column in zip(*points, strict=True)]
 
 
-def assert_closed_form(got: Sequence[float], points: Sequence[tuple[float, ...]],
-                       form: Callable[..., float]) -> None:
+def assert_closed_form(
+    got: Sequence[float], points: Sequence[tuple[float, ...]], form: Callable[..., float]
+) -> None:
     """``got[i] == form(*points[i])`` for every point (relative 1e-12, absolute 1e-14)."""
     for point, value in zip(points, got, strict=True):
         assert value == pytest.approx(form(*point), rel=1e-12, abs=1e-14), point

@@ -77,15 +77,18 @@ class OptimizerInfo:
         return self.build(params, **{**self.kwargs, **overrides})
 
 
-def _named(kwargs: dict[str, Any], text: str,
-           params: Callable[[], Any] | None = None) -> BadInput:
+def _named(kwargs: dict[str, Any], text: str, params: Callable[[], Any] | None = None) -> BadInput:
     """A :class:`BadInput` whose error contains ``text`` literally."""
     return BadInput(kwargs, re.escape(text), params)
 
 
 def _schedule(lr: float) -> dict[str, Any]:
-    return {"lr": lr, "total_steps": TOTAL_STEPS, "warmup_steps": WARMUP_STEPS,
-            "hold_steps": HOLD_STEPS}
+    return {
+        "lr": lr,
+        "total_steps": TOTAL_STEPS,
+        "warmup_steps": WARMUP_STEPS,
+        "hold_steps": HOLD_STEPS,
+    }
 
 
 def _plain() -> list[torch.Tensor]:
@@ -128,8 +131,13 @@ def _published(name: str) -> OptimizerInfo:
     if "use_decay" in cls.options:
         bad += (_named({"use_decay": "yes"}, "'yes'"),)
     return OptimizerInfo(
-        name=name, build=cls, kwargs=_schedule(0.1), steps_taken=lambda opt: opt.t,
-        bad_inputs=bad, foreign_state="nos", saved_step=lambda state: state["nos"]["step"],
+        name=name,
+        build=cls,
+        kwargs=_schedule(0.1),
+        steps_taken=lambda opt: opt.t,
+        bad_inputs=bad,
+        foreign_state="nos",
+        saved_step=lambda state: state["nos"]["step"],
     )
 
 
@@ -138,10 +146,15 @@ def _adamclip() -> OptimizerInfo:
     return OptimizerInfo(
         name="AdamClip(variant=2)",
         build=lambda params, variant=2, **kw: AdamClip(params, variant, **kw),
-        kwargs=_schedule(0.1), steps_taken=lambda opt: opt.t,
-        bad_inputs=(*_PUBLISHED_BAD, _named({"variant": 5}, "5"),
-                    _named({"variant": True}, "True")),
-        foreign_state="nos", saved_step=lambda state: state["nos"]["step"],
+        kwargs=_schedule(0.1),
+        steps_taken=lambda opt: opt.t,
+        bad_inputs=(
+            *_PUBLISHED_BAD,
+            _named({"variant": 5}, "5"),
+            _named({"variant": True}, "True"),
+        ),
+        foreign_state="nos",
+        saved_step=lambda state: state["nos"]["step"],
     )
 
 
@@ -163,30 +176,38 @@ _GENOME_BAD = (
     BadInput({"lr": True}, "lr must be a real number, got True"),
     BadInput({"lr": "0.1"}, "lr must be a real number, got '0.1'"),
     BadInput({"lr": 0.1, "total_steps": 0}, "total_steps must be >= 1, got 0"),
-    BadInput({"lr": 0.1, "total_steps": 10, "warmup_steps": 10, "hold_steps": 0},
-             "must be less than total_steps"),
-    BadInput({"lr": 0.1, "total_steps": None, "warmup_steps": 3, "hold_steps": 0},
-             "need total_steps"),
+    BadInput(
+        {"lr": 0.1, "total_steps": 10, "warmup_steps": 10, "hold_steps": 0},
+        "must be less than total_steps",
+    ),
+    BadInput(
+        {"lr": 0.1, "total_steps": None, "warmup_steps": 3, "hold_steps": 0}, "need total_steps"
+    ),
     BadInput({"lr": 0.1, "momentum": 1.5}, "momentum must lie in \\[0, 1\\], got 1.5"),
     BadInput({"lr": 0.1, "momentum": "cyclic"}, "momentum must be 'cycle' or a float"),
     BadInput({"lr": 0.1, "seed": 1.5}, "seed must be an int or None, got 1.5"),
-    BadInput({"lr": 0.1}, "lr must be >= 0, got -0.5",
-             lambda: [{"params": _plain(), "lr": -0.5}]),
-    BadInput({"lr": 0.1}, "floating-point parameters",
-             lambda: [torch.zeros(3, dtype=torch.long)]),
+    BadInput({"lr": 0.1}, "lr must be >= 0, got -0.5", lambda: [{"params": _plain(), "lr": -0.5}]),
+    BadInput({"lr": 0.1}, "floating-point parameters", lambda: [torch.zeros(3, dtype=torch.long)]),
 )
 
 
-def _genome_optimizer(name: str, equation: str, lr: float,
-                      cls: type[GenomeOptimizer] = GenomeOptimizer,
-                      **options: Any) -> OptimizerInfo:
+def _genome_optimizer(
+    name: str,
+    equation: str,
+    lr: float,
+    cls: type[GenomeOptimizer] = GenomeOptimizer,
+    **options: Any,
+) -> OptimizerInfo:
     genome = parse_equation(equation)
     return OptimizerInfo(
         name=f"{cls.__name__}[{name}]",
         build=lambda params, **kw: cls(params, genome, **options, **kw),
-        kwargs={**_schedule(lr), "seed": 1}, steps_taken=lambda opt: opt.step_count,
-        past_end="step 3 is past the schedule", bad_inputs=_GENOME_BAD,
-        resume_kwargs={"seed": 99}, foreign_state="not saved by a GenomeOptimizer",
+        kwargs={**_schedule(lr), "seed": 1},
+        steps_taken=lambda opt: opt.step_count,
+        past_end="step 3 is past the schedule",
+        bad_inputs=_GENOME_BAD,
+        resume_kwargs={"seed": 99},
+        foreign_state="not saved by a GenomeOptimizer",
         copies_loaded_state=True,
         random="drop(" in equation,
     )
@@ -209,14 +230,21 @@ def _exported(name: str, equation: str, lr: float) -> OptimizerInfo:
     return OptimizerInfo(
         name=f"export[{name}]",
         build=lambda params, **kw: exported_class(equation)(params, **kw),
-        kwargs={**_schedule(lr), "seed": 1}, steps_taken=lambda opt: opt.t,
-        error=ValueError, step_error=RuntimeError, past_end="step 3 is past total_steps = 3",
-        bad_inputs=(*_PUBLISHED_BAD, _named({"momentum": 1.5}, "1.5"),
-                    _named({"momentum": True}, "True"), _named({"seed": 1.5}, "1.5"),
-                    _named({"lr_schedule": "no"}, "'no'"),
-                    _named({"total_steps": None, "warmup_steps": 3, "hold_steps": 0},
-                           "warmup_steps=3")),
-        resume_kwargs={"seed": 99}, foreign_state="not saved by EvolvedOptimizer",
+        kwargs={**_schedule(lr), "seed": 1},
+        steps_taken=lambda opt: opt.t,
+        error=ValueError,
+        step_error=RuntimeError,
+        past_end="step 3 is past total_steps = 3",
+        bad_inputs=(
+            *_PUBLISHED_BAD,
+            _named({"momentum": 1.5}, "1.5"),
+            _named({"momentum": True}, "True"),
+            _named({"seed": 1.5}, "1.5"),
+            _named({"lr_schedule": "no"}, "'no'"),
+            _named({"total_steps": None, "warmup_steps": 3, "hold_steps": 0}, "warmup_steps=3"),
+        ),
+        resume_kwargs={"seed": 99},
+        foreign_state="not saved by EvolvedOptimizer",
         saved_step=lambda state: state["evolved"]["t"],
         random="drop(" in equation,
     )

@@ -86,8 +86,9 @@ def _pick(draw: st.DrawFn, options: list[int]) -> int:
     return options[draw(_BELOW[len(options)])]
 
 
-def _column(draw: st.DrawFn, hidden_choices: list[int], *, hidden_only: bool,
-            exclude: int | None) -> int:
+def _column(
+    draw: st.DrawFn, hidden_choices: list[int], *, hidden_only: bool, exclude: int | None
+) -> int:
     hidden = [c for c in hidden_choices if c != exclude]
     if hidden and (hidden_only or draw(_BOOLEANS)):
         return _pick(draw, hidden)

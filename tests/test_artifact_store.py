@@ -29,11 +29,18 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     boto3 = pytest.importorskip("boto3")
     pytest.importorskip("moto.server")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
-                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     try:
         deadline = time.monotonic() + 60
@@ -62,8 +69,9 @@ def test_s3_bucket_round_trip(s3_endpoint: str, tmp_path: Path) -> None:
 
     boto3.client("s3").create_bucket(Bucket="nos-artifacts")
     study, trial = _trial()
-    artifact_id = artifacts.upload_schedule_artifact(trial, GENOME, "s3://nos-artifacts",
-                                                     lr=0.1, total_steps=50, warmup_steps=5)
+    artifact_id = artifacts.upload_schedule_artifact(
+        trial, GENOME, "s3://nos-artifacts", lr=0.1, total_steps=50, warmup_steps=5
+    )
     assert artifact_id is not None
     [meta] = get_all_artifact_meta(trial)
     assert meta.artifact_id == artifact_id and meta.mimetype == "image/png"
@@ -71,18 +79,26 @@ def test_s3_bucket_round_trip(s3_endpoint: str, tmp_path: Path) -> None:
     body = stored["Body"].read()
     assert body.startswith(b"\x89PNG")
     downloaded = tmp_path / "out.png"
-    download_artifact(artifact_store=open_artifact_store("s3://nos-artifacts"),
-                      artifact_id=artifact_id, file_path=str(downloaded))
+    download_artifact(
+        artifact_store=open_artifact_store("s3://nos-artifacts"),
+        artifact_id=artifact_id,
+        file_path=str(downloaded),
+    )
     assert downloaded.read_bytes() == body
 
 
 def test_missing_bucket_warns_once_and_trials_go_on(
-        s3_endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
+    s3_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="optuna_nos.study.artifacts")
     for _ in range(2):
         _, trial = _trial()
-        assert artifacts.upload_schedule_artifact(trial, GENOME, "s3://no-such-bucket",
-                                                  lr=0.1, total_steps=20) is None
+        assert (
+            artifacts.upload_schedule_artifact(
+                trial, GENOME, "s3://no-such-bucket", lr=0.1, total_steps=20
+            )
+            is None
+        )
     assert sum("cannot write artifacts" in r.message for r in caplog.records) == 1
 
 
@@ -93,16 +109,19 @@ def test_bad_s3_location(location: str) -> None:
         check_artifact_location(location, "sqlite:///x.db")
 
 
-@pytest.mark.parametrize(("location", "storage", "warns"), [
-    ("artifacts", "postgresql://u@db.example/nos", True),
-    ("artifacts", "grpc://proxy:13000", True),
-    ("artifacts", "sqlite:///nos.db", False),
-    ("/shared/artifacts", "postgresql://u@db.example/nos", False),
-    (None, "postgresql://u@db.example/nos", False),
-])
+@pytest.mark.parametrize(
+    ("location", "storage", "warns"),
+    [
+        ("artifacts", "postgresql://u@db.example/nos", True),
+        ("artifacts", "grpc://proxy:13000", True),
+        ("artifacts", "sqlite:///nos.db", False),
+        ("/shared/artifacts", "postgresql://u@db.example/nos", False),
+        (None, "postgresql://u@db.example/nos", False),
+    ],
+)
 def test_relative_path_with_remote_storage_warns(
-        location: str | None, storage: str, warns: bool,
-        caplog: pytest.LogCaptureFixture) -> None:
+    location: str | None, storage: str, warns: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="optuna_nos.study.artifact_store")
     check_artifact_location(location, storage)
     assert any("is relative" in r.message for r in caplog.records) == warns
@@ -111,6 +130,8 @@ def test_relative_path_with_remote_storage_warns(
 def test_directory_location_is_created(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b"
     _, trial = _trial()
-    assert artifacts.upload_schedule_artifact(trial, GENOME, str(target), lr=0.1,
-                                              total_steps=20) is not None
+    assert (
+        artifacts.upload_schedule_artifact(trial, GENOME, str(target), lr=0.1, total_steps=20)
+        is not None
+    )
     assert len(os.listdir(target)) == 1

@@ -50,13 +50,22 @@ HOSTILE = {
     "truncated": GOOD[: len(GOOD) // 2],
     "not a pickle": b"\x00\x01 not a pickle at all",
     "1 TiB shape at reconstruction": pickle.dumps(
-        {"data": _Reduce(_reconstruct, (np.ndarray, (TERABYTE,), b"B"))}, protocol=2),
+        {"data": _Reduce(_reconstruct, (np.ndarray, (TERABYTE,), b"B"))}, protocol=2
+    ),
     "1 TiB object array at BUILD": pickle.dumps(
-        {"data": _Reduce(_reconstruct, (np.ndarray, (0,), b"b"),
-                         (1, (TERABYTE // 8,), np.dtype("O"), False, []))}, protocol=2),
+        {
+            "data": _Reduce(
+                _reconstruct,
+                (np.ndarray, (0,), b"b"),
+                (1, (TERABYTE // 8,), np.dtype("O"), False, []),
+            )
+        },
+        protocol=2,
+    ),
     "data as nested lists": pickle.dumps({"data": [[0] * 3072] * 2, "labels": [0, 1]}),
-    "labels of lists": pickle.dumps({"data": np.zeros((2, 3072), np.uint8),
-                                     "labels": [[0] * 1000] * 2}),
+    "labels of lists": pickle.dumps(
+        {"data": np.zeros((2, 3072), np.uint8), "labels": [[0] * 1000] * 2}
+    ),
 }
 
 

@@ -70,20 +70,29 @@ def test_run_show_leaderboard_export(tmp_path: Path) -> None:
     [
         (["leaderboard", "--storage", "notaurl"], "cannot parse storage URL"),
         (["leaderboard", "--storage", "postgresql://u:hunter2@127.0.0.1:1/x"], "unreachable"),
-        (["worker", "--storage", "sqlite:///{tmp}/x.db", "--study", "missing"],
-         "does not exist"),
+        (["worker", "--storage", "sqlite:///{tmp}/x.db", "--study", "missing"], "does not exist"),
         (["run", "--config", "{tmp}/missing.toml"], "cannot read config file"),
-        (["init", "--storage", "sqlite:///{tmp}/x.db", "--study", "s", "--config",
-          "{tmp}/bad.toml"], "unknown config key 'ga.n_particle'"),
-        (["show", "99", "--storage", "sqlite:///{tmp}/x.db", "--study", "s"],
-         "does not exist"),
+        (
+            [
+                "init",
+                "--storage",
+                "sqlite:///{tmp}/x.db",
+                "--study",
+                "s",
+                "--config",
+                "{tmp}/bad.toml",
+            ],
+            "unknown config key 'ga.n_particle'",
+        ),
+        (["show", "99", "--storage", "sqlite:///{tmp}/x.db", "--study", "s"], "does not exist"),
         (["frobnicate"], "invalid choice"),
         (["run", "--n-trials", "abc"], "expected an integer >= 1"),
         (["worker", "--study", "s"], "required"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(args: list[str], fragment: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "bad.toml").write_text("[ga]\nn_particle = 3\n")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     with pytest.raises(SystemExit) as exited:
@@ -95,8 +104,9 @@ def test_bad_input_exits_2_with_one_line(args: list[str], fragment: str, tmp_pat
     assert "hunter2" not in err
 
 
-def test_worker_without_config_says_how_to_init(tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_worker_without_config_says_how_to_init(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     storage = f"sqlite:///{tmp_path / 'x.db'}"
     optuna.create_study(study_name="bare", storage=storage, direction="maximize")
     assert main(["worker", "--storage", storage, "--study", "bare"]) == 2
@@ -106,8 +116,12 @@ def test_worker_without_config_says_how_to_init(tmp_path: Path,
 @pytest.mark.subprocess
 def test_console_script_reports_errors(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "optuna-nos"
-    done = subprocess.run([str(script), "leaderboard", "--storage", "notaurl"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [str(script), "leaderboard", "--storage", "notaurl"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1
 
 
@@ -116,18 +130,36 @@ def test_console_script_reports_errors(tmp_path: Path) -> None:
 def test_init_and_two_workers_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     config = _config(tmp_path)
     created = subprocess.run(
-        [sys.executable, "-m", "optuna.cli", "create-study", "--storage",
-         normalize_url(postgres_url),
-         "--study-name", "cli", "--direction", "maximize"],
-        capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "optuna.cli",
+            "create-study",
+            "--storage",
+            normalize_url(postgres_url),
+            "--study-name",
+            "cli",
+            "--direction",
+            "maximize",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert created.returncode == 0, created.stderr
-    init = run_cli("init", "--storage", postgres_url, "--study", "cli", "--config", str(config),
-                cwd=tmp_path)
+    init = run_cli(
+        "init", "--storage", postgres_url, "--study", "cli", "--config", str(config), cwd=tmp_path
+    )
     assert init.returncode == 0, init.stderr
     workers = [
-        subprocess.Popen(cli_command("worker", "--storage", postgres_url, "--study", "cli"),
-                         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            cli_command("worker", "--storage", postgres_url, "--study", "cli"),
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=300) for w in workers]

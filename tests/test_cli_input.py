@@ -61,25 +61,32 @@ def _config(tmp_path: Path, objective: str = FAST, seed: int = 0) -> Path:
 @pytest.mark.parametrize("command", ["init", "run"])
 @pytest.mark.parametrize("case", sorted(NEVER_RUNS))
 def test_a_config_that_cannot_run_is_refused_and_stores_nothing(
-        case: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    case: str,
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     (tmp_path / "nos_broken_module.py").write_text("def f(config):\n    return (\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     objective, seed, fragment = NEVER_RUNS[case]
     config = _config(tmp_path, objective, seed)
     db = tmp_path / "s.db"
-    err = _fails_in_one_line([command, "--storage", f"sqlite:///{db}", "--study", "s",
-                              "--config", str(config)], capsys)
+    err = _fails_in_one_line(
+        [command, "--storage", f"sqlite:///{db}", "--study", "s", "--config", str(config)], capsys
+    )
     assert fragment in err
     assert not db.exists()
 
 
-def test_a_refused_config_leaves_the_name_free(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_refused_config_leaves_the_name_free(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
     bad = _config(tmp_path, '[objective]\ntarget = "no_such_module:x"\n')
-    _fails_in_one_line(["init", "--storage", storage, "--study", "s", "--config", str(bad)],
-                       capsys)
+    _fails_in_one_line(
+        ["init", "--storage", storage, "--study", "s", "--config", str(bad)], capsys
+    )
     good = _config(tmp_path)
     assert main(["init", "--storage", storage, "--study", "s", "--config", str(good)]) == 0
 
@@ -88,18 +95,19 @@ def test_a_refused_config_leaves_the_name_free(tmp_path: Path,
 
 
 @pytest.mark.parametrize("argv", [["leaderboard"], ["show", "0"], ["export", "0"]])
-def test_read_only_commands_create_no_sqlite_file(argv: list[str], tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_read_only_commands_create_no_sqlite_file(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "missing.db"
     err = _fails_in_one_line([*argv, "--storage", f"sqlite:///{db}", "--study", "s"], capsys)
     assert "does not exist" in err
     assert not db.exists()
 
 
-@pytest.mark.parametrize("argv", [["leaderboard"], ["show", "0"], ["export", "0"],
-                                  ["worker"]])
+@pytest.mark.parametrize("argv", [["leaderboard"], ["show", "0"], ["export", "0"], ["worker"]])
 def test_read_only_commands_create_no_postgres_schema(
-        argv: list[str], postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str], postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     err = _fails_in_one_line([*argv, "--storage", postgres_url, "--study", "s"], capsys)
     assert "holds no Optuna studies" in err
     assert _tables(postgres_url) == []
@@ -144,8 +152,9 @@ BAD_STORAGES = {
 
 @pytest.mark.parametrize("command", [["init", "--config", "{config}"], ["leaderboard"]])
 @pytest.mark.parametrize("case", sorted(BAD_STORAGES))
-def test_a_bad_storage_is_one_line(case: str, command: list[str], tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_storage_is_one_line(
+    case: str, command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _config(tmp_path)
     make_url, fragment = BAD_STORAGES[case]
     url = make_url(tmp_path)
@@ -156,8 +165,9 @@ def test_a_bad_storage_is_one_line(case: str, command: list[str], tmp_path: Path
     assert not (tmp_path / "x.db").exists()
 
 
-def test_unknown_postgres_option_is_one_line(postgres_url: str,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_postgres_option_is_one_line(
+    postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     err = _fails_in_one_line(["leaderboard", "--storage", f"{postgres_url}?frob=1"], capsys)
     assert 'invalid connection option "frob"' in err
 
@@ -173,17 +183,23 @@ def test_connect_timeout_of_the_url_is_kept(postgres_url: str) -> None:
     assert parameters["connect_timeout"] == "3"
 
 
-@pytest.mark.parametrize("argv", [
-    ["leaderboard", "--study", "s" * 513],
-    ["run", "--n-trials", "-5"],
-    ["run", "--n-trials", "0"],
-    ["run", "--top", "-3"],
-    ["leaderboard", "--top", "-3"],
-    ["worker", "--storage", "sqlite://", "--study", "s", "--n-trials", "-5"],
-])
-def test_bad_counts_and_names_are_refused(argv: list[str], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["leaderboard", "--study", "s" * 513],
+        ["run", "--n-trials", "-5"],
+        ["run", "--n-trials", "0"],
+        ["run", "--top", "-3"],
+        ["leaderboard", "--top", "-3"],
+        ["worker", "--storage", "sqlite://", "--study", "s", "--n-trials", "-5"],
+    ],
+)
+def test_bad_counts_and_names_are_refused(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exited:
         main(argv)
@@ -197,20 +213,25 @@ def test_bad_counts_and_names_are_refused(argv: list[str], tmp_path: Path,
 
 
 def test_a_worker_starting_during_an_outage_waits_for_the_storage(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sqlalchemy.exc
 
     from optuna_nos.cli import commands as cli
+
     storage = f"sqlite:///{tmp_path / 'w.db'}"
-    assert main(["init", "--storage", storage, "--study", "w",
-                 "--config", str(_config(tmp_path))]) == 0
+    assert (
+        main(["init", "--storage", storage, "--study", "w", "--config", str(_config(tmp_path))])
+        == 0
+    )
     real_load, calls = optuna.load_study, []
 
     def load_during_outage(**kwargs: object) -> optuna.Study:
         calls.append(kwargs["study_name"])
         if len(calls) == 1:  # what a restarting server gives the first query
-            raise optuna.exceptions.StorageInternalError("lost") from \
-                sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
+            raise optuna.exceptions.StorageInternalError(
+                "lost"
+            ) from sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
         return real_load(**kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(optuna, "load_study", load_during_outage)
@@ -221,11 +242,15 @@ def test_a_worker_starting_during_an_outage_waits_for_the_storage(
 
 
 def test_a_worker_does_not_retry_what_is_not_an_outage(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from optuna_nos.cli import commands as cli
+
     storage = f"sqlite:///{tmp_path / 'w.db'}"
-    assert main(["init", "--storage", storage, "--study", "w",
-                 "--config", str(_config(tmp_path))]) == 0
+    assert (
+        main(["init", "--storage", storage, "--study", "w", "--config", str(_config(tmp_path))])
+        == 0
+    )
 
     def broken(**kwargs: object) -> optuna.Study:
         raise RuntimeError("not an outage")

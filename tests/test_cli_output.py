@@ -23,19 +23,30 @@ def storage(tmp_path: Path) -> str:
     """A study with one finished trial whose text attrs hold control characters."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="s", storage=url, direction="maximize")
-    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={
-        "genome": parse_equation(ADAM).to_json(), "slot": HOSTILE, "equation": HOSTILE,
-        "fidelity": HOSTILE, "nos.reason": HOSTILE,
-        "mutation": {"kind": HOSTILE, "node": "n1", "before": "a", "after": HOSTILE},
-    }))
-    study.set_user_attr("nos.baselines", {"adam": {"init": 0.5, "evolution": "x"},
-                                          "sgd": 0.3, "nest\x1b": {"init": [1]}})
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=0.5,
+            user_attrs={
+                "genome": parse_equation(ADAM).to_json(),
+                "slot": HOSTILE,
+                "equation": HOSTILE,
+                "fidelity": HOSTILE,
+                "nos.reason": HOSTILE,
+                "mutation": {"kind": HOSTILE, "node": "n1", "before": "a", "after": HOSTILE},
+            },
+        )
+    )
+    study.set_user_attr(
+        "nos.baselines",
+        {"adam": {"init": 0.5, "evolution": "x"}, "sgd": 0.3, "nest\x1b": {"init": [1]}},
+    )
     return url
 
 
 @pytest.mark.parametrize("argv", [["leaderboard"], ["show", "0"]])
-def test_stored_text_is_printed_escaped(argv: list[str], storage: str,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_stored_text_is_printed_escaped(
+    argv: list[str], storage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*argv, "--storage", storage, "--study", "s"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\r" not in out and "\u2028" not in out
@@ -44,11 +55,11 @@ def test_stored_text_is_printed_escaped(argv: list[str], storage: str,
     assert "evil\\x1b[2J\\nsecond line\\u2028\\r" in out
 
 
-def test_malformed_baselines_are_skipped(storage: str, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+def test_malformed_baselines_are_skipped(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard", "--storage", storage, "--study", "s"]) == 0
-    baselines = [line.split() for line in capsys.readouterr().out.splitlines()
-                 if "baseline" in line]
+    baselines = [
+        line.split() for line in capsys.readouterr().out.splitlines() if "baseline" in line
+    ]
     assert baselines == [["-", "-", "0.5000", "-", "baseline", "adam"]]  # evolution, init
 
 
@@ -56,8 +67,9 @@ def _export(storage: str, path: Path, *extra: str) -> int:
     return main(["export", "0", "--storage", storage, "--study", "s", "-o", str(path), *extra])
 
 
-def test_export_keeps_an_existing_file_without_force(storage: str, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_keeps_an_existing_file_without_force(
+    storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "mine.py"
     target.write_text("my work\n")
     assert _export(storage, target) == 2
@@ -67,9 +79,12 @@ def test_export_keeps_an_existing_file_without_force(storage: str, tmp_path: Pat
     assert "class EvolvedOptimizer" in target.read_text()
 
 
-def test_a_failed_export_leaves_the_old_file_whole(storage: str, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_export_leaves_the_old_file_whole(
+    storage: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     target = tmp_path / "mine.py"
     target.write_text("my work\n")
 
@@ -89,12 +104,14 @@ def test_a_failed_export_leaves_the_old_file_whole(storage: str, tmp_path: Path,
 def _upload(artifact_dir: str) -> str | None:
     study = optuna.create_study()
     trial = study.ask()
-    return upload_schedule_artifact(trial, parse_equation(ADAM), artifact_dir, lr=0.1,
-                                    total_steps=20)
+    return upload_schedule_artifact(
+        trial, parse_equation(ADAM), artifact_dir, lr=0.1, total_steps=20
+    )
 
 
 def test_a_nul_in_the_artifact_dir_does_not_fail_the_trial(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.WARNING):
         assert _upload("art\x00ifacts") is None
     assert "trials continue without them" in caplog.text

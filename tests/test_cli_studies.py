@@ -25,12 +25,31 @@ from optuna_nos.space.variants import conforms
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 BUNDLED = sorted(path.name for path in STUDIES.glob("*.toml"))
 
-TINY_GA = {"n_particles": 1, "init_factor": 2, "steps": 1, "mutations": 1, "max_redraws": 2,
-           "seed": 0}
-TINY_FIDELITY = {"width": 2, "total_steps": 8, "warmup_steps": 1, "final_epochs": 1,
-                 "final_steps_per_epoch": 2, "screen_epochs": 1, "screen_steps_per_epoch": 2}
-TINY_OBJECTIVE = {"target": "proxy.tasks:digits", "device": "cpu", "stage1_lrs": [0.01],
-                  "stage2_lrs": [], "stage1_fail_below": 0.0, "screen_fail_below": 0.0}
+TINY_GA = {
+    "n_particles": 1,
+    "init_factor": 2,
+    "steps": 1,
+    "mutations": 1,
+    "max_redraws": 2,
+    "seed": 0,
+}
+TINY_FIDELITY = {
+    "width": 2,
+    "total_steps": 8,
+    "warmup_steps": 1,
+    "final_epochs": 1,
+    "final_steps_per_epoch": 2,
+    "screen_epochs": 1,
+    "screen_steps_per_epoch": 2,
+}
+TINY_OBJECTIVE = {
+    "target": "proxy.tasks:digits",
+    "device": "cpu",
+    "stage1_lrs": [0.01],
+    "stage2_lrs": [],
+    "stage1_fail_below": 0.0,
+    "screen_fail_below": 0.0,
+}
 
 CASES = [(name, None) for name in BUNDLED] + [("lr_schedules.toml", "nesterov")]
 
@@ -84,16 +103,31 @@ def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: P
     config.write_text(_toml(data))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "optuna_nos.cli.commands", "run", "--config", str(config),
-         "--no-baselines"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+        [
+            sys.executable,
+            "-m",
+            "optuna_nos.cli.commands",
+            "run",
+            "--config",
+            str(config),
+            "--no-baselines",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    study = optuna.load_study(study_name="optuna-nos",
-                              storage=f"sqlite:///{tmp_path / 'optuna-nos.db'}")
+    study = optuna.load_study(
+        study_name="optuna-nos", storage=f"sqlite:///{tmp_path / 'optuna-nos.db'}"
+    )
     trials = study.get_trials(deepcopy=False)
     assert trials
     assert all(t.state != optuna.trial.TrialState.FAIL for t in trials), [
-        t.user_attrs.get("nos.reason") for t in trials]
+        t.user_attrs.get("nos.reason") for t in trials
+    ]
     space = data["study"].get("space", "paper")
     variant = f"lr_schedule:{base}" if base is not None else space
     for trial in trials:
@@ -102,8 +136,9 @@ def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: P
 
 
 @pytest.mark.parametrize("paper_mode", [False, True])
-def test_export_bakes_in_the_study_settings(paper_mode: bool, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_bakes_in_the_study_settings(
+    paper_mode: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``optuna-nos export`` writes the study's arithmetic: paper mode's float32 EMA terms."""
     from optuna_nos.cli.commands import main
     from optuna_nos.study.config import CONFIG_ATTR

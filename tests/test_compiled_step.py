@@ -36,39 +36,58 @@ from optuna_nos.optim.compiled_step import CompiledGenomeOptimizer
 from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space import Genome, Momentum, Node
 
-NESTEROV_ADAM = genome(Node(inputs=(S_HAT, N0), binary_op=DIV),
-                       Node(inputs=(S_HAT,), unary_op=SQRT), momentum=Momentum.NESTEROV)
+NESTEROV_ADAM = genome(
+    Node(inputs=(S_HAT, N0), binary_op=DIV),
+    Node(inputs=(S_HAT,), unary_op=SQRT),
+    momentum=Momentum.NESTEROV,
+)
 STATEFUL_DECAYED = genome(
     Node(inputs=(QHM_V, N1), binary_op=DIV, decays={QHM_V: LINEAR_DECAY}),
-    Node(inputs=(S_HAT,), unary_op=EXP_MOV_AVG), Node(inputs=(N0,), unary_op=SQRT),
-    momentum=Momentum.MOMENTUM)
-DELTA_MAX = genome(Node(inputs=(N0, N1), binary_op=ADD),
-                   Node(inputs=(G,), unary_op=DELTA_CHANGE, decays={G: LINEAR_DECAY}),
-                   Node(inputs=(AGG_S,), unary_op=MAX_VALUE))
-GENOMES = {"adam": ADAM, "nesterov": NESTEROV_ADAM, "ema_decay": STATEFUL_DECAYED,
-           "delta_max": DELTA_MAX}
+    Node(inputs=(S_HAT,), unary_op=EXP_MOV_AVG),
+    Node(inputs=(N0,), unary_op=SQRT),
+    momentum=Momentum.MOMENTUM,
+)
+DELTA_MAX = genome(
+    Node(inputs=(N0, N1), binary_op=ADD),
+    Node(inputs=(G,), unary_op=DELTA_CHANGE, decays={G: LINEAR_DECAY}),
+    Node(inputs=(AGG_S,), unary_op=MAX_VALUE),
+)
+GENOMES = {
+    "adam": ADAM,
+    "nesterov": NESTEROV_ADAM,
+    "ema_decay": STATEFUL_DECAYED,
+    "delta_max": DELTA_MAX,
+}
 STEPS = 50
 SCHEDULE = {"lr": 0.01, "total_steps": 60, "warmup_steps": 5, "hold_steps": 3}
 
 
-def _pair(genome_: Genome, backend: str, **kwargs: object) -> tuple[
-        nn.Module, GenomeOptimizer, nn.Module, CompiledGenomeOptimizer]:
+def _pair(
+    genome_: Genome, backend: str, **kwargs: object
+) -> tuple[nn.Module, GenomeOptimizer, nn.Module, CompiledGenomeOptimizer]:
     eager_model, compiled_model = make_model(), make_model()
     options = {**SCHEDULE, **kwargs}
     eager = GenomeOptimizer(eager_model.parameters(), genome_, seed=0, **options)  # type: ignore[arg-type]
-    compiled = CompiledGenomeOptimizer(compiled_model.parameters(), genome_, seed=0,
-                                       backend=backend, **options)  # type: ignore[arg-type]
+    compiled = CompiledGenomeOptimizer(
+        compiled_model.parameters(), genome_, seed=0, backend=backend, **options
+    )  # type: ignore[arg-type]
     return eager_model, eager, compiled_model, compiled
 
 
-def _compare(eager_model: nn.Module, eager: GenomeOptimizer, compiled_model: nn.Module,
-             compiled: GenomeOptimizer, tol: float) -> None:
+def _compare(
+    eager_model: nn.Module,
+    eager: GenomeOptimizer,
+    compiled_model: nn.Module,
+    compiled: GenomeOptimizer,
+    tol: float,
+) -> None:
     for p, q in zip(eager_model.parameters(), compiled_model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=tol, atol=0.0, equal_nan=True)
         assert sorted(compiled.state[q]) == sorted(eager.state[p])
         for key, value in eager.state[p].items():
-            torch.testing.assert_close(compiled.state[q][key], value, rtol=tol, atol=0.0,
-                                       equal_nan=True)
+            torch.testing.assert_close(
+                compiled.state[q][key], value, rtol=tol, atol=0.0, equal_nan=True
+            )
 
 
 def _run(genome_: Genome, backend: str, tol: float, **kwargs: object) -> None:
@@ -97,8 +116,9 @@ def test_traced_step_in_paper_mode_and_constant_lr() -> None:
     counters.clear()
     eager_model, compiled_model = make_model(), make_model()
     eager = GenomeOptimizer(eager_model.parameters(), NESTEROV_ADAM, lr=0.02, momentum=0.9)
-    compiled = CompiledGenomeOptimizer(compiled_model.parameters(), NESTEROV_ADAM, lr=0.02,
-                                       momentum=0.9, backend="aot_eager")
+    compiled = CompiledGenomeOptimizer(
+        compiled_model.parameters(), NESTEROV_ADAM, lr=0.02, momentum=0.9, backend="aot_eager"
+    )
     for opt, model in ((eager, eager_model), (compiled, compiled_model)):
         scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5)
         for step in range(STEPS):

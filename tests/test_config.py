@@ -12,8 +12,13 @@ from optuna_nos.study.config import load_config, parse_config
 
 def test_defaults_are_the_paper_sizes() -> None:
     config = parse_config({})
-    assert (config.ga.n_particles, config.ga.init_factor, config.ga.steps,
-            config.ga.mutations, config.ga.max_redraws) == (50, 10, 5, 7, 4)
+    assert (
+        config.ga.n_particles,
+        config.ga.init_factor,
+        config.ga.steps,
+        config.ga.mutations,
+        config.ga.max_redraws,
+    ) == (50, 10, 5, 7, 4)
     assert config.ga.elitism is False and config.space == "paper"
     assert config.settings.paper_mode is False
 
@@ -63,7 +68,12 @@ def test_load_config_file_errors(tmp_path: Path) -> None:
 def test_bundled_configs_validate() -> None:
     studies = Path(__file__).resolve().parents[1] / "studies"
     names = sorted(p.name for p in studies.glob("*.toml"))
-    assert {"paper_cifar10.toml", "adam_variants.toml", "lr_schedules.toml",
-            "cpu_digits.toml", "cpu_mnist1d.toml"} <= set(names)
+    assert {
+        "paper_cifar10.toml",
+        "adam_variants.toml",
+        "lr_schedules.toml",
+        "cpu_digits.toml",
+        "cpu_mnist1d.toml",
+    } <= set(names)
     for path in studies.glob("*.toml"):
         load_config(path)

@@ -35,13 +35,21 @@ def test_a_score_at_or_below_the_incumbent_is_kept(first: float) -> None:
 
 
 def test_incumbent_is_the_best_completed_value_of_the_fidelity() -> None:
-    def trial(value: float | None, fidelity: str,
-              state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> Any:
-        return optuna.trial.create_trial(value=value, state=state,
-                                         user_attrs={"fidelity": fidelity})
+    def trial(
+        value: float | None,
+        fidelity: str,
+        state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE,
+    ) -> Any:
+        return optuna.trial.create_trial(
+            value=value, state=state, user_attrs={"fidelity": fidelity}
+        )
 
-    trials = [trial(0.99, "init"), trial(0.90, "evolution"), trial(0.80, "evolution"),
-              trial(None, "evolution", optuna.trial.TrialState.PRUNED)]
+    trials = [
+        trial(0.99, "init"),
+        trial(0.90, "evolution"),
+        trial(0.80, "evolution"),
+        trial(None, "evolution", optuna.trial.TrialState.PRUNED),
+    ]
     assert incumbent(trials, "evolution") == 0.90
     assert incumbent(trials, "init") == 0.99
     assert incumbent(trials[3:], "evolution") is None
@@ -70,10 +78,13 @@ def test_objective_confirms_only_records(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(confirm, "measure_fitness", second_score)
     study = optuna.create_study(direction="maximize")
     task: Any = Task()
-    study.optimize(lambda trial: evaluate_confirmed(None, task, "evolution", trial),
-                   n_trials=4)
+    study.optimize(lambda trial: evaluate_confirmed(None, task, "evolution", trial), n_trials=4)
     values = [t.value for t in study.trials]
     assert values == pytest.approx([0.4, 0.4, 0.35, 0.3])
     assert [t.user_attrs[CONFIRM_ATTR] for t in study.trials] == [
-        [0.5, 0.3], [0.4], [0.7, 0.0], [0.3]]
+        [0.5, 0.3],
+        [0.4],
+        [0.7, 0.0],
+        [0.3],
+    ]
     assert len(second_seeds) == 2 and not {100, 102} & set(second_seeds)

@@ -48,8 +48,10 @@ def test_dashboard_shows_the_search(tmp_path: Path) -> None:
         for trial in pruned:
             reason = _attrs(trial)["nos.reason"]
             assert trial["note"]["body"].startswith(f"**Pruned**: {reason}")
-            url = f"{base}/artifacts/{study_id}/{trial['trial_id']}/" \
-                  f"{trial['artifacts'][0]['artifact_id']}"
+            url = (
+                f"{base}/artifacts/{study_id}/{trial['trial_id']}/"
+                f"{trial['artifacts'][0]['artifact_id']}"
+            )
             assert _png(url) == b"\x89PNG\r\n\x1a\n"
 
         study_note = detail["note"]["body"]

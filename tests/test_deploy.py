@@ -38,12 +38,19 @@ def _run_sbatch(tmp_path: Path, mode: str) -> tuple[int, str, str]:
     scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
     scontrol.chmod(0o755)
     argv_file = tmp_path / "argv"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-           "OPTUNA_NOS_BIN": f"{sys.executable} {worker} {argv_file}",
-           "OPTUNA_NOS_STORAGE": "grpc://proxy:13000", "OPTUNA_NOS_STUDY": "s",
-           "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "3", "SLURM_JOB_ID": "80"}
-    shell = subprocess.Popen(["bash", str(SBATCH)], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "OPTUNA_NOS_BIN": f"{sys.executable} {worker} {argv_file}",
+        "OPTUNA_NOS_STORAGE": "grpc://proxy:13000",
+        "OPTUNA_NOS_STUDY": "s",
+        "SLURM_ARRAY_JOB_ID": "77",
+        "SLURM_ARRAY_TASK_ID": "3",
+        "SLURM_JOB_ID": "80",
+    }
+    shell = subprocess.Popen(
+        ["bash", str(SBATCH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     if mode == "preempt":
         deadline = time.monotonic() + 60
         while not Path(f"{argv_file}.ready").exists():
@@ -73,13 +80,13 @@ def test_finished_search_ends_the_task(tmp_path: Path) -> None:
 @pytest.mark.subprocess
 def test_missing_storage_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPTUNA_NOS_")}
-    result = subprocess.run(["bash", str(SBATCH)], env=env, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        ["bash", str(SBATCH)], env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode != 0 and "OPTUNA_NOS_STORAGE" in result.stderr
 
 
-@pytest.mark.parametrize("manifest", sorted((DEPLOY / "k8s").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("manifest", sorted((DEPLOY / "k8s").glob("*.yaml")), ids=lambda p: p.name)
 def test_kubernetes_manifests_match_the_api_schemas(manifest: Path) -> None:
     validate = pytest.importorskip("kubernetes_validate")
     yaml = pytest.importorskip("yaml")

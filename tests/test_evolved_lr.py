@@ -86,8 +86,11 @@ def reference_base_lr(lr: float, total: int, warmup: int, hold: int) -> np.ndarr
         elif hold > 0 and t <= warmup + hold:
             out[t] = lr
         else:
-            out[t] = 0.5 * lr * (1.0 + math.cos(math.pi * (t - warmup - hold)
-                                                / (total - warmup - hold)))
+            out[t] = (
+                0.5
+                * lr
+                * (1.0 + math.cos(math.pi * (t - warmup - hold) / (total - warmup - hold)))
+            )
     return out
 
 
@@ -96,10 +99,8 @@ def reference_base_lr(lr: float, total: int, warmup: int, hold: int) -> np.ndarr
 def test_scheduler_sets_the_spec_rates(schedule: int, warmup: int, hold: int) -> None:
     total, lrs = 50, (0.3, 0.02)
     params = [torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)]
-    opt = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs,
-                                                                       strict=True)])
-    scheduler = EvolvedLR(opt, schedule, total_steps=total, warmup_steps=warmup,
-                          hold_steps=hold)
+    opt = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs, strict=True)])
+    scheduler = EvolvedLR(opt, schedule, total_steps=total, warmup_steps=warmup, hold_steps=hold)
     factor = reference_factor(schedule, total)
     base = {lr: reference_base_lr(lr, total, warmup, hold) for lr in lrs}
     for t in range(total + 1):
@@ -144,8 +145,9 @@ def _loss(model: torch.nn.Linear) -> torch.Tensor:
     return torch.nn.functional.mse_loss(prediction, y)
 
 
-def _train(model: torch.nn.Linear, opt: torch.optim.Optimizer, scheduler: EvolvedLR,
-           steps: int) -> None:
+def _train(
+    model: torch.nn.Linear, opt: torch.optim.Optimizer, scheduler: EvolvedLR, steps: int
+) -> None:
     for _ in range(steps):
         opt.zero_grad()
         _loss(model).backward()
@@ -160,8 +162,7 @@ def test_loss_decreases_without_nan(schedule: int, optimizer: str, dtype: torch.
     model = _model(dtype)
     before = float(_loss(model).detach())
     opt = OPTIMIZERS[optimizer](model.parameters())
-    scheduler = EvolvedLR(opt, schedule, total_steps=TOTAL, warmup_steps=WARMUP,
-                          hold_steps=HOLD)
+    scheduler = EvolvedLR(opt, schedule, total_steps=TOTAL, warmup_steps=WARMUP, hold_steps=HOLD)
     _train(model, opt, scheduler, 40)
     after = float(_loss(model).detach())
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
@@ -173,15 +174,22 @@ def test_loss_decreases_without_nan(schedule: int, optimizer: str, dtype: torch.
 def test_state_dict_resumes_bit_exactly(schedule: int, optimizer: str) -> None:
     def build(model: torch.nn.Linear) -> tuple[torch.optim.Optimizer, EvolvedLR]:
         opt = OPTIMIZERS[optimizer](model.parameters())
-        return opt, EvolvedLR(opt, schedule, total_steps=TOTAL, warmup_steps=WARMUP,
-                              hold_steps=HOLD)
+        return opt, EvolvedLR(
+            opt, schedule, total_steps=TOTAL, warmup_steps=WARMUP, hold_steps=HOLD
+        )
 
     model = _model(torch.float32)
     opt, scheduler = build(model)
     _train(model, opt, scheduler, 20)
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                "scheduler": scheduler.state_dict()}, buffer)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        },
+        buffer,
+    )
     _train(model, opt, scheduler, 20)
 
     buffer.seek(0)
@@ -193,7 +201,8 @@ def test_state_dict_resumes_bit_exactly(schedule: int, optimizer: str) -> None:
     resumed_scheduler.load_state_dict(saved["scheduler"])
     assert resumed_scheduler.last_epoch == 20
     assert resumed_scheduler.get_last_lr() == pytest.approx(
-        [g["lr"] for g in resumed_opt.param_groups], rel=0, abs=0)
+        [g["lr"] for g in resumed_opt.param_groups], rel=0, abs=0
+    )
     _train(resumed, resumed_opt, resumed_scheduler, 20)
     for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -211,8 +220,9 @@ def test_state_dict_is_small_and_checked() -> None:
         EvolvedLR(other, 3, total_steps=999).load_state_dict(state)
 
 
-@pytest.mark.parametrize(("schedule", "named"), [(9, "9"), (-1, "-1"), (True, "True"),
-                                                 ("0", "'0'"), (1.0, "1.0")])
+@pytest.mark.parametrize(
+    ("schedule", "named"), [(9, "9"), (-1, "-1"), (True, "True"), ("0", "'0'"), (1.0, "1.0")]
+)
 def test_bad_schedule_index_raises(schedule: object, named: str) -> None:
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(NOSError, match=named.replace(".", r"\.")):

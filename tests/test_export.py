@@ -45,16 +45,20 @@ def _features(genome: Genome) -> set[tuple[str, int]]:
     for decay in genome.active_decays():
         nodes = (decay.root, decay.hidden) if decay.uses_hidden else (decay.root,)
         for node in nodes:
-            found.add(("decay_binary", node.binary_op) if node.binary
-                      else ("decay_unary", node.unary_op))
+            found.add(
+                ("decay_binary", node.binary_op) if node.binary else ("decay_unary", node.unary_op)
+            )
             found.update(("base", i) for i in node.inputs if i != DECAY_HIDDEN)
     return found
 
 
 ALL_FEATURES = (
-    {("momentum", m) for m in range(3)} | {("unary", u) for u in range(-1, 25)}
-    | {("binary", b) for b in range(10)} | {("operand", c) for c in range(20)}
-    | {("decay_unary", u) for u in range(13)} | {("decay_binary", b) for b in range(7)}
+    {("momentum", m) for m in range(3)}
+    | {("unary", u) for u in range(-1, 25)}
+    | {("binary", b) for b in range(10)}
+    | {("operand", c) for c in range(20)}
+    | {("decay_unary", u) for u in range(13)}
+    | {("decay_binary", b) for b in range(7)}
     | {("base", i) for i in range(14)}
 )
 
@@ -99,8 +103,13 @@ GENOMES = _covering_genomes()
 def test_exported_trajectory_equals_genome_optimizer(index: int, tmp_path: Path) -> None:
     genome = GENOMES[index]
     module = _load(export_source(genome), tmp_path, f"exported_{index}")
-    kwargs = {"lr": 0.05, "total_steps": STEPS, "warmup_steps": WARMUP, "hold_steps": HOLD,
-              "seed": 3}
+    kwargs = {
+        "lr": 0.05,
+        "total_steps": STEPS,
+        "warmup_steps": WARMUP,
+        "hold_steps": HOLD,
+        "seed": 3,
+    }
     expected = _trajectory(lambda p: GenomeOptimizer(p, genome, **kwargs))
     actual = _trajectory(lambda p: module.EvolvedOptimizer(p, **kwargs))
     for want, got in zip(expected, actual, strict=True):
@@ -112,8 +121,7 @@ def test_paper_settings_and_flip_are_baked_in(tmp_path: Path) -> None:
     source = export_source(genome, settings=PAPER_SETTINGS)
     module = _load(source, tmp_path, "exported_paper")
     kwargs = {"lr": 0.01, "total_steps": STEPS, "warmup_steps": WARMUP}
-    expected = _trajectory(
-        lambda p: GenomeOptimizer(p, genome, settings=PAPER_SETTINGS, **kwargs))
+    expected = _trajectory(lambda p: GenomeOptimizer(p, genome, settings=PAPER_SETTINGS, **kwargs))
     actual = _trajectory(lambda p: module.EvolvedOptimizer(p, **kwargs))
     for want, got in zip(expected, actual, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14, equal_nan=True)
@@ -142,10 +150,14 @@ def test_bad_class_name(name: str) -> None:
 
 
 def test_state_dict_of_another_genome_is_refused(tmp_path: Path) -> None:
-    adam = _load(export_source(parse_equation("None ~ (v hat) / (sqrt(|s hat|))")), tmp_path,
-                 "exported_adam")
-    nesterov = _load(export_source(parse_equation("Nest ~ id(id(sign(v hat)))")), tmp_path,
-                     "exported_nesterov")
+    adam = _load(
+        export_source(parse_equation("None ~ (v hat) / (sqrt(|s hat|))")),
+        tmp_path,
+        "exported_adam",
+    )
+    nesterov = _load(
+        export_source(parse_equation("Nest ~ id(id(sign(v hat)))")), tmp_path, "exported_nesterov"
+    )
     w = torch.zeros(2, requires_grad=True)
     opt = nesterov.EvolvedOptimizer([w], lr=0.1, total_steps=5)
     w.grad = torch.ones(2)

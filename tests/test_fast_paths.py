@@ -37,7 +37,9 @@ def _train(spec, lrs=(1e-2, 1e-1)):  # type: ignore[no-untyped-def]
 def test_channels_last_equals_the_reference_layout(digits_data) -> None:  # type: ignore[no-untyped-def]
     spec = _spec(digits_data, parse_equation(ADAM), val=digits_data.val, epochs=2)
     (reference, ref_stack), (fast, fast_stack) = (
-        _train(spec), _train(replace(spec, channels_last=True)))
+        _train(spec),
+        _train(replace(spec, channels_last=True)),
+    )
     for ref_run, fast_run in zip(reference, fast, strict=True):
         assert fast_run.train_acc == ref_run.train_acc
         assert fast_run.val_acc == ref_run.val_acc
@@ -47,8 +49,15 @@ def test_channels_last_equals_the_reference_layout(digits_data) -> None:  # type
 
 
 def test_bf16_autocast_runs_and_learns(digits_data) -> None:  # type: ignore[no-untyped-def]
-    spec = _spec(digits_data, parse_equation(ADAM), dtype=torch.float32, val=digits_data.val,
-                 epochs=4, steps_per_epoch=8, width=8)
+    spec = _spec(
+        digits_data,
+        parse_equation(ADAM),
+        dtype=torch.float32,
+        val=digits_data.val,
+        epochs=4,
+        steps_per_epoch=8,
+        width=8,
+    )
     (reference,), _ = _train(spec, lrs=(1e-2,))
     (fast,), stack = _train(replace(spec, bf16=True, channels_last=True), lrs=(1e-2,))
     assert all(leaf.dtype == torch.float32 for leaf in stack.leaves[0])

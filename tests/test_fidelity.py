@@ -49,22 +49,29 @@ Step = Callable[[], None]
 
 
 def _load_export(genome: Genome, settings: Settings, tmp_path: Path) -> Any:
-    return _load(export_source(genome, settings=settings), tmp_path,
-                 f"fidelity_export_{settings.paper_mode}")
+    return _load(
+        export_source(genome, settings=settings),
+        tmp_path,
+        f"fidelity_export_{settings.paper_mode}",
+    )
 
 
-def _optimizer(path: str, genome: Genome, settings: Settings, param: torch.Tensor,
-               tmp_path: Path, **kwargs: Any) -> torch.optim.Optimizer:
+def _optimizer(
+    path: str,
+    genome: Genome,
+    settings: Settings,
+    param: torch.Tensor,
+    tmp_path: Path,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
     """The optimizer of one path: GenomeOptimizer's reference or foreach loop, or the export."""
     if path == "export":
         module = _load_export(genome, settings, tmp_path)
         return module.EvolvedOptimizer([param], **kwargs)  # type: ignore[no-any-return]
-    return GenomeOptimizer([param], genome, settings=settings, foreach=path == "foreach",
-                           **kwargs)
+    return GenomeOptimizer([param], genome, settings=settings, foreach=path == "foreach", **kwargs)
 
 
-def _run(optimizer: torch.optim.Optimizer, param: torch.Tensor,
-         grads: list[float]) -> list[float]:
+def _run(optimizer: torch.optim.Optimizer, param: torch.Tensor, grads: list[float]) -> list[float]:
     """Feed each gradient to the one-element parameter; the parameter after every step."""
     out = []
     for g in grads:
@@ -87,8 +94,9 @@ def test_ema_of_inf_stays_inf(path: str, mode: str, tmp_path: Path) -> None:
     released code has v = inf and the update -inf (a lerp gives NaN for both)."""
     genome = parse_equation("None ~ id(id(v hat))")
     param = torch.zeros(1, dtype=torch.float32)
-    optimizer = _optimizer(path, genome, MODES[mode], param, tmp_path, lr=0.1, total_steps=4,
-                           warmup_steps=1)
+    optimizer = _optimizer(
+        path, genome, MODES[mode], param, tmp_path, lr=0.1, total_steps=4, warmup_steps=1
+    )
     trajectory = _run(optimizer, param, [1.0, math.inf, math.inf])
     assert trajectory[2] == -math.inf
     assert float(optimizer.state[param]["v"]) == math.inf
@@ -109,16 +117,17 @@ def test_integrity_sphere_keeps_inf() -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize(("mode", "expected"),
-                         [("paper", LAM_HAT_RELEASED), ("default", LAM_HAT_EXACT)])
-def test_lam_hat_after_two_steps(path: str, mode: str, expected: float,
-                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("paper", LAM_HAT_RELEASED), ("default", LAM_HAT_EXACT)]
+)
+def test_lam_hat_after_two_steps(path: str, mode: str, expected: float, tmp_path: Path) -> None:
     """None ~ id(id(lam hat)), lr 1, T = 40, W = 1, gradients 1, 2, -1.5: lam hat after the
     second step is 4.5017805 in the released code (4.50175088 exactly)."""
     genome = parse_equation("None ~ id(id(lam hat))")
     param = torch.zeros(1, dtype=torch.float32)
-    optimizer = _optimizer(path, genome, MODES[mode], param, tmp_path, lr=1.0, total_steps=40,
-                           warmup_steps=1)
+    optimizer = _optimizer(
+        path, genome, MODES[mode], param, tmp_path, lr=1.0, total_steps=40, warmup_steps=1
+    )
     trajectory = _run(optimizer, param, [1.0, 2.0, -1.5])
     assert trajectory[0] == 0.0  # eta_0 = 0 during warmup
     eta_1 = 0.5 * (1.0 + math.cos(math.pi * 0 / 39))  # cosine phase starts at t = W = 1
@@ -132,8 +141,10 @@ def test_paper_mode_ema_weights_are_float32(path: str, tmp_path: Path) -> None:
     """One step from zero state: v = (1 - 0.9) g with 1 - 0.9 = 0.10000002 (float32), s and lam
     with 0.00999999 and 0.00099998713; the default keeps 0.1, 0.01, 0.001."""
     genome = parse_equation("None ~ id(id(g))")
-    for settings, weights in ((PAPER_SETTINGS, (0.10000002, 0.00999999, 0.00099998713)),
-                              (DEFAULT_SETTINGS, (0.1, 0.01, 0.001))):
+    for settings, weights in (
+        (PAPER_SETTINGS, (0.10000002, 0.00999999, 0.00099998713)),
+        (DEFAULT_SETTINGS, (0.1, 0.01, 0.001)),
+    ):
         param = torch.zeros(1, dtype=torch.float64)
         optimizer = _optimizer(path, genome, settings, param, tmp_path, lr=0.0)
         _run(optimizer, param, [1.0])
@@ -146,8 +157,7 @@ VERDICT_GENOME = "Mom ~ (lam hat) / (id((mean(beta*s-g^2)) / (g^2)))"
 
 
 @pytest.mark.parametrize("check", [integrity_check, integrity_check_sequential])
-def test_integrity_verdict_follows_the_released_code(
-        check: Callable[..., Any]) -> None:
+def test_integrity_verdict_follows_the_released_code(check: Callable[..., Any]) -> None:
     """The released code passes this genome flipped at lr 1e-4; exact bias terms at 1e-3."""
     genome = parse_equation(VERDICT_GENOME)
     paper = check(genome, PAPER_SETTINGS)
@@ -182,20 +192,21 @@ def test_sign_of_nan(path: str, operand: str, tmp_path: Path) -> None:
             assert after == 0.0
 
 
-
 # -- the other beta constants: QHM blends and AggMo means ---------------------------------
 
 
-def _released_operands(g: np.ndarray, v: np.ndarray, s: np.ndarray, lam: np.ndarray,
-                       t: int) -> dict[int, np.ndarray]:
+def _released_operands(
+    g: np.ndarray, v: np.ndarray, s: np.ndarray, lam: np.ndarray, t: int
+) -> dict[int, np.ndarray]:
     """Operands 14..19 as the released code computes them, in numpy float32."""
     f = np.float32
     one, three = f(1.0), f(3.0)
     b7, b9, b95, b99, b999, b9999 = (f(b) for b in (0.7, 0.9, 0.95, 0.99, 0.999, 0.9999))
     step = f(t + 1)
     g2, g3 = g * g, g * g * g
-    v_hat, s_hat, lam_hat = (state / (one - beta**step)
-                             for state, beta in ((v, b9), (s, b99), (lam, b999)))
+    v_hat, s_hat, lam_hat = (
+        state / (one - beta**step) for state, beta in ((v, b9), (s, b99), (lam, b999))
+    )
     return {
         14: (one - b7) * g + b7 * v_hat,
         15: (one - b95) * g2 + b95 * s_hat,
@@ -215,7 +226,8 @@ def test_paper_mode_qhm_and_aggmo_operands_equal_the_released_formulas() -> None
     t = 4
     expected = _released_operands(g, v, s, lam, t)
     tensors = {k: torch.from_numpy(a) for k, a in (("g", g), ("v", v), ("s", s), ("lam", lam))}
-    inputs = OperandInputs(**tensors, w=torch.zeros(64), t=t,
-                           arithmetic=Arithmetic.of(PAPER_SETTINGS))
+    inputs = OperandInputs(
+        **tensors, w=torch.zeros(64), t=t, arithmetic=Arithmetic.of(PAPER_SETTINGS)
+    )
     for index, want in expected.items():
         assert torch.equal(OPERANDS[index].fn(inputs), torch.from_numpy(want)), index

@@ -25,12 +25,40 @@ from optuna_nos.core.errors import NOSError
 from optuna_nos.study.config import StudyConfig, load_config, parse_config
 
 SECTIONS = ["study", "ga", "objective", "workers", "artifacts"]
-KEYS = ["space", "lr_schedule_base", "paper_mode", "unary_root_decay_prob",
-        "change_op_max_unary", "n_particles", "init_factor", "steps", "mutations",
-        "max_redraws", "elitism", "seed", "target", "heartbeat_interval", "grace_period",
-        "max_retry", "dir", "device", "sleep_s"]
-WORDS = ["paper", "adam_variants", "lr_schedule", "adam", "nesterov", "proxy.tasks:digits",
-         "a:b", ":", "x:", "", "cpu"]
+KEYS = [
+    "space",
+    "lr_schedule_base",
+    "paper_mode",
+    "unary_root_decay_prob",
+    "change_op_max_unary",
+    "n_particles",
+    "init_factor",
+    "steps",
+    "mutations",
+    "max_redraws",
+    "elitism",
+    "seed",
+    "target",
+    "heartbeat_interval",
+    "grace_period",
+    "max_retry",
+    "dir",
+    "device",
+    "sleep_s",
+]
+WORDS = [
+    "paper",
+    "adam_variants",
+    "lr_schedule",
+    "adam",
+    "nesterov",
+    "proxy.tasks:digits",
+    "a:b",
+    ":",
+    "x:",
+    "",
+    "cpu",
+]
 CASE_LIMIT_S = 5
 
 
@@ -61,45 +89,80 @@ def _only_nos_error(load: Callable[[], StudyConfig]) -> None:
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(), st.integers(min_value=-3, max_value=130),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-3, max_value=130),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(WORDS), st.text(max_size=12),
+    st.sampled_from(WORDS),
+    st.text(max_size=12),
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 tables = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), values, max_size=6)
 configs = st.one_of(
-    st.dictionaries(st.sampled_from(SECTIONS) | st.text(max_size=6),
-                    tables | values, max_size=5),
+    st.dictionaries(st.sampled_from(SECTIONS) | st.text(max_size=6), tables | values, max_size=5),
     values,
 )
 
 LINES = [
-    "[study]", "[ga]", "[objective]", "[workers]", "[artifacts]", "[[ga]]", "[ga.sub]",
-    'space = "paper"', 'space = "adam_variants"', "paper_mode = true",
-    "unary_root_decay_prob = 0.85", "unary_root_decay_prob = nan", "change_op_max_unary = 23",
-    "n_particles = 4", "n_particles = 0", "n_particles = 99999999999999999999",
+    "[study]",
+    "[ga]",
+    "[objective]",
+    "[workers]",
+    "[artifacts]",
+    "[[ga]]",
+    "[ga.sub]",
+    'space = "paper"',
+    'space = "adam_variants"',
+    "paper_mode = true",
+    "unary_root_decay_prob = 0.85",
+    "unary_root_decay_prob = nan",
+    "change_op_max_unary = 23",
+    "n_particles = 4",
+    "n_particles = 0",
+    "n_particles = 99999999999999999999",
     "unary_root_decay_prob = 1" + "0" * 400,
-    "init_factor = -1", "steps = 2", "mutations = 3.5", "seed = 0", "elitism = false",
-    'target = "proxy.tasks:digits"', 'target = "a:b:c"', "heartbeat_interval = 10",
-    "grace_period = 5", "max_retry = 2", 'dir = "art"', "x = [1, 2, {a = 1}]",
-    "= 1", 'key = """', "a.b.c = 1", "inf = inf", 'k = 1979-05-27T07:32:00Z',
+    "init_factor = -1",
+    "steps = 2",
+    "mutations = 3.5",
+    "seed = 0",
+    "elitism = false",
+    'target = "proxy.tasks:digits"',
+    'target = "a:b:c"',
+    "heartbeat_interval = 10",
+    "grace_period = 5",
+    "max_retry = 2",
+    'dir = "art"',
+    "x = [1, 2, {a = 1}]",
+    "= 1",
+    'key = """',
+    "a.b.c = 1",
+    "inf = inf",
+    "k = 1979-05-27T07:32:00Z",
 ]
 texts = st.lists(
-    st.sampled_from(LINES) | st.text(alphabet=string.printable, max_size=20)
+    st.sampled_from(LINES)
+    | st.text(alphabet=string.printable, max_size=20)
     | st.binary(max_size=8).map(lambda b: b.decode("latin-1")),
     max_size=12,
 ).map("\n".join)
 
 
 def _fuzz_parse(n: int) -> Callable[[], None]:
-    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(configs)
     def check(data: Any) -> None:
         _only_nos_error(lambda: parse_config(data))
@@ -110,8 +173,13 @@ def _fuzz_parse(n: int) -> Callable[[], None]:
 def _fuzz_load(n: int, directory: Path) -> Callable[[], None]:
     path = directory / "fuzz.toml"
 
-    @settings(max_examples=n, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(texts, st.booleans())
     def check(text: str, as_bytes: bool) -> None:
         if as_bytes:  # text that is not UTF-8

@@ -32,16 +32,27 @@ from transfer.optimizers import trial_spec
 
 #: The record of FAST_SIZES, seed 0, the paper space and paper mode, written out by hand.
 PAPER_MODE_RECORD = {
-    "version": 1, "n_particles": 2, "init_factor": 2, "steps": 1, "mutations": 2,
-    "max_redraws": 2, "elitism": False, "seed": 0, "space": "paper",
+    "version": 1,
+    "n_particles": 2,
+    "init_factor": 2,
+    "steps": 1,
+    "mutations": 2,
+    "max_redraws": 2,
+    "elitism": False,
+    "seed": 0,
+    "space": "paper",
     "settings": {"paper_mode": True, "unary_root_decay_prob": 0.85, "change_op_max_unary": 23},
 }
 
 
 def _config(tmp_path: Path) -> Path:
     path = tmp_path / "study.toml"
-    path.write_text("[study]\npaper_mode = true\n" + ga_table(seed=0)
-                    + workers_table(2, 5, 2) + objective_table("fast"))
+    path.write_text(
+        "[study]\npaper_mode = true\n"
+        + ga_table(seed=0)
+        + workers_table(2, 5, 2)
+        + objective_table("fast")
+    )
     return path
 
 
@@ -65,9 +76,11 @@ def test_a_worker_that_disagrees_is_refused_in_one_line(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
     assert _init(storage, _config(tmp_path)) == 0
     paper = Settings(paper_mode=True)
-    for kwargs, fragment in (({"n_particles": 3}, "n_particles=3"),
-                             ({"space": "adam_variants"}, "space='adam_variants'"),
-                             ({"settings": Settings()}, "'paper_mode': False")):
+    for kwargs, fragment in (
+        ({"n_particles": 3}, "n_particles=3"),
+        ({"space": "adam_variants"}, "space='adam_variants'"),
+        ({"settings": Settings()}, "'paper_mode': False"),
+    ):
         sampler = ParticleSampler(**{**FAST_SIZES, "settings": paper, **kwargs})  # type: ignore[arg-type]
         study = optuna.load_study(study_name="s", storage=storage, sampler=sampler)
         with pytest.raises(NOSError) as refused:
@@ -80,11 +93,13 @@ def test_a_worker_that_disagrees_is_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_init_refuses_a_config_that_disagrees_with_a_python_study(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
     sampler = ParticleSampler(**{**FAST_SIZES, "n_particles": 3})  # type: ignore[arg-type]
-    optuna.create_study(study_name="s", storage=storage, direction="maximize",
-                        sampler=sampler).ask()
+    optuna.create_study(
+        study_name="s", storage=storage, direction="maximize", sampler=sampler
+    ).ask()
     assert _init(storage, _config(tmp_path)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "this config has n_particles=2" in err
@@ -97,8 +112,9 @@ def test_a_python_study_gets_its_record_from_its_first_sampler(tmp_path: Path) -
     storage = f"sqlite:///{tmp_path / 's.db'}"
     paper = Settings(paper_mode=True)
     first = ParticleSampler(**FAST_SIZES, seed=0, settings=paper)  # type: ignore[arg-type]
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize",
-                                sampler=first)
+    study = optuna.create_study(
+        study_name="s", storage=storage, direction="maximize", sampler=first
+    )
     assert _record(storage) is None
     trial = study.ask()
     study.tell(trial, 1.0)
@@ -110,8 +126,12 @@ def test_a_python_study_gets_its_record_from_its_first_sampler(tmp_path: Path) -
 
 def test_a_sampler_made_from_a_record_writes_the_same_record(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize",
-                                sampler=ParticleSampler.from_ga_record(PAPER_MODE_RECORD))
+    study = optuna.create_study(
+        study_name="s",
+        storage=storage,
+        direction="maximize",
+        sampler=ParticleSampler.from_ga_record(PAPER_MODE_RECORD),
+    )
     study.ask()
     assert _record(storage) == PAPER_MODE_RECORD
 
@@ -137,8 +157,9 @@ def test_racing_writers_store_one_record(postgres_url: str) -> None:
     def write(n_particles: int) -> None:
         storage = make_storage(postgres_url)
         start.wait()
-        returned.append(write_ga_record(storage, study_id,
-                                        {**PAPER_MODE_RECORD, "n_particles": n_particles}))
+        returned.append(
+            write_ga_record(storage, study_id, {**PAPER_MODE_RECORD, "n_particles": n_particles})
+        )
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(1, 7)]
     for thread in threads:
@@ -153,8 +174,9 @@ def test_racing_writers_store_one_record(postgres_url: str) -> None:
 def test_trial_spec_runs_the_genome_with_the_study_settings(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
     sampler = ParticleSampler.from_ga_record(PAPER_MODE_RECORD)
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize",
-                                sampler=sampler)
+    study = optuna.create_study(
+        study_name="s", storage=storage, direction="maximize", sampler=sampler
+    )
     trial = study.ask()
     suggest_genome(trial)
     study.tell(trial, 1.0)

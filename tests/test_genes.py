@@ -33,8 +33,9 @@ VARIANTS = ALL_VARIANTS
 
 def _decoded(trial: optuna.Trial, variant: str) -> Genome:
     """Suggest the genes with the trial's sampler and decode them, with no integrity check."""
-    return decode(asker(variant, lambda name, choices: trial.suggest_categorical(name, choices)),
-                  variant)
+    return decode(
+        asker(variant, lambda name, choices: trial.suggest_categorical(name, choices)), variant
+    )
 
 
 def _draw_all(sampler: optuna.samplers.BaseSampler, variant: str, n_trials: int) -> None:
@@ -72,8 +73,9 @@ def test_random_draws_reach_every_kind_of_structure() -> None:
     assert {g.root.binary for g in drawn} == {False, True}
     assert {c for g in drawn for c in g.active_hidden()} == set(range(20, 25))
     assert max(len(g.active_hidden()) for g in drawn) >= 4
-    assert any(sum(1 for c, _, _ in g.active_edges() if c != 25) > len(g.active_hidden())
-               for g in drawn)  # some node read twice
+    assert any(
+        sum(1 for c, _, _ in g.active_edges() if c != 25) > len(g.active_hidden()) for g in drawn
+    )  # some node read twice
     assert {d.uses_hidden for g in drawn for d in g.active_decays()} == {False, True}
 
 
@@ -105,8 +107,15 @@ def test_mutants_round_trip_through_params(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_particle_sampler_params_are_accepted_in_every_variant(variant: str) -> None:
-    sampler = ParticleSampler(n_particles=2, init_factor=2, steps=1, mutations=2, seed=4,
-                              space=variant, poll_interval=0.01)
+    sampler = ParticleSampler(
+        n_particles=2,
+        init_factor=2,
+        steps=1,
+        mutations=2,
+        seed=4,
+        space=variant,
+        poll_interval=0.01,
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: float(len(suggest_genome(t, variant).equation())), n_trials=8)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -119,8 +128,9 @@ def test_particle_sampler_params_are_accepted_in_every_variant(variant: str) -> 
 
 # -- the encoding version -------------------------------------------------------------------
 
-_V1_INPUTS = CategoricalDistribution(tuple(param_distribution("n0.a").choices[:20])
-                                     + ("n0", "n1", "n2", "n3", "n4"))
+_V1_INPUTS = CategoricalDistribution(
+    tuple(param_distribution("n0.a").choices[:20]) + ("n0", "n1", "n2", "n3", "n4")
+)
 
 
 def _encoding(study: optuna.Study) -> object:
@@ -134,12 +144,17 @@ def _objective(trial: optuna.Trial) -> float:
 def _legacy_study(storage: BaseStorage | None = None) -> optuna.Study:
     """A study as encoding 1 left it: one gene per input, all 25 inputs in every list."""
     study = optuna.create_study(storage=storage, direction="maximize")
-    study.add_trial(optuna.trial.create_trial(
-        value=1.0,
-        params={"mom": "none", "root.op": "id", "root.a": "n0"},
-        distributions={"mom": param_distribution("mom"), "root.op": param_distribution("root.op"),
-                       "root.a": _V1_INPUTS},
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=1.0,
+            params={"mom": "none", "root.op": "id", "root.a": "n0"},
+            distributions={
+                "mom": param_distribution("mom"),
+                "root.op": param_distribution("root.op"),
+                "root.a": _V1_INPUTS,
+            },
+        )
+    )
     return study
 
 
@@ -170,10 +185,13 @@ def test_an_unversioned_study_with_compatible_params_carries_on() -> None:
     # An encoding-1 lr_schedule study with unary decays only used this encoding's genes.
     study = optuna.create_study(direction="maximize")
     params = {"root.a.d": "tanh", "root.a.d.a": "a12"}
-    study.add_trial(optuna.trial.create_trial(
-        value=1.0, params=params,
-        distributions={k: param_distribution(k, "lr_schedule") for k in params},
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            value=1.0,
+            params=params,
+            distributions={k: param_distribution(k, "lr_schedule") for k in params},
+        )
+    )
     study.optimize(lambda t: float(suggest_genome(t, "lr_schedule").flip), n_trials=2)
     assert _encoding(study) == ENCODING_VERSION
     assert all(t.state != TrialState.FAIL for t in study.trials)

@@ -70,10 +70,14 @@ def test_a_minimal_genome_prints_and_orders_its_nodes() -> None:
         (lambda: genome(Node(("g",)), root=Node((N0,))), "outside"),  # type: ignore[arg-type]
         (lambda: genome(Node((True,)), root=Node((N0,))), "outside"),
         # stored decays
-        (lambda: genome(Node((G,), decays={ROOT: parse_decay("id(a1)")}), root=Node((N0,))),
-         "decay"),
-        (lambda: genome(Node((G,), decays={G: "id(a1)"}), root=Node((N0,))),  # type: ignore[dict-item]
-         "non-decay"),
+        (
+            lambda: genome(Node((G,), decays={ROOT: parse_decay("id(a1)")}), root=Node((N0,))),
+            "decay",
+        ),
+        (
+            lambda: genome(Node((G,), decays={G: "id(a1)"}), root=Node((N0,))),  # type: ignore[dict-item]
+            "non-decay",
+        ),
         # whole-genome fields
         (lambda: Genome(hidden=(FILLER,) * 4, root=Node((N0,))), "exactly 5 hidden"),
         (lambda: genome(root=Node((N0,)), momentum=3), "momentum"),
@@ -103,8 +107,10 @@ def test_inactive_nodes_may_hold_cycles_and_self_loops() -> None:
 
 def test_latent_ops_and_absent_edge_decays_are_kept_but_not_printed() -> None:
     stored = parse_decay("(a12)+(a9)")  # out of range, but on an absent edge
-    g = genome(Node((G,), unary_op=11, binary_op=7, decays={V_HAT: stored}),
-               root=Node((N0,), unary_op=-1, binary_op=9))
+    g = genome(
+        Node((G,), unary_op=11, binary_op=7, decays={V_HAT: stored}),
+        root=Node((N0,), unary_op=-1, binary_op=9),
+    )
     assert format_equation(g) == "None ~ id(tanh(g))"
     assert g.hidden[0].decays[V_HAT] == stored
     assert g.hidden[0].decay_on(V_HAT) is None
@@ -120,8 +126,7 @@ def test_validate_checks_every_active_decay_and_names_the_edge() -> None:
     assert ok.validate() is ok
     # The released log holds a decay that goes below 0.
     bad = parse_equation(
-        "Nest ~ [(a11)-(a6)][g]/(1+|[(a11)-(a6)][g]|)/(1+|[(a11)-(a6)][g]/(1+|[(a11)-(a6)]"
-        "[g]|)|)"
+        "Nest ~ [(a11)-(a6)][g]/(1+|[(a11)-(a6)][g]|)/(1+|[(a11)-(a6)][g]/(1+|[(a11)-(a6)][g]|)|)"
     )
     with pytest.raises(NOSError, match="leaves \\[0, 1\\]"):
         bad.validate()

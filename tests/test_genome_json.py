@@ -29,20 +29,32 @@ N0, N1, N2, N3, N4 = HIDDEN_COLUMNS
 
 def everything_stored() -> Genome:
     """A genome with latent ops, inactive cyclic nodes, absent-edge decays and sticky flags."""
-    unused_hidden = Decay(root=DecayNode((2,), unary_op=5, binary_op=3),
-                          hidden=DecayNode((4, 9), unary_op=1, binary_op=6), hidden_flag=True)
+    unused_hidden = Decay(
+        root=DecayNode((2,), unary_op=5, binary_op=3),
+        hidden=DecayNode((4, 9), unary_op=1, binary_op=6),
+        hidden_flag=True,
+    )
     return Genome(
         hidden=(
-            Node((0,), unary_op=11, binary_op=7, decays={0: parse_decay("(a13)*(a2)"),
-                                                         5: unused_hidden}),
+            Node(
+                (0,),
+                unary_op=11,
+                binary_op=7,
+                decays={0: parse_decay("(a13)*(a2)"), 5: unused_hidden},
+            ),
             Node((N1,), unary_op=24, binary_op=9),  # inactive self-loop
             Node((N3, 4), unary_op=3, binary_op=6, decays={N3: parse_decay("(a12)+(a9)")}),
             Node((N2,), unary_op=22),  # inactive cycle with N2
-            Node((N0, 3), unary_op=-1, binary_op=4,
-                 decays={3: parse_decay("deriv_tanh(tanh(a14))")}),
+            Node(
+                (N0, 3), unary_op=-1, binary_op=4, decays={3: parse_decay("deriv_tanh(tanh(a14))")}
+            ),
         ),
-        root=Node((N4,), unary_op=14, binary_op=2, decays={N4: parse_decay("1/(1+exp(-a11)"),
-                                                           N0: parse_decay("sqrt(a6)")}),
+        root=Node(
+            (N4,),
+            unary_op=14,
+            binary_op=2,
+            decays={N4: parse_decay("1/(1+exp(-a11)"), N0: parse_decay("sqrt(a6)")},
+        ),
         momentum=Momentum.NESTEROV,
         flip=True,
     )
@@ -62,14 +74,16 @@ def test_layout_of_a_small_genome() -> None:
             "inputs": [20],
             "unary_op": -1,
             "binary_op": 0,
-            "decays": [{
-                "input": 20,
-                "decay": {
-                    "root": {"inputs": [12, 1], "unary_op": 12, "binary_op": 2},
-                    "hidden": {"inputs": [0], "unary_op": 12, "binary_op": 0},
-                    "hidden_flag": False,
-                },
-            }],
+            "decays": [
+                {
+                    "input": 20,
+                    "decay": {
+                        "root": {"inputs": [12, 1], "unary_op": 12, "binary_op": 2},
+                        "hidden": {"inputs": [0], "unary_op": 12, "binary_op": 0},
+                        "hidden_flag": False,
+                    },
+                }
+            ],
         },
     }
     assert list(doc) == ["format", "version", "momentum", "flip", "hidden", "root"]
@@ -222,12 +236,36 @@ def test_json_round_trip_is_lossless(genome: Genome) -> None:
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-30, 30) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-30, 30)
+    | st.floats(allow_nan=False)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(
-        st.sampled_from(["inputs", "unary_op", "binary_op", "decays", "input", "decay", "root",
-                         "hidden", "hidden_flag", "format", "version", "momentum", "flip", "x"]),
-        children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "inputs",
+                    "unary_op",
+                    "binary_op",
+                    "decays",
+                    "input",
+                    "decay",
+                    "root",
+                    "hidden",
+                    "hidden_flag",
+                    "format",
+                    "version",
+                    "momentum",
+                    "flip",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=6,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -290,8 +328,22 @@ def _random_json(rng: random.Random, depth: int = 0) -> Any:
         return rng.randrange(0, 26)
     if kind in (6, 7):
         return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    keys = ["inputs", "unary_op", "binary_op", "decays", "input", "decay", "root", "hidden",
-            "hidden_flag", "format", "version", "momentum", "flip", "x"]
+    keys = [
+        "inputs",
+        "unary_op",
+        "binary_op",
+        "decays",
+        "input",
+        "decay",
+        "root",
+        "hidden",
+        "hidden_flag",
+        "format",
+        "version",
+        "momentum",
+        "flip",
+        "x",
+    ]
     return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
 
 
@@ -316,8 +368,11 @@ def _random_document(rng: random.Random, texts: list[str]) -> str | bytes:
         return json.dumps(doc)
     if kind == 2:  # cut or splice the text
         at = rng.randrange(len(text))
-        return text[:at] + rng.choice(["", "{", "]", ",", '"', "0", "true"]) + text[
-            at + rng.randrange(10):]
+        return (
+            text[:at]
+            + rng.choice(["", "{", "]", ",", '"', "0", "true"])
+            + text[at + rng.randrange(10) :]
+        )
     if kind == 3:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
     return json.dumps(_random_json(rng))
@@ -327,7 +382,8 @@ def _random_document(rng: random.Random, texts: list[str]) -> str | bytes:
 def test_fuzz_from_json_10k() -> None:
     rng = random.Random(7)
     texts = [genome_to_json(everything_stored())] + [
-        genome_to_json(parse_equation(e)) for e in (
+        genome_to_json(parse_equation(e))
+        for e in (
             "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))",
             "None ~ (0.95*(min([min(a12, a9)][2], v hat))+0.05*((10-6w) / (min([min(a12, a9)]"
             "[2], v hat))))",

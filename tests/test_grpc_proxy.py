@@ -28,17 +28,29 @@ class FakeClock:
         return self.now
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("grpc://127.0.0.1:13000", ("127.0.0.1", 13000)),
-    ("grpc://proxy.cluster.local:50051/", ("proxy.cluster.local", 50051)),
-    ("  grpc://[::1]:7000 ", ("::1", 7000)),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("grpc://127.0.0.1:13000", ("127.0.0.1", 13000)),
+        ("grpc://proxy.cluster.local:50051/", ("proxy.cluster.local", 50051)),
+        ("  grpc://[::1]:7000 ", ("::1", 7000)),
+    ],
+)
 def test_parse_grpc_url(url: str, expected: tuple[str, int]) -> None:
     assert grpc_proxy.parse_grpc_url(url) == expected
 
 
-@pytest.mark.parametrize("url", ["grpc://host", "grpc://host:0", "grpc://host:70000",
-                                 "grpc://:13000", "grpc://user:pw@host:1", "grpc://h:1/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "grpc://host",
+        "grpc://host:0",
+        "grpc://host:70000",
+        "grpc://:13000",
+        "grpc://user:pw@host:1",
+        "grpc://h:1/x",
+    ],
+)
 def test_bad_grpc_url_is_one_line_error(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(NOSError, match="grpc://HOST:PORT"):
         grpc_proxy.parse_grpc_url(url)
@@ -55,8 +67,9 @@ def test_unreachable_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _running_trial(study: optuna.Study, beat: object = None) -> int:
     trial_id = study._storage.create_new_trial(study._study_id)
-    study._storage.set_trial_param(trial_id, "x", 0.5,
-                                   optuna.distributions.FloatDistribution(0, 1))
+    study._storage.set_trial_param(
+        trial_id, "x", 0.5, optuna.distributions.FloatDistribution(0, 1)
+    )
     if beat is not None:
         study._storage.set_trial_system_attr(trial_id, BEAT_ATTR, beat)
     return trial_id
@@ -66,12 +79,16 @@ def test_observer_judges_beats_on_its_own_clock() -> None:
     study = optuna.create_study()
     clock = FakeClock()
     observer = BeatObserver(3.0, clock)
-    beating, silent, unbeaten = (_running_trial(study, 1), _running_trial(study, 1),
-                                 _running_trial(study))
+    beating, silent, unbeaten = (
+        _running_trial(study, 1),
+        _running_trial(study, 1),
+        _running_trial(study),
+    )
 
     def stale() -> list[int]:
-        return observer.stale(study._storage.get_all_trials(study._study_id,
-                                                            states=(TrialState.RUNNING,)))
+        return observer.stale(
+            study._storage.get_all_trials(study._study_id, states=(TrialState.RUNNING,))
+        )
 
     assert stale() == []  # first sight starts every clock, whatever the beat's value
     clock.now += 2.0
@@ -117,7 +134,8 @@ def test_proxy_does_not_adopt_the_trials_it_creates(tmp_path: Path) -> None:
     study = optuna.create_study(storage=storage)
     running = storage.create_new_trial(study._study_id)
     waiting = storage.create_new_trial(
-        study._study_id, optuna.trial.create_trial(state=TrialState.WAITING))
+        study._study_id, optuna.trial.create_trial(state=TrialState.WAITING)
+    )
     assert storage.set_trial_state_values(waiting, TrialState.RUNNING)
     for trial_id in (running, waiting):
         assert WORKER_ATTR not in storage.get_trial(trial_id).system_attrs

@@ -29,8 +29,17 @@ LAYERS_ALLOWED = {
 #: Layers that must not import the given layers.
 LAYERS_FORBIDDEN = {"study": {"cli"}, "sampler": {"cli"}}
 #: Calls that load code by file path or widen the import path.
-LOADERS = {"spec_from_file_location", "run_path", "SourceFileLoader", "insert", "append",
-           "import_module", "__import__", "exec_module", "load_source"}
+LOADERS = {
+    "spec_from_file_location",
+    "run_path",
+    "SourceFileLoader",
+    "insert",
+    "append",
+    "import_module",
+    "__import__",
+    "exec_module",
+    "load_source",
+}
 
 
 def module_name(path: Path) -> str:
@@ -43,14 +52,18 @@ def module_name(path: Path) -> str:
 
 def source_files(*folders: str) -> dict[str, Path]:
     """Module name -> file, for every ``.py`` file below the folders."""
-    return {module_name(path): path for folder in folders
-            for path in sorted((ROOT / folder).rglob("*.py"))}
+    return {
+        module_name(path): path
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
 
 
 def is_type_checking(test: ast.expr) -> bool:
     """Whether an ``if`` condition is ``TYPE_CHECKING`` or ``typing.TYPE_CHECKING``."""
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def executed_nodes(tree: ast.AST) -> Iterator[ast.AST]:
@@ -105,8 +118,10 @@ def graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     files = source_files(*PACKAGES)
     known = set(files)
     raw = {name: imported_names(name, path, known) for name, path in files.items()}
-    edges = {name: {m for t in targets if (m := resolve(t, known)) is not None}
-             for name, targets in raw.items()}
+    edges = {
+        name: {m for t in targets if (m := resolve(t, known)) is not None}
+        for name, targets in raw.items()
+    }
     return edges, raw
 
 
@@ -160,8 +175,9 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return sorted(result.values(), key=lambda c: (len(c), c))
 
 
-def shortest_path(edges: dict[str, set[str]], source: str, goal: str,
-                  members: set[str]) -> list[str]:
+def shortest_path(
+    edges: dict[str, set[str]], source: str, goal: str, members: set[str]
+) -> list[str]:
     """Breadth-first shortest path from ``source`` to ``goal`` inside ``members``."""
     parent: dict[str, str | None] = {source: None}
     queue = [source]
@@ -199,15 +215,22 @@ def enclosing_imports(name: str, path: Path, known: set[str]) -> list[str]:
             found += [alias.name for alias in node.names if alias.name in enclosing]
         elif isinstance(node, ast.ImportFrom):
             base = from_module(name, path, node)
-            found += [f"{base}.{alias.name} (line {node.lineno})" for alias in node.names
-                      if base in enclosing and f"{base}.{alias.name}" not in known]
+            found += [
+                f"{base}.{alias.name} (line {node.lineno})"
+                for alias in node.names
+                if base in enclosing and f"{base}.{alias.name}" not in known
+            ]
     return found
 
 
 def test_modules_import_siblings_not_their_package() -> None:
     files = source_files(*PACKAGES)
-    bad = [f"{name} imports {target}" for name, path in files.items()
-           if path.name != "__init__.py" for target in enclosing_imports(name, path, set(files))]
+    bad = [
+        f"{name} imports {target}"
+        for name, path in files.items()
+        if path.name != "__init__.py"
+        for target in enclosing_imports(name, path, set(files))
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -242,10 +265,18 @@ def test_edges_of_a_known_file(tmp_path: Path) -> None:
         "else:\n"
         "    import shown\n"
         "def f():\n"
-        "    from p.deep import y\n")
+        "    from p.deep import y\n"
+    )
     known = {"p", "p.q", "p.sub", "p.deep", "pkg.sibling"}
     assert imported_names("pkg.m", path, known) == {
-        "typing", "p.q", "p.sub", "p", "pkg.sibling", "shown", "p.deep"}
+        "typing",
+        "p.q",
+        "p.sub",
+        "p",
+        "pkg.sibling",
+        "shown",
+        "p.deep",
+    }
     assert resolve("p.deep.y", known) == "p.deep" and resolve("numpy", known) is None
 
 
@@ -272,15 +303,22 @@ def test_optuna_nos_layers_point_down() -> None:
     assert not bad, "layer arrows broken:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize(("importer", "forbidden"), [
-    ("optuna_nos", ("proxy", "transfer", "testkit", "tests", "bench")),
-    ("proxy", ("transfer", "tests", "bench")),
-])
+@pytest.mark.parametrize(
+    ("importer", "forbidden"),
+    [
+        ("optuna_nos", ("proxy", "transfer", "testkit", "tests", "bench")),
+        ("proxy", ("transfer", "tests", "bench")),
+    ],
+)
 def test_packages_do_not_import_upward(importer: str, forbidden: tuple[str, ...]) -> None:
     _, raw = graph()
-    bad = [f"{module} -> {target}" for module, targets in sorted(raw.items())
-           if module.split(".")[0] == importer
-           for target in sorted(targets) if target.split(".")[0] in forbidden]
+    bad = [
+        f"{module} -> {target}"
+        for module, targets in sorted(raw.items())
+        if module.split(".")[0] == importer
+        for target in sorted(targets)
+        if target.split(".")[0] in forbidden
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -290,8 +328,11 @@ def assigned_strings(tree: ast.AST) -> dict[str, list[str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            strings = [c.value for c in ast.walk(node.value)
-                       if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+            strings = [
+                c.value
+                for c in ast.walk(node.value)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            ]
             for target in targets:
                 if isinstance(target, ast.Name):
                     found.setdefault(target.id, []).extend(strings)
@@ -324,8 +365,7 @@ def loads_by_path(tree: ast.AST, folder: str) -> list[int]:
             if name not in done:
                 done.add(name)
                 seen.extend(strings.get(name, ()))
-        if any(folder in Path(s).parts or s.startswith(folder + ".") or s == folder
-               for s in seen):
+        if any(folder in Path(s).parts or s.startswith(folder + ".") or s == folder for s in seen):
             lines.append(node.lineno)
     return lines
 
@@ -335,8 +375,12 @@ def test_tests_and_bench_stay_apart(importer: str, forbidden: str) -> None:
     bad = []
     for name, path in source_files(importer).items():
         tree = ast.parse(path.read_text(), str(path))
-        bad += [f"{name} imports {target}" for target in sorted(imported_names(name, path, set()))
-                if target.split(".")[0] == forbidden]
-        bad += [f"{name}:{line} loads from {forbidden}/"
-                for line in loads_by_path(tree, forbidden)]
+        bad += [
+            f"{name} imports {target}"
+            for target in sorted(imported_names(name, path, set()))
+            if target.split(".")[0] == forbidden
+        ]
+        bad += [
+            f"{name}:{line} loads from {forbidden}/" for line in loads_by_path(tree, forbidden)
+        ]
     assert not bad, "\n".join(bad)

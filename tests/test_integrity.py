@@ -59,14 +59,16 @@ ORACLE_GENOMES: dict[str, Callable[[Momentum], Genome]] = {
     "id(id(sign(g)))": lambda m: chain(unary(IDENTITY, SIGN_G), momentum=m),
     "id(id(v hat))": lambda m: chain(unary(IDENTITY, V_HAT), momentum=m),
     "(v hat) / (sqrt(|s hat|))": lambda m: genome(
-        Node((V_HAT, N0), binary_op=DIV), unary(SQRT_ABS, S_HAT), momentum=m),
+        Node((V_HAT, N0), binary_op=DIV), unary(SQRT_ABS, S_HAT), momentum=m
+    ),
     "bessel_i1e(bessel_i1e(g))": lambda m: chain(unary(I1E, G), I1E, momentum=m),
     "id(id(g^2))": lambda m: chain(unary(IDENTITY, G2), momentum=m),
     "id(id(10-4w))": lambda m: chain(unary(IDENTITY, W4), momentum=m),
     "id(id(1))": lambda m: chain(unary(IDENTITY, ONE), momentum=m),
     "id(id([id(a1)][g]))": lambda m: chain(unary(IDENTITY, G, A1_DECAY), momentum=m),
     "bessel_i1e(bessel_i1e([(a13)*(a2)][g]))": lambda m: chain(
-        unary(I1E, G, A13_A2_DECAY), I1E, momentum=m),
+        unary(I1E, G, A13_A2_DECAY), I1E, momentum=m
+    ),
     "id(g/(1+|g|))": lambda m: chain(unary(SOFTSIGN, G), momentum=m),
 }
 
@@ -78,21 +80,27 @@ ORACLE: dict[str, tuple[Expected, Expected, Expected]] = {
     "id(id(sign(g)))": (("pass", 1, 0.0003), ("pass", 1e-1, 0.0666), ("pass", 1, 0.2152)),
     "id(id(v hat))": (("pass", 1, 0.1929), ("reject", None, None), ("pass", 1e-3, 3.4785)),
     "(v hat) / (sqrt(|s hat|))": (
-        ("pass", 1, 0.2010), ("pass", 1e-2, 1.1794), ("pass", 1e-2, 0.9671)),
-    "bessel_i1e(bessel_i1e(g))": (
-        ("pass", 1, 0.4521), ("pass", 1, 0.4446), ("pass", 1, 0.0069)),
+        ("pass", 1, 0.2010),
+        ("pass", 1e-2, 1.1794),
+        ("pass", 1e-2, 0.9671),
+    ),
+    "bessel_i1e(bessel_i1e(g))": (("pass", 1, 0.4521), ("pass", 1, 0.4446), ("pass", 1, 0.0069)),
     "id(id(g^2))": (("pass", 1e-2, 2.4334), ("pass", 1e-3, 1.6884), ("pass", 1e-3, 1.6541)),
     "id(id(10-4w))": (("reject", None, None),) * 3,
     "id(id(1))": (("reject", None, None),) * 3,
     "id(id([id(a1)][g]))": (("pass", 1, 0.0000), ("pass", 1, 0.6851), ("pass", 1, 0.0000)),
     "bessel_i1e(bessel_i1e([(a13)*(a2)][g]))": (
-        ("pass", 1, 0.6001), ("pass", 1, 0.5887), ("pass", 1, 0.0203)),
+        ("pass", 1, 0.6001),
+        ("pass", 1, 0.5887),
+        ("pass", 1, 0.0203),
+    ),
     "id(g/(1+|g|))": (("pass", 1, 0.0000), ("pass", 1, 0.4039), ("pass", 1, 0.0000)),
 }
 
 ORACLE_CASES = [
     pytest.param(name, momentum, ORACLE[name][momentum], id=f"{name}-{momentum.name}")
-    for name in ORACLE for momentum in Momentum
+    for name in ORACLE
+    for momentum in Momentum
 ]
 
 
@@ -137,9 +145,12 @@ TARGET = (0.5, 1.5, -0.3, -1.2, 0.75)
 
 def schedules(eta: float, total: int = 35, warmup: int = 6) -> tuple[list[float], list[float]]:
     """The search schedules, H = 0: linear warmup then cosine; mu 0.95 -> 0.85 -> 0.95."""
-    lrs = [eta * t / warmup if t < warmup
-           else 0.5 * eta * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
-           for t in range(total)]
+    lrs = [
+        eta * t / warmup
+        if t < warmup
+        else 0.5 * eta * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
+        for t in range(total)
+    ]
     down = [0.95 - 0.1 * i / (warmup - 1) for i in range(warmup)]
     up = [0.85 + 0.1 * i / (total - warmup - 1) for i in range(total - warmup)]
     return lrs, down + up
@@ -156,8 +167,11 @@ def reference_loss(update: str, momentum: Momentum, eta: float, flip: bool) -> f
         for i in range(5):
             g = 2 * (x[i] - TARGET[i])
             v[i] = 0.9 * v[i] + 0.1 * g
-            u = {"g": g, "sign": math.copysign(1.0, g) if g else 0.0,
-                 "v_hat": v[i] / (1 - 0.9 ** (t + 1))}[update]
+            u = {
+                "g": g,
+                "sign": math.copysign(1.0, g) if g else 0.0,
+                "v_hat": v[i] / (1 - 0.9 ** (t + 1)),
+            }[update]
             step = sigma * lrs[t] * u
             if momentum == Momentum.NONE:
                 x[i] += step
@@ -233,8 +247,7 @@ def random_node(rng: random.Random, column: int | None) -> Node:
         if second != first:
             inputs = (first, second)
     decays = {c: random_decay(rng) for c in inputs if rng.random() < 0.2}
-    return Node(inputs, unary_op=rng.randrange(-1, 25), binary_op=rng.randrange(10),
-                decays=decays)
+    return Node(inputs, unary_op=rng.randrange(-1, 25), binary_op=rng.randrange(10), decays=decays)
 
 
 def random_genome(rng: random.Random) -> Genome:
@@ -275,16 +288,22 @@ def test_random_genomes_all_twelve_losses_bit_for_bit() -> None:
     for candidate in random_genomes(12, seed=2):
         batched = sphere_losses(candidate, generator=torch.Generator().manual_seed(7)).flatten()
         generator = torch.Generator().manual_seed(7)
-        sequential = [sphere_run(candidate, lr, flip=flip, generator=generator)
-                      for flip in (False, True) for lr in LEARNING_RATES]
+        sequential = [
+            sphere_run(candidate, lr, flip=flip, generator=generator)
+            for flip in (False, True)
+            for lr in LEARNING_RATES
+        ]
         for got, want in zip(batched.tolist(), sequential, strict=True):
             assert same_float(got, want), candidate.equation()
 
 
 def all_twelve_sequential(candidate: Genome, settings=DEFAULT_SETTINGS) -> list[float]:
     generator = torch.Generator().manual_seed(0)
-    return [sphere_run(candidate, lr, flip=flip, settings=settings, generator=generator)
-            for flip in (False, True) for lr in LEARNING_RATES]
+    return [
+        sphere_run(candidate, lr, flip=flip, settings=settings, generator=generator)
+        for flip in (False, True)
+        for lr in LEARNING_RATES
+    ]
 
 
 @pytest.mark.parametrize("op", range(-1, 25))
@@ -306,8 +325,9 @@ def test_every_binary_op_matches_sequential_bit_for_bit(op: int, momentum: Momen
     root = Node((V_HAT, N0), binary_op=op, decays={N0: A13_A2_DECAY})
     candidate = genome(root, unary(IDENTITY, aggmo_s), momentum=momentum)
     batched = sphere_losses(candidate).flatten().tolist()
-    assert all(same_float(a, b)
-               for a, b in zip(batched, all_twelve_sequential(candidate), strict=True))
+    assert all(
+        same_float(a, b) for a, b in zip(batched, all_twelve_sequential(candidate), strict=True)
+    )
 
 
 @pytest.mark.parametrize("op", [5, 9], ids=["sigmoid", "pow"])
@@ -316,11 +336,18 @@ def test_ops_with_lane_dependent_kernels_match(op: int) -> None:
     if op == 5:
         candidate = chain(unary(5, V_HAT), SOFTSIGN, momentum=Momentum.NESTEROV)
     else:
-        candidate = genome(Node((N0, N1), binary_op=9), unary(IDENTITY, G),
-                           unary(IDENTITY, S_HAT), momentum=Momentum.MOMENTUM)
+        candidate = genome(
+            Node((N0, N1), binary_op=9),
+            unary(IDENTITY, G),
+            unary(IDENTITY, S_HAT),
+            momentum=Momentum.MOMENTUM,
+        )
     generator = torch.Generator()
-    sequential = [sphere_run(candidate, lr, flip=flip, generator=generator)
-                  for flip in (False, True) for lr in LEARNING_RATES]
+    sequential = [
+        sphere_run(candidate, lr, flip=flip, generator=generator)
+        for flip in (False, True)
+        for lr in LEARNING_RATES
+    ]
     batched = sphere_losses(candidate).flatten().tolist()
     assert all(same_float(a, b) for a, b in zip(batched, sequential, strict=True))
 
@@ -352,8 +379,9 @@ def test_paper_mode_expmovavg_divides_by_zero() -> None:
 def test_dropout_is_reproducible_and_follows_the_generator() -> None:
     candidate = chain(unary(17, G), SOFTSIGN)
     assert integrity_check(candidate) == integrity_check(candidate)
-    seeded = [sphere_losses(candidate, generator=torch.Generator().manual_seed(s))
-              for s in (1, 1, 2)]
+    seeded = [
+        sphere_losses(candidate, generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)
+    ]
     assert torch.equal(seeded[0], seeded[1])
     assert not torch.equal(seeded[0], seeded[2])
 
@@ -367,8 +395,9 @@ def test_out_of_range_decay_is_rejected_with_its_edge() -> None:
     for check in (integrity_check, integrity_check_sequential):
         result = check(candidate)
         assert not result.passed and result.lr is None
-        assert result.reason == ("decay [(a12)+(a9)] on the edge g -> n0 leaves [0, 1] on the "
-                                 "T = 100 grid")
+        assert result.reason == (
+            "decay [(a12)+(a9)] on the edge g -> n0 leaves [0, 1] on the T = 100 grid"
+        )
 
 
 def test_decay_on_an_inactive_edge_is_ignored() -> None:
@@ -381,8 +410,12 @@ def cyclic_genome() -> Genome:
     """n0 <- n1 <- n0 under the root, built past the constructor's own cycle check."""
     hidden = (unary(IDENTITY, N1), unary(IDENTITY, N0), SPARE, SPARE, SPARE)
     candidate = object.__new__(Genome)
-    for name, value in (("hidden", hidden), ("root", Node((N0,))),
-                        ("momentum", Momentum.NONE), ("flip", False)):
+    for name, value in (
+        ("hidden", hidden),
+        ("root", Node((N0,))),
+        ("momentum", Momentum.NONE),
+        ("flip", False),
+    ):
         object.__setattr__(candidate, name, value)
     return candidate
 
@@ -420,8 +453,13 @@ EQUIVALENT_GROUPS: list[list[Genome]] = [
         chain(unary(IDENTITY, G)),  # id(id(g))
         chain(unary(NEG, G), NEG),  # -(-(g))
         genome(Node((N0, ONE), binary_op=MUL), unary(IDENTITY, G)),  # (id(g))*(1)
-        genome(Node((N3,)), SPARE, SPARE, Node((G,), unary_op=7, binary_op=4),
-               Node((G, ONE), binary_op=MUL)),  # id((g)*(1)) via n3, n2 inactive
+        genome(
+            Node((N3,)),
+            SPARE,
+            SPARE,
+            Node((G,), unary_op=7, binary_op=4),
+            Node((G, ONE), binary_op=MUL),
+        ),  # id((g)*(1)) via n3, n2 inactive
     ],
     [  # U = 2g
         genome(Node((G, N0), binary_op=ADD), unary(IDENTITY, G)),  # (g)+(id(g))

@@ -43,21 +43,36 @@ def _command(fault: str | None, args: list[str], marker: Path | None = None) -> 
 
 
 def _run(fault: str | None, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_command(fault, args), cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT_S, check=False)
+    return subprocess.run(
+        _command(fault, args),
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
 
 
-def _start(fault: str | None, args: list[str], cwd: Path,
-           marker: Path | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(_command(fault, args, marker), cwd=cwd, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start(
+    fault: str | None, args: list[str], cwd: Path, marker: Path | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        _command(fault, args, marker),
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _init(url: str, tmp_path: Path, text: str = FAST) -> list[str]:
     config = tmp_path / "study.toml"
     config.write_text(text)
-    done = _run(None, ["init", "--storage", url, "--study", "s", "--config", str(config)],
-                tmp_path)
+    done = _run(
+        None, ["init", "--storage", url, "--study", "s", "--config", str(config)], tmp_path
+    )
     assert done.returncode == 0, done.stderr
     return ["worker", "--storage", url, "--study", "s"]
 
@@ -73,8 +88,7 @@ def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
 def _assert_finished_and_clean(url: str) -> None:
     study = _study(url)
     assert ParticleSampler(**SIZES).is_finished(study)
-    running = [t.number for t in study.get_trials(deepcopy=False)
-               if t.state == TrialState.RUNNING]
+    running = [t.number for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     assert running == []
 
 
@@ -86,7 +100,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 @pytest.mark.parametrize("fault", ["kill-after-slot", "kill-after-create"])
 def test_worker_killed_while_claiming_does_not_hang_the_search(
-        fault: str, postgres_url: str, tmp_path: Path) -> None:
+    fault: str, postgres_url: str, tmp_path: Path
+) -> None:
     worker = _init(postgres_url, tmp_path)
     killed = _run(fault, worker, tmp_path)
     assert killed.returncode == -signal.SIGKILL
@@ -97,8 +112,9 @@ def test_worker_killed_while_claiming_does_not_hang_the_search(
     assert _trials(postgres_url)[0].state == TrialState.FAIL
 
 
-def test_popped_retry_killed_inside_trial_init_does_not_hang(postgres_url: str,
-                                                             tmp_path: Path) -> None:
+def test_popped_retry_killed_inside_trial_init_does_not_hang(
+    postgres_url: str, tmp_path: Path
+) -> None:
     worker = _init(postgres_url, tmp_path, SLEEPY.format(sleep=0.2))
     assert _run("kill-in-objective", worker, tmp_path).returncode == -signal.SIGKILL
     time.sleep(3)  # the killed trial goes stale; the next worker queues its retry, pops it
@@ -114,8 +130,9 @@ def test_popped_retry_killed_inside_trial_init_does_not_hang(postgres_url: str,
     assert len(me) == 1
 
 
-def test_interrupt_before_the_sampler_leaves_no_trial_running(postgres_url: str,
-                                                              tmp_path: Path) -> None:
+def test_interrupt_before_the_sampler_leaves_no_trial_running(
+    postgres_url: str, tmp_path: Path
+) -> None:
     worker = _init(postgres_url, tmp_path)
     done = _run("interrupt-before-sampler", worker, tmp_path)
     assert done.returncode == 130
@@ -155,8 +172,7 @@ def test_double_signal_exits_130(postgres_url: str, tmp_path: Path) -> None:
 # -- Medium 4: a trial failed as stale while its objective ran ----------------------------------
 
 
-def test_result_of_a_trial_failed_elsewhere_is_dropped(postgres_url: str,
-                                                       tmp_path: Path) -> None:
+def test_result_of_a_trial_failed_elsewhere_is_dropped(postgres_url: str, tmp_path: Path) -> None:
     worker = _init(postgres_url, tmp_path, SLEEPY.format(sleep=6))
     proc = _start("no-objective-heartbeat", [*worker, "--n-trials", "2"], tmp_path)
     deadline = time.monotonic() + TIMEOUT_S
@@ -177,12 +193,16 @@ def test_result_of_a_trial_failed_elsewhere_is_dropped(postgres_url: str,
 # -- High 3: environment errors are not charged to genomes --------------------------------------
 
 
-@pytest.mark.parametrize("objective, fragment", [
-    ('target = "proxy.tasks:cifar10"\ndata_root = "/nonexistent"', "/nonexistent"),
-    ('target = "proxy.tasks:digits"\ndevice = "cuda:7"', "cuda"),
-])
-def test_worker_without_data_or_device_claims_nothing(objective: str, fragment: str,
-                                                      postgres_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "objective, fragment",
+    [
+        ('target = "proxy.tasks:cifar10"\ndata_root = "/nonexistent"', "/nonexistent"),
+        ('target = "proxy.tasks:digits"\ndevice = "cuda:7"', "cuda"),
+    ],
+)
+def test_worker_without_data_or_device_claims_nothing(
+    objective: str, fragment: str, postgres_url: str, tmp_path: Path
+) -> None:
     worker = _init(postgres_url, tmp_path, GA + f"\n[objective]\n{objective}\n")
     done = _run(None, worker, tmp_path)
     assert done.returncode == 2
@@ -191,8 +211,9 @@ def test_worker_without_data_or_device_claims_nothing(objective: str, fragment: 
     assert _trials(postgres_url) == []
 
 
-def test_infrastructure_fault_mid_trial_leaves_the_slot_open(postgres_url: str,
-                                                             tmp_path: Path) -> None:
+def test_infrastructure_fault_mid_trial_leaves_the_slot_open(
+    postgres_url: str, tmp_path: Path
+) -> None:
     text = GA + objective_table("broken_disk")
     worker = _init(postgres_url, tmp_path, text)
     for _ in range(SIZES["max_redraws"] + 1):
@@ -202,9 +223,12 @@ def test_infrastructure_fault_mid_trial_leaves_the_slot_open(postgres_url: str,
     study = _study(postgres_url)
     failed = study.get_trials(deepcopy=False)
     assert len(failed) == SIZES["max_redraws"] + 1
-    assert all(t.state == TrialState.FAIL and t.system_attrs["nos:fault"] == "infrastructure"
-               and t.user_attrs["nos.reason"].startswith("infrastructure: FileNotFoundError")
-               for t in failed)
+    assert all(
+        t.state == TrialState.FAIL
+        and t.system_attrs["nos:fault"] == "infrastructure"
+        and t.user_attrs["nos.reason"].startswith("infrastructure: FileNotFoundError")
+        for t in failed
+    )
     assert ParticleSampler(**SIZES).n_decided(study) == 0
 
 
@@ -212,9 +236,14 @@ def test_infrastructure_crashes_never_decide_a_slot() -> None:
     sizes = GASizes(**SIZES)
 
     def crash(number: int, fault: bool) -> TrialRecord:
-        trial = create_trial(state=TrialState.FAIL, system_attrs={
-            "nos:slot": "init 0", "nos:genome": "{}",
-            **({"nos:fault": "infrastructure"} if fault else {})})
+        trial = create_trial(
+            state=TrialState.FAIL,
+            system_attrs={
+                "nos:slot": "init 0",
+                "nos:genome": "{}",
+                **({"nos:fault": "infrastructure"} if fault else {}),
+            },
+        )
         trial.number = number
         return TrialRecord.from_trial(trial)
 
@@ -229,10 +258,16 @@ def test_infrastructure_crashes_never_decide_a_slot() -> None:
 
 
 def test_worker_ids_differ_for_processes_with_the_same_host_and_pid() -> None:
-    code = ("import os; os.getpid = lambda: 1; "
-            "from optuna_nos.sampler._liveness import worker_id; print(worker_id())")
-    ids = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env=cli_env()).stdout.strip() for _ in range(2)]
+    code = (
+        "import os; os.getpid = lambda: 1; "
+        "from optuna_nos.sampler._liveness import worker_id; print(worker_id())"
+    )
+    ids = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=cli_env()
+        ).stdout.strip()
+        for _ in range(2)
+    ]
     assert ids[0] != ids[1]
     assert all(i.split(":")[1] == "1" for i in ids)
     assert worker_id() == worker_id()
@@ -244,8 +279,12 @@ def test_worker_ids_differ_for_processes_with_the_same_host_and_pid() -> None:
 @pytest.mark.parametrize("other", ["complete", "running"])
 def test_retry_on_a_taken_slot_is_dropped(other: str, postgres_url: str) -> None:
     storage = make_storage(postgres_url, heartbeat_interval=60, max_retry=3)
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize",
-                                sampler=ParticleSampler(**SIZES, seed=0))
+    study = optuna.create_study(
+        study_name="s",
+        storage=storage,
+        direction="maximize",
+        sampler=ParticleSampler(**SIZES, seed=0),
+    )
     sampler = study.sampler
     assert isinstance(sampler, ParticleSampler)
 
@@ -259,13 +298,21 @@ def test_retry_on_a_taken_slot_is_dropped(other: str, postgres_url: str) -> None
     first = study.trials[0]
     attrs = dict(first.system_attrs)
     if other == "running":  # another attempt holds a different slot with a genome
-        attrs["nos:slot"] = next(f"init {j}" for j in range(4)
-                                 if f"init {j}" != attrs["nos:slot"])
-        study.add_trial(create_trial(state=TrialState.RUNNING, system_attrs=attrs,
-                                     params=first.params, distributions=first.distributions))
-    waiting = create_trial(state=TrialState.WAITING, params=first.params,
-                           distributions=first.distributions,
-                           system_attrs={**attrs, "failed_trial": 0, "retry_history": [0]})
+        attrs["nos:slot"] = next(f"init {j}" for j in range(4) if f"init {j}" != attrs["nos:slot"])
+        study.add_trial(
+            create_trial(
+                state=TrialState.RUNNING,
+                system_attrs=attrs,
+                params=first.params,
+                distributions=first.distributions,
+            )
+        )
+    waiting = create_trial(
+        state=TrialState.WAITING,
+        params=first.params,
+        distributions=first.distributions,
+        system_attrs={**attrs, "failed_trial": 0, "retry_history": [0]},
+    )
     study.add_trial(waiting)
     study.optimize(objective, n_trials=1)
     retry = [t for t in study.trials if t.system_attrs.get("retry_history")][0]
@@ -291,8 +338,9 @@ def test_failing_own_trials_queues_retries_without_deprecation(postgres_url: str
 
 
 def test_orphan_without_heartbeat_is_failed_after_the_grace_period(postgres_url: str) -> None:
-    plain = optuna.storages.RDBStorage(postgres_url.replace("postgresql://",
-                                                            "postgresql+psycopg2://"))
+    plain = optuna.storages.RDBStorage(
+        postgres_url.replace("postgresql://", "postgresql+psycopg2://")
+    )
     study = optuna.create_study(study_name="s", storage=plain)
     orphan = plain.create_new_trial(study._study_id)  # no heartbeat row, as after a SIGKILL
     storage = make_storage(postgres_url, heartbeat_interval=1, grace_period=2, max_retry=0)

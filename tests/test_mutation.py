@@ -148,8 +148,11 @@ def test_change_op_unary_never_picks_maxvalue_by_default() -> None:
     ops = Counter(ok(change_op(parent, 20, rng)).node(20).unary_op for _ in range(6_000))
     assert 24 not in ops and 11 not in ops
     assert_rate(ops[-1], 6_000, 0.2, "identity from a non-identity op")
-    assert_uniform(Counter({k: v for k, v in ops.items() if k != -1}),
-                   [k for k in range(24) if k != 11], "new unary op")
+    assert_uniform(
+        Counter({k: v for k, v in ops.items() if k != -1}),
+        [k for k in range(24) if k != 11],
+        "new unary op",
+    )
 
 
 def test_change_op_from_identity_and_the_range_setting() -> None:
@@ -167,8 +170,11 @@ def test_change_op_binary_picks_another_binary_op() -> None:
     parent = parent_genome()  # n1 is "/" (5)
     results = [ok(change_op(parent, 21, rng)).node(21) for _ in range(3_000)]
     assert all(node.unary_op == 7 and node.inputs == (20, 4) for node in results)
-    assert_uniform(Counter(node.binary_op for node in results),
-                   [k for k in range(10) if k != 5], "new binary op")
+    assert_uniform(
+        Counter(node.binary_op for node in results),
+        [k for k in range(10) if k != 5],
+        "new binary op",
+    )
 
 
 def test_change_connection_hidden_node() -> None:

@@ -17,8 +17,16 @@ INTERNAL_REF = re.compile(r"\b(" + "SP" + "EC" + "|" + "DES" + "IGN" + r")\b")
 
 TEXT_SUFFIXES = {".py", ".toml", ".md", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".sh", ".rst"}
 SKIPPED_DIRS = {
-    ".git", ".venv", "venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-    "build", "dist", "node_modules",
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "build",
+    "dist",
+    "node_modules",
 }
 
 
@@ -36,9 +44,17 @@ def project_text_files() -> list[Path]:
 
 def test_the_scan_covers_the_project() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in project_text_files()}
-    for expected in ("README.md", "pyproject.toml", "optuna_nos/core/settings.py",
-                     "proxy/fitness.py", "transfer/optimizers.py", "studies/paper_cifar10.toml",
-                     "tests/test_notation.py", "docs/method.md", "docs/architecture.md"):
+    for expected in (
+        "README.md",
+        "pyproject.toml",
+        "optuna_nos/core/settings.py",
+        "proxy/fitness.py",
+        "transfer/optimizers.py",
+        "studies/paper_cifar10.toml",
+        "tests/test_notation.py",
+        "docs/method.md",
+        "docs/architecture.md",
+    ):
         assert expected in names
 
 

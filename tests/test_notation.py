@@ -94,8 +94,11 @@ EXAMPLES = [
 
 
 LOG_SAMPLE = [
-    line for line in (Path(__file__).parent / "released_log_equations.txt").read_text(
-        encoding="utf-8").splitlines() if line and not line.startswith("#")
+    line
+    for line in (Path(__file__).parent / "released_log_equations.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if line and not line.startswith("#")
 ]
 
 
@@ -165,8 +168,11 @@ def test_decorated_and_plain_reads_of_one_node_are_two_edges() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["None ~ (id(g))+(id(g))", "None ~ max([id(a1)][tanh(g)], tanh(g))",
-     "Nest ~ ((tanh(g))*(v hat))-([sqrt(a3)][(tanh(g))*(v hat)])"],
+    [
+        "None ~ (id(g))+(id(g))",
+        "None ~ max([id(a1)][tanh(g)], tanh(g))",
+        "Nest ~ ((tanh(g))*(v hat))-([sqrt(a3)][(tanh(g))*(v hat)])",
+    ],
 )
 def test_a_binary_node_with_two_equal_arguments_reads_twin_nodes(text: str) -> None:
     """Two distinct nodes that print alike cannot merge when one node reads both."""
@@ -272,9 +278,13 @@ def test_non_strings_and_huge_input_are_rejected() -> None:
 
 def test_pathological_input_fails_fast_with_nos_error() -> None:
     half = (MAX_EQUATION_LENGTH - 20) // 2
-    for body in ("|" * (2 * half), "max(g, " * (half // 8) + "g" + ")" * (half // 8),
-                 "(g)+(" * (half // 3) + "g" + ")" * (half // 3), "[id(a1)][" * (half // 5),
-                 "(|g|)^(" * (half // 4) + "g" + ")" * (half // 4)):
+    for body in (
+        "|" * (2 * half),
+        "max(g, " * (half // 8) + "g" + ")" * (half // 8),
+        "(g)+(" * (half // 3) + "g" + ")" * (half // 3),
+        "[id(a1)][" * (half // 5),
+        "(|g|)^(" * (half // 4) + "g" + ")" * (half // 4),
+    ):
         with pytest.raises(NOSError):
             parse_equation("None ~ " + body)
 
@@ -298,9 +308,7 @@ def test_latex_dialect() -> None:
         r"a_{2}\right) \cdot g\right)\right)"
     )
     adam = parse_equation("None ~ (v hat) / (sqrt(|s hat|))")
-    assert format_equation(adam, "latex") == (
-        r"U = \frac{\hat{v}}{\sqrt{\left|\hat{s}\right|}}"
-    )
+    assert format_equation(adam, "latex") == (r"U = \frac{\hat{v}}{\sqrt{\left|\hat{s}\right|}}")
 
 
 def test_unknown_dialect_is_rejected() -> None:
@@ -329,8 +337,10 @@ _DROPOUT = {17, 18, 19}
 
 
 def _uses_dropout(genome: Genome) -> bool:
-    return any(not genome.node(c).binary and genome.node(c).unary_op in _DROPOUT
-               for c in genome.topological_order())
+    return any(
+        not genome.node(c).binary and genome.node(c).unary_op in _DROPOUT
+        for c in genome.topological_order()
+    )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -365,11 +375,11 @@ def _edited(text: str, rng: random.Random) -> str:
     span = rng.randrange(1, 8)
     kind = rng.randrange(4)
     if kind == 0:
-        return text[:at] + text[at + span:]
+        return text[:at] + text[at + span :]
     if kind == 1:
-        return text[:at] + text[at:at + span] * 2 + text[at + span:]
+        return text[:at] + text[at : at + span] * 2 + text[at + span :]
     if kind == 2 and at + 1 < len(text):
-        return text[:at] + text[at + 1] + text[at] + text[at + 2:]
+        return text[:at] + text[at + 1] + text[at] + text[at + 2 :]
     return text[:at] + "".join(rng.choice(_ALPHABET) for _ in range(span)) + text[at:]
 
 
@@ -382,8 +392,10 @@ def _parse_or_nos_error(text: str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["None ~ ", "Mom ~ ", "Nest ~ ", "", "Nest~"]),
-       st.text(alphabet=_ALPHABET, max_size=120))
+@given(
+    st.sampled_from(["None ~ ", "Mom ~ ", "Nest ~ ", "", "Nest~"]),
+    st.text(alphabet=_ALPHABET, max_size=120),
+)
 def test_random_text_raises_only_nos_error(prefix: str, body: str) -> None:
     _parse_or_nos_error(prefix + body)
 
@@ -415,11 +427,12 @@ def _random_case(rng: random.Random, corpus: list[str]) -> str:
         for _ in range(rng.randrange(1, 6)):
             source = rng.choice(corpus)
             start = rng.randrange(len(source))
-            pieces.append(source[start:start + rng.randrange(1, 40)])
+            pieces.append(source[start : start + rng.randrange(1, 40)])
         return rng.choice(["None ~ ", "Mom ~ ", "Nest ~ "]) + "".join(pieces)
     tokens = [t for e in corpus[:20] for t in re.findall(r"[a-z_ ]+\(|[^a-z_ ]|[a-z_ ]+", e)]
     return rng.choice(["None ~ ", "Nest ~ "]) + "".join(
-        rng.choice(tokens) for _ in range(rng.randrange(1, 60)))
+        rng.choice(tokens) for _ in range(rng.randrange(1, 60))
+    )
 
 
 @pytest.mark.slow

@@ -33,8 +33,9 @@ def _loss(model: torch.nn.Linear) -> Tensor:
     x = torch.randn(64, 4, generator=gen)
     y = x @ torch.randn(4, 1, generator=gen) + 0.1 * torch.randn(64, 1, generator=gen)
     dtype = torch.float64 if model.weight.dtype == torch.float64 else torch.float32
-    prediction = torch.nn.functional.linear(x.to(dtype), model.weight.to(dtype),
-                                            model.bias.to(dtype))
+    prediction = torch.nn.functional.linear(
+        x.to(dtype), model.weight.to(dtype), model.bias.to(dtype)
+    )
     return torch.nn.functional.mse_loss(prediction, y.to(dtype))
 
 
@@ -46,8 +47,9 @@ def _train(model: torch.nn.Linear, opt: torch.optim.Optimizer, steps: int) -> fl
     return float(_loss(model).detach())
 
 
-DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64],
-                                 ids=["f32", "bf16", "f64"])
+DTYPES = pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.bfloat16, torch.float64], ids=["f32", "bf16", "f64"]
+)
 
 
 @INFOS
@@ -102,8 +104,9 @@ def test_loaded_state_is_a_snapshot(info: OptimizerInfo) -> None:
     if info.saved_step is not None:
         assert info.saved_step(snapshot) == 1 and info.saved_step(opt.state_dict()) == 2
     state_now = opt.state_dict()["state"][0]
-    assert any(not torch.equal(value, state_now[key])
-               for key, value in snapshot["state"][0].items())
+    assert any(
+        not torch.equal(value, state_now[key]) for key, value in snapshot["state"][0].items()
+    )
 
     untouched = copy.deepcopy(snapshot)
     v = torch.ones(3, requires_grad=True)
@@ -171,6 +174,7 @@ def test_closure_is_evaluated_with_grad_and_returned(info: OptimizerInfo) -> Non
     opt_b = info.make(plain.parameters())
     first_loss = float(_loss(plain).detach())
     for step in range(10):
+
         def closure() -> Tensor:
             opt_a.zero_grad()
             loss = _loss(with_closure)
@@ -223,8 +227,11 @@ def test_deepcopy_gives_an_independent_equal_optimizer(info: OptimizerInfo) -> N
         assert torch.equal(a, b)
 
 
-_BAD_CASES = [pytest.param(info, bad, id=f"{info.name}-{bad.kwargs}-{bad.match}")
-              for info in OPTIMIZER_INFOS for bad in info.bad_inputs]
+_BAD_CASES = [
+    pytest.param(info, bad, id=f"{info.name}-{bad.kwargs}-{bad.match}")
+    for info in OPTIMIZER_INFOS
+    for bad in info.bad_inputs
+]
 
 
 @pytest.mark.parametrize(("info", "bad"), _BAD_CASES)

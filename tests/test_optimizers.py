@@ -68,10 +68,16 @@ def reference_schedules(total: int, warmup: int, hold: int) -> dict[str, np.ndar
         elif hold > 0 and step <= warmup + hold:
             shape[step] = 1.0
         else:
-            shape[step] = 0.5 * (1.0 + math.cos(math.pi * (step - warmup - hold)
-                                                / (total - warmup - hold)))
-    mu = np.concatenate([np.linspace(0.95, 0.85, warmup), np.full(hold, 0.85),
-                         np.linspace(0.85, 0.95, total - warmup - hold)])
+            shape[step] = 0.5 * (
+                1.0 + math.cos(math.pi * (step - warmup - hold) / (total - warmup - hold))
+            )
+    mu = np.concatenate(
+        [
+            np.linspace(0.95, 0.85, warmup),
+            np.full(hold, 0.85),
+            np.linspace(0.85, 0.95, total - warmup - hold),
+        ]
+    )
     f0 = special.erfc(special.erfc(a["a4"])) / (1.0 - np.tanh(a["a8"]) ** 2)
     return {**a, "shape": shape, "mu": mu, "F0": f0}
 
@@ -87,8 +93,9 @@ def _sym_clip(x: np.ndarray, c: np.ndarray | float) -> np.ndarray:
 class Reference:
     """One published optimizer, step by step, on numpy float64 arrays."""
 
-    def __init__(self, name: str, options: dict[str, Any], total: int, warmup: int,
-                 hold: int) -> None:
+    def __init__(
+        self, name: str, options: dict[str, Any], total: int, warmup: int, hold: int
+    ) -> None:
         self.name = name
         self.use_decay = options.get("use_decay", True)
         self.variant = options.get("variant", 0)
@@ -98,8 +105,9 @@ class Reference:
         self.state: dict[int, dict[str, np.ndarray]] = {}
 
     def eta(self, lr: float, t: int) -> float:
-        factor = self.s["F0"][t] if self.use_decay and self.name in ("Opt4", "Opt5",
-                                                                      "Opt6") else 1.0
+        factor = (
+            self.s["F0"][t] if self.use_decay and self.name in ("Opt4", "Opt5", "Opt6") else 1.0
+        )
         return lr * self.s["shape"][t] * factor
 
     def direction(self, key: int, g: np.ndarray, w: np.ndarray, t: int) -> np.ndarray:
@@ -183,36 +191,40 @@ def _gradient(noise: np.ndarray, w: np.ndarray, w0: np.ndarray) -> np.ndarray:
     return noise + 0.1 * (w - w0)
 
 
-@pytest.mark.parametrize(("name", "options"), _formula_cases(),
-                         ids=lambda v: v if isinstance(v, str) else repr(v))
+@pytest.mark.parametrize(
+    ("name", "options"), _formula_cases(), ids=lambda v: v if isinstance(v, str) else repr(v)
+)
 def test_float64_matches_spec_formula(name: str, options: dict[str, Any]) -> None:
     total, warmup, hold, steps, lr = 60, 5, 10, 50, 0.05
     rng = np.random.default_rng(7)
     # Large weights make the 1e-5 w and 1e-4 w terms (and clip bounds) matter.
     starts = [3000.0 * rng.standard_normal((3, 4)), 3000.0 * rng.standard_normal(5)]
     lrs = [lr, 0.5 * lr]
-    noise = [[rng.standard_normal(w.shape) * 10.0 ** rng.uniform(-3, 1, w.shape)
-              for w in starts] for _ in range(steps)]
+    noise = [
+        [rng.standard_normal(w.shape) * 10.0 ** rng.uniform(-3, 1, w.shape) for w in starts]
+        for _ in range(steps)
+    ]
     noise[3][1][:] = 0.0  # an all-zero gradient tensor (A5's norm of 0, sign of 0)
 
     params = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in starts]
     groups = [{"params": [p], "lr": group_lr} for p, group_lr in zip(params, lrs, strict=True)]
-    opt = PUBLISHED_OPTIMIZERS[name](groups, total_steps=total, warmup_steps=warmup,
-                                     hold_steps=hold, **options)
+    opt = PUBLISHED_OPTIMIZERS[name](
+        groups, total_steps=total, warmup_steps=warmup, hold_steps=hold, **options
+    )
     ref = Reference(name, options, total, warmup, hold)
     ref_w = [w.copy() for w in starts]
     for t in range(steps):
         for key, p in enumerate(params):
-            p.grad = torch.from_numpy(_gradient(noise[t][key], p.detach().numpy(),
-                                                starts[key]))
+            p.grad = torch.from_numpy(_gradient(noise[t][key], p.detach().numpy(), starts[key]))
             g = _gradient(noise[t][key], ref_w[key], starts[key])
             u = ref.direction(key, g, ref_w[key], t)
             ref_w[key] = ref.apply(key, ref_w[key], u, ref.eta(lrs[key], t), t)
         opt.step()
         for key, p in enumerate(params):
             moved = p.detach().numpy() - starts[key]
-            np.testing.assert_allclose(moved, ref_w[key] - starts[key], rtol=1e-9,
-                                       atol=1e-12, err_msg=f"{name} step {t}")
+            np.testing.assert_allclose(
+                moved, ref_w[key] - starts[key], rtol=1e-9, atol=1e-12, err_msg=f"{name} step {t}"
+            )
     assert opt.t == steps
     assert all(p.dtype == torch.float64 for s in opt.state.values() for p in s.values())
 
@@ -220,8 +232,10 @@ def test_float64_matches_spec_formula(name: str, options: dict[str, Any]) -> Non
 def test_adamclip_variants_are_a1_to_a5() -> None:
     for variant, cls in enumerate((A1, A2, A3, A4, A5)):
         weights = []
-        for make in (lambda p, v=variant: AdamClip(p, v, 0.1, total_steps=10),
-                     lambda p, c=cls: c(p, 0.1, total_steps=10)):
+        for make in (
+            lambda p, v=variant: AdamClip(p, v, 0.1, total_steps=10),
+            lambda p, c=cls: c(p, 0.1, total_steps=10),
+        ):
             torch.manual_seed(0)
             w = torch.randn(6, requires_grad=True)
             opt = make([w])
@@ -234,8 +248,10 @@ def test_adamclip_variants_are_a1_to_a5() -> None:
 
 def test_opt4_variant1_without_eps_is_opt5() -> None:
     weights = []
-    for make in (lambda p: Opt4(p, 0.1, total_steps=20, variant=1, eps_in_denominator=False),
-                 lambda p: Opt5(p, 0.1, total_steps=20)):
+    for make in (
+        lambda p: Opt4(p, 0.1, total_steps=20, variant=1, eps_in_denominator=False),
+        lambda p: Opt5(p, 0.1, total_steps=20),
+    ):
         w = torch.linspace(-2, 2, 7, dtype=torch.float64, requires_grad=True)
         opt = make([w])
         for _ in range(20):
@@ -292,10 +308,14 @@ _published_states = _load_module(_DATA / "published_states.py")
 _OLD_STATES = torch.load(_DATA / "published_states.pt", weights_only=True)
 
 
-@pytest.mark.parametrize(("case", "class_name", "options"), _published_states.CASES,
-                         ids=[case for case, _, _ in _published_states.CASES])
+@pytest.mark.parametrize(
+    ("case", "class_name", "options"),
+    _published_states.CASES,
+    ids=[case for case, _, _ in _published_states.CASES],
+)
 def test_old_layout_state_dict_resumes_the_fresh_trajectory(
-        case: str, class_name: str, options: dict[str, Any]) -> None:
+    case: str, class_name: str, options: dict[str, Any]
+) -> None:
     """A state dict saved mid-run by the old layout loads and continues a fresh run's path."""
     data = _published_states
     saved = _OLD_STATES[case]
@@ -323,20 +343,40 @@ def test_settings_are_param_group_entries() -> None:
     w = torch.zeros(2, requires_grad=True)
     opt = Opt4([w], 0.1, total_steps=10, warmup_steps=2, variant=1)
     group = opt.state_dict()["param_groups"][0]
-    assert {key: group[key] for key in ("lr", "total_steps", "warmup_steps", "hold_steps",
-                                        "use_decay", "variant", "eps_in_denominator")} == {
-        "lr": 0.1, "total_steps": 10, "warmup_steps": 2, "hold_steps": 0, "use_decay": True,
-        "variant": 1, "eps_in_denominator": True}
+    assert {
+        key: group[key]
+        for key in (
+            "lr",
+            "total_steps",
+            "warmup_steps",
+            "hold_steps",
+            "use_decay",
+            "variant",
+            "eps_in_denominator",
+        )
+    } == {
+        "lr": 0.1,
+        "total_steps": 10,
+        "warmup_steps": 2,
+        "hold_steps": 0,
+        "use_decay": True,
+        "variant": 1,
+        "eps_in_denominator": True,
+    }
     assert opt.defaults == {key: group[key] for key in opt.defaults}
 
 
-@pytest.mark.parametrize(("name", "override"), [
-    ("Opt9", {"use_decay": False, "nesterov": "search"}),
-    ("Opt4", {"variant": 1, "total_steps": 40, "warmup_steps": 0, "hold_steps": 3}),
-    ("AdamClip", {"variant": 4, "lr": 0.3}),
-])
+@pytest.mark.parametrize(
+    ("name", "override"),
+    [
+        ("Opt9", {"use_decay": False, "nesterov": "search"}),
+        ("Opt4", {"variant": 1, "total_steps": 40, "warmup_steps": 0, "hold_steps": 3}),
+        ("AdamClip", {"variant": 4, "lr": 0.3}),
+    ],
+)
 def test_a_group_with_its_own_settings_steps_as_its_own_optimizer(
-        name: str, override: dict[str, Any]) -> None:
+    name: str, override: dict[str, Any]
+) -> None:
     """Group settings override the constructor's, as torch.optim's hyperparameters do."""
     cls = AdamClip if name == "AdamClip" else PUBLISHED_OPTIMIZERS[name]
     start = [torch.linspace(-2, 2, 6, dtype=torch.float64), torch.ones(3, dtype=torch.float64)]
@@ -373,4 +413,5 @@ def test_signature_names_the_schedule_and_the_options(name: str) -> None:
     assert {"total_steps", "warmup_steps", "hold_steps"} <= set(parameters)
     if not name.startswith("A"):
         assert {name: parameters[name].default for name in cls.options} == {
-            name: default for name, (default, _) in cls.options.items()}
+            name: default for name, (default, _) in cls.options.items()
+        }

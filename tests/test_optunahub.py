@@ -24,7 +24,8 @@ def _load() -> object:
 def test_registry_layout() -> None:
     folder = REGISTRY / PACKAGE
     assert {"__init__.py", "README.md", "LICENSE", "example.py"} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     front = (folder / "README.md").read_text().split("---")[1]
     for key in ("author:", "title:", "description:", "tags:", "optuna_versions:", "license:"):
         assert key in front
@@ -38,8 +39,9 @@ def test_loads_this_package_classes() -> None:
 
 
 @pytest.mark.slow
-def test_example_runs_a_whole_search(monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_runs_a_whole_search(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def load_module(package: str, **_: object) -> object:
         return optunahub.load_local_module(package, registry_root=str(REGISTRY))
 

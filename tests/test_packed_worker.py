@@ -21,8 +21,12 @@ from optuna_nos.study.storage import make_storage, normalize_url
 from testkit.config import ga_table, objective_table, workers_table
 from testkit.process import cli_command, cli_env, run_cli
 
-CONFIG = (ga_table(init_factor=3, mutations=3) + objective_table("fast_packed") + "{options}\n"
-          + workers_table(1, 3, 2))
+CONFIG = (
+    ga_table(init_factor=3, mutations=3)
+    + objective_table("fast_packed")
+    + "{options}\n"
+    + workers_table(1, 3, 2)
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
@@ -30,15 +34,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 def _init(url: str, tmp_path: Path, options: str = "") -> None:
     config = tmp_path / "packed.toml"
     config.write_text(CONFIG.format(options=options))
-    done = run_cli("init", "--storage", url, "--study", "packed", "--config", str(config),
-                   cwd=tmp_path)
+    done = run_cli(
+        "init", "--storage", url, "--study", "packed", "--config", str(config), cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
 
 
 def _worker(url: str, tmp_path: Path, pack: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(cli_command("worker", "--storage", url, "--study", "packed",
-                                        "--pack", pack), cwd=tmp_path, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cli_command("worker", "--storage", url, "--study", "packed", "--pack", pack),
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _study(url: str) -> optuna.Study:
@@ -61,14 +71,16 @@ def test_two_packed_workers_decide_every_slot_once(postgres_url: str, tmp_path: 
     assert sampler.is_finished(study)
     trials = study.get_trials(deepcopy=False)
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
-    completed = [t.system_attrs[SLOT_ATTR] for t in trials
-                 if t.state == optuna.trial.TrialState.COMPLETE]
+    completed = [
+        t.system_attrs[SLOT_ATTR] for t in trials if t.state == optuna.trial.TrialState.COMPLETE
+    ]
     # Every slot completed (two racing claims may both keep one: an extra attempt, by design).
     assert len(set(completed)) == sampler.n_slots
 
 
-def test_killed_packed_worker_leaves_exactly_its_pack_to_retry(postgres_url: str,
-                                                               tmp_path: Path) -> None:
+def test_killed_packed_worker_leaves_exactly_its_pack_to_retry(
+    postgres_url: str, tmp_path: Path
+) -> None:
     held_file = tmp_path / "held.txt"
     _init(postgres_url, tmp_path, f'held_file = "{held_file}"\nsleep_s = 600')
     worker = _worker(postgres_url, tmp_path, "3")
@@ -82,18 +94,23 @@ def test_killed_packed_worker_leaves_exactly_its_pack_to_retry(postgres_url: str
     os.kill(worker.pid, signal.SIGKILL)
     worker.communicate(timeout=30)
     study = _study(postgres_url)
-    running = [t.number for t in study.get_trials(deepcopy=False)
-               if t.state == optuna.trial.TrialState.RUNNING]
+    running = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.RUNNING
+    ]
     assert sorted(running) == held
     time.sleep(4)  # past the grace period
-    with_heartbeat = make_storage(postgres_url, heartbeat_interval=1, grace_period=3,
-                                  max_retry=2)
+    with_heartbeat = make_storage(postgres_url, heartbeat_interval=1, grace_period=3, max_retry=2)
     study = optuna.load_study(study_name="packed", storage=with_heartbeat)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     trials = study.get_trials(deepcopy=False)
     failed = sorted(t.number for t in trials if t.state == optuna.trial.TrialState.FAIL)
-    retried = sorted(t.system_attrs["failed_trial"] for t in trials
-                     if t.state == optuna.trial.TrialState.WAITING)
+    retried = sorted(
+        t.system_attrs["failed_trial"]
+        for t in trials
+        if t.state == optuna.trial.TrialState.WAITING
+    )
     assert failed == held and retried == held

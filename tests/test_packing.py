@@ -55,7 +55,8 @@ def _outage() -> Exception:
 
 
 def test_packed_worker_waits_out_an_outage_and_retries_its_pack(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The first pack's tell meets a lost connection: the worker waits for the storage, fails
     the pack's trials (queued again with their parameters) and goes on to its trial count."""
     import optuna
@@ -64,8 +65,9 @@ def test_packed_worker_waits_out_an_outage_and_retries_its_pack(
     from optuna_nos.cli import commands as cli
     from optuna_nos.study.storage import make_storage
 
-    storage = make_storage(f"sqlite:///{tmp_path / 'p.db'}", heartbeat_interval=1,
-                           grace_period=3, max_retry=2)
+    storage = make_storage(
+        f"sqlite:///{tmp_path / 'p.db'}", heartbeat_interval=1, grace_period=3, max_retry=2
+    )
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(0))
     down = {"tell": True, "polls": 0}
     real_tell = optuna.Study.tell
@@ -98,8 +100,9 @@ def test_packed_worker_waits_out_an_outage_and_retries_its_pack(
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [0, 1]
     assert all(t.user_attrs["nos.reason"] == "storage outage during the trial" for t in failed)
-    retried = {t.system_attrs["failed_trial"]: t for t in trials
-               if "failed_trial" in t.system_attrs}
+    retried = {
+        t.system_attrs["failed_trial"]: t for t in trials if "failed_trial" in t.system_attrs
+    }
     assert sorted(retried) == [0, 1]
     assert all(retry.state == TrialState.COMPLETE for retry in retried.values())
     assert retried[0].params == trials[0].params  # trial 1 never reached its suggest
@@ -108,11 +111,13 @@ def test_packed_worker_waits_out_an_outage_and_retries_its_pack(
 
 
 def test_packed_worker_gives_up_on_an_error_that_is_no_outage(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import optuna
     from optuna.trial import TrialState
 
     from optuna_nos.cli import commands as cli
+
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}")
 
     class Objective:

@@ -22,8 +22,7 @@ from testkit.stats import bootstrap_interval
 
 TORCH_REFERENCE = {
     "adamw": lambda params, lr: torch.optim.AdamW(params, lr=lr, weight_decay=0.01),
-    "sgd_nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9,
-                                                       nesterov=True),
+    "sgd_nesterov": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True),
     "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr),
 }
 
@@ -34,18 +33,31 @@ def digits_data():  # type: ignore[no-untyped-def]
 
 
 def _spec(data, rule: TorchBaseline) -> RunSpec:  # type: ignore[no-untyped-def]
-    return RunSpec(genome=rule, width=4, train=data.train, norm=normalization(data, "scale"),
-                   augmentation=None, total_steps=30, warmup_steps=5, epochs=3,
-                   steps_per_epoch=6, early_stop=EarlyStop(0, 0.0), batch_size=32,
-                   dtype=torch.float64, bn_momentum=0.1)
+    return RunSpec(
+        genome=rule,
+        width=4,
+        train=data.train,
+        norm=normalization(data, "scale"),
+        augmentation=None,
+        total_steps=30,
+        warmup_steps=5,
+        epochs=3,
+        steps_per_epoch=6,
+        early_stop=EarlyStop(0, 0.0),
+        batch_size=32,
+        dtype=torch.float64,
+        bn_momentum=0.1,
+    )
 
 
-def _reference_run(spec: RunSpec, name: str, lr: float, seeds: RunSeeds
-                   ) -> tuple[ConvNet, list[float]]:
+def _reference_run(
+    spec: RunSpec, name: str, lr: float, seeds: RunSeeds
+) -> tuple[ConvNet, list[float]]:
     """One run written plainly: a ConvNet, torch.optim, eta_t = lr_schedule(lr, T, W)[t]."""
     rates = lr_schedule(lr, spec.total_steps, spec.warmup_steps).tolist()
-    return reference_run(spec, seeds, lambda params: TORCH_REFERENCE[name](params, lr),
-                         rates.__getitem__)
+    return reference_run(
+        spec, seeds, lambda params: TORCH_REFERENCE[name](params, lr), rates.__getitem__
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TORCH_REFERENCE))
@@ -108,11 +120,22 @@ def test_mnist1d_splits() -> None:
 def test_mnist1d_objective_scores_torch_baselines() -> None:
     from proxy.tasks import mnist1d
 
-    objective = mnist1d(train_size=200, val_size=100, test_size=10,
-                        init={"width": 4, "total_steps": 40, "warmup_steps": 4,
-                              "final_epochs": 2, "final_steps_per_epoch": 10,
-                              "screen_epochs": 1, "screen_steps_per_epoch": 5},
-                        stage1_fail_below=0.0, screen_fail_below=0.0)
+    objective = mnist1d(
+        train_size=200,
+        val_size=100,
+        test_size=10,
+        init={
+            "width": 4,
+            "total_steps": 40,
+            "warmup_steps": 4,
+            "final_epochs": 2,
+            "final_steps_per_epoch": 10,
+            "screen_epochs": 1,
+            "screen_steps_per_epoch": 5,
+        },
+        stage1_fail_below=0.0,
+        screen_fail_below=0.0,
+    )
     assert objective.baselines == TORCH_BASELINES
     assert isinstance(objective.baseline_rule("lion"), TorchBaseline)
     result = measure_fitness(objective.baseline_rule("adamw"), objective.task, "init", seed=1)
@@ -124,8 +147,7 @@ def test_mnist1d_objective_scores_torch_baselines() -> None:
 
 def test_bootstrap_interval() -> None:
     mean, low, high = bootstrap_interval([0.5, 0.6, 0.7], [0.4, 0.5, 0.6], paired=True)
-    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) \
-        and high == pytest.approx(0.1)
+    assert mean == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
     a, b = [0.1, 0.9, 0.5, 0.3], [0.2, 0.2, 0.2]
     mean, low, high = bootstrap_interval(a, b, paired=False)
     assert mean == pytest.approx(np.mean(a) - np.mean(b))

@@ -43,8 +43,10 @@ def fake_cifar(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarr
     for b in range(1, 6):
         data = rng.integers(0, 256, size=(PER_BATCH, 3 * 32 * 32), dtype=np.uint8)
         batch_labels = [int(v) for v in rng.integers(0, 10, size=PER_BATCH)]
-        _write_pickle(folder / f"data_batch_{b}", {"data": data, "labels": batch_labels,
-                                                   "batch_label": f"training batch {b} of 5"})
+        _write_pickle(
+            folder / f"data_batch_{b}",
+            {"data": data, "labels": batch_labels, "batch_label": f"training batch {b} of 5"},
+        )
         images.append(data)
         labels.extend(batch_labels)
     test = rng.integers(0, 256, size=(4, 3 * 32 * 32), dtype=np.uint8)
@@ -104,8 +106,9 @@ def test_cifar10_checksums_reject_fake_files(
         load_cifar10(root, val_size=10)
 
 
-def test_cifar10_missing_data(tmp_path: Path,
-                              fake_cifar: tuple[Path, np.ndarray, np.ndarray]) -> None:
+def test_cifar10_missing_data(
+    tmp_path: Path, fake_cifar: tuple[Path, np.ndarray, np.ndarray]
+) -> None:
     with pytest.raises(NOSError, match="not a directory"):
         load_cifar10(tmp_path / "nowhere")
     with pytest.raises(NOSError, match="missing or corrupted"):
@@ -120,8 +123,14 @@ def test_cifar10_missing_data(tmp_path: Path,
 def test_cifar10_stream_shapes(fake_cifar: tuple[Path, np.ndarray, np.ndarray]) -> None:
     root, _, _ = fake_cifar
     data = load_cifar10(root, val_size=10, verify_checksums=False)
-    stream = training_batches(data.train, normalization(data, "standardize"), Augmentation(),
-                              batch_size=8, shuffle=True, seed=3)
+    stream = training_batches(
+        data.train,
+        normalization(data, "standardize"),
+        Augmentation(),
+        batch_size=8,
+        shuffle=True,
+        seed=3,
+    )
     for size in (8, 8, 8, 6, 8):  # 30 training images: the pass ends with a partial batch
         images, labels = next(stream)
         assert images.shape == (size, 3, 32, 32) and images.dtype == torch.float32
@@ -143,11 +152,15 @@ def test_digits_stratified_split() -> None:
     assert np.all(np.abs(val_counts - 0.2 * all_counts) <= 1)
     # Both splits are images of the bundled set, with matching labels, and disjoint.
     reference = sklearn_digits()
-    bundled = {(bytes(img.astype(np.uint8).tobytes()), int(t))
-               for img, t in zip(reference.images, reference.target, strict=True)}
-    pairs = [(bytes(img[0].numpy().tobytes()), int(t))
-             for split in (data.train, data.val)
-             for img, t in zip(split.images, split.labels, strict=True)]
+    bundled = {
+        (bytes(img.astype(np.uint8).tobytes()), int(t))
+        for img, t in zip(reference.images, reference.target, strict=True)
+    }
+    pairs = [
+        (bytes(img[0].numpy().tobytes()), int(t))
+        for split in (data.train, data.val)
+        for img, t in zip(split.images, split.labels, strict=True)
+    ]
     assert set(pairs) <= bundled
     assert load_digits(seed=0).val.labels.tolist() == data.val.labels.tolist()
     assert load_digits(seed=1).val.labels.tolist() != data.val.labels.tolist()
@@ -172,8 +185,12 @@ def test_crop_is_a_window_of_the_reflect_padded_image() -> None:
     offsets = set()
     for image, crop in zip(images.numpy(), result.numpy(), strict=True):
         padded = np.pad(image, ((0, 0), (4, 4), (4, 4)), mode="reflect")
-        matches = [(dy, dx) for dy in range(9) for dx in range(9)
-                   if np.array_equal(padded[:, dy:dy + 32, dx:dx + 32], crop)]
+        matches = [
+            (dy, dx)
+            for dy in range(9)
+            for dx in range(9)
+            if np.array_equal(padded[:, dy : dy + 32, dx : dx + 32], crop)
+        ]
         assert len(matches) == 1
         offsets.add(matches[0])
     assert len(offsets) > 4  # offsets are drawn per image
@@ -297,10 +314,23 @@ def test_cifar10_objective_trains_on_fake_files(
     from proxy.tasks import cifar10
 
     root, _, _ = fake_cifar
-    tiny = {"width": 2, "total_steps": 20, "warmup_steps": 2, "final_epochs": 2,
-            "final_steps_per_epoch": 2, "screen_epochs": 3, "screen_steps_per_epoch": 2}
-    objective = cifar10(data_root=str(root), val_size=10, verify_checksums=False,
-                        device="cpu", batch_size=8, evolution=tiny)
+    tiny = {
+        "width": 2,
+        "total_steps": 20,
+        "warmup_steps": 2,
+        "final_epochs": 2,
+        "final_steps_per_epoch": 2,
+        "screen_epochs": 3,
+        "screen_steps_per_epoch": 2,
+    }
+    objective = cifar10(
+        data_root=str(root),
+        val_size=10,
+        verify_checksums=False,
+        device="cpu",
+        batch_size=8,
+        evolution=tiny,
+    )
     genome = parse_equation("None ~ (v hat) / (sqrt(|s hat|))")
     result = measure_fitness(genome, objective.task, "evolution")
     # Random labels: whatever the outcome, every screen run trained on 3x32x32 batches.
@@ -312,8 +342,10 @@ def test_cifar10_objective_trains_on_fake_files(
 def test_batches_prepared_together_equal_batches_made_one_by_one() -> None:
     data = load_digits()
     norm = normalization(data, "scale")
-    streams = [training_batches(data.train, norm, None, batch_size=100, shuffle=False,
-                                prepare=p) for p in (1, 4, 64)]
+    streams = [
+        training_batches(data.train, norm, None, batch_size=100, shuffle=False, prepare=p)
+        for p in (1, 4, 64)
+    ]
     for _ in range(40):  # 15 batches per pass, the last of 37: crosses passes and chunks
         batches = [next(s) for s in streams]
         for images, labels in batches[1:]:

@@ -104,13 +104,18 @@ def test_model_arguments_are_checked() -> None:
 
 
 def _models(count: int, dropout_seed: int = 100) -> list[ConvNet]:
-    return [ConvNet(4, in_channels=3, generator=torch.Generator().manual_seed(k),
-                    dropout_generator=torch.Generator().manual_seed(dropout_seed + k)
-                    ).double() for k in range(count)]
+    return [
+        ConvNet(
+            4,
+            in_channels=3,
+            generator=torch.Generator().manual_seed(k),
+            dropout_generator=torch.Generator().manual_seed(dropout_seed + k),
+        ).double()
+        for k in range(count)
+    ]
 
 
-@pytest.mark.parametrize(("per_tensor", "grouped"), [(False, True), (True, True),
-                                                     (False, False)])
+@pytest.mark.parametrize(("per_tensor", "grouped"), [(False, True), (True, True), (False, False)])
 def test_stack_equals_separate_models(per_tensor: bool, grouped: bool) -> None:
     references = _models(3)
     stack = StackedConvNet(_models(3), per_tensor=per_tensor, grouped=grouped)
@@ -118,8 +123,9 @@ def test_stack_equals_separate_models(per_tensor: bool, grouped: bool) -> None:
     labels = torch.randint(0, 10, (16,))
     logits = stack(x, training=True)
     assert logits.shape == (16, 3, 10)
-    losses = F.cross_entropy(logits.transpose(1, 2), labels[:, None].expand(-1, 3),
-                             reduction="none").mean(dim=0)
+    losses = F.cross_entropy(
+        logits.transpose(1, 2), labels[:, None].expand(-1, 3), reduction="none"
+    ).mean(dim=0)
     losses.sum().backward()
     for k, model in enumerate(references):
         model.train()
@@ -132,14 +138,17 @@ def test_stack_equals_separate_models(per_tensor: bool, grouped: bool) -> None:
         else:
             flat = stack.leaves[k][0].grad
             assert flat is not None
-            stacked_grads = [flat[s.offset:s.offset + s.numel].view(s.shape) for s in stack.slots]
+            stacked_grads = [
+                flat[s.offset : s.offset + s.numel].view(s.shape) for s in stack.slots
+            ]
         for mine, theirs in zip(stacked_grads, grads, strict=True):
             torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
         # Running statistics moved like the lone model's.
         exported = stack.model(k)
         for layer in range(3):
-            for mine, theirs in zip(exported.running_stats(layer), model.running_stats(layer),
-                                    strict=True):
+            for mine, theirs in zip(
+                exported.running_stats(layer), model.running_stats(layer), strict=True
+            ):
                 torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=0)
 
 

@@ -16,8 +16,12 @@ from optuna_nos.study.pruners import REASON_ATTR
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _run(pruner: optuna.pruners.BasePruner, reports: list[float], *,
-         direction: Literal["minimize", "maximize"] = "maximize") -> optuna.trial.FrozenTrial:
+def _run(
+    pruner: optuna.pruners.BasePruner,
+    reports: list[float],
+    *,
+    direction: Literal["minimize", "maximize"] = "maximize",
+) -> optuna.trial.FrozenTrial:
     """One trial reporting ``reports`` in order, stopping when the pruner says so."""
     study = optuna.create_study(direction=direction, pruner=pruner)
 
@@ -89,8 +93,7 @@ def test_divergence_wins_over_the_wrapped_pruner() -> None:
 def test_a_wrapped_median_pruner_works_across_trials() -> None:
     study = optuna.create_study(
         direction="maximize",
-        pruner=DivergencePruner(optuna.pruners.MedianPruner(n_startup_trials=2,
-                                                            n_warmup_steps=0)),
+        pruner=DivergencePruner(optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)),
     )
     curves = [[0.5, 0.6], [0.5, 0.6], [0.1, 0.2]]
 
@@ -106,13 +109,16 @@ def test_a_wrapped_median_pruner_works_across_trials() -> None:
     assert study.trials[2].user_attrs[REASON_ATTR] == "pruned by MedianPruner at step 0"
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"n_warmup_steps": -1}, "n_warmup_steps"),
-    ({"n_warmup_steps": 1.5}, "n_warmup_steps"),
-    ({"chance_level": math.nan}, "chance_level"),
-    ({"margin": -0.1}, "margin"),
-    ({"wrapped": "median"}, "wrapped"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"n_warmup_steps": -1}, "n_warmup_steps"),
+        ({"n_warmup_steps": 1.5}, "n_warmup_steps"),
+        ({"chance_level": math.nan}, "chance_level"),
+        ({"margin": -0.1}, "margin"),
+        ({"wrapped": "median"}, "wrapped"),
+    ],
+)
 def test_bad_arguments_name_the_value(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(NOSError, match=name):
         DivergencePruner(**kwargs)  # type: ignore[arg-type]

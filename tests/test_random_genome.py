@@ -56,18 +56,30 @@ def test_draw_decay_frequencies_follow_spec_4_3() -> None:
     unary_roots = [d.root for d in decays if not d.root.binary]
     # 0.2 for "D for sure", plus 0.8 * 1/15 from the uniform draw over {a1..a14, D}.
     p_reads_d = 0.2 + 0.8 / 15
-    assert_rate(sum(r.inputs == (DECAY_HIDDEN,) for r in unary_roots), len(unary_roots),
-                p_reads_d, "unary R reads D")
+    assert_rate(
+        sum(r.inputs == (DECAY_HIDDEN,) for r in unary_roots),
+        len(unary_roots),
+        p_reads_d,
+        "unary R reads D",
+    )
     schedules = Counter(r.inputs[0] for r in unary_roots if r.inputs[0] != DECAY_HIDDEN)
     assert_uniform(schedules, range(14), "unary R schedule input")
 
     binary_roots = [d.root for d in decays if d.root.binary]
     nb = len(binary_roots)
     assert all(r.inputs[0] != r.inputs[1] for r in binary_roots)
-    assert_rate(sum(r.inputs[0] == DECAY_HIDDEN for r in binary_roots), nb,
-                0.2 * 0.5 + 0.8 / 15, "binary R reads D first")
-    assert_rate(sum(r.inputs[1] == DECAY_HIDDEN for r in binary_roots), nb,
-                0.2 * 0.5, "binary R reads D second")
+    assert_rate(
+        sum(r.inputs[0] == DECAY_HIDDEN for r in binary_roots),
+        nb,
+        0.2 * 0.5 + 0.8 / 15,
+        "binary R reads D first",
+    )
+    assert_rate(
+        sum(r.inputs[1] == DECAY_HIDDEN for r in binary_roots),
+        nb,
+        0.2 * 0.5,
+        "binary R reads D second",
+    )
     assert all(d.hidden_flag == (DECAY_HIDDEN in d.root.inputs) for d in decays)
 
 
@@ -107,8 +119,9 @@ def test_hidden_node_frequencies_follow_spec_6_1() -> None:
     n = len(nodes)
     assert_rate(sum(node.binary for node in nodes), n, 0.25, "hidden binary")
     assert_rate(sum(node.unary_op == -1 for node in nodes), n, 0.2, "latent identity")
-    assert_uniform(Counter(nd.unary_op for nd in nodes if nd.unary_op != -1), range(25),
-                   "latent unary op")
+    assert_uniform(
+        Counter(nd.unary_op for nd in nodes if nd.unary_op != -1), range(25), "latent unary op"
+    )
     assert_uniform(Counter(node.binary_op for node in nodes), range(10), "latent binary op")
 
     firsts = [(c, node.inputs[0]) for c, node in drawn]
@@ -117,8 +130,12 @@ def test_hidden_node_frequencies_follow_spec_6_1() -> None:
     assert all(i != c for c, i in firsts), "input 1 never the node itself"
 
     binary = [(c, node) for c, node in drawn if node.binary]
-    assert_rate(sum(nd.inputs[1] < N_OPERANDS for _, nd in binary), len(binary), 0.8,
-                "input 2 is an operand")
+    assert_rate(
+        sum(nd.inputs[1] < N_OPERANDS for _, nd in binary),
+        len(binary),
+        0.8,
+        "input 2 is an operand",
+    )
     assert all(nd.inputs[0] != nd.inputs[1] for _, nd in binary)
     # Project default: a hidden node never reads itself.
     assert all(c not in node.inputs for c, node in drawn)
@@ -133,8 +150,11 @@ def test_paper_mode_hidden_node_may_read_itself() -> None:
     drawn = _draw_hidden_nodes(PAPER_SETTINGS, 2_000, seed=4)
     # Input 2 of a binary node whose input 1 is hidden: a hidden node other than input 1,
     # uniform over 4 columns that include the node itself.
-    cases = [(c, node) for c, node in drawn
-             if node.binary and node.inputs[0] >= N_OPERANDS and node.inputs[1] >= N_OPERANDS]
+    cases = [
+        (c, node)
+        for c, node in drawn
+        if node.binary and node.inputs[0] >= N_OPERANDS and node.inputs[1] >= N_OPERANDS
+    ]
     self_loops = sum(node.inputs[1] == c for c, node in cases)
     assert self_loops > 0
     assert_rate(self_loops, len(cases), 0.25, "paper-mode self-loop on input 2")
@@ -158,8 +178,12 @@ def test_root_frequencies_follow_spec_6_1() -> None:
     operand_first = [r for r in binary if r.inputs[0] < N_OPERANDS]
     assert all(r.inputs[1] in HIDDEN_COLUMNS for r in operand_first)
     hidden_first = [r for r in binary if r.inputs[0] >= N_OPERANDS]
-    assert_rate(sum(r.inputs[1] < N_OPERANDS for r in hidden_first), len(hidden_first), 0.8,
-                "root input 2 operand after a hidden input 1")
+    assert_rate(
+        sum(r.inputs[1] < N_OPERANDS for r in hidden_first),
+        len(hidden_first),
+        0.8,
+        "root input 2 operand after a hidden input 1",
+    )
     assert all(r.inputs[0] != r.inputs[1] for r in binary)
     assert_rate(sum(len(r.decays) for r in binary), 2 * nb, 0.15, "binary root edge decay")
 
@@ -246,4 +270,3 @@ def test_random_genome_raises_after_max_attempts(monkeypatch: pytest.MonkeyPatch
         random_genome(np.random.default_rng(0), check=False, max_attempts=25)
     with pytest.raises(NOSError, match="max_attempts"):
         random_genome(np.random.default_rng(0), check=False, max_attempts=0)
-

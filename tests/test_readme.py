@@ -27,11 +27,20 @@ DOC_SNIPPETS = [(page.name, snippet) for page in DOC_PAGES for snippet in _snipp
 
 
 def _run(snippet: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", snippet],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-                          check=False)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    return subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", snippet],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_the_readme_has_python_snippets() -> None:
@@ -47,8 +56,11 @@ def test_readme_snippet_runs(index: int, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("page", "snippet"), DOC_SNIPPETS,
-                         ids=[f"{page}-{i}" for i, (page, _) in enumerate(DOC_SNIPPETS)])
+@pytest.mark.parametrize(
+    ("page", "snippet"),
+    DOC_SNIPPETS,
+    ids=[f"{page}-{i}" for i, (page, _) in enumerate(DOC_SNIPPETS)],
+)
 def test_docs_snippet_runs(page: str, snippet: str, tmp_path: Path) -> None:
     done = _run(snippet, tmp_path)
     assert done.returncode == 0, f"{page}: {done.stderr[-3000:]}"
@@ -65,8 +77,7 @@ def _anchors(path: Path) -> set[str]:
 
 def test_the_docs_exist_and_the_readme_links_them() -> None:
     names = {page.name for page in DOC_PAGES}
-    assert {"README.md", "method.md", "paper-mode.md", "architecture.md",
-            "extending.md"} <= names
+    assert {"README.md", "method.md", "paper-mode.md", "architecture.md", "extending.md"} <= names
     text = README.read_text("utf-8")
     for name in ("method.md", "paper-mode.md", "architecture.md", "extending.md"):
         assert f"(docs/{name}" in text, name
@@ -95,15 +106,17 @@ def test_named_files_exist(page: Path) -> None:
         assert found, f"{page.name} names {path}, which does not exist"
 
 
-
 def test_docs_pages_named_in_the_code_exist() -> None:
-    named = {(source.relative_to(ROOT).as_posix(), page)
-             for package in ("optuna_nos", "proxy", "transfer")
-             for source in (ROOT / package).rglob("*.py")
-             for page in re.findall(r"docs/[\w-]+\.md", source.read_text("utf-8"))}
+    named = {
+        (source.relative_to(ROOT).as_posix(), page)
+        for package in ("optuna_nos", "proxy", "transfer")
+        for source in (ROOT / package).rglob("*.py")
+        for page in re.findall(r"docs/[\w-]+\.md", source.read_text("utf-8"))
+    }
     assert named, "no docs page named in the code"
     missing = sorted((source, page) for source, page in named if not (ROOT / page).exists())
     assert missing == []
+
 
 # -- the stored contract -----------------------------------------------------------------------
 
@@ -155,9 +168,13 @@ def test_the_layer_table_names_every_module_by_name() -> None:
     """Names, not paths, so the table stays true when a module moves to another folder."""
     package = ROOT / "optuna_nos"
     listed = _layer_table_names()
-    present = {p.stem for p in package.rglob("*.py")} | {p.name for p in package.rglob("*")
-                                                          if p.is_dir()}
+    present = {p.stem for p in package.rglob("*.py")} | {
+        p.name for p in package.rglob("*") if p.is_dir()
+    }
     assert sorted(listed - present) == [], "named in the layer table but not in optuna_nos"
-    modules = {p.stem for p in package.rglob("*.py")
-               if not p.stem.startswith("_") and "optimizers" not in p.parts}
+    modules = {
+        p.stem
+        for p in package.rglob("*.py")
+        if not p.stem.startswith("_") and "optimizers" not in p.parts
+    }
     assert sorted(modules - listed) == [], "modules of optuna_nos missing from the layer table"

@@ -30,8 +30,15 @@ from testkit.postgres import DEFAULT_SERVER, require_postgres
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-@pytest.mark.parametrize("name", ["signals", "sigkill", "artifacts", pytest.param(
-    "postgres-restart", marks=pytest.mark.restarts_postgres)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "signals",
+        "sigkill",
+        "artifacts",
+        pytest.param("postgres-restart", marks=pytest.mark.restarts_postgres),
+    ],
+)
 def test_drill(name: str) -> None:
     if drills.DRILLS[name][1]:
         require_postgres()
@@ -39,8 +46,10 @@ def test_drill(name: str) -> None:
         if os.environ.get("OPTUNA_NOS_DRILL_RESTART") != "1":
             pytest.skip("restarts the PostgreSQL server; set OPTUNA_NOS_DRILL_RESTART=1")
         if os.environ.get("PYTEST_XDIST_WORKER"):
-            pytest.skip("restarts the PostgreSQL server under the other tests; run it alone: "
-                        "pytest -m restarts_postgres")
+            pytest.skip(
+                "restarts the PostgreSQL server under the other tests; run it alone: "
+                "pytest -m restarts_postgres"
+            )
         if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
             pytest.skip("needs a local pg_ctlcluster-managed PostgreSQL")
     result = drills.run_drill(name, DEFAULT_SERVER)
@@ -55,32 +64,45 @@ def test_duplicate_claim_count_on_hand_made_trials() -> None:
     t0 = datetime.datetime(2024, 1, 1)
 
     def attempt(number: int, slot: str, start: int, end: int | None) -> object:
-        trial = create_trial(state=TrialState.COMPLETE if end else TrialState.RUNNING,
-                             value=1.0 if end else None, system_attrs={"nos:slot": slot})
+        trial = create_trial(
+            state=TrialState.COMPLETE if end else TrialState.RUNNING,
+            value=1.0 if end else None,
+            system_attrs={"nos:slot": slot},
+        )
         trial.number = number
         trial.datetime_start = t0 + datetime.timedelta(seconds=start)
         trial.datetime_complete = t0 + datetime.timedelta(seconds=end) if end else None
         return trial
 
-    trials = [attempt(0, "init 0", 0, 5), attempt(1, "init 0", 2, 6),  # overlapping: 1
-              attempt(2, "init 1", 0, 3), attempt(3, "init 1", 4, 7),  # a retry: 0
-              attempt(4, "init 2", 0, None), attempt(5, "init 2", 9, 10)]  # still running: 1
+    trials = [
+        attempt(0, "init 0", 0, 5),
+        attempt(1, "init 0", 2, 6),  # overlapping: 1
+        attempt(2, "init 1", 0, 3),
+        attempt(3, "init 1", 4, 7),  # a retry: 0
+        attempt(4, "init 2", 0, None),
+        attempt(5, "init 2", 9, 10),
+    ]  # still running: 1
     assert drills._duplicate_claims(trials) == (2, 6)
 
 
 # -- bad gradients ---------------------------------------------------------------------------
 
-GENOMES = ["None ~ (v hat) / (sqrt(|s hat|))", "Nest ~ id(id(g))",
-           "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))"]
-PUBLISHED = sorted(n for n in optimizers.__all__
-                   if n.startswith("Opt") or n in ("A1", "A2", "A3", "A4", "A5"))
+GENOMES = [
+    "None ~ (v hat) / (sqrt(|s hat|))",
+    "Nest ~ id(id(g))",
+    "Nest ~ bessel_i1e(arctan([(a13)*(a2)][g]))",
+]
+PUBLISHED = sorted(
+    n for n in optimizers.__all__ if n.startswith("Opt") or n in ("A1", "A2", "A3", "A4", "A5")
+)
 
 
 def _optimizer(kind: str, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     if kind.startswith("genome:"):
         _, foreach, equation = kind.split(":", 2)
-        return optuna_nos.GenomeOptimizer(params, parse_equation(equation), lr=0.1,
-                                          total_steps=10, foreach=foreach == "foreach")
+        return optuna_nos.GenomeOptimizer(
+            params, parse_equation(equation), lr=0.1, total_steps=10, foreach=foreach == "foreach"
+        )
     return getattr(optimizers, kind)(params, lr=0.1, total_steps=10)
 
 

@@ -26,8 +26,15 @@ from optuna_nos.study.stored import GENOME_ATTR, IDLE_ATTR, REASON_ATTR, SLOT_AT
 
 #: One particle, one step of two children: after ``init 0`` the slots ``p0 s0``,
 #: ``p0 s1 c0`` and ``p0 s1 c1`` are open at once.
-SIZES = {"n_particles": 1, "init_factor": 1, "steps": 1, "mutations": 2, "max_redraws": 2,
-         "seed": 3, "poll_interval": 0.01}
+SIZES = {
+    "n_particles": 1,
+    "init_factor": 1,
+    "steps": 1,
+    "mutations": 2,
+    "max_redraws": 2,
+    "seed": 3,
+    "poll_interval": 0.01,
+}
 
 
 class _Stale:
@@ -37,8 +44,9 @@ class _Stale:
         self.trial_ids = trial_ids
 
     def stale_ids(self, study: optuna.Study) -> list[int]:
-        return [i for i in self.trial_ids
-                if study._storage.get_trial(i).state == TrialState.RUNNING]
+        return [
+            i for i in self.trial_ids if study._storage.get_trial(i).state == TrialState.RUNNING
+        ]
 
     def grace_seconds(self, study: optuna.Study) -> float:
         return 3.0
@@ -50,12 +58,14 @@ def _optuna_retry() -> Callable[[optuna.Study, FrozenTrial], None]:
         return RetryHeartbeatStaleTrialCallback(max_retry=3)
 
 
-def _children_running(storage: optuna.storages.BaseStorage | None = None,
-                      ) -> tuple[optuna.Study, optuna.Trial]:
+def _children_running(
+    storage: optuna.storages.BaseStorage | None = None,
+) -> tuple[optuna.Study, optuna.Trial]:
     """A study whose ``init 0`` is done and whose three next slots are held by running trials;
     returns it and the trial holding ``p0 s1 c0`` (the victim, its genome written)."""
-    study = optuna.create_study(direction="maximize", storage=storage,
-                                sampler=ParticleSampler(**SIZES))
+    study = optuna.create_study(
+        direction="maximize", storage=storage, sampler=ParticleSampler(**SIZES)
+    )
     first = study.ask()
     suggest_genome(first)
     study.tell(first, 1.0)
@@ -85,20 +95,29 @@ def _play_out(study: optuna.Study, trials: Sequence[optuna.Trial]) -> None:
 
 def _evaluations(study: optuna.Study, slot: str | None) -> list[FrozenTrial]:
     """Trials that evaluated ``slot`` to an outcome (COMPLETE or PRUNED with its genome)."""
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.system_attrs.get(SLOT_ATTR) == slot and GENOME_ATTR in t.system_attrs
-            and t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.system_attrs.get(SLOT_ATTR) == slot
+        and GENOME_ATTR in t.system_attrs
+        and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    ]
 
 
 def _retries_of(study: optuna.Study, number: int) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False)
-            if (t.system_attrs.get("retry_history") or [None])[-1] == number]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if (t.system_attrs.get("retry_history") or [None])[-1] == number
+    ]
 
 
-@pytest.mark.parametrize("callback", [_optuna_retry, RetryStaleTrial],
-                         ids=["optuna-callback", "nos-callback"])
+@pytest.mark.parametrize(
+    "callback", [_optuna_retry, RetryStaleTrial], ids=["optuna-callback", "nos-callback"]
+)
 def test_a_claim_in_the_sweep_window_never_takes_the_dead_trial_s_slot(
-        callback: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    callback: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another worker places a trial the moment the sweep's FAIL lands; should it go for the
     victim's slot, a third worker pops the victim's retry just before that claim is written
     (the sweep's next step queues it). The slot ends evaluated once, by the retry, with the
@@ -169,8 +188,11 @@ def test_racing_sweepers_run_one_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sorted(first + second[0]) == [victim._trial_id]
     retries = _retries_of(study, victim.number)
     assert len(retries) == 1  # the later one was withdrawn by its sweeper
-    withdrawn = [t for t in study.get_trials(deepcopy=False)
-                 if t.user_attrs.get(REASON_ATTR) == DUPLICATE_REASON]
+    withdrawn = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(REASON_ATTR) == DUPLICATE_REASON
+    ]
     assert len(withdrawn) == 1 and withdrawn[0].number > retries[0].number
     assert withdrawn[0].state == TrialState.PRUNED
     assert withdrawn[0].system_attrs.get(SLOT_ATTR) is None
@@ -185,7 +207,8 @@ def test_racing_sweepers_run_one_retry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_late_result_beats_the_sweep_and_its_queued_retry_gives_way(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The victim's worker was alive: its result lands between the sweep queuing the retry and
     the sweep's FAIL. The victim's result stands, the retry gives way; one evaluation."""
     study, victim = _children_running()
@@ -210,7 +233,8 @@ def test_a_late_result_beats_the_sweep_and_its_queued_retry_gives_way(
 
 
 def test_a_retry_popped_before_its_original_fails_runs_and_the_late_result_is_refused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The retry is popped between its creation and the sweep's FAIL (a slow or dead sweeper):
     it never gives way to its own original but fails it; the original's late result is then
     refused, and the slot is evaluated once, by the retry, with the victim's genome."""
@@ -242,14 +266,16 @@ def test_a_retry_popped_before_its_original_fails_runs_and_the_late_result_is_re
 
 
 def test_optuna_s_own_sweep_finds_the_retry_queued_before_the_fail(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Optuna's ``fail_stale_trials`` (run by every worker before each trial) fails what the
     storage reports stale and calls the retry callback after; the storage queues the retry
     before reporting, so the retry exists when the FAIL lands, and only one is queued."""
     import time
 
-    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1,
-                           grace_period=1, max_retry=3)
+    storage = make_storage(
+        f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=1, max_retry=3
+    )
     study, victim = _children_running(storage)
     seen: list[int] = []
     set_state = storage.set_trial_state_values

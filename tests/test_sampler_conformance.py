@@ -33,8 +33,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _factory() -> ParticleSampler:
-    return ParticleSampler(n_particles=2, init_factor=2, steps=1, mutations=2, seed=0,
-                           poll_interval=0.01)
+    return ParticleSampler(
+        n_particles=2, init_factor=2, steps=1, mutations=2, seed=0, poll_interval=0.01
+    )
 
 
 class TestParticleSamplerBasic(BasicSamplerTestCase):

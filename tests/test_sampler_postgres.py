@@ -34,8 +34,14 @@ N_SLOTS = 4 * 3 + 4 * (1 + 2 * 3)
 WORKER_TIMEOUT_S = 150
 
 #: Modules the fork server imports once, so that each worker process starts in milliseconds.
-PRELOAD = ["optuna", "optuna_nos.sampler", "optuna_nos.optim.integrity", "optuna_nos.optim.evolve",
-           "optuna_nos.study.storage", "optuna_nos.study.suggest"]
+PRELOAD = [
+    "optuna",
+    "optuna_nos.sampler",
+    "optuna_nos.optim.integrity",
+    "optuna_nos.optim.evolve",
+    "optuna_nos.study.storage",
+    "optuna_nos.study.suggest",
+]
 
 
 def _objective_for(victim: bool, marker: str):  # type: ignore[no-untyped-def]
@@ -64,12 +70,14 @@ def _worker(url: str, study_name: str, marker: str, victim: bool) -> None:
     storage = make_storage(url, heartbeat_interval=1, grace_period=2, max_retry=3)
     sampler = ParticleSampler(**SIZES, poll_interval=0.1)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
-    study.optimize(_objective_for(victim, marker), callbacks=[StopWhenFinished()],
-                   timeout=WORKER_TIMEOUT_S)
+    study.optimize(
+        _objective_for(victim, marker), callbacks=[StopWhenFinished()], timeout=WORKER_TIMEOUT_S
+    )
 
 
-def _start_workers(tmp_path: Path, url: str, study_name: str, count: int,
-                   victim: int | None = None) -> tuple[list[BaseProcess], Path]:
+def _start_workers(
+    tmp_path: Path, url: str, study_name: str, count: int, victim: int | None = None
+) -> tuple[list[BaseProcess], Path]:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     marker = tmp_path / "victim_trial"
@@ -123,8 +131,10 @@ def _check_search(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
         assert 1 <= len(complete) <= 2, (slot, [t.number for t in attempts])
         assert not [t for t in attempts if t.state == TrialState.PRUNED]
 
-    init = sorted((_first_done(by_slot[f"init {j}"]) for j in range(12)),
-                  key=lambda t: (-(t.value or 0.0), int(t.user_attrs["slot"].split()[1])))
+    init = sorted(
+        (_first_done(by_slot[f"init {j}"]) for j in range(12)),
+        key=lambda t: (-(t.value or 0.0), int(t.user_attrs["slot"].split()[1])),
+    )
     for particle in range(4):
         parent = init[particle].number
         for attempt in by_slot[f"p{particle} s0"]:
@@ -149,8 +159,11 @@ def test_four_workers_complete_a_search(postgres_url: str, tmp_path: Path) -> No
     assert _wait(workers) == [0, 0, 0, 0]
     by_slot = _check_search(study)
     assert sum(len(v) for v in by_slot.values()) <= N_SLOTS + 4  # few racing duplicates
-    reasons = Counter(t.user_attrs.get("nos.reason") for t in study.get_trials(deepcopy=False)
-                      if t.state == TrialState.PRUNED)
+    reasons = Counter(
+        t.user_attrs.get("nos.reason")
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.PRUNED
+    )
     assert set(reasons) <= {"search finished", "yielded to a queued retry"}
 
 

@@ -49,22 +49,38 @@ class History:
     def __init__(self) -> None:
         self.records: list[TrialRecord] = []
 
-    def add(self, slot: str | None, state: TrialState, value: float | None = None, *,
-            equation: str | None = None, behaviour: str | None = None,
-            retry_of: Iterable[int] = (), has_genome: bool = True,
-            completed_at: int | None = None) -> int:
+    def add(
+        self,
+        slot: str | None,
+        state: TrialState,
+        value: float | None = None,
+        *,
+        equation: str | None = None,
+        behaviour: str | None = None,
+        retry_of: Iterable[int] = (),
+        has_genome: bool = True,
+        completed_at: int | None = None,
+    ) -> int:
         number = len(self.records)
         finished = state in (C, P, F)
         when = None
         if finished:
-            when = _T0 + datetime.timedelta(seconds=number if completed_at is None
-                                            else completed_at)
-        self.records.append(TrialRecord(
-            number=number, state=state, value=value if state == C else None,
-            slot=Slot.parse(slot), equation=equation if equation is not None else f"eq{number}",
-            behaviour=behaviour if behaviour is not None else f"bk{number}",
-            has_genome=has_genome, completed=when, retry_of=tuple(retry_of),
-        ))
+            when = _T0 + datetime.timedelta(
+                seconds=number if completed_at is None else completed_at
+            )
+        self.records.append(
+            TrialRecord(
+                number=number,
+                state=state,
+                value=value if state == C else None,
+                slot=Slot.parse(slot),
+                equation=equation if equation is not None else f"eq{number}",
+                behaviour=behaviour if behaviour is not None else f"bk{number}",
+                has_genome=has_genome,
+                completed=when,
+                retry_of=tuple(retry_of),
+            )
+        )
         return number
 
 
@@ -83,15 +99,17 @@ def _init_done(h: History, values: list[float | None]) -> list[int]:
 # -- slot names and sizes ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["init 0", "init 499", "p0 s0", "p49 s0", "p3 s2 c4",
-                                  "p12 s5 c6"])
+@pytest.mark.parametrize(
+    "name", ["init 0", "init 499", "p0 s0", "p49 s0", "p3 s2 c4", "p12 s5 c6"]
+)
 def test_slot_names_round_trip(name: str) -> None:
     slot = Slot.parse(name)
     assert slot is not None and slot.name == name
 
 
-@pytest.mark.parametrize("name", ["init", "init -1", "p1 s0 c1", "p1 s1", "q1 s1 c1", "",
-                                  None, 3, "p1 s01 c1"])
+@pytest.mark.parametrize(
+    "name", ["init", "init -1", "p1 s0 c1", "p1 s1", "q1 s1 c1", "", None, 3, "p1 s01 c1"]
+)
 def test_bad_slot_names_parse_to_none(name: object) -> None:
     assert Slot.parse(name) is None
 
@@ -102,10 +120,18 @@ def test_paper_sizes_give_the_paper_budget() -> None:
     assert sizes.n_slots == 500 + 1_800  # 500 init + n * (1 + K * M)
 
 
-@pytest.mark.parametrize("field,value", [("n_particles", 0), ("init_factor", 0),
-                                         ("steps", -1), ("mutations", 0),
-                                         ("max_redraws", 0), ("n_particles", 2.5),
-                                         ("n_particles", True)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("n_particles", 0),
+        ("init_factor", 0),
+        ("steps", -1),
+        ("mutations", 0),
+        ("max_redraws", 0),
+        ("n_particles", 2.5),
+        ("n_particles", True),
+    ],
+)
 def test_bad_sizes_name_the_value(field: str, value: object) -> None:
     with pytest.raises(NOSError, match=field):
         GASizes(**{field: value})  # type: ignore[arg-type]
@@ -186,9 +212,16 @@ def test_a_retried_crash_does_not_count_and_the_retry_holds_the_slot() -> None:
     slot = state.slot(Slot("init", 0))
     assert [r.number for r in slot.attempts] == [1]
     assert slot.held and not slot.open and state.retry_waiting
-    h.records[1] = TrialRecord(number=1, state=C, value=0.9, slot=Slot("init", 0),
-                               equation="eq0", has_genome=True,
-                               completed=_T0 + datetime.timedelta(seconds=9), retry_of=(dead,))
+    h.records[1] = TrialRecord(
+        number=1,
+        state=C,
+        value=0.9,
+        slot=Slot("init", 0),
+        equation="eq0",
+        has_genome=True,
+        completed=_T0 + datetime.timedelta(seconds=9),
+        retry_of=(dead,),
+    )
     slot = derive_state(h.records, SMALL).slot(Slot("init", 0))
     assert slot.decided_by is not None and slot.decided_by.number == 1 and slot.crashes == 0
 
@@ -207,8 +240,12 @@ def test_an_attempt_without_genome_counts_for_nothing() -> None:
     h.add("init 0", F, has_genome=False)
     slot = derive_state(h.records, SMALL).slot(Slot("init", 0))
     assert slot.crashes == 0 and slot.open
-    assert next(o for o in derive_state(h.records, SMALL).open_slots
-                if o.slot.name == "init 0").source is None
+    assert (
+        next(
+            o for o in derive_state(h.records, SMALL).open_slots if o.slot.name == "init 0"
+        ).source
+        is None
+    )
 
 
 # -- re-evaluation and steps ---------------------------------------------------------------
@@ -218,8 +255,7 @@ def test_particles_open_step0_and_step1_together_without_elitism() -> None:
     h = History()
     _init_done(h, [0.5, 0.6, 0.7, 0.8])
     state = derive_state(h.records, SMALL)
-    assert _open_names(state) == {"p0 s0", "p1 s0", "p0 s1 c0", "p0 s1 c1", "p1 s1 c0",
-                                  "p1 s1 c1"}
+    assert _open_names(state) == {"p0 s0", "p1 s0", "p0 s1 c0", "p0 s1 c1", "p1 s1 c0", "p1 s1 c1"}
     by_name = {o.slot.name: o for o in state.open_slots}
     assert by_name["p0 s0"].source == 3 and not by_name["p0 s0"].mutate
     assert by_name["p0 s1 c1"].source == 3 and by_name["p0 s1 c1"].mutate
@@ -229,8 +265,9 @@ def test_particles_open_step0_and_step1_together_without_elitism() -> None:
 def test_elitism_makes_step1_wait_for_the_reevaluation() -> None:
     h = History()
     _init_done(h, [0.5, 0.6, 0.7, 0.8])
-    elitist = GASizes(n_particles=2, init_factor=2, steps=2, mutations=2, max_redraws=3,
-                      elitism=True)
+    elitist = GASizes(
+        n_particles=2, init_factor=2, steps=2, mutations=2, max_redraws=3, elitism=True
+    )
     assert _open_names(derive_state(h.records, elitist)) == {"p0 s0", "p1 s0"}
     h.add("p0 s0", P)  # a failed re-evaluation still lets the particle evolve
     assert "p0 s1 c0" in _open_names(derive_state(h.records, elitist))
@@ -295,8 +332,9 @@ def test_without_elitism_the_particle_may_get_worse() -> None:
 
 
 def test_elitism_keeps_a_better_parent_and_drops_a_worse_one() -> None:
-    elitist = GASizes(n_particles=2, init_factor=2, steps=2, mutations=2, max_redraws=3,
-                      elitism=True)
+    elitist = GASizes(
+        n_particles=2, init_factor=2, steps=2, mutations=2, max_redraws=3, elitism=True
+    )
     h = History()
     _init_done(h, [0.5, 0.6, 0.7, 0.8])
     h.add("p0 s0", C, 0.95)
@@ -384,22 +422,42 @@ def test_an_unfinished_reevaluation_keeps_the_search_open() -> None:
 
 def _summary(state) -> tuple:  # type: ignore[no-untyped-def]
     particles = [
-        (p.index, p.origin.number, p.selections, p.done, p.reeval.decided_by,
-         [c.decided_by for c in p.children], state.lineage(p.index))
+        (
+            p.index,
+            p.origin.number,
+            p.selections,
+            p.done,
+            p.reeval.decided_by,
+            [c.decided_by for c in p.children],
+            state.lineage(p.index),
+        )
         for p in state.particles
     ]
     open_slots = [(o.slot, o.source, o.mutate) for o in state.open_slots]
-    return (state.ranking, open_slots, state.finished, state.n_decided, state.retry_waiting,
-            particles)
+    return (
+        state.ranking,
+        open_slots,
+        state.finished,
+        state.n_decided,
+        state.retry_waiting,
+        particles,
+    )
 
 
-def _finish(record: TrialRecord, state: TrialState, value: float | None,
-            clock: int) -> TrialRecord:
-    return TrialRecord(number=record.number, state=state, value=value, slot=record.slot,
-                       equation=record.equation, behaviour=record.behaviour,
-                       has_genome=record.has_genome,
-                       completed=_T0 + datetime.timedelta(seconds=clock),
-                       retry_of=record.retry_of)
+def _finish(
+    record: TrialRecord, state: TrialState, value: float | None, clock: int
+) -> TrialRecord:
+    return TrialRecord(
+        number=record.number,
+        state=state,
+        value=value,
+        slot=record.slot,
+        equation=record.equation,
+        behaviour=record.behaviour,
+        has_genome=record.has_genome,
+        completed=_T0 + datetime.timedelta(seconds=clock),
+        retry_of=record.retry_of,
+    )
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -409,8 +467,9 @@ def test_a_memo_gives_the_same_state_as_a_fresh_derivation(seed: int, elitism: b
     succeed, fail or crash; some crashes get a queued retry, some only later. After every
     event, a long-lived memo and a fresh derivation must agree."""
     rng = random.Random(seed)
-    sizes = GASizes(n_particles=3, init_factor=2, steps=3, mutations=2, max_redraws=2,
-                    elitism=elitism)
+    sizes = GASizes(
+        n_particles=3, init_factor=2, steps=3, mutations=2, max_redraws=2, elitism=elitism
+    )
     records: list[TrialRecord] = []
     pending_retries: list[int] = []
     memo = DeriveMemo()
@@ -423,10 +482,17 @@ def test_a_memo_gives_the_same_state_as_a_fresh_derivation(seed: int, elitism: b
         roll = rng.random()
         if pending_retries and roll < 0.1:
             failed = records[pending_retries.pop(0)]
-            records.append(TrialRecord(
-                number=len(records), state=W, slot=failed.slot, equation=failed.equation,
-                behaviour=failed.behaviour, has_genome=True,
-                retry_of=failed.retry_of + (failed.number,)))
+            records.append(
+                TrialRecord(
+                    number=len(records),
+                    state=W,
+                    slot=failed.slot,
+                    equation=failed.equation,
+                    behaviour=failed.behaviour,
+                    has_genome=True,
+                    retry_of=failed.retry_of + (failed.number,),
+                )
+            )
         elif held and (roll < 0.55 or not fresh.open_slots):
             k = rng.choice(held)
             outcome = rng.random()
@@ -445,10 +511,16 @@ def test_a_memo_gives_the_same_state_as_a_fresh_derivation(seed: int, elitism: b
             if candidates:
                 slot = rng.choice(candidates)
                 number = len(records)
-                records.append(TrialRecord(number=number, state=R, slot=slot,
-                                           equation=f"e{rng.randrange(40)}",
-                                           behaviour=f"b{rng.randrange(40)}",
-                                           has_genome=rng.random() > 0.03))
+                records.append(
+                    TrialRecord(
+                        number=number,
+                        state=R,
+                        slot=slot,
+                        equation=f"e{rng.randrange(40)}",
+                        behaviour=f"b{rng.randrange(40)}",
+                        has_genome=rng.random() > 0.03,
+                    )
+                )
     assert derive_state(records, sizes).n_decided > 0
 
 
@@ -496,8 +568,9 @@ def test_a_claim_yields_to_a_lower_numbered_rival() -> None:
     frozen_second = study._storage.get_trial(second._trial_id)
     assert not sampler._claim(study, frozen_second, Slot.parse(taken), heartbeat=False)
     frozen_first = study._storage.get_trial(first._trial_id)
-    assert sampler._claim(study, frozen_first, Slot.parse(_slot_of(study, second)),
-                          heartbeat=False)
+    assert sampler._claim(
+        study, frozen_first, Slot.parse(_slot_of(study, second)), heartbeat=False
+    )
 
 
 def test_a_full_search_decides_every_slot_once_and_stops() -> None:
@@ -509,7 +582,8 @@ def test_a_full_search_decides_every_slot_once_and_stops() -> None:
     n_slots = 2 * 2 + 2 * (1 + 2 * 2)
     assert len(study.trials) == n_slots == sampler.n_slots  # sphere losses never fail
     assert sorted(slots) == sorted(
-        [f"init {j}" for j in range(4)] + [f"p{i} s0" for i in range(2)]
+        [f"init {j}" for j in range(4)]
+        + [f"p{i} s0" for i in range(2)]
         + [f"p{i} s{s} c{c}" for i in range(2) for s in (1, 2) for c in range(2)]
     )
     assert sampler.is_finished(study) and sampler.n_decided(study) == n_slots
@@ -522,8 +596,9 @@ def test_lineage_follows_the_selection() -> None:
     study = _study()
     study.optimize(_sphere_objective, n_trials=500, callbacks=[StopWhenFinished()])
     by_slot = {t.user_attrs["slot"]: t for t in study.trials}
-    ranked = sorted((by_slot[f"init {j}"] for j in range(4)),
-                    key=lambda t: (-(t.value or 0.0), t.number))
+    ranked = sorted(
+        (by_slot[f"init {j}"] for j in range(4)), key=lambda t: (-(t.value or 0.0), t.number)
+    )
     for particle in range(2):
         origin = ranked[particle]
         assert by_slot[f"p{particle} s0"].user_attrs["parent"] == origin.number
@@ -564,8 +639,9 @@ def test_failed_children_are_redrawn_as_new_mutants() -> None:
         return -(integrity_check(genome).loss or 0.0)
 
     study.optimize(objective, n_trials=500, callbacks=[StopWhenFinished()])
-    attempts = {c: [t for t in study.trials if t.user_attrs.get("slot") == f"p0 s1 c{c}"]
-                for c in range(2)}
+    attempts = {
+        c: [t for t in study.trials if t.user_attrs.get("slot") == f"p0 s1 c{c}"] for c in range(2)
+    }
     for tries in attempts.values():
         assert len(tries) == TINY["max_redraws"]
         assert len({t.user_attrs["equation"] for t in tries}) == len(tries)
@@ -671,27 +747,34 @@ def test_workers_with_a_different_config_are_refused() -> None:
     study = _study()
     study.ask()
     other = ParticleSampler(**{**TINY, "n_particles": 3})
-    clash = optuna.load_study(study_name=study.study_name, storage=study._storage,
-                              sampler=other)
+    clash = optuna.load_study(study_name=study.study_name, storage=study._storage, sampler=other)
     with pytest.raises(NOSError, match="n_particles=3"):
         clash.ask()
-    assert study._storage.get_study_system_attrs(study._study_id)[GA_CONFIG_ATTR][
-        "n_particles"] == 2
+    assert (
+        study._storage.get_study_system_attrs(study._study_id)[GA_CONFIG_ATTR]["n_particles"] == 2
+    )
     assert study.trials[-1].state == optuna.trial.TrialState.FAIL
 
 
-@pytest.mark.parametrize("kwargs,name", [({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
-                                         ({"space": "nope"}, "nope"),
-                                         ({"poll_interval": 0}, "poll_interval"),
-                                         ({"elitism": "yes"}, "elitism"),
-                                         ({"mutations": 0}, "mutations")])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"space": "nope"}, "nope"),
+        ({"poll_interval": 0}, "poll_interval"),
+        ({"elitism": "yes"}, "elitism"),
+        ({"mutations": 0}, "mutations"),
+    ],
+)
 def test_bad_sampler_arguments_name_the_value(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(NOSError, match=name):
         ParticleSampler(**kwargs)  # type: ignore[arg-type]
 
 
 def test_multi_objective_studies_are_refused() -> None:
-    study = optuna.create_study(directions=["maximize", "minimize"],
-                                sampler=ParticleSampler(**TINY))
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=ParticleSampler(**TINY)
+    )
     with pytest.raises(ValueError):
         study.ask()

@@ -42,18 +42,36 @@ def test_password_never_in_output_errors_or_attrs(postgres_url: str, tmp_path: P
     config = tmp_path / "c.toml"
     config.write_text(CONFIG)
     outputs = []
-    run = run_cli("run", "--config", str(config), "--storage", url, "--study", "s",
-               "--no-baselines", cwd=tmp_path)
+    run = run_cli(
+        "run",
+        "--config",
+        str(config),
+        "--storage",
+        url,
+        "--study",
+        "s",
+        "--no-baselines",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr.replace(PASSWORD, "***")
     outputs.append(run)
-    for args in (["leaderboard"], ["show", "0"], ["export", "0"], ["worker", "--n-trials", "1"],
-                 ["show", "9999"], ["worker", "--study", "no-such-study"]):
+    for args in (
+        ["leaderboard"],
+        ["show", "0"],
+        ["export", "0"],
+        ["worker", "--n-trials", "1"],
+        ["show", "9999"],
+        ["worker", "--study", "no-such-study"],
+    ):
         rest = args if "--study" in args else [*args, "--study", "s"]
         outputs.append(run_cli(*rest, "--storage", url, cwd=tmp_path))
     # Errors that quote the URL: unknown database, refused port, a malformed URL.
     server, _ = url.rsplit("/", 1)
-    for bad in (f"{server}/no_such_database_x", url.replace(":5432", ":1"),
-                url.replace("@", "@@").replace("://", ":/")):
+    for bad in (
+        f"{server}/no_such_database_x",
+        url.replace(":5432", ":1"),
+        url.replace("@", "@@").replace("://", ":/"),
+    ):
         outputs.append(run_cli("leaderboard", "--storage", bad, cwd=tmp_path))
     assert [o.returncode for o in outputs[-4:]] == [2, 2, 2, 2]
     for done in outputs:
@@ -87,8 +105,10 @@ def _sources() -> list[Path]:
 
 
 def _keyword_true(call: ast.Call, name: str) -> bool:
-    return any(k.arg == name and isinstance(k.value, ast.Constant) and k.value.value is True
-               for k in call.keywords)
+    return any(
+        k.arg == name and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
 
 
 def _dotted(node: ast.AST) -> str:
@@ -105,14 +125,19 @@ def unsafe_uses(path: Path, tree: ast.AST) -> list[tuple[str, str, int]]:
     found: list[tuple[str, str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
                 else [node.module or ""]
-            found += [(rel, n.split(".")[0], node.lineno) for n in names
-                      if n.split(".")[0] in UNSAFE_MODULES]
+            )
+            found += [
+                (rel, n.split(".")[0], node.lineno)
+                for n in names
+                if n.split(".")[0] in UNSAFE_MODULES
+            ]
         elif isinstance(node, ast.Call):
             name = _dotted(node.func)
-            if name in ("eval", "exec", "compile", "__import__", "builtins.eval",
-                        "builtins.exec"):
+            if name in ("eval", "exec", "compile", "__import__", "builtins.eval", "builtins.exec"):
                 found.append((rel, name, node.lineno))
             elif name == "torch.load" or name.endswith(".torch.load"):
                 if not _keyword_true(node, "weights_only"):
@@ -154,15 +179,15 @@ def test_the_search_catches_each_construct(snippet: str, expected: str) -> None:
 
 def test_the_search_ignores_safe_lookalikes() -> None:
     path = ROOT / "optuna_nos" / "probe.py"
-    safe = ("model.eval()\n# pickle is never used\ntorch.load(p, weights_only=True)\n"
-            "x = 'eval(1)'\n")
+    safe = (
+        "model.eval()\n# pickle is never used\ntorch.load(p, weights_only=True)\nx = 'eval(1)'\n"
+    )
     assert unsafe_uses(path, ast.parse(safe)) == []
 
 
 def test_readme_dashboard_binds_localhost() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    commands = [line for line in readme.splitlines()
-                if re.match(r"\s*optuna-dashboard\s", line)]
+    commands = [line for line in readme.splitlines() if re.match(r"\s*optuna-dashboard\s", line)]
     assert commands, "the README shows no optuna-dashboard command"
     for line in commands:
         assert re.search(r"--host[ =]127\.0\.0\.1(\s|$)", line), line

@@ -32,8 +32,9 @@ def sigmoid(x: float) -> float:
 
 
 def i1e_series(x: float) -> float:
-    total = sum((x / 2.0) ** (2 * k + 1) / (math.factorial(k) * math.factorial(k + 1))
-                for k in range(60))
+    total = sum(
+        (x / 2.0) ** (2 * k + 1) / (math.factorial(k) * math.factorial(k + 1)) for k in range(60)
+    )
     return math.exp(-abs(x)) * total
 
 
@@ -55,13 +56,28 @@ DECAY_UNARY_CLOSED_FORMS = {
 DECAY_BINARY_CLOSED_FORMS = {code: BINARY_CLOSED_FORMS[code] for code in range(7)}
 #: The decay print formats of the released log (sigmoid's missing paren included).
 RELEASED_DECAY_UNARY = {
-    0: "1/(1+exp(-{x})", 1: "deriv_soft({x})", 2: "erf({x})", 3: "erfc({x})", 4: "tanh({x})",
-    5: "arctan({x})", 6: "bessel_i1e({x})", 7: "({x})^2", 8: "sqrt({x})", 9: "{x}/(1+|{x}|)",
-    10: "deriv_tanh({x})", 11: "deriv_sig({x})", 12: "id({x})",
+    0: "1/(1+exp(-{x})",
+    1: "deriv_soft({x})",
+    2: "erf({x})",
+    3: "erfc({x})",
+    4: "tanh({x})",
+    5: "arctan({x})",
+    6: "bessel_i1e({x})",
+    7: "({x})^2",
+    8: "sqrt({x})",
+    9: "{x}/(1+|{x}|)",
+    10: "deriv_tanh({x})",
+    11: "deriv_sig({x})",
+    12: "id({x})",
 }
 RELEASED_DECAY_BINARY = {
-    0: "({x})+({y})", 1: "({x})-({y})", 2: "({x})*({y})", 3: "max({x}, {y})",
-    4: "min({x}, {y})", 5: "({x}) / ({y})", 6: "({x}) / (sqrt(1+({y})^2))",
+    0: "({x})+({y})",
+    1: "({x})-({y})",
+    2: "({x})*({y})",
+    3: "max({x}, {y})",
+    4: "min({x}, {y})",
+    5: "({x}) / ({y})",
+    6: "({x}) / (sqrt(1+({y})^2))",
 }
 
 
@@ -98,15 +114,17 @@ def test_tables_hold_exactly_the_spec_decay_ops() -> None:
 @pytest.mark.parametrize("code", sorted(DECAY_UNARY_CLOSED_FORMS))
 def test_decay_unary_op_matches_closed_form(code: int) -> None:
     points = [(x,) for x in SAMPLES]
-    assert_closed_form(DECAY_UNARY_OPS[code].fn(*columns(points)).tolist(), points,
-                       DECAY_UNARY_CLOSED_FORMS[code])
+    assert_closed_form(
+        DECAY_UNARY_OPS[code].fn(*columns(points)).tolist(), points, DECAY_UNARY_CLOSED_FORMS[code]
+    )
 
 
 @pytest.mark.parametrize("code", sorted(DECAY_BINARY_CLOSED_FORMS))
 def test_decay_binary_op_matches_closed_form(code: int) -> None:
     pairs = [(x, y) for x in SAMPLES for y in (-0.3, 0.0, 0.4, 1.0)]
-    assert_closed_form(DECAY_BINARY_OPS[code].fn(*columns(pairs)).tolist(), pairs,
-                       DECAY_BINARY_CLOSED_FORMS[code])
+    assert_closed_form(
+        DECAY_BINARY_OPS[code].fn(*columns(pairs)).tolist(), pairs, DECAY_BINARY_CLOSED_FORMS[code]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BASE_SCHEDULES))
@@ -148,8 +166,9 @@ def test_decay_values_of_composite_decays() -> None:
         "1/(1+exp(-a11)": lambda t: sigmoid(a["a11"][t]),
         "min(a12, a9)": lambda t: min(a["a12"][t], a["a9"][t]),
         "deriv_tanh(tanh(a14))": lambda t: 1.0 - math.tanh(math.tanh(a["a14"][t])) ** 2,
-        "(a2) / (sqrt(1+((a12) / (a9))^2))": lambda t: a["a2"][t] / math.sqrt(
-            1.0 + (a["a12"][t] / (a["a9"][t] + 1e-7)) ** 2),
+        "(a2) / (sqrt(1+((a12) / (a9))^2))": lambda t: (
+            a["a2"][t] / math.sqrt(1.0 + (a["a12"][t] / (a["a9"][t] + 1e-7)) ** 2)
+        ),
         "tanh(a3)/(1+|tanh(a3)|)": lambda t: math.tanh(a["a3"][t]) / (1 + math.tanh(a["a3"][t])),
         "(erfc(a5))-(a1)": lambda t: math.erfc(a["a5"][t]) - a["a1"][t],
     }
@@ -160,13 +179,15 @@ def test_decay_values_of_composite_decays() -> None:
 
 
 def test_hidden_decay_node_counts_only_when_the_root_reads_it() -> None:
-    unused = Decay(root=DecayNode((3,), unary_op=12), hidden=DecayNode((5,), unary_op=7),
-                   hidden_flag=True)
+    unused = Decay(
+        root=DecayNode((3,), unary_op=12), hidden=DecayNode((5,), unary_op=7), hidden_flag=True
+    )
     assert not unused.uses_hidden
     assert format_decay(unused) == "id(a4)"
     assert decay_values(unused, 20).tolist() == base_schedule("a4", 20).tolist()
-    used = Decay(root=DecayNode((DECAY_HIDDEN, 0), binary_op=2), hidden=DecayNode((5,),
-                                                                                  unary_op=7))
+    used = Decay(
+        root=DecayNode((DECAY_HIDDEN, 0), binary_op=2), hidden=DecayNode((5,), unary_op=7)
+    )
     assert used.uses_hidden
     assert format_decay(used) == "((a6)^2)*(a1)"
 

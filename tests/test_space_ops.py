@@ -62,17 +62,44 @@ UNARY_CLOSED_FORMS = {
 
 #: The print formats of the released log.
 RELEASED_UNARY_FORMATS = {
-    -1: "id({x})", 0: "-({x})", 1: "ln(|{x}|)", 2: "sqrt(|{x}|)", 3: "exp({x})",
-    4: "|{x}|", 5: "sig({x})", 6: "1/(1+|{x}|)", 7: "ln(|1+exp({x})|)", 8: "erf({x})",
-    9: "erfc({x})", 10: "arcsinh({x})", 11: "tanh({x})", 12: "arctan({x})", 13: "1/({x})",
-    14: "bessel_i1e({x})", 15: "max({x}, 0)", 16: "min({x}, 0)", 17: "drop({x}, 0.5)",
-    18: "drop({x}, 0.3)", 19: "drop({x}, 0.1)", 20: "norm({x})", 21: "{x}/(1+|{x}|)",
-    22: "expMovAvg({x})", 23: "deltaChange({x})", 24: "MaxValue({x})",
+    -1: "id({x})",
+    0: "-({x})",
+    1: "ln(|{x}|)",
+    2: "sqrt(|{x}|)",
+    3: "exp({x})",
+    4: "|{x}|",
+    5: "sig({x})",
+    6: "1/(1+|{x}|)",
+    7: "ln(|1+exp({x})|)",
+    8: "erf({x})",
+    9: "erfc({x})",
+    10: "arcsinh({x})",
+    11: "tanh({x})",
+    12: "arctan({x})",
+    13: "1/({x})",
+    14: "bessel_i1e({x})",
+    15: "max({x}, 0)",
+    16: "min({x}, 0)",
+    17: "drop({x}, 0.5)",
+    18: "drop({x}, 0.3)",
+    19: "drop({x}, 0.1)",
+    20: "norm({x})",
+    21: "{x}/(1+|{x}|)",
+    22: "expMovAvg({x})",
+    23: "deltaChange({x})",
+    24: "MaxValue({x})",
 }
 RELEASED_BINARY_FORMATS = {
-    0: "({x})+({y})", 1: "({x})-({y})", 2: "({x})*({y})", 3: "max({x}, {y})",
-    4: "min({x}, {y})", 5: "({x}) / ({y})", 6: "({x}) / (sqrt(1+({y})^2))",
-    7: "clip({x}, {y})", 8: "(0.95*({x})+0.05*({y}))", 9: "(|{x}|)^({y})",
+    0: "({x})+({y})",
+    1: "({x})-({y})",
+    2: "({x})*({y})",
+    3: "max({x}, {y})",
+    4: "min({x}, {y})",
+    5: "({x}) / ({y})",
+    6: "({x}) / (sqrt(1+({y})^2))",
+    7: "clip({x}, {y})",
+    8: "(0.95*({x})+0.05*({y}))",
+    9: "(|{x}|)^({y})",
 }
 
 
@@ -103,8 +130,9 @@ def test_binary_print_format_matches_spec(code: int) -> None:
 
 @pytest.mark.parametrize("code", sorted(UNARY_CLOSED_FORMS))
 def test_stateless_unary_op_matches_closed_form(code: int) -> None:
-    assert_closed_form(run_unary(code, list(SAMPLES)), [(x,) for x in SAMPLES],
-                       UNARY_CLOSED_FORMS[code])
+    assert_closed_form(
+        run_unary(code, list(SAMPLES)), [(x,) for x in SAMPLES], UNARY_CLOSED_FORMS[code]
+    )
 
 
 def test_i1e_known_values() -> None:
@@ -173,8 +201,9 @@ def run_stateful(code: int, sequence: list[float], bias_steps: list[int]) -> lis
     state = torch.zeros(1, dtype=torch.float64)
     outs = []
     for x, k in zip(sequence, bias_steps, strict=True):
-        out, state = op.step(torch.tensor([x], dtype=torch.float64), state,
-                             OpContext(ema_bias_step=k))
+        out, state = op.step(
+            torch.tensor([x], dtype=torch.float64), state, OpContext(ema_bias_step=k)
+        )
         outs.append(float(out[0]))
     return outs
 
@@ -207,16 +236,18 @@ def test_max_value_is_a_running_maximum_from_zero() -> None:
 
 @pytest.mark.parametrize("code", sorted(BINARY_CLOSED_FORMS))
 def test_binary_op_matches_closed_form(code: int) -> None:
-    assert_closed_form(BINARY_OPS[code].fn(*columns(PAIRS)).tolist(), PAIRS,
-                       BINARY_CLOSED_FORMS[code])
+    assert_closed_form(
+        BINARY_OPS[code].fn(*columns(PAIRS)).tolist(), PAIRS, BINARY_CLOSED_FORMS[code]
+    )
 
 
 def test_pow_special_cases() -> None:
     zero = torch.zeros(3, dtype=torch.float64)
     out = BINARY_OPS[9].fn(zero, torch.tensor([0.0, -1.0, 2.0], dtype=torch.float64))
     assert out.tolist() == [1.0, math.inf, 0.0]
-    negative_base = BINARY_OPS[9].fn(torch.tensor([-4.0], dtype=torch.float64),
-                                      torch.tensor([0.5], dtype=torch.float64))
+    negative_base = BINARY_OPS[9].fn(
+        torch.tensor([-4.0], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    )
     assert negative_base.tolist() == [2.0]
 
 

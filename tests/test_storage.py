@@ -15,14 +15,17 @@ from optuna_nos.study.storage import make_storage, normalize_url, redact_url
 SECRET = "s3cr3t-Pa55"
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("postgresql://u@h:5432/db", "postgresql+psycopg2://u@h:5432/db"),
-    ("postgres://u:p@h/db", "postgresql+psycopg2://u:p@h/db"),
-    ("PostgreSQL://h/db", "postgresql+psycopg2://h/db"),
-    ("postgresql+psycopg2://h/db", "postgresql+psycopg2://h/db"),
-    ("sqlite:///optuna.db", "sqlite:///optuna.db"),
-    ("  mysql+pymysql://u@h/db ", "mysql+pymysql://u@h/db"),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("postgresql://u@h:5432/db", "postgresql+psycopg2://u@h:5432/db"),
+        ("postgres://u:p@h/db", "postgresql+psycopg2://u:p@h/db"),
+        ("PostgreSQL://h/db", "postgresql+psycopg2://h/db"),
+        ("postgresql+psycopg2://h/db", "postgresql+psycopg2://h/db"),
+        ("sqlite:///optuna.db", "sqlite:///optuna.db"),
+        ("  mysql+pymysql://u@h/db ", "mysql+pymysql://u@h/db"),
+    ],
+)
 def test_bare_postgres_urls_get_the_psycopg2_driver(url: str, expected: str) -> None:
     assert normalize_url(url) == expected
 
@@ -33,25 +36,36 @@ def test_empty_urls_are_refused(url: object) -> None:
         normalize_url(url)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("url,expected", [
-    (f"postgresql://nos:{SECRET}@db.example:5432/study",
-     "postgresql://nos:***@db.example:5432/study"),
-    (f"postgresql://nos:{SECRET}@h/db?sslmode=require",
-     "postgresql://nos:***@h/db?sslmode=require"),
-    (f"postgresql://nos:pa@ss{SECRET}@h/db", "postgresql://nos:***@h/db"),
-    (f"postgresql://h/db?user=nos&password={SECRET}", "postgresql://h/db?user=nos&password=***"),
-    (f"broken url://nos:{SECRET}@h", "broken url://nos:***@h"),
-    ("postgresql://nos@h/db", "postgresql://nos@h/db"),
-    ("sqlite:////tmp/a:b@c.db", "sqlite:////tmp/a:b@c.db"),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        (
+            f"postgresql://nos:{SECRET}@db.example:5432/study",
+            "postgresql://nos:***@db.example:5432/study",
+        ),
+        (
+            f"postgresql://nos:{SECRET}@h/db?sslmode=require",
+            "postgresql://nos:***@h/db?sslmode=require",
+        ),
+        (f"postgresql://nos:pa@ss{SECRET}@h/db", "postgresql://nos:***@h/db"),
+        (
+            f"postgresql://h/db?user=nos&password={SECRET}",
+            "postgresql://h/db?user=nos&password=***",
+        ),
+        (f"broken url://nos:{SECRET}@h", "broken url://nos:***@h"),
+        ("postgresql://nos@h/db", "postgresql://nos@h/db"),
+        ("sqlite:////tmp/a:b@c.db", "sqlite:////tmp/a:b@c.db"),
+    ],
+)
 def test_passwords_are_redacted(url: str, expected: str) -> None:
     assert redact_url(url) == expected
     assert SECRET not in redact_url(url)
 
 
 def test_sqlite_storage_has_heartbeat_and_retries(tmp_path: Path) -> None:
-    storage = make_storage(f"sqlite:///{tmp_path / 'x.db'}", heartbeat_interval=1,
-                           grace_period=2, max_retry=5)
+    storage = make_storage(
+        f"sqlite:///{tmp_path / 'x.db'}", heartbeat_interval=1, grace_period=2, max_retry=5
+    )
     assert isinstance(storage, RDBStorage)
     assert storage.get_heartbeat_interval() == 1 and storage.grace_period == 2
     callback = storage.get_heartbeat_stale_trial_callback()
@@ -66,15 +80,19 @@ def test_no_heartbeat_means_no_retry_callback(tmp_path: Path) -> None:
     assert storage.get_heartbeat_stale_trial_callback() is None
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"heartbeat_interval": 0}, "heartbeat_interval"),
-    ({"heartbeat_interval": 1.5}, "heartbeat_interval"),
-    ({"grace_period": -1}, "grace_period"),
-    ({"heartbeat_interval": None, "grace_period": 5}, "grace_period"),
-    ({"max_retry": -1}, "max_retry"),
-])
-def test_bad_arguments_name_the_value(tmp_path: Path, kwargs: dict[str, object],
-                                      name: str) -> None:
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"heartbeat_interval": 0}, "heartbeat_interval"),
+        ({"heartbeat_interval": 1.5}, "heartbeat_interval"),
+        ({"grace_period": -1}, "grace_period"),
+        ({"heartbeat_interval": None, "grace_period": 5}, "grace_period"),
+        ({"max_retry": -1}, "max_retry"),
+    ],
+)
+def test_bad_arguments_name_the_value(
+    tmp_path: Path, kwargs: dict[str, object], name: str
+) -> None:
     with pytest.raises(NOSError, match=name):
         make_storage(f"sqlite:///{tmp_path / 'x.db'}", **kwargs)  # type: ignore[arg-type]
 

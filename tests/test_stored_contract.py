@@ -16,14 +16,21 @@ CONTRACT = ROOT / "optuna_nos" / "study" / "stored.py"
 #: Every attr name the contract defines (the ``*_ATTR`` constants).
 NAMES = {value for key, value in vars(stored).items() if key.endswith("_ATTR")}
 #: Calls whose first string argument (or second, after a trial/study id) is an attr key.
-ATTR_CALLS = {"set_user_attr", "set_system_attr", "set_trial_user_attr",
-              "set_trial_system_attr", "set_study_user_attr", "set_study_system_attr"}
+ATTR_CALLS = {
+    "set_user_attr",
+    "set_system_attr",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "set_study_user_attr",
+    "set_study_system_attr",
+}
 ATTR_MAPS = {"user_attrs", "system_attrs", "attrs"}
 
 
 def _sources() -> list[Path]:
-    return [path for tree in TREES for path in sorted((ROOT / tree).rglob("*.py"))
-            if path != CONTRACT]
+    return [
+        path for tree in TREES for path in sorted((ROOT / tree).rglob("*.py")) if path != CONTRACT
+    ]
 
 
 def _name(node: ast.expr) -> str:
@@ -38,8 +45,12 @@ def _attr_key_literals(tree: ast.AST) -> list[tuple[int, str]]:
     name used as a key of an attr call, an attr map's ``get`` or subscript, or ``in``."""
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and node.value in NAMES and node.value.startswith(("nos:", "nos.")):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value in NAMES
+            and node.value.startswith(("nos:", "nos."))
+        ):
             found.append((node.lineno, node.value))
         keys: list[ast.expr] = []
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
@@ -49,25 +60,34 @@ def _attr_key_literals(tree: ast.AST) -> list[tuple[int, str]]:
                 keys = list(node.args[:1])
         elif isinstance(node, ast.Subscript) and _name(node.value) in ATTR_MAPS:
             keys = [node.slice]
-        found += [(key.lineno, str(key.value)) for key in keys
-                  if isinstance(key, ast.Constant) and key.value in NAMES]
+        found += [
+            (key.lineno, str(key.value))
+            for key in keys
+            if isinstance(key, ast.Constant) and key.value in NAMES
+        ]
     return found
 
 
 def test_no_stored_attr_name_is_spelled_outside_the_contract() -> None:
-    offences = [f"{path.relative_to(ROOT)}:{line}: {value!r}"
-                for path in _sources()
-                for line, value in _attr_key_literals(ast.parse(path.read_text()))]
-    assert not offences, "stored attr names outside optuna_nos/study/stored.py:\n" + \
-        "\n".join(sorted(set(offences)))
+    offences = [
+        f"{path.relative_to(ROOT)}:{line}: {value!r}"
+        for path in _sources()
+        for line, value in _attr_key_literals(ast.parse(path.read_text()))
+    ]
+    assert not offences, "stored attr names outside optuna_nos/study/stored.py:\n" + "\n".join(
+        sorted(set(offences))
+    )
 
 
 def test_the_grep_finds_a_planted_literal() -> None:
-    planted = ast.parse('trial.set_user_attr("nos.reason", "x")\n'
-                        'trial.user_attrs.get("slot")\n'
-                        'x = "nos:slot"\n')
-    assert {value for _, value in _attr_key_literals(planted)} == \
-        {"nos.reason", "slot", "nos:slot"}
+    planted = ast.parse(
+        'trial.set_user_attr("nos.reason", "x")\ntrial.user_attrs.get("slot")\nx = "nos:slot"\n'
+    )
+    assert {value for _, value in _attr_key_literals(planted)} == {
+        "nos.reason",
+        "slot",
+        "nos:slot",
+    }
 
 
 def test_the_ga_record_round_trips_and_refuses_another_version() -> None:
@@ -78,8 +98,9 @@ def test_the_ga_record_round_trips_and_refuses_another_version() -> None:
     stored.write_ga_record(storage, study_id, record)
     assert stored.read_ga_record(storage, study_id) == record
     assert record["version"] == stored.GA_RECORD_VERSION
-    storage.set_study_system_attr(study_id, stored.GA_CONFIG_ATTR,
-                                  {**record, "version": stored.GA_RECORD_VERSION + 1})
+    storage.set_study_system_attr(
+        study_id, stored.GA_CONFIG_ATTR, {**record, "version": stored.GA_RECORD_VERSION + 1}
+    )
     try:
         stored.read_ga_record(storage, study_id)
     except NOSError as exc:

@@ -24,8 +24,9 @@ CONFIG_A = {"ga": {"n_particles": 2}}
 CONFIG_B = {"ga": {"n_particles": 3}}
 
 
-def test_concurrent_inits_store_one_config(postgres_url: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_inits_store_one_config(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_storage(postgres_url)  # the schema, so that both inits race only on the config
     both_read = threading.Barrier(2, timeout=30)
     real_read = study_setup.stored_config
@@ -50,8 +51,10 @@ def test_concurrent_inits_store_one_config(postgres_url: str,
         except NOSError as exc:
             outcomes[name] = str(exc)
 
-    threads = [threading.Thread(target=init, args=(name, raw))
-               for name, raw in (("a", CONFIG_A), ("b", CONFIG_B))]
+    threads = [
+        threading.Thread(target=init, args=(name, raw))
+        for name, raw in (("a", CONFIG_A), ("b", CONFIG_B))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -67,7 +70,8 @@ def test_concurrent_inits_store_one_config(postgres_url: str,
 
 
 def test_a_study_whose_config_could_not_be_stored_is_removed(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
 
     def fail(*args: Any) -> bool:
@@ -88,7 +92,8 @@ def test_a_loaded_study_is_kept_when_its_config_differs(tmp_path: Any) -> None:
 
 
 def test_schema_created_by_a_competitor_meanwhile_is_retried(
-        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from optuna.storages._rdb import models
 
     metadata = models.BaseModel.metadata

@@ -43,8 +43,10 @@ def _run_on_terminal(*args: str, cwd: Path) -> str:
 
 
 def test_eta_is_slots_left_times_mean_duration_per_fidelity() -> None:
-    assert eta_seconds({"init": 2, "evolution": 3}, {"init": 1.0, "evolution": 4.0}) \
-        == (14.0, True)
+    assert eta_seconds({"init": 2, "evolution": 3}, {"init": 1.0, "evolution": 4.0}) == (
+        14.0,
+        True,
+    )
     assert eta_seconds({"init": 2, "evolution": 3}, {"init": 1.0}) == (5.0, False)
     assert eta_seconds({"init": 0, "evolution": 3}, {}) == (None, False)
 
@@ -56,7 +58,7 @@ def test_run_on_a_terminal_and_rerun(tmp_path: Path) -> None:
     output = _run_on_terminal("run", "--config", "c.toml", cwd=tmp_path)
     # each log line starts a terminal line: after the bar was cleared (\r) or a newline
     for match in re.finditer(r"trial \d+ (init|p\d)", output):
-        assert output[match.start() - 1] in "\r\n", output[match.start() - 80:match.end()]
+        assert output[match.start() - 1] in "\r\n", output[match.start() - 80 : match.end()]
     assert "baselines: 100%" in output and "4/4" in output
     bars = re.findall(r"slots decided: (\d+)/(\d+) ", output)
     assert bars and bars[-1][0] == bars[-1][1] == "10"  # 4 initial + 2 x (1 + 1 x 2)
@@ -69,7 +71,7 @@ def test_run_on_a_terminal_and_rerun(tmp_path: Path) -> None:
     assert "the search is finished" in rerun
     assert len(optuna.load_study(study_name="optuna-nos", storage=storage).trials) == before
 
-    board = rerun[rerun.index("leaderboard of study"):].splitlines()
+    board = rerun[rerun.index("leaderboard of study") :].splitlines()
     assert any("baseline adam" in line for line in board)
     equations = [line.split(None, 4)[-1] for line in board[2:] if re.match(r"\s+\d+ ", line)]
     assert equations and len(equations) == len(set(equations))  # one row per genome
@@ -113,12 +115,24 @@ def test_racing_workers_score_the_baselines_once(postgres_url: str, tmp_path: Pa
 
     (tmp_path / "c.toml").write_text(CONFIG)
     env = cli_env()
-    subprocess.run(cli_command("init", "--storage", postgres_url, "--study", "b", "--config",
-                               "c.toml"), cwd=tmp_path, env=env, check=True, capture_output=True)
-    workers = [subprocess.Popen(cli_command("worker", "--storage", postgres_url, "--study", "b",
-                                            "--n-trials", "1"), cwd=tmp_path, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-               for _ in range(3)]
+    subprocess.run(
+        cli_command("init", "--storage", postgres_url, "--study", "b", "--config", "c.toml"),
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    workers = [
+        subprocess.Popen(
+            cli_command("worker", "--storage", postgres_url, "--study", "b", "--n-trials", "1"),
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     logs = [w.communicate(timeout=300)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0], logs
     assert sum("scoring the baselines" in log for log in logs) == 1

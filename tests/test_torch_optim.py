@@ -36,8 +36,9 @@ DROP_50, DROP_30 = 17, 18
 _FILLER = Node(inputs=(G,))
 
 
-def genome(root: Node, *hidden: Node, momentum: Momentum = Momentum.NONE,
-           flip: bool = False) -> Genome:
+def genome(
+    root: Node, *hidden: Node, momentum: Momentum = Momentum.NONE, flip: bool = False
+) -> Genome:
     """A genome whose hidden nodes n0.. are ``hidden``; unused slots are inactive."""
     nodes = (*hidden, *[_FILLER] * (5 - len(hidden)))
     return Genome(hidden=nodes, root=root, momentum=momentum, flip=flip)
@@ -137,8 +138,9 @@ def test_momentum_genome_equals_sgd_momentum() -> None:
     """
     lr = 0.05
     ours, theirs = make_model(), make_model()
-    opt = GenomeOptimizer(ours.parameters(), identity_of(G, momentum=Momentum.MOMENTUM), lr=lr,
-                          momentum=0.9)
+    opt = GenomeOptimizer(
+        ours.parameters(), identity_of(G, momentum=Momentum.MOMENTUM), lr=lr, momentum=0.9
+    )
     sgd = torch.optim.SGD(theirs.parameters(), lr=lr, momentum=0.9)
     train(ours, opt, range(120))
     train(theirs, sgd, range(120))
@@ -150,7 +152,8 @@ def test_momentum_genome_equals_sgd_momentum() -> None:
 def test_param_groups_each_use_their_lr() -> None:
     ours, theirs = make_model(), make_model()
     groups = lambda m: [  # noqa: E731
-        {"params": m[0].parameters()}, {"params": m[2].parameters(), "lr": 0.01},
+        {"params": m[0].parameters()},
+        {"params": m[2].parameters(), "lr": 0.01},
     ]
     opt = GenomeOptimizer(groups(ours), identity_of(G), lr=0.1)
     sgd = torch.optim.SGD(groups(theirs), lr=0.1)
@@ -223,8 +226,15 @@ def test_lr_schedule_warmup_hold_cosine(paper_mode: bool) -> None:
     total, warmup, hold, lr = 40, 8, 6, 0.5
     settings = PAPER_SETTINGS if paper_mode else DEFAULT_SETTINGS
     p = nn.Parameter(torch.zeros(1, dtype=torch.float64))
-    opt = GenomeOptimizer([p], identity_of(ONE), lr=lr, total_steps=total, warmup_steps=warmup,
-                          hold_steps=hold, settings=settings)
+    opt = GenomeOptimizer(
+        [p],
+        identity_of(ONE),
+        lr=lr,
+        total_steps=total,
+        warmup_steps=warmup,
+        hold_steps=hold,
+        settings=settings,
+    )
     hold_value = 0.0 if paper_mode else lr
     for t in range(total):
         expected = _eta(t, lr, total, warmup, hold, hold_value)
@@ -240,8 +250,14 @@ def test_momentum_cycle() -> None:
     """U = 1, momentum type: m_t = mu_t m_{t-1} - eta_t and w moves by m_t."""
     total, warmup, hold, lr = 50, 10, 5, 0.1
     p = nn.Parameter(torch.zeros(1, dtype=torch.float64))
-    opt = GenomeOptimizer([p], identity_of(ONE, momentum=Momentum.MOMENTUM), lr=lr,
-                          total_steps=total, warmup_steps=warmup, hold_steps=hold)
+    opt = GenomeOptimizer(
+        [p],
+        identity_of(ONE, momentum=Momentum.MOMENTUM),
+        lr=lr,
+        total_steps=total,
+        warmup_steps=warmup,
+        hold_steps=hold,
+    )
     m = 0.0
     for t in range(total):
         mu = _mu(t, total, warmup, hold)
@@ -282,13 +298,22 @@ def _max_step(n: Tensor, x: Tensor, t: int) -> tuple[Tensor, Tensor]:
     return n, n
 
 
-@pytest.mark.parametrize(("op", "recurrence"), [
-    (EXP_MOV_AVG, _ema_step), (DELTA_CHANGE, _delta_step), (MAX_VALUE, _max_step),
-])
+@pytest.mark.parametrize(
+    ("op", "recurrence"),
+    [
+        (EXP_MOV_AVG, _ema_step),
+        (DELTA_CHANGE, _delta_step),
+        (MAX_VALUE, _max_step),
+    ],
+)
 @pytest.mark.parametrize("decayed", [False, True])
 @pytest.mark.parametrize("foreach", [True, False])
-def test_stateful_ops(op: int, recurrence: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]],
-                      decayed: bool, foreach: bool) -> None:
+def test_stateful_ops(
+    op: int,
+    recurrence: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]],
+    decayed: bool,
+    foreach: bool,
+) -> None:
     """U = op(d(t) g) with the op's state fed the decayed value."""
     total, lr = 30, 0.05
     decays = {N0: LINEAR_DECAY} if decayed else {}
@@ -356,28 +381,50 @@ def _battery() -> list[Genome]:
     out = []
     for code in range(-1, 25):
         operand = (QHM_V, G, V_HAT, AGG_S, S_HAT, W4)[code % 6]
-        out.append(genome(Node(inputs=(G, N0), binary_op=ADD), Node(inputs=(operand,),
-                          unary_op=code), momentum=momenta[code % 3]))
+        out.append(
+            genome(
+                Node(inputs=(G, N0), binary_op=ADD),
+                Node(inputs=(operand,), unary_op=code),
+                momentum=momenta[code % 3],
+            )
+        )
     for code in range(10):
-        out.append(genome(Node(inputs=(N0,)), Node(inputs=(G, (SIGN_V, V_HAT, ONE)[code % 3]),
-                          binary_op=code), momentum=momenta[code % 3], flip=code % 2 == 1))
+        out.append(
+            genome(
+                Node(inputs=(N0,)),
+                Node(inputs=(G, (SIGN_V, V_HAT, ONE)[code % 3]), binary_op=code),
+                momentum=momenta[code % 3],
+                flip=code % 2 == 1,
+            )
+        )
     for operand in range(20):
-        out.append(genome(Node(inputs=(N0,), unary_op=11), Node(inputs=(operand,)),
-                          momentum=momenta[operand % 3]))
+        out.append(
+            genome(
+                Node(inputs=(N0,), unary_op=11),
+                Node(inputs=(operand,)),
+                momentum=momenta[operand % 3],
+            )
+        )
     decay_b = Decay(root=DecayNode(inputs=(14, 3), binary_op=2), hidden=DecayNode(inputs=(10,)))
-    out.append(genome(  # decays on several edges, stateful node fed twice, two dropout nodes
-        Node(inputs=(N1, N2), binary_op=8, decays={N2: decay_b}),
-        Node(inputs=(G,), unary_op=DROP_50, decays={G: LINEAR_DECAY}),
-        Node(inputs=(N0, QHM_S), binary_op=6),
-        Node(inputs=(N0,), unary_op=DROP_30),
-        momentum=Momentum.NESTEROV,
-    ))
+    out.append(
+        genome(  # decays on several edges, stateful node fed twice, two dropout nodes
+            Node(inputs=(N1, N2), binary_op=8, decays={N2: decay_b}),
+            Node(inputs=(G,), unary_op=DROP_50, decays={G: LINEAR_DECAY}),
+            Node(inputs=(N0, QHM_S), binary_op=6),
+            Node(inputs=(N0,), unary_op=DROP_30),
+            momentum=Momentum.NESTEROV,
+        )
+    )
     return out
 
 
 def _state_tensors(opt: GenomeOptimizer) -> list[tuple[str, Tensor]]:
-    return [(key, value) for group in opt.param_groups for p in group["params"]
-            for key, value in sorted(opt.state[p].items())]
+    return [
+        (key, value)
+        for group in opt.param_groups
+        for p in group["params"]
+        for key, value in sorted(opt.state[p].items())
+    ]
 
 
 @pytest.mark.parametrize("genome_", _battery(), ids=lambda g: g.equation()[:60])
@@ -385,11 +432,15 @@ def test_foreach_path_equals_reference_bit_for_bit(genome_: Genome) -> None:
     """Same kernels per tensor, so parameters and every state tensor agree exactly."""
     runs = []
     for foreach in (True, False):
-        params = [nn.Parameter(torch.randn(shape, generator=torch.Generator().manual_seed(i),
-                                           dtype=torch.float64))
-                  for i, shape in enumerate([(3, 2, 3), (4,), (2, 5)])]
-        opt = GenomeOptimizer(params, genome_, lr=0.01, total_steps=30, warmup_steps=3, seed=7,
-                              foreach=foreach)
+        params = [
+            nn.Parameter(
+                torch.randn(shape, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
+            )
+            for i, shape in enumerate([(3, 2, 3), (4,), (2, 5)])
+        ]
+        opt = GenomeOptimizer(
+            params, genome_, lr=0.01, total_steps=30, warmup_steps=3, seed=7, foreach=foreach
+        )
         for step in range(20):
             for p in params:  # a gradient that depends on w, without autograd
                 p.grad = torch.sin(2.5 * p.detach() + 0.1 * step) + 0.05 * p.detach()
@@ -408,12 +459,18 @@ def test_foreach_path_equals_reference_bit_for_bit(genome_: Genome) -> None:
 
 RESUME_GENOMES = [
     # Mom ~ (drop(g, 0.5))+(expMovAvg(v hat)): dropout and a stateful node.
-    genome(Node(inputs=(N0, N1), binary_op=ADD), Node(inputs=(G,), unary_op=DROP_50),
-           Node(inputs=(V_HAT,), unary_op=EXP_MOV_AVG), momentum=Momentum.MOMENTUM),
+    genome(
+        Node(inputs=(N0, N1), binary_op=ADD),
+        Node(inputs=(G,), unary_op=DROP_50),
+        Node(inputs=(V_HAT,), unary_op=EXP_MOV_AVG),
+        momentum=Momentum.MOMENTUM,
+    ),
     # Nest ~ drop(deltaChange([id(a1)][g]), 0.3): a decayed edge into a stateful node.
-    genome(Node(inputs=(N0,), unary_op=DROP_30),
-           Node(inputs=(G,), unary_op=DELTA_CHANGE, decays={G: LINEAR_DECAY}),
-           momentum=Momentum.NESTEROV),
+    genome(
+        Node(inputs=(N0,), unary_op=DROP_30),
+        Node(inputs=(G,), unary_op=DELTA_CHANGE, decays={G: LINEAR_DECAY}),
+        momentum=Momentum.NESTEROV,
+    ),
 ]
 
 
@@ -423,8 +480,7 @@ RESUME_GENOMES = [
 def test_resume_is_bit_exact(genome_: Genome, foreach: bool, seed: int | None) -> None:
     """60 straight steps, checkpointed (serialised) after 30; a fresh model and optimizer
     (different seed) loaded from the checkpoint and trained 30 steps end bit-identical."""
-    kwargs: dict[str, Any] = {"lr": 0.05, "total_steps": 80, "warmup_steps": 5,
-                              "foreach": foreach}
+    kwargs: dict[str, Any] = {"lr": 0.05, "total_steps": 80, "warmup_steps": 5, "foreach": foreach}
     straight = make_model()
     opt = GenomeOptimizer(straight.parameters(), genome_, seed=seed, **kwargs)
     train(straight, opt, range(30))
@@ -443,8 +499,9 @@ def test_resume_is_bit_exact(genome_: Genome, foreach: bool, seed: int | None) -
 
     for p, q in zip(straight.parameters(), resumed.parameters(), strict=True):
         same(q, p)
-    for (key_a, a), (key_b, b) in zip(_state_tensors(opt), _state_tensors(opt_resumed),
-                                      strict=True):
+    for (key_a, a), (key_b, b) in zip(
+        _state_tensors(opt), _state_tensors(opt_resumed), strict=True
+    ):
         assert key_a == key_b
         same(b, a)
     assert opt_resumed.step_count == opt.step_count == 60
@@ -454,8 +511,13 @@ def test_dropout_masks_depend_on_the_seed() -> None:
     results = []
     for seed in (1, 1, 2):
         model = make_model()
-        train(model, GenomeOptimizer(model.parameters(), RESUME_GENOMES[0], lr=0.05, seed=seed,
-                                     momentum=0.9), range(5))
+        train(
+            model,
+            GenomeOptimizer(
+                model.parameters(), RESUME_GENOMES[0], lr=0.05, seed=seed, momentum=0.9
+            ),
+            range(5),
+        )
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(results[0], results[1])
     assert not torch.equal(results[0], results[2])
@@ -526,11 +588,16 @@ def test_decays_and_cycle_momentum_need_total_steps() -> None:
     with pytest.raises(NOSError, match="decays, which need total_steps"):
         GenomeOptimizer([nn.Parameter(W0.clone())], decayed, lr=0.1)
     with pytest.raises(NOSError, match="momentum='cycle' needs total_steps"):
-        GenomeOptimizer([nn.Parameter(W0.clone())], identity_of(G, momentum=Momentum.MOMENTUM),
-                        lr=0.1)
+        GenomeOptimizer(
+            [nn.Parameter(W0.clone())], identity_of(G, momentum=Momentum.MOMENTUM), lr=0.1
+        )
     # A constant coefficient, or a momentum type that ignores it, needs no run length.
-    GenomeOptimizer([nn.Parameter(W0.clone())], identity_of(G, momentum=Momentum.MOMENTUM),
-                    lr=0.1, momentum=0.9)
+    GenomeOptimizer(
+        [nn.Parameter(W0.clone())],
+        identity_of(G, momentum=Momentum.MOMENTUM),
+        lr=0.1,
+        momentum=0.9,
+    )
     GenomeOptimizer([nn.Parameter(W0.clone())], identity_of(G), lr=0.1)
 
 
@@ -581,8 +648,9 @@ def _sphere(opt_genome: Genome) -> tuple[str, float | None, float | None]:
     for flip in (False, True):
         for lr in SPHERE_LRS:
             x = nn.Parameter(SPHERE_X0.clone())
-            opt = GenomeOptimizer([x], opt_genome.replace(flip=flip), lr=lr, total_steps=35,
-                                  warmup_steps=6, seed=0)
+            opt = GenomeOptimizer(
+                [x], opt_genome.replace(flip=flip), lr=lr, total_steps=35, warmup_steps=6, seed=0
+            )
             for _ in range(35):
                 loss = float(((x.detach() - SPHERE_B) ** 2).sum())
                 x.grad = 2.0 * (x.detach() - SPHERE_B)
@@ -598,16 +666,16 @@ _ORACLE_GENOMES = {
     "id(id(sign(g)))": identity_of(SIGN_G),
     "id(id(v hat))": identity_of(V_HAT),
     "(v hat) / (sqrt(|s hat|))": ADAM,
-    "bessel_i1e(bessel_i1e(g))": genome(Node(inputs=(N0,), unary_op=I1E),
-                                        Node(inputs=(G,), unary_op=I1E)),
+    "bessel_i1e(bessel_i1e(g))": genome(
+        Node(inputs=(N0,), unary_op=I1E), Node(inputs=(G,), unary_op=I1E)
+    ),
     "id(id(g^2))": identity_of(G2),
     "id(id(10-4w))": identity_of(W4),
     "id(id(1))": identity_of(ONE),
-    "id(id([id(a1)][g]))": genome(Node(inputs=(N0,)),
-                                  Node(inputs=(G,), decays={G: LINEAR_DECAY})),
+    "id(id([id(a1)][g]))": genome(Node(inputs=(N0,)), Node(inputs=(G,), decays={G: LINEAR_DECAY})),
     "bessel_i1e(bessel_i1e([(a13)*(a2)][g]))": genome(
-        Node(inputs=(N0,), unary_op=I1E), Node(inputs=(G,), unary_op=I1E,
-                                               decays={G: A13_TIMES_A2})),
+        Node(inputs=(N0,), unary_op=I1E), Node(inputs=(G,), unary_op=I1E, decays={G: A13_TIMES_A2})
+    ),
     "id(g/(1+|g|))": genome(Node(inputs=(N0,)), Node(inputs=(G,), unary_op=21)),
 }
 # (none, momentum, Nesterov): the paper's oracle table verbatim, as (outcome, eta, loss).
@@ -616,16 +684,21 @@ _ORACLE: dict[str, list[tuple[str, float | None, float | None]]] = {
     "id(-(g))": [("flip", 1, 0.0), ("flip", 1, 0.5208), ("flip", 1, 1.1515)],
     "id(id(sign(g)))": [("pass", 1, 0.0003), ("pass", 1e-1, 0.0666), ("pass", 1, 0.2152)],
     "id(id(v hat))": [("pass", 1, 0.1929), ("reject", None, None), ("pass", 1e-3, 3.4785)],
-    "(v hat) / (sqrt(|s hat|))": [("pass", 1, 0.2010), ("pass", 1e-2, 1.1794),
-                                  ("pass", 1e-2, 0.9671)],
-    "bessel_i1e(bessel_i1e(g))": [("pass", 1, 0.4521), ("pass", 1, 0.4446),
-                                  ("pass", 1, 0.0069)],
+    "(v hat) / (sqrt(|s hat|))": [
+        ("pass", 1, 0.2010),
+        ("pass", 1e-2, 1.1794),
+        ("pass", 1e-2, 0.9671),
+    ],
+    "bessel_i1e(bessel_i1e(g))": [("pass", 1, 0.4521), ("pass", 1, 0.4446), ("pass", 1, 0.0069)],
     "id(id(g^2))": [("pass", 1e-2, 2.4334), ("pass", 1e-3, 1.6884), ("pass", 1e-3, 1.6541)],
     "id(id(10-4w))": [("reject", None, None)] * 3,
     "id(id(1))": [("reject", None, None)] * 3,
     "id(id([id(a1)][g]))": [("pass", 1, 0.0), ("pass", 1, 0.6851), ("pass", 1, 0.0)],
-    "bessel_i1e(bessel_i1e([(a13)*(a2)][g]))": [("pass", 1, 0.6001), ("pass", 1, 0.5887),
-                                                ("pass", 1, 0.0203)],
+    "bessel_i1e(bessel_i1e([(a13)*(a2)][g]))": [
+        ("pass", 1, 0.6001),
+        ("pass", 1, 0.5887),
+        ("pass", 1, 0.0203),
+    ],
     "id(g/(1+|g|))": [("pass", 1, 0.0), ("pass", 1, 0.4039), ("pass", 1, 0.0)],
 }
 
@@ -661,8 +734,14 @@ def test_parsed_spec_examples_take_the_same_steps_on_both_paths() -> None:
         runs = []
         for foreach in (True, False):
             model = make_model()
-            opt = GenomeOptimizer(model.parameters(), parse(text), lr=0.01, total_steps=40,
-                                  warmup_steps=4, foreach=foreach)
+            opt = GenomeOptimizer(
+                model.parameters(),
+                parse(text),
+                lr=0.01,
+                total_steps=40,
+                warmup_steps=4,
+                foreach=foreach,
+            )
             train(model, opt, range(40))
             runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         same(runs[0], runs[1])

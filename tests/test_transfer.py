@@ -42,8 +42,9 @@ from transfer.runner import (
 )
 from transfer.tasks import Task
 
-scipy_io = pytest.importorskip("scipy.io", reason="the Flowers102/StanfordCars .mat files "
-                                                  "need scipy")
+scipy_io = pytest.importorskip(
+    "scipy.io", reason="the Flowers102/StanfordCars .mat files need scipy"
+)
 
 RNG = np.random.default_rng(1234)
 
@@ -80,8 +81,16 @@ def _cifar_batch(path: Path, n: int, label_key: str, classes: int) -> tuple[np.n
     labels = RNG.integers(0, classes, n).tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
-        pickle.dump({"batch_label": "fake", label_key: labels, "data": data,
-                     "filenames": [f"{i}.png" for i in range(n)]}, handle, protocol=2)
+        pickle.dump(
+            {
+                "batch_label": "fake",
+                label_key: labels,
+                "data": data,
+                "filenames": [f"{i}.png" for i in range(n)],
+            },
+            handle,
+            protocol=2,
+        )
     return data, labels
 
 
@@ -90,8 +99,9 @@ def make_cifar10(root: Path) -> dict[str, list]:
     train = [_cifar_batch(base / f"data_batch_{i}", 2, "labels", 10) for i in range(1, 6)]
     test = _cifar_batch(base / "test_batch", 3, "labels", 10)
     with (base / "batches.meta").open("wb") as handle:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072}, handle,
-                    protocol=2)
+        pickle.dump(
+            {"label_names": [f"c{i}" for i in range(10)], "num_vis": 3072}, handle, protocol=2
+        )
     return {"train": train, "test": [test]}
 
 
@@ -100,8 +110,14 @@ def make_cifar100(root: Path) -> None:
     for name, n in (("train", 4), ("test", 2)):
         _cifar_batch(base / name, n, "fine_labels", 100)
     with (base / "meta").open("wb") as handle:
-        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)],
-                     "coarse_label_names": [f"k{i}" for i in range(20)]}, handle, protocol=2)
+        pickle.dump(
+            {
+                "fine_label_names": [f"f{i}" for i in range(100)],
+                "coarse_label_names": [f"k{i}" for i in range(20)],
+            },
+            handle,
+            protocol=2,
+        )
 
 
 def make_flowers(root: Path) -> None:
@@ -110,14 +126,28 @@ def make_flowers(root: Path) -> None:
     for image_id in range(1, len(labels) + 1):
         _jpeg(base / "jpg" / f"image_{image_id:05d}.jpg")
     scipy_io.savemat(base / "imagelabels.mat", {"labels": labels[None, :]})
-    scipy_io.savemat(base / "setid.mat", {"trnid": np.array([[1, 2, 3]]),
-                                          "valid": np.array([[4, 5]]),
-                                          "tstid": np.array([[6, 7, 8]])})
+    scipy_io.savemat(
+        base / "setid.mat",
+        {
+            "trnid": np.array([[1, 2, 3]]),
+            "valid": np.array([[4, 5]]),
+            "tstid": np.array([[6, 7, 8]]),
+        },
+    )
 
 
 def _annotations(records: list[tuple[str, int]]) -> np.ndarray:
-    table = np.zeros(len(records), dtype=[("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"),
-                                          ("bbox_y2", "O"), ("class", "O"), ("fname", "O")])
+    table = np.zeros(
+        len(records),
+        dtype=[
+            ("bbox_x1", "O"),
+            ("bbox_y1", "O"),
+            ("bbox_x2", "O"),
+            ("bbox_y2", "O"),
+            ("class", "O"),
+            ("fname", "O"),
+        ],
+    )
     for i, (fname, label) in enumerate(records):
         table[i] = (0, 0, 5, 5, label, fname)
     return table
@@ -134,10 +164,12 @@ def make_cars(root: Path) -> None:
         _jpeg(base / "cars_train" / name)
     for name, _ in test:
         _jpeg(base / "cars_test" / name)
-    scipy_io.savemat(base / "devkit" / "cars_train_annos.mat",
-                     {"annotations": _annotations(train)[None, :]})
-    scipy_io.savemat(base / "cars_test_annos_withlabels.mat",
-                     {"annotations": _annotations(test)[None, :]})
+    scipy_io.savemat(
+        base / "devkit" / "cars_train_annos.mat", {"annotations": _annotations(train)[None, :]}
+    )
+    scipy_io.savemat(
+        base / "cars_test_annos_withlabels.mat", {"annotations": _annotations(test)[None, :]}
+    )
 
 
 def make_caltech(root: Path) -> dict[str, int]:
@@ -148,7 +180,8 @@ def make_caltech(root: Path) -> dict[str, int]:
             _jpeg(base / category / f"image_{i:04d}.jpg")
     # Caltech101 holds some grey images: the loader must give 3 channels.
     Image.fromarray(RNG.integers(0, 256, (10, 10), dtype=np.uint8), mode="L").save(
-        base / "zebra" / "image_0003.jpg")
+        base / "zebra" / "image_0003.jpg"
+    )
     return counts
 
 
@@ -183,8 +216,9 @@ def test_cifar10_reads_the_python_pickles_exactly(tmp_path: Path) -> None:
     assert label == labels[0]
     test_raw, test_labels = written["test"][0]
     image, label = data.evaluation[2]
-    torch.testing.assert_close(image, _reference_tensor(test_raw[2].reshape(3, 32, 32)
-                                                        .transpose(1, 2, 0)))
+    torch.testing.assert_close(
+        image, _reference_tensor(test_raw[2].reshape(3, 32, 32).transpose(1, 2, 0))
+    )
     assert label == test_labels[2]
 
 
@@ -255,8 +289,9 @@ def test_tinyimagenet_layouts(tmp_path: Path, official_val: bool) -> None:
     assert data.evaluation[0][0].shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("task", ["cifar10", "cifar100", "tinyimagenet", "flowers102",
-                                  "stanfordcars", "caltech101"])
+@pytest.mark.parametrize(
+    "task", ["cifar10", "cifar100", "tinyimagenet", "flowers102", "stanfordcars", "caltech101"]
+)
 def test_missing_data_is_a_clear_error(tmp_path: Path, task: str) -> None:
     with pytest.raises(NOSError, match="nothing is downloaded"):
         load_image_data(task, tmp_path)
@@ -276,16 +311,26 @@ def test_efficientnet_trains_on_fake_cifar(tmp_path: Path) -> None:
     from transfer.tasks import image_task
 
     make_cifar10(tmp_path)
-    task = image_task("cifar10", tmp_path, image_size=32, batch_size=2, eval_batch_size=2,
-                      max_eval_samples=2)
-    run = train_run(task, resolve_optimizer("Opt10"), 0.1, 0, ScheduleSteps(2, 0, 0),
-                    phase="final", eval_every=2, progress=False)
+    task = image_task(
+        "cifar10", tmp_path, image_size=32, batch_size=2, eval_batch_size=2, max_eval_samples=2
+    )
+    run = train_run(
+        task,
+        resolve_optimizer("Opt10"),
+        0.1,
+        0,
+        ScheduleSteps(2, 0, 0),
+        phase="final",
+        eval_every=2,
+        progress=False,
+    )
     assert not run.diverged and len(run.train_losses) == 2
     assert 0.0 <= run.last("accuracy") <= 1.0 and math.isfinite(run.last("loss"))
 
 
-def test_finetuning_without_weights_fails_before_training(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finetuning_without_weights_fails_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from transfer.models import efficientnet
     from transfer.tasks import image_task
 
@@ -298,21 +343,25 @@ def test_finetuning_without_weights_fails_before_training(tmp_path: Path,
 
 
 def test_finetuning_loads_the_state_dict_and_replaces_the_head(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from torchvision.models import efficientnet_v2_s
 
     from transfer.models import efficientnet
 
     torch.manual_seed(7)
     source = efficientnet_v2_s().state_dict()
-    half = {name: (t.to(torch.bfloat16) if t.is_floating_point() else t)
-            for name, t in source.items()}
+    half = {
+        name: (t.to(torch.bfloat16) if t.is_floating_point() else t) for name, t in source.items()
+    }
     cache = tmp_path / "hub" / "checkpoints" / "efficientnet_v2_s-dd5fe13b.pth"
     cache.parent.mkdir(parents=True)
     torch.save(half, cache)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    for model in (efficientnet(5, pretrained=True), efficientnet(5, pretrained=True,
-                                                                 weights=cache)):
+    for model in (
+        efficientnet(5, pretrained=True),
+        efficientnet(5, pretrained=True, weights=cache),
+    ):
         loaded = model.state_dict()
         assert loaded["classifier.1.weight"].shape == (5, 1280)
         for name in ("features.0.0.weight", "features.7.1.weight"):
@@ -340,8 +389,10 @@ def test_unknown_optimizer_names_its_choices() -> None:
 
 def test_lion_matches_its_formula() -> None:
     w0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    grads = [torch.tensor([0.1, -0.3, 0.0], dtype=torch.float64),
-             torch.tensor([-0.2, 0.1, 0.4], dtype=torch.float64)]
+    grads = [
+        torch.tensor([0.1, -0.3, 0.0], dtype=torch.float64),
+        torch.tensor([-0.2, 0.1, 0.4], dtype=torch.float64),
+    ]
     param = nn.Parameter(w0.clone())
     optimizer = Lion([param], lr=0.01, betas=(0.9, 0.99), weight_decay=0.1)
     w, m = w0.clone(), torch.zeros(3, dtype=torch.float64)
@@ -382,8 +433,7 @@ SPY_MODULE = textwrap.dedent('''
 
 def _write_spy(path: Path, name: str, owns_schedule: bool) -> Path:
     schedule_args = ", *, total_steps, warmup_steps=0, hold_steps=0" if owns_schedule else ""
-    record = (', "T": total_steps, "W": warmup_steps, "H": hold_steps' if owns_schedule
-              else "")
+    record = ', "T": total_steps, "W": warmup_steps, "H": hold_steps' if owns_schedule else ""
     path.write_text(SPY_MODULE.format(name=name, schedule_args=schedule_args, record=record))
     return path
 
@@ -416,8 +466,13 @@ def _tiny_task() -> Task:
             index = torch.randint(0, 64, (8,), generator=g)
             yield inputs[index], targets[index]
 
-    return Task(name="tiny", build_model=lambda: nn.Linear(5, 2), train_batches=batches,
-                eval_batches=lambda: [(inputs, targets)], steps_per_epoch=8.0)
+    return Task(
+        name="tiny",
+        build_model=lambda: nn.Linear(5, 2),
+        train_batches=batches,
+        eval_batches=lambda: [(inputs, targets)],
+        steps_per_epoch=8.0,
+    )
 
 
 def _closed_form_schedule(lr: float, total: int, warmup: int, hold: int) -> list[float]:
@@ -429,17 +484,24 @@ def _closed_form_schedule(lr: float, total: int, warmup: int, hold: int) -> list
         elif hold > 0 and t <= warmup + hold:
             rates.append(lr)
         else:
-            rates.append(0.5 * lr * (1 + math.cos(math.pi * (t - warmup - hold)
-                                                  / (total - warmup - hold))))
+            rates.append(
+                0.5 * lr * (1 + math.cos(math.pi * (t - warmup - hold) / (total - warmup - hold)))
+            )
     return rates
 
 
 def test_protocol_is_the_same_for_every_optimizer(tmp_path: Path) -> None:
     owner = file_spec(_write_spy(tmp_path / "owner.py", "OwnsSchedule", owns_schedule=True))
     plain = file_spec(_write_spy(tmp_path / "plain.py", "PlainSGD", owns_schedule=False))
-    protocol = TransferProtocol(steps=30, screen_steps=15, eval_every=10,
-                                lr_grid=(1e-3, 1e-2, 1e-1), seeds=(3, 4), warmup_fraction=0.2,
-                                hold_fraction=0.2)
+    protocol = TransferProtocol(
+        steps=30,
+        screen_steps=15,
+        eval_every=10,
+        lr_grid=(1e-3, 1e-2, 1e-1),
+        seeds=(3, 4),
+        warmup_fraction=0.2,
+        hold_fraction=0.2,
+    )
     task = _tiny_task()
     owner_runs = screen_and_train(task, owner, protocol, progress=False)
     plain_runs = screen_and_train(task, plain, protocol, progress=False)
@@ -447,16 +509,20 @@ def test_protocol_is_the_same_for_every_optimizer(tmp_path: Path) -> None:
     plain_calls = sys.modules[plain.factory.__module__].CALLS  # type: ignore[attr-defined]
 
     for runs in (owner_runs, plain_runs):
-        assert [(r.phase, r.seed) for r in runs] == [("screen", 0)] * 3 + [("final", 3),
-                                                                           ("final", 4)]
+        assert [(r.phase, r.seed) for r in runs] == [("screen", 0)] * 3 + [
+            ("final", 3),
+            ("final", 4),
+        ]
         assert [r.lr for r in runs[:3]] == [1e-3, 1e-2, 1e-1]
         assert len({r.lr for r in runs[3:]}) == 1
     # The schedule-owning optimizer gets T, W, H; the other gets eta_t + 1e-7 through LambdaLR.
     assert [(c["T"], c["W"], c["H"]) for c in owner_calls] == [(15, 3, 3)] * 3 + [(30, 6, 6)] * 2
     for call, run in zip(plain_calls, plain_runs, strict=True):
         total = 15 if run.phase == "screen" else 30
-        expected = [r + BASELINE_FLOOR for r in _closed_form_schedule(run.lr, total, total // 5,
-                                                                      total // 5)]
+        expected = [
+            r + BASELINE_FLOOR
+            for r in _closed_form_schedule(run.lr, total, total // 5, total // 5)
+        ]
         assert call["lrs"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
     # Same seed -> same initial weights and same first batch for every optimizer.
     for a, b in zip(owner_calls, plain_calls, strict=True):
@@ -468,8 +534,9 @@ def test_protocol_is_the_same_for_every_optimizer(tmp_path: Path) -> None:
 
 def test_lr_grid_has_the_same_size_for_every_optimizer() -> None:
     shared = TransferProtocol(steps=10, screen_steps=5, eval_every=5)
-    relative = TransferProtocol(steps=10, screen_steps=5, eval_every=5, lr_grid=(0.1, 1.0, 10.0),
-                        relative_grid=True)
+    relative = TransferProtocol(
+        steps=10, screen_steps=5, eval_every=5, lr_grid=(0.1, 1.0, 10.0), relative_grid=True
+    )
     for name in (*PUBLISHED, *TRANSFER_BASELINES):
         spec = resolve_optimizer(name)
         assert lr_grid(spec, shared) == shared.lr_grid
@@ -502,8 +569,9 @@ def test_screen_picks_the_lowest_training_loss_and_skips_diverged_runs(tmp_path:
     (tmp_path / "nan_opt.py").write_text(NAN_MODULE)
     spec = file_spec(tmp_path / "nan_opt.py")
     task = _tiny_task()
-    protocol = TransferProtocol(steps=6, screen_steps=20, eval_every=3, lr_grid=(1e-4, 0.5, 2.0),
-                        seeds=(0,))
+    protocol = TransferProtocol(
+        steps=6, screen_steps=20, eval_every=3, lr_grid=(1e-4, 0.5, 2.0), seeds=(0,)
+    )
     runs = screen_and_train(task, spec, protocol, progress=False)
     screens = runs[:3]
     assert [r.diverged for r in screens] == [False, False, True]
@@ -515,8 +583,9 @@ def test_screen_picks_the_lowest_training_loss_and_skips_diverged_runs(tmp_path:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def _fake_run(task: str, optimizer: str, seed: int, accuracy: float, phase: str = "final"
-              ) -> TransferRun:
+def _fake_run(
+    task: str, optimizer: str, seed: int, accuracy: float, phase: str = "final"
+) -> TransferRun:
     run = TransferRun(task, optimizer, phase, seed, 0.01)
     for step, value in ((5, accuracy / 2), (10, accuracy)):
         run.records.append(Record(step, step / 5, "eval", "accuracy", value))
@@ -532,9 +601,11 @@ def test_csv_table_and_plot(tmp_path: Path) -> None:
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 7 * 4
-    assert {(r["optimizer"], r["seed"], r["step"]) for r in rows if r["phase"] == "final"
-            and r["metric"] == "accuracy"} == {(o, str(s), str(st)) for o in ("Opt1", "Adam")
-                                               for s in range(3) for st in (5, 10)}
+    assert {
+        (r["optimizer"], r["seed"], r["step"])
+        for r in rows
+        if r["phase"] == "final" and r["metric"] == "accuracy"
+    } == {(o, str(s), str(st)) for o in ("Opt1", "Adam") for s in range(3) for st in (5, 10)}
     summaries = {s.optimizer: s for s in summarize(runs)}
     assert summaries["Opt1"].mean == pytest.approx(0.8)
     assert summaries["Opt1"].std == pytest.approx(statistics.stdev([0.9, 0.8, 0.7]))
@@ -567,10 +638,19 @@ def test_charlm_learns_in_a_few_steps() -> None:
     from transfer.charlm import charlm_task
 
     for arch in ("transformer", "gru"):
-        task = charlm_task(max_chars=8_000, seq_len=16, batch_size=8, arch=arch, width=32,
-                           max_eval_windows=16)
-        run = train_run(task, resolve_optimizer("Adam"), 2e-2, 0, ScheduleSteps(20, 2, 0),
-                        phase="final", eval_every=20, progress=False)
+        task = charlm_task(
+            max_chars=8_000, seq_len=16, batch_size=8, arch=arch, width=32, max_eval_windows=16
+        )
+        run = train_run(
+            task,
+            resolve_optimizer("Adam"),
+            2e-2,
+            0,
+            ScheduleSteps(20, 2, 0),
+            phase="final",
+            eval_every=20,
+            progress=False,
+        )
         assert run.last("loss") < math.log(128) - 1.0
         assert run.last("bits_per_char") == pytest.approx(run.last("loss") / math.log(2))
 
@@ -581,10 +661,31 @@ def test_charlm_learns_in_a_few_steps() -> None:
 def test_cli_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from transfer.__main__ import main
 
-    code = main(["--optimizer", "Opt7", "--baselines", "Adam", "--task", "digits",
-                 "--steps", "6", "--screen-steps", "3", "--eval-every", "3",
-                 "--lr-grid", "0.01,0.1", "--seeds", "0,1", "--output", str(tmp_path),
-                 "--quiet", "--device", "cpu"])
+    code = main(
+        [
+            "--optimizer",
+            "Opt7",
+            "--baselines",
+            "Adam",
+            "--task",
+            "digits",
+            "--steps",
+            "6",
+            "--screen-steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--lr-grid",
+            "0.01,0.1",
+            "--seeds",
+            "0,1",
+            "--output",
+            str(tmp_path),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| Opt7 | " in out and "| Adam* | " in out
@@ -606,10 +707,35 @@ def test_cli_evaluates_an_equation_and_a_trial(tmp_path: Path) -> None:
     trial = study.ask()
     trial.set_user_attr("genome", parse_equation(equation).to_json())
     study.tell(trial, 0.5)
-    code = main(["--optimizer", equation, "--storage", storage, "--study", "s", "--trial", "0",
-                 "--baselines", "", "--task", "digits", "--steps", "4", "--screen-steps", "2",
-                 "--eval-every", "2", "--lr-grid", "1.0", "--seeds", "0", "--output",
-                 str(tmp_path / "out"), "--quiet"])
+    code = main(
+        [
+            "--optimizer",
+            equation,
+            "--storage",
+            storage,
+            "--study",
+            "s",
+            "--trial",
+            "0",
+            "--baselines",
+            "",
+            "--task",
+            "digits",
+            "--steps",
+            "4",
+            "--screen-steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--lr-grid",
+            "1.0",
+            "--seeds",
+            "0",
+            "--output",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     table = (tmp_path / "out" / "results.md").read_text()
     assert f"| {equation} |" in table and "| s#0 |" in table
@@ -618,17 +744,27 @@ def test_cli_evaluates_an_equation_and_a_trial(tmp_path: Path) -> None:
 def test_suite_writes_its_table(tmp_path: Path) -> None:
     from transfer.suite import run_suite, suite_optimizers
 
-    assert suite_optimizers()[:15] == [*(f"Opt{k}" for k in range(1, 11)),
-                                       *(f"A{k}" for k in range(1, 6))]
+    assert suite_optimizers()[:15] == [
+        *(f"Opt{k}" for k in range(1, 11)),
+        *(f"A{k}" for k in range(1, 6)),
+    ]
     assert suite_optimizers()[15:] == list(TRANSFER_BASELINES)
     # The character LM has its own test above; here the suite runs on digits only.
     tiny = {"digits": TransferProtocol(steps=4, screen_steps=2, eval_every=2, lr_grid=(0.1, 1.0))}
     lines: list[str] = []
-    result = run_suite(tmp_path, optimizers=["A1", "SGD"], tasks=["digits"], seeds=(0, 1, 2),
-                       jobs=1, protocols=tiny, progress=False, log=lines.append)
+    result = run_suite(
+        tmp_path,
+        optimizers=["A1", "SGD"],
+        tasks=["digits"],
+        seeds=(0, 1, 2),
+        jobs=1,
+        protocols=tiny,
+        progress=False,
+        log=lines.append,
+    )
     assert [(r.optimizer, r.phase) for r in result.results] == [
-        (name, phase) for name in ("A1", "SGD")
-        for phase in ("screen",) * 2 + ("final",) * 3]
+        (name, phase) for name in ("A1", "SGD") for phase in ("screen",) * 2 + ("final",) * 3
+    ]
     assert result.table_path.read_text().endswith(result.table)
     assert "**digits** (3 seeds" in result.table and "| SGD* |" in result.table
     assert lines and result.plot_path.is_file() and result.csv_path.is_file()
@@ -638,18 +774,53 @@ def test_cli_trains_efficientnet_on_an_image_task(tmp_path: Path) -> None:
     from transfer.__main__ import main
 
     make_cifar10(tmp_path / "data")
-    code = main(["--optimizer", "Adam", "--baselines", "", "--task", "cifar10", "--data-root",
-                 str(tmp_path / "data"), "--image-size", "32", "--batch-size", "2",
-                 "--eval-batch-size", "2", "--max-eval-samples", "2", "--num-workers", "0",
-                 "--steps", "2", "--screen-steps", "1", "--eval-every", "2", "--lr-grid",
-                 "0.001", "--seeds", "0", "--device", "cpu", "--output", str(tmp_path / "out"),
-                 "--quiet"])
+    code = main(
+        [
+            "--optimizer",
+            "Adam",
+            "--baselines",
+            "",
+            "--task",
+            "cifar10",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--image-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--eval-batch-size",
+            "2",
+            "--max-eval-samples",
+            "2",
+            "--num-workers",
+            "0",
+            "--steps",
+            "2",
+            "--screen-steps",
+            "1",
+            "--eval-every",
+            "2",
+            "--lr-grid",
+            "0.001",
+            "--seeds",
+            "0",
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
     assert code == 0
     with (tmp_path / "out" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     finals = {(r["split"], r["metric"]) for r in rows if r["phase"] == "final"}
-    assert finals == {("train", "loss"), ("train", "accuracy"), ("eval", "loss"),
-                      ("eval", "accuracy")}
+    assert finals == {
+        ("train", "loss"),
+        ("train", "accuracy"),
+        ("eval", "loss"),
+        ("eval", "accuracy"),
+    }
 
 
 def test_an_exported_module_runs_like_its_genome(tmp_path: Path) -> None:
@@ -662,6 +833,10 @@ def test_an_exported_module_runs_like_its_genome(tmp_path: Path) -> None:
     exported = resolve_optimizer(str(tmp_path / "exported.py"))
     assert exported.name == "EvolvedOptimizer" and exported.owns_schedule
     steps = ScheduleSteps(12, 2, 2)
-    runs = [train_run(_tiny_task(), spec, 0.5, 0, steps, phase="final", eval_every=None,
-                      progress=False) for spec in (exported, equation_spec(equation))]
+    runs = [
+        train_run(
+            _tiny_task(), spec, 0.5, 0, steps, phase="final", eval_every=None, progress=False
+        )
+        for spec in (exported, equation_spec(equation))
+    ]
     assert runs[0].train_losses == pytest.approx(runs[1].train_losses, rel=1e-5)

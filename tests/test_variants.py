@@ -204,8 +204,12 @@ def test_lr_schedule_mutation_changes_only_the_root_decay() -> None:
 
 def test_mutating_a_parent_outside_the_variant_is_an_error() -> None:
     with pytest.raises(NOSError, match="outside the adam_variants space"):
-        mutate(lr_schedule_genome(D_TANH), np.random.default_rng(5), variant="adam_variants",
-               check=False)
+        mutate(
+            lr_schedule_genome(D_TANH),
+            np.random.default_rng(5),
+            variant="adam_variants",
+            check=False,
+        )
     with pytest.raises(NOSError, match="outside the lr_schedule space"):
         mutate(adamclip_ancestor(), np.random.default_rng(5), variant="lr_schedule", check=False)
 

@@ -64,29 +64,43 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m transfer",
-                     description="Compare an optimizer with tuned baselines under one protocol "
-                                 "(the same LR grid, schedule and seeds for every optimizer). "
-                                 "'python -m transfer suite --help': the CPU suite of the "
-                                 "published optimizers on two small tasks.")
+    parser = _Parser(
+        prog="python -m transfer",
+        description="Compare an optimizer with tuned baselines under one protocol "
+        "(the same LR grid, schedule and seeds for every optimizer). "
+        "'python -m transfer suite --help': the CPU suite of the "
+        "published optimizers on two small tasks.",
+    )
     what = parser.add_argument_group("what to compare")
-    what.add_argument("--optimizer", action="append", default=[], metavar="OPT",
-                      help="a published name (Opt1..Opt10, A1..A5), a baseline, a .py file "
-                           "defining a torch Optimizer, or an equation with '~'; repeatable")
+    what.add_argument(
+        "--optimizer",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="a published name (Opt1..Opt10, A1..A5), a baseline, a .py file "
+        "defining a torch Optimizer, or an equation with '~'; repeatable",
+    )
     what.add_argument("--class-name", help="the Optimizer class to take from a .py file")
     what.add_argument("--storage", help="study storage URL, with --study and --trial")
     what.add_argument("--study", help="study name holding the trial")
     what.add_argument("--trial", type=int, help="trial number whose genome to evaluate")
-    what.add_argument("--baselines", type=_names, default=TRANSFER_BASELINES,
-                      help=f"comma-separated baselines, or '' for none (default "
-                           f"{','.join(TRANSFER_BASELINES)})")
-    what.add_argument("--task", action="append", choices=TASKS, required=True,
-                      help="repeatable")
+    what.add_argument(
+        "--baselines",
+        type=_names,
+        default=TRANSFER_BASELINES,
+        help=f"comma-separated baselines, or '' for none (default {','.join(TRANSFER_BASELINES)})",
+    )
+    what.add_argument("--task", action="append", choices=TASKS, required=True, help="repeatable")
     data = parser.add_argument_group("data and model")
-    data.add_argument("--data-root", default="data",
-                      help="folder holding the data sets (layouts: transfer.datasets)")
-    data.add_argument("--weights", help="ImageNet EfficientNetV2-S state dict for fine-tuning "
-                                        "(default: torchvision's cache)")
+    data.add_argument(
+        "--data-root",
+        default="data",
+        help="folder holding the data sets (layouts: transfer.datasets)",
+    )
+    data.add_argument(
+        "--weights",
+        help="ImageNet EfficientNetV2-S state dict for fine-tuning (default: torchvision's cache)",
+    )
     data.add_argument("--image-size", type=int, help="default: 64 from scratch, 224 fine-tuning")
     data.add_argument("--batch-size", type=int, default=64)
     data.add_argument("--eval-batch-size", type=int, default=256)
@@ -95,16 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--num-workers", type=int, default=4, help="DataLoader workers")
     budget = parser.add_argument_group("budget (the same for every optimizer)")
     budget.add_argument("--steps", type=int, default=10000, help="steps of each final run")
-    budget.add_argument("--screen-steps", type=int, help="steps of each LR-screen run "
-                                                         "(default: steps / 10)")
+    budget.add_argument(
+        "--screen-steps", type=int, help="steps of each LR-screen run (default: steps / 10)"
+    )
     budget.add_argument("--eval-every", type=int, help="default: steps / 20")
-    budget.add_argument("--lr-grid", type=_floats,
-                        help=f"comma-separated peak LRs screened (default: "
-                             f"{','.join(f'{v:g}' for v in DEFAULT_LR_GRID)}); with "
-                             f"--relative-grid, factors (default: "
-                             f"{','.join(f'{v:g}' for v in DEFAULT_RELATIVE_FACTORS)})")
-    budget.add_argument("--relative-grid", action="store_true",
-                        help="screen each optimizer at its own default lr times the factors")
+    budget.add_argument(
+        "--lr-grid",
+        type=_floats,
+        help=f"comma-separated peak LRs screened (default: "
+        f"{','.join(f'{v:g}' for v in DEFAULT_LR_GRID)}); with "
+        f"--relative-grid, factors (default: "
+        f"{','.join(f'{v:g}' for v in DEFAULT_RELATIVE_FACTORS)})",
+    )
+    budget.add_argument(
+        "--relative-grid",
+        action="store_true",
+        help="screen each optimizer at its own default lr times the factors",
+    )
     budget.add_argument("--seeds", type=_ints, default=(0, 1, 2))
     budget.add_argument("--warmup-fraction", type=float, default=1 / 15)
     budget.add_argument("--hold-fraction", type=float, default=2 / 15)
@@ -118,13 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_suite_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m transfer suite",
-                     description="The CPU suite: published optimizers and baselines on digits "
-                                 "and a stdlib character LM, 3 seeds, same budget each.")
-    parser.add_argument("--cpu", action="store_true", required=True,
-                        help="run on the CPU (the only mode)")
-    parser.add_argument("--optimizers", type=_names,
-                        help="comma-separated subset (default: Opt1..Opt10, A1..A5, baselines)")
+    parser = _Parser(
+        prog="python -m transfer suite",
+        description="The CPU suite: published optimizers and baselines on digits "
+        "and a stdlib character LM, 3 seeds, same budget each.",
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", required=True, help="run on the CPU (the only mode)"
+    )
+    parser.add_argument(
+        "--optimizers",
+        type=_names,
+        help="comma-separated subset (default: Opt1..Opt10, A1..A5, baselines)",
+    )
     parser.add_argument("--all", action="store_true", help="also the variant Opt3_g3")
     parser.add_argument("--tasks", type=_names, default=("digits", "charlm"))
     parser.add_argument("--seeds", type=_ints, default=(0, 1, 2))
@@ -145,10 +172,17 @@ def _task(name: str, args: argparse.Namespace) -> Task:
         return charlm_task()
     from transfer.tasks import image_task
 
-    return image_task(name, args.data_root, image_size=args.image_size,
-                      batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                      augment=not args.no_augment, weights=args.weights,
-                      num_workers=args.num_workers, max_eval_samples=args.max_eval_samples)
+    return image_task(
+        name,
+        args.data_root,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        augment=not args.no_augment,
+        weights=args.weights,
+        num_workers=args.num_workers,
+        max_eval_samples=args.max_eval_samples,
+    )
 
 
 def _specs(args: argparse.Namespace) -> list[OptimizerSpec]:
@@ -157,8 +191,11 @@ def _specs(args: argparse.Namespace) -> list[OptimizerSpec]:
         if not args.storage or not args.study:
             raise NOSError("--trial needs --storage and --study")
         specs.append(trial_spec(args.storage, args.study, args.trial))
-    specs += [resolve_optimizer(name) for name in args.baselines
-              if name not in {spec.name for spec in specs}]
+    specs += [
+        resolve_optimizer(name)
+        for name in args.baselines
+        if name not in {spec.name for spec in specs}
+    ]
     if not specs:
         raise NOSError("nothing to compare: give --optimizer, --trial or --baselines")
     return specs
@@ -168,12 +205,15 @@ def run_main(args: argparse.Namespace, arguments: Sequence[str]) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     protocol = TransferProtocol(
-        steps=args.steps, screen_steps=args.screen_steps or max(1, args.steps // 10),
+        steps=args.steps,
+        screen_steps=args.screen_steps or max(1, args.steps // 10),
         eval_every=args.eval_every or max(1, args.steps // 20),
-        lr_grid=args.lr_grid or (DEFAULT_RELATIVE_FACTORS if args.relative_grid
-                                 else DEFAULT_LR_GRID),
-        relative_grid=args.relative_grid, seeds=args.seeds,
-        warmup_fraction=args.warmup_fraction, hold_fraction=args.hold_fraction,
+        lr_grid=args.lr_grid
+        or (DEFAULT_RELATIVE_FACTORS if args.relative_grid else DEFAULT_LR_GRID),
+        relative_grid=args.relative_grid,
+        seeds=args.seeds,
+        warmup_fraction=args.warmup_fraction,
+        hold_fraction=args.hold_fraction,
     )
     specs = _specs(args)
     tasks = [_task(name, args) for name in args.task]
@@ -186,8 +226,15 @@ def run_main(args: argparse.Namespace, arguments: Sequence[str]) -> int:
 
     for task in tasks:
         for spec in specs:
-            screen_and_train(task, spec, protocol, device=args.device, amp=args.amp,
-                         progress=not args.quiet, on_run=checkpoint)
+            screen_and_train(
+                task,
+                spec,
+                protocol,
+                device=args.device,
+                amp=args.amp,
+                progress=not args.quiet,
+                on_run=checkpoint,
+            )
     table = markdown_table(summarize(results), baselines=args.baselines)
     command = "python -m transfer " + " ".join(shlex.quote(a) for a in arguments)
     (output / "results.md").write_text(f"Command: `{command}`\n\n{table}", encoding="utf-8")
@@ -202,8 +249,15 @@ def run_suite_main(args: argparse.Namespace, arguments: Sequence[str]) -> int:
 
     optimizers = args.optimizers or suite_optimizers(include_variants=args.all)
     command = "python -m transfer suite " + " ".join(shlex.quote(a) for a in arguments)
-    run_suite(args.output, optimizers=optimizers, tasks=args.tasks, seeds=args.seeds,
-              jobs=args.jobs, progress=not args.quiet, command=command.strip())
+    run_suite(
+        args.output,
+        optimizers=optimizers,
+        tasks=args.tasks,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        progress=not args.quiet,
+        command=command.strip(),
+    )
     return 0
 
 

@@ -29,8 +29,15 @@ from torch import Tensor, nn
 from optuna_nos.core.errors import NOSError
 from transfer.tasks import Task
 
-__all__ = ["VOCAB_SIZE", "CharGRU", "CharTransformer", "charlm_task", "encode",
-           "stdlib_corpus", "stdlib_files"]
+__all__ = [
+    "VOCAB_SIZE",
+    "CharGRU",
+    "CharTransformer",
+    "charlm_task",
+    "encode",
+    "stdlib_corpus",
+    "stdlib_files",
+]
 
 VOCAB_SIZE = 128
 
@@ -61,8 +68,9 @@ def stdlib_corpus(max_chars: int, stdlib: str | Path | None = None) -> str:
 
 def encode(text: str) -> Tensor:
     """ASCII code of each character (others -> 0) as an int64 tensor."""
-    codes = torch.frombuffer(bytearray(text.encode("ascii", errors="replace")),
-                             dtype=torch.uint8).to(torch.int64)
+    codes = torch.frombuffer(
+        bytearray(text.encode("ascii", errors="replace")), dtype=torch.uint8
+    ).to(torch.int64)
     replaced = torch.tensor([ord(c) >= VOCAB_SIZE for c in text], dtype=torch.bool)
     return codes.masked_fill(replaced, 0)
 
@@ -92,14 +100,22 @@ class CharTransformer(nn.Module):
             raise NOSError(f"width {width} is not divisible by heads {heads}")
         self.embed = nn.Embedding(VOCAB_SIZE, width)
         self.position = nn.Parameter(torch.randn(max_len, width) * 0.02)
-        self.block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0,
-                                                activation="gelu", batch_first=True,
-                                                norm_first=True)
+        self.block = nn.TransformerEncoderLayer(
+            width,
+            heads,
+            4 * width,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, VOCAB_SIZE)
-        self.register_buffer("causal_mask",
-                             nn.Transformer.generate_square_subsequent_mask(max_len),
-                             persistent=False)
+        self.register_buffer(
+            "causal_mask",
+            nn.Transformer.generate_square_subsequent_mask(max_len),
+            persistent=False,
+        )
 
     def forward(self, codes: Tensor) -> Tensor:
         length = codes.shape[1]
@@ -109,8 +125,9 @@ class CharTransformer(nn.Module):
         return self.head(self.norm(states))
 
 
-def _windows(codes: Tensor, length: int, batch_size: int, seed: int) -> Iterator[
-        tuple[Tensor, Tensor]]:
+def _windows(
+    codes: Tensor, length: int, batch_size: int, seed: int
+) -> Iterator[tuple[Tensor, Tensor]]:
     generator = torch.Generator().manual_seed(seed)
     offsets = torch.arange(length + 1)
     while True:
@@ -120,9 +137,16 @@ def _windows(codes: Tensor, length: int, batch_size: int, seed: int) -> Iterator
 
 
 def charlm_task(
-    *, max_chars: int = 300_000, eval_fraction: float = 0.1, seq_len: int = 64,
-    batch_size: int = 32, arch: str = "transformer", width: int = 64, heads: int = 4,
-    max_eval_windows: int = 256, stdlib: str | Path | None = None,
+    *,
+    max_chars: int = 300_000,
+    eval_fraction: float = 0.1,
+    seq_len: int = 64,
+    batch_size: int = 32,
+    arch: str = "transformer",
+    width: int = 64,
+    heads: int = 4,
+    max_eval_windows: int = 256,
+    stdlib: str | Path | None = None,
 ) -> Task:
     """The stdlib character-LM task (see the module docstring)."""
     builders: dict[str, Callable[[], nn.Module]] = {
@@ -133,8 +157,11 @@ def charlm_task(
         raise NOSError(f"unknown charlm arch {arch!r}; expected one of {sorted(builders)}")
     if not 0.0 < eval_fraction < 1.0:
         raise NOSError(f"eval_fraction must lie in (0, 1), got {eval_fraction!r}")
-    for name, value in (("seq_len", seq_len), ("batch_size", batch_size),
-                        ("max_eval_windows", max_eval_windows)):
+    for name, value in (
+        ("seq_len", seq_len),
+        ("batch_size", batch_size),
+        ("max_eval_windows", max_eval_windows),
+    ):
         if value < 1:
             raise NOSError(f"{name} must be >= 1, got {value}")
     codes = encode(stdlib_corpus(max_chars, stdlib))
@@ -144,14 +171,15 @@ def charlm_task(
         raise NOSError(f"corpus of {len(codes)} characters is too short for seq_len {seq_len}")
     windows = min(max_eval_windows, (len(held_out) - 1) // seq_len)
     eval_x = held_out[: windows * seq_len].view(windows, seq_len)
-    eval_y = held_out[1: windows * seq_len + 1].view(windows, seq_len)
+    eval_y = held_out[1 : windows * seq_len + 1].view(windows, seq_len)
 
     return Task(
         name="charlm",
         build_model=builders[arch],
         train_batches=lambda seed: _windows(train, seq_len, batch_size, seed),
-        eval_batches=lambda: [(eval_x[i:i + 64], eval_y[i:i + 64])
-                              for i in range(0, windows, 64)],
+        eval_batches=lambda: [
+            (eval_x[i : i + 64], eval_y[i : i + 64]) for i in range(0, windows, 64)
+        ],
         steps_per_epoch=len(train) / (batch_size * seq_len),
         sequence=True,
     )

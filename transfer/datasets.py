@@ -119,26 +119,36 @@ def image_transforms(
     finish = [tv.ToTensor(), tv.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if finetune:
         resize = [tv.Resize(round(image_size * 1.14)), tv.CenterCrop(image_size)]
-        train_steps = ([tv.RandomResizedCrop(image_size, scale=(0.35, 1.0)),
-                        tv.RandomHorizontalFlip()] if augment else resize)
-        return (tv.Compose([_to_rgb, *train_steps, *finish]),
-                tv.Compose([_to_rgb, *resize, *finish]))
+        train_steps = (
+            [tv.RandomResizedCrop(image_size, scale=(0.35, 1.0)), tv.RandomHorizontalFlip()]
+            if augment
+            else resize
+        )
+        return (
+            tv.Compose([_to_rgb, *train_steps, *finish]),
+            tv.Compose([_to_rgb, *resize, *finish]),
+        )
     exact = [tv.Resize((image_size, image_size))]
-    train_steps = exact + ([tv.RandomCrop(image_size, padding=max(1, image_size // 8),
-                                          padding_mode="reflect"),
-                            tv.RandomHorizontalFlip()] if augment else [])
+    train_steps = exact + (
+        [
+            tv.RandomCrop(image_size, padding=max(1, image_size // 8), padding_mode="reflect"),
+            tv.RandomHorizontalFlip(),
+        ]
+        if augment
+        else []
+    )
     return tv.Compose([_to_rgb, *train_steps, *finish]), tv.Compose([_to_rgb, *exact, *finish])
 
 
 # -- CIFAR ----------------------------------------------------------------------------------
 
 
-
 class ArrayImages(Dataset[tuple[torch.Tensor, int]]):
     """Images held as a uint8 N x H x W x 3 array, transformed through PIL on access."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray,
-                 transform: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, transform: Callable[[Any], torch.Tensor]
+    ) -> None:
         self.images = images
         self.labels = labels
         self.transform = transform
@@ -156,8 +166,9 @@ class ArrayImages(Dataset[tuple[torch.Tensor, int]]):
 class FileImages(Dataset[tuple[torch.Tensor, int]]):
     """(path, label) samples, loaded with PIL and transformed on access."""
 
-    def __init__(self, samples: Sequence[tuple[str, int]],
-                 transform: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(
+        self, samples: Sequence[tuple[str, int]], transform: Callable[[Any], torch.Tensor]
+    ) -> None:
         self.samples = list(samples)
         self.transform = transform
 
@@ -174,15 +185,18 @@ def _tinyimagenet_base(root: Path) -> Path:
     for base in (root / "tiny-imagenet-200", root):
         if (base / "train").is_dir() and (base / "val").is_dir():
             return base
-    raise NOSError(f"TinyImageNet not found under {root}: expected tiny-imagenet-200/train and "
-                   "tiny-imagenet-200/val (nothing is downloaded here)")
+    raise NOSError(
+        f"TinyImageNet not found under {root}: expected tiny-imagenet-200/train and "
+        "tiny-imagenet-200/val (nothing is downloaded here)"
+    )
 
 
 def _tinyimagenet_val(base: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
     annotations = base / "val" / "val_annotations.txt"
     if not annotations.is_file():
-        present = {name: index for name, index in class_to_idx.items()
-                   if (base / "val" / name).is_dir()}
+        present = {
+            name: index for name, index in class_to_idx.items() if (base / "val" / name).is_dir()
+        }
         return list(make_dataset(str(base / "val"), present, IMG_EXTENSIONS))
     samples = []
     for line_number, line in enumerate(annotations.read_text().splitlines(), 1):
@@ -190,14 +204,17 @@ def _tinyimagenet_val(base: Path, class_to_idx: dict[str, int]) -> list[tuple[st
         if not line.strip():
             continue
         if len(fields) < 2 or fields[1] not in class_to_idx:
-            raise NOSError(f"{annotations}:{line_number}: expected 'file<TAB>wnid' with a wnid "
-                           f"from train/, got {line!r}")
+            raise NOSError(
+                f"{annotations}:{line_number}: expected 'file<TAB>wnid' with a wnid "
+                f"from train/, got {line!r}"
+            )
         samples.append((str(base / "val" / "images" / fields[0]), class_to_idx[fields[1]]))
     return samples
 
 
-def _tinyimagenet(root: Path, train_tf: Callable[[Any], torch.Tensor],
-                  eval_tf: Callable[[Any], torch.Tensor]) -> ImageData:
+def _tinyimagenet(
+    root: Path, train_tf: Callable[[Any], torch.Tensor], eval_tf: Callable[[Any], torch.Tensor]
+) -> ImageData:
     base = _tinyimagenet_base(root)
     try:
         classes, class_to_idx = find_classes(str(base / "train"))
@@ -222,22 +239,26 @@ class LocalFlowers102(Flowers102):
 
     def _check_integrity(self) -> bool:
         base = Path(self.root) / "flowers-102"
-        return ((base / "jpg").is_dir() and (base / "imagelabels.mat").is_file()
-                and (base / "setid.mat").is_file())
+        return (
+            (base / "jpg").is_dir()
+            and (base / "imagelabels.mat").is_file()
+            and (base / "setid.mat").is_file()
+        )
 
 
-def _flowers102(root: Path, train_tf: Callable[[Any], torch.Tensor],
-                eval_tf: Callable[[Any], torch.Tensor]) -> ImageData:
+def _flowers102(
+    root: Path, train_tf: Callable[[Any], torch.Tensor], eval_tf: Callable[[Any], torch.Tensor]
+) -> ImageData:
     def split(name: str, transform: Callable[[Any], torch.Tensor]) -> LocalFlowers102:
         return LocalFlowers102(str(root), split=name, transform=transform, download=False)
 
-    train: ConcatDataset[Any] = ConcatDataset([split("train", train_tf),
-                                               split("val", train_tf)])
+    train: ConcatDataset[Any] = ConcatDataset([split("train", train_tf), split("val", train_tf)])
     return ImageData(train, split("test", eval_tf), 102)
 
 
-def _stanfordcars(root: Path, train_tf: Callable[[Any], torch.Tensor],
-                  eval_tf: Callable[[Any], torch.Tensor]) -> ImageData:
+def _stanfordcars(
+    root: Path, train_tf: Callable[[Any], torch.Tensor], eval_tf: Callable[[Any], torch.Tensor]
+) -> ImageData:
     train = StanfordCars(str(root), split="train", transform=train_tf, download=False)
     evaluation = StanfordCars(str(root), split="test", transform=eval_tf, download=False)
     return ImageData(train, evaluation, len(train.classes))
@@ -248,8 +269,9 @@ CALTECH_EVAL_FRACTION = 0.2
 CALTECH_SPLIT_SEED = 0
 
 
-def _caltech101(root: Path, train_tf: Callable[[Any], torch.Tensor],
-                eval_tf: Callable[[Any], torch.Tensor]) -> ImageData:
+def _caltech101(
+    root: Path, train_tf: Callable[[Any], torch.Tensor], eval_tf: Callable[[Any], torch.Tensor]
+) -> ImageData:
     if not (root / "caltech101" / "101_ObjectCategories").is_dir():
         raise RuntimeError("Dataset not found")
     train_view = Caltech101(str(root), transform=train_tf, download=False)
@@ -262,17 +284,24 @@ def _caltech101(root: Path, train_tf: Callable[[Any], torch.Tensor],
         held_out = max(1, round(CALTECH_EVAL_FRACTION * len(members))) if len(members) > 1 else 0
         eval_idx.extend(members[:held_out].tolist())
         train_idx.extend(members[held_out:].tolist())
-    return ImageData(Subset(train_view, sorted(train_idx)), Subset(eval_view, sorted(eval_idx)),
-                     len(train_view.categories))
+    return ImageData(
+        Subset(train_view, sorted(train_idx)),
+        Subset(eval_view, sorted(eval_idx)),
+        len(train_view.categories),
+    )
 
 
 def _cifar(name: str) -> Callable[..., ImageData]:
-    def load(root: Path, train_tf: Callable[[Any], torch.Tensor],
-             eval_tf: Callable[[Any], torch.Tensor]) -> ImageData:
+    def load(
+        root: Path, train_tf: Callable[[Any], torch.Tensor], eval_tf: Callable[[Any], torch.Tensor]
+    ) -> ImageData:
         images, labels, num_classes = load_cifar_arrays(name, root, "train")
         test_images, test_labels, _ = load_cifar_arrays(name, root, "test")
-        return ImageData(ArrayImages(images, labels, train_tf),
-                         ArrayImages(test_images, test_labels, eval_tf), num_classes)
+        return ImageData(
+            ArrayImages(images, labels, train_tf),
+            ArrayImages(test_images, test_labels, eval_tf),
+            num_classes,
+        )
 
     return load
 
@@ -288,7 +317,10 @@ _LOADERS: dict[str, Callable[..., ImageData]] = {
 
 
 def load_image_data(
-    task: str, root: str | os.PathLike[str], *, image_size: int | None = None,
+    task: str,
+    root: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
     augment: bool = True,
 ) -> ImageData:
     """Read ``task``'s training and evaluation sets from ``root`` (layouts: module docstring).
@@ -307,6 +339,7 @@ def load_image_data(
         return _LOADERS[task](root_path, train_tf, eval_tf)
     except (RuntimeError, FileNotFoundError) as exc:
         reason = str(exc).split(". You can use download=True")[0].rstrip(".")
-        raise NOSError(f"{info.title} not found or incomplete under {root_path} ({reason}); "
-                       "see transfer.datasets for the layout (nothing is downloaded here)"
-                       ) from None
+        raise NOSError(
+            f"{info.title} not found or incomplete under {root_path} ({reason}); "
+            "see transfer.datasets for the layout (nothing is downloaded here)"
+        ) from None

@@ -54,8 +54,10 @@ def load_imagenet_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-        raise NOSError(f"cannot read weights {path}: {type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise NOSError(
+            f"cannot read weights {path}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
@@ -71,7 +73,9 @@ def _reset_head(linear: nn.Linear) -> None:
 
 
 def efficientnet(
-    num_classes: int, *, pretrained: bool = False,
+    num_classes: int,
+    *,
+    pretrained: bool = False,
     weights: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """EfficientNetV2-S with a ``num_classes`` head.
@@ -88,8 +92,9 @@ def efficientnet(
     try:
         model.load_state_dict(load_imagenet_state_dict(path))
     except RuntimeError as exc:
-        raise NOSError(f"weights {path} do not fit EfficientNetV2-S: "
-                       f"{str(exc).splitlines()[0]}") from None
+        raise NOSError(
+            f"weights {path} do not fit EfficientNetV2-S: {str(exc).splitlines()[0]}"
+        ) from None
     old_head = model.classifier[1]
     assert isinstance(old_head, nn.Linear)
     head = nn.Linear(old_head.in_features, num_classes)
@@ -108,10 +113,14 @@ class DigitsConvNet(nn.Module):
     def __init__(self, width: int = 16, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.SiLU(),
+            nn.Conv2d(1, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.SiLU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(2 * width), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.BatchNorm2d(2 * width),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(2 * width, num_classes)
 

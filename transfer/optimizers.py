@@ -69,11 +69,14 @@ class ScheduleSteps:
         check_schedule_steps(self.total, self.warmup, self.hold)
 
     @classmethod
-    def from_fractions(cls, total: int, warmup_fraction: float, hold_fraction: float
-                       ) -> ScheduleSteps:
+    def from_fractions(
+        cls, total: int, warmup_fraction: float, hold_fraction: float
+    ) -> ScheduleSteps:
         """W = round(warmup_fraction T), H = round(hold_fraction T)."""
-        for name, value in (("warmup_fraction", warmup_fraction),
-                            ("hold_fraction", hold_fraction)):
+        for name, value in (
+            ("warmup_fraction", warmup_fraction),
+            ("hold_fraction", hold_fraction),
+        ):
             if not 0.0 <= value < 1.0:
                 raise NOSError(f"{name} must lie in [0, 1), got {value!r}")
         return cls(total, round(warmup_fraction * total), round(hold_fraction * total))
@@ -122,16 +125,20 @@ class OptimizerSpec:
     takes_seed: bool = False
     source: str = ""
 
-    def build(self, params: Iterable[Tensor], lr: float, steps: ScheduleSteps,
-              seed: int = 0) -> tuple[Optimizer, LRScheduler | None]:
+    def build(
+        self, params: Iterable[Tensor], lr: float, steps: ScheduleSteps, seed: int = 0
+    ) -> tuple[Optimizer, LRScheduler | None]:
         """The optimizer for a run of ``steps`` at peak ``lr``, and its scheduler if any."""
         if not lr > 0.0:
             raise NOSError(f"lr must be > 0, got {lr!r}")
         if not self.owns_schedule:
             optimizer = self.factory(params, lr=lr)
             return optimizer, schedule_scheduler(optimizer, lr, steps)
-        extra: dict[str, Any] = {"total_steps": steps.total, "warmup_steps": steps.warmup,
-                                 "hold_steps": steps.hold}
+        extra: dict[str, Any] = {
+            "total_steps": steps.total,
+            "warmup_steps": steps.warmup,
+            "hold_steps": steps.hold,
+        }
         if self.takes_seed:
             extra["seed"] = seed
         return self.factory(params, lr=lr, **extra), None
@@ -151,15 +158,20 @@ def _check_schedule_args(name: str, factory: Callable[..., Any]) -> bool:
     params = _parameters(factory)
     has = [key in params for key in ("total_steps", "warmup_steps", "hold_steps")]
     if any(has) and not all(has):
-        raise NOSError(f"{name} takes only some of total_steps/warmup_steps/hold_steps; the "
-                       "harness needs all three to give it the common schedule")
+        raise NOSError(
+            f"{name} takes only some of total_steps/warmup_steps/hold_steps; the "
+            "harness needs all three to give it the common schedule"
+        )
     return all(has)
 
 
 def _spec(name: str, factory: Callable[..., Optimizer], source: str) -> OptimizerSpec:
     return OptimizerSpec(
-        name=name, factory=factory, owns_schedule=_check_schedule_args(name, factory),
-        default_lr=_default_lr(factory), takes_seed="seed" in _parameters(factory),
+        name=name,
+        factory=factory,
+        owns_schedule=_check_schedule_args(name, factory),
+        default_lr=_default_lr(factory),
+        takes_seed="seed" in _parameters(factory),
         source=source,
     )
 
@@ -178,9 +190,11 @@ def published_spec(name: str) -> OptimizerSpec:
 
     cls = PUBLISHED_OPTIMIZERS.get(name)
     if cls is None:
-        raise NOSError(f"unknown optimizer {name!r}; expected a baseline "
-                       f"{list(TRANSFER_BASELINES)}, a published optimizer "
-                       f"{sorted(PUBLISHED_OPTIMIZERS)}, a .py file or an equation with '~'")
+        raise NOSError(
+            f"unknown optimizer {name!r}; expected a baseline "
+            f"{list(TRANSFER_BASELINES)}, a published optimizer "
+            f"{sorted(PUBLISHED_OPTIMIZERS)}, a .py file or an equation with '~'"
+        )
     return _spec(name, cls, f"optuna_nos.optimizers.{name}")
 
 
@@ -204,32 +218,45 @@ def file_spec(path: str | os.PathLike[str], class_name: str | None = None) -> Op
     except Exception as exc:  # noqa: BLE001 - a broken user file gets a one-line error
         sys.modules.pop(module_name, None)
         raise NOSError(f"importing {str(file)!r} failed: {type(exc).__name__}: {exc}") from None
-    defined = {name: obj for name, obj in vars(module).items()
-               if inspect.isclass(obj) and issubclass(obj, Optimizer)
-               and obj.__module__ == module_name}
+    defined = {
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Optimizer) and obj.__module__ == module_name
+    }
     if class_name is not None:
         if class_name not in defined:
-            raise NOSError(f"{str(file)!r} defines no Optimizer subclass {class_name!r}; it "
-                           f"defines {sorted(defined)}")
+            raise NOSError(
+                f"{str(file)!r} defines no Optimizer subclass {class_name!r}; it "
+                f"defines {sorted(defined)}"
+            )
         chosen = class_name
     elif len(defined) == 1:
         chosen = next(iter(defined))
     else:
-        raise NOSError(f"{str(file)!r} defines {len(defined)} Optimizer subclasses "
-                       f"{sorted(defined)}; pick one with --class-name")
+        raise NOSError(
+            f"{str(file)!r} defines {len(defined)} Optimizer subclasses "
+            f"{sorted(defined)}; pick one with --class-name"
+        )
     return _spec(chosen, defined[chosen], f"{file}:{chosen}")
 
 
-def _genome_spec(name: str, genome: Any, source: str,
-                 settings: Settings = DEFAULT_SETTINGS) -> OptimizerSpec:
+def _genome_spec(
+    name: str, genome: Any, source: str, settings: Settings = DEFAULT_SETTINGS
+) -> OptimizerSpec:
     """``genome`` run by ``GenomeOptimizer`` with ``settings``."""
     from optuna_nos import GenomeOptimizer
 
     def factory(params: Any, *, lr: float, **schedule: Any) -> Optimizer:
         return GenomeOptimizer(params, genome, lr=lr, settings=settings, **schedule)
 
-    return OptimizerSpec(name=name, factory=factory, owns_schedule=True, default_lr=None,
-                         takes_seed=True, source=source)
+    return OptimizerSpec(
+        name=name,
+        factory=factory,
+        owns_schedule=True,
+        default_lr=None,
+        takes_seed=True,
+        source=source,
+    )
 
 
 def equation_spec(equation: str, name: str | None = None) -> OptimizerSpec:
@@ -250,8 +277,9 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     from optuna_nos.study.stored import trial_genome
 
     try:
-        loaded = optuna.load_study(study_name=study,
-                                   storage=make_storage(storage, heartbeat_interval=None))
+        loaded = optuna.load_study(
+            study_name=study, storage=make_storage(storage, heartbeat_interval=None)
+        )
     except KeyError:
         raise NOSError(f"no study named {study!r} in the storage") from None
     matches = [t for t in loaded.get_trials(deepcopy=False) if t.number == trial]
@@ -260,9 +288,12 @@ def trial_spec(storage: str, study: str, trial: int, name: str | None = None) ->
     genome = trial_genome(matches[0])
     if genome is None:
         raise NOSError(f"trial {trial} of study {study!r} carries no genome")
-    return _genome_spec(name or f"{study}#{trial}", genome,
-                        f"study {study!r} trial {trial}: {genome.equation()}",
-                        study_settings(loaded._storage, loaded._study_id))
+    return _genome_spec(
+        name or f"{study}#{trial}",
+        genome,
+        f"study {study!r} trial {trial}: {genome.equation()}",
+        study_settings(loaded._storage, loaded._study_id),
+    )
 
 
 def resolve_optimizer(text: str, *, class_name: str | None = None) -> OptimizerSpec:

@@ -23,8 +23,19 @@ from transfer.runner import TransferRun
 
 __all__ = ["CSV_COLUMNS", "Summary", "markdown_table", "plot_curves", "summarize", "write_csv"]
 
-CSV_COLUMNS = ("task", "optimizer", "phase", "seed", "lr", "step", "epoch", "split", "metric",
-               "value", "diverged")
+CSV_COLUMNS = (
+    "task",
+    "optimizer",
+    "phase",
+    "seed",
+    "lr",
+    "step",
+    "epoch",
+    "split",
+    "metric",
+    "value",
+    "diverged",
+)
 
 
 def write_csv(results: Iterable[TransferRun], path: str | os.PathLike[str]) -> Path:
@@ -36,9 +47,21 @@ def write_csv(results: Iterable[TransferRun], path: str | os.PathLike[str]) -> P
         writer.writerow(CSV_COLUMNS)
         for run in results:
             for record in run.records:
-                writer.writerow([run.task, run.optimizer, run.phase, run.seed, repr(run.lr),
-                                 record.step, f"{record.epoch:.6g}", record.split,
-                                 record.metric, repr(record.value), int(run.diverged)])
+                writer.writerow(
+                    [
+                        run.task,
+                        run.optimizer,
+                        run.phase,
+                        run.seed,
+                        repr(run.lr),
+                        record.step,
+                        f"{record.epoch:.6g}",
+                        record.split,
+                        record.metric,
+                        repr(record.value),
+                        int(run.diverged),
+                    ]
+                )
     return target
 
 
@@ -91,13 +114,18 @@ def summarize(results: Iterable[TransferRun]) -> list[Summary]:
         lrs = {run.lr for run in runs}
         if len(lrs) != 1:
             raise NOSError(f"final runs of {optimizer} on {task} used several lrs {sorted(lrs)}")
-        summaries.append(Summary(
-            task=task, optimizer=optimizer, lr=runs[0].lr,
-            accuracies=tuple(run.last("accuracy") for run in runs),
-            losses=tuple(run.last(loss_name) for run in runs),
-            loss_name=loss_name, diverged=sum(run.diverged for run in runs),
-            screened=tuple(screened.get((task, optimizer), ())),
-        ))
+        summaries.append(
+            Summary(
+                task=task,
+                optimizer=optimizer,
+                lr=runs[0].lr,
+                accuracies=tuple(run.last("accuracy") for run in runs),
+                losses=tuple(run.last(loss_name) for run in runs),
+                loss_name=loss_name,
+                diverged=sum(run.diverged for run in runs),
+                screened=tuple(screened.get((task, optimizer), ())),
+            )
+        )
     return summaries
 
 
@@ -113,15 +141,19 @@ def markdown_table(summaries: Sequence[Summary], baselines: Iterable[str] = ()) 
     baseline_names = set(baselines)
     lines: list[str] = []
     for task in dict.fromkeys(s.task for s in summaries):
-        rows = sorted((s for s in summaries if s.task == task), key=lambda s: (-s.mean,
-                                                                            s.optimizer))
+        rows = sorted(
+            (s for s in summaries if s.task == task), key=lambda s: (-s.mean, s.optimizer)
+        )
         reference = [s.mean for s in rows if s.optimizer in baseline_names]
         best_baseline = max(reference) if reference else None
         loss_header = "eval bits/char" if rows[0].loss_name == "bits_per_char" else "eval loss"
-        lines += [f"**{task}** ({len(rows[0].accuracies)} seeds; * = baseline)", "",
-                  f"| optimizer | lr | accuracy | min–max | {loss_header} | vs best baseline "
-                  "| diverged |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"**{task}** ({len(rows[0].accuracies)} seeds; * = baseline)",
+            "",
+            f"| optimizer | lr | accuracy | min–max | {loss_header} | vs best baseline "
+            "| diverged |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for s in rows:
             name = s.optimizer.replace("|", "\\|")
             name = f"{name}*" if s.optimizer in baseline_names else name
@@ -135,8 +167,9 @@ def markdown_table(summaries: Sequence[Summary], baselines: Iterable[str] = ()) 
     return "\n".join(lines)
 
 
-def plot_curves(results: Iterable[TransferRun], path: str | os.PathLike[str],
-                baselines: Iterable[str] = ()) -> Path:
+def plot_curves(
+    results: Iterable[TransferRun], path: str | os.PathLike[str], baselines: Iterable[str] = ()
+) -> Path:
     """Evaluation accuracy against step, one panel per task: the mean over the final runs'
     seeds as a line, their min-max as a band; baselines dashed."""
     import matplotlib
@@ -155,8 +188,7 @@ def plot_curves(results: Iterable[TransferRun], path: str | os.PathLike[str],
     if not curves:
         raise NOSError("no final runs to plot")
     baseline_names = set(baselines)
-    figure, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.8),
-                                squeeze=False)
+    figure, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.8), squeeze=False)
     colours = plt.get_cmap("tab20")
     for axis, (task, by_optimizer) in zip(axes[0], curves.items(), strict=True):
         for index, (optimizer, by_step) in enumerate(by_optimizer.items()):
@@ -164,10 +196,22 @@ def plot_curves(results: Iterable[TransferRun], path: str | os.PathLike[str],
             values = [by_step[s] for s in steps]
             style = "--" if optimizer in baseline_names else "-"
             colour = colours((2 * index) % 20 + (2 * index // 20) % 2)
-            axis.plot(steps, [statistics.fmean(v) for v in values], style, color=colour,
-                      label=optimizer[:40], linewidth=1.4)
-            axis.fill_between(steps, [min(v) for v in values], [max(v) for v in values],
-                              color=colour, alpha=0.12, linewidth=0)
+            axis.plot(
+                steps,
+                [statistics.fmean(v) for v in values],
+                style,
+                color=colour,
+                label=optimizer[:40],
+                linewidth=1.4,
+            )
+            axis.fill_between(
+                steps,
+                [min(v) for v in values],
+                [max(v) for v in values],
+                color=colour,
+                alpha=0.12,
+                linewidth=0,
+            )
         axis.set_title(task)
         axis.set_xlabel("step")
         axis.set_ylabel("evaluation accuracy")

@@ -89,8 +89,9 @@ class TransferProtocol:
         return ScheduleSteps.from_fractions(self.steps, self.warmup_fraction, self.hold_fraction)
 
     def screen_schedule(self) -> ScheduleSteps:
-        return ScheduleSteps.from_fractions(self.screen_steps, self.warmup_fraction,
-                                            self.hold_fraction)
+        return ScheduleSteps.from_fractions(
+            self.screen_steps, self.warmup_fraction, self.hold_fraction
+        )
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,9 @@ def lr_grid(spec: OptimizerSpec, protocol: TransferProtocol) -> tuple[float, ...
     if not protocol.relative_grid:
         return protocol.lr_grid
     if spec.default_lr is None or spec.default_lr <= 0:
-        raise NOSError(f"{spec.name} has no default lr to centre a relative grid on; use the "
-                       "shared grid")
+        raise NOSError(
+            f"{spec.name} has no default lr to centre a relative grid on; use the shared grid"
+        )
     return tuple(spec.default_lr * factor for factor in protocol.lr_grid)
 
 
@@ -141,8 +143,9 @@ def _flat(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, device: torch.device, amp: bool = False
-             ) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, task: Task, device: torch.device, amp: bool = False
+) -> dict[str, float]:
     """Accuracy and mean cross-entropy (and bits per char for sequence tasks) on the eval set."""
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
@@ -174,14 +177,27 @@ def _closing(batches: Iterator[object]) -> Iterator[None]:
 
 
 def _progress(total: int, desc: str, enabled: bool) -> tqdm:  # type: ignore[type-arg]
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
-                disable=not (enabled and sys.stderr.isatty()))
+    return tqdm(
+        total=total,
+        desc=desc,
+        leave=False,
+        dynamic_ncols=True,
+        disable=not (enabled and sys.stderr.isatty()),
+    )
 
 
 def train_run(
-    task: Task, spec: OptimizerSpec, lr: float, seed: int, steps: ScheduleSteps, *,
-    phase: str, eval_every: int | None, device: torch.device | str = "cpu",
-    amp: bool = False, progress: bool = True,
+    task: Task,
+    spec: OptimizerSpec,
+    lr: float,
+    seed: int,
+    steps: ScheduleSteps,
+    *,
+    phase: str,
+    eval_every: int | None,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    progress: bool = True,
 ) -> TransferRun:
     """Train a fresh model for ``steps.total`` steps; evaluate every ``eval_every`` steps
     (``None``: never, as in a screen run)."""
@@ -198,8 +214,9 @@ def train_run(
         epoch = step / task.steps_per_epoch
         if window_count:
             result.records.append(Record(step, epoch, "train", "loss", window_loss / window_count))
-            result.records.append(Record(step, epoch, "train", "accuracy",
-                                         window_correct / window_count))
+            result.records.append(
+                Record(step, epoch, "train", "accuracy", window_correct / window_count)
+            )
         window_loss, window_correct, window_count = 0.0, 0, 0
         if eval_every is not None:
             for metric, value in evaluate(model, task, device, amp).items():
@@ -246,13 +263,18 @@ def screen_score(result: TransferRun, screen_steps: int, window: float) -> float
     """Mean training loss over the last ``window`` of ``screen_steps``; +inf if diverged."""
     if result.diverged or len(result.train_losses) < screen_steps:
         return math.inf
-    tail = result.train_losses[-max(1, round(window * screen_steps)):]
+    tail = result.train_losses[-max(1, round(window * screen_steps)) :]
     return sum(tail) / len(tail)
 
 
 def screen_and_train(
-    task: Task, spec: OptimizerSpec, protocol: TransferProtocol, *,
-    device: torch.device | str = "cpu", amp: bool = False, progress: bool = True,
+    task: Task,
+    spec: OptimizerSpec,
+    protocol: TransferProtocol,
+    *,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    progress: bool = True,
     on_run: Callable[[TransferRun], None] | None = None,
 ) -> list[TransferRun]:
     """The LR screen and the final runs of one optimizer on one task (module docstring).
@@ -263,8 +285,18 @@ def screen_and_train(
     runs: list[TransferRun] = []
     scores: list[float] = []
     for lr in lr_grid(spec, protocol):
-        run = train_run(task, spec, lr, protocol.screen_seed, screen_steps, phase="screen",
-                        eval_every=None, device=device, amp=amp, progress=progress)
+        run = train_run(
+            task,
+            spec,
+            lr,
+            protocol.screen_seed,
+            screen_steps,
+            phase="screen",
+            eval_every=None,
+            device=device,
+            amp=amp,
+            progress=progress,
+        )
         runs.append(run)
         scores.append(screen_score(run, protocol.screen_steps, protocol.screen_window))
         if on_run is not None:
@@ -272,9 +304,18 @@ def screen_and_train(
     best = min(range(len(scores)), key=lambda i: (scores[i], i))
     best_lr = runs[best].lr
     for seed in protocol.seeds:
-        run = train_run(task, spec, best_lr, seed, protocol.final_schedule(), phase="final",
-                        eval_every=protocol.eval_every, device=device, amp=amp,
-                        progress=progress)
+        run = train_run(
+            task,
+            spec,
+            best_lr,
+            seed,
+            protocol.final_schedule(),
+            phase="final",
+            eval_every=protocol.eval_every,
+            device=device,
+            amp=amp,
+            progress=progress,
+        )
         runs.append(run)
         if on_run is not None:
             on_run(run)
@@ -282,7 +323,9 @@ def screen_and_train(
 
 
 def compare(
-    tasks: Sequence[Task], specs: Iterable[OptimizerSpec], protocol: TransferProtocol,
+    tasks: Sequence[Task],
+    specs: Iterable[OptimizerSpec],
+    protocol: TransferProtocol,
     **kwargs: object,
 ) -> list[TransferRun]:
     """:func:`screen_and_train` for every (task, optimizer) pair, tasks outermost."""

@@ -37,8 +37,14 @@ from transfer.report import markdown_table, plot_curves, summarize, write_csv
 from transfer.runner import DEFAULT_LR_GRID, TransferProtocol, TransferRun, screen_and_train
 from transfer.tasks import Task
 
-__all__ = ["CPU_PROTOCOLS", "SUITE_LR_GRID", "SuiteResult", "run_suite", "suite_optimizers",
-           "suite_task"]
+__all__ = [
+    "CPU_PROTOCOLS",
+    "SUITE_LR_GRID",
+    "SuiteResult",
+    "run_suite",
+    "suite_optimizers",
+    "suite_task",
+]
 
 #: The suite's LR grid (the harness default): one point per decade from 1e-4 (RMSprop and
 #: Lion like small rates) to 100 (gradient-scale updates such as Opt1..Opt10 pick 1..10 here).
@@ -70,19 +76,22 @@ def suite_task(name: str) -> Task:
         elif name == "charlm":
             from transfer.charlm import charlm_task
 
-            _TASK_CACHE[name] = charlm_task(max_chars=300_000, seq_len=64, batch_size=16,
-                                            arch="transformer", width=64, heads=4)
+            _TASK_CACHE[name] = charlm_task(
+                max_chars=300_000, seq_len=64, batch_size=16, arch="transformer", width=64, heads=4
+            )
         else:
             raise NOSError(f"unknown suite task {name!r}; expected one of {sorted(CPU_PROTOCOLS)}")
     return _TASK_CACHE[name]
 
 
-def _run_unit(task_name: str, optimizer: str, protocol: TransferProtocol, progress: bool
-              ) -> tuple[list[TransferRun], float]:
+def _run_unit(
+    task_name: str, optimizer: str, protocol: TransferProtocol, progress: bool
+) -> tuple[list[TransferRun], float]:
     """One (task, optimizer) protocol; returns its runs and the CPU seconds it took."""
     started = time.process_time()
-    runs = screen_and_train(suite_task(task_name), resolve_optimizer(optimizer), protocol,
-                        progress=progress)
+    runs = screen_and_train(
+        suite_task(task_name), resolve_optimizer(optimizer), protocol, progress=progress
+    )
     return runs, time.process_time() - started
 
 
@@ -99,7 +108,8 @@ def _describe(budget: dict[str, TransferProtocol]) -> str:
             f"{protocol.screen_seed}, lowest mean training loss of the last "
             f"{protocol.screen_window:.0%}), then {protocol.steps} steps per seed, evaluated "
             f"every {protocol.eval_every}; warmup {protocol.warmup_fraction:.3g} -> hold "
-            f"{protocol.hold_fraction:.3g} -> cosine (fractions of the run)")
+            f"{protocol.hold_fraction:.3g} -> cosine (fractions of the run)"
+        )
     return "\n".join(lines)
 
 
@@ -116,9 +126,14 @@ class SuiteResult:
 
 
 def run_suite(
-    output_dir: str | os.PathLike[str], *, optimizers: Sequence[str] | None = None,
-    tasks: Sequence[str] = ("digits", "charlm"), seeds: Sequence[int] = (0, 1, 2),
-    jobs: int = 2, protocols: dict[str, TransferProtocol] | None = None, progress: bool = True,
+    output_dir: str | os.PathLike[str],
+    *,
+    optimizers: Sequence[str] | None = None,
+    tasks: Sequence[str] = ("digits", "charlm"),
+    seeds: Sequence[int] = (0, 1, 2),
+    jobs: int = 2,
+    protocols: dict[str, TransferProtocol] | None = None,
+    progress: bool = True,
     command: str = "python -m transfer suite --cpu",
     log: Callable[[str], None] = print,
 ) -> SuiteResult:
@@ -127,8 +142,9 @@ def run_suite(
     names = list(optimizers) if optimizers is not None else suite_optimizers()
     for name in names:
         resolve_optimizer(name)
-    budget = {task: replace((protocols or CPU_PROTOCOLS)[task], seeds=tuple(seeds))
-              for task in tasks}
+    budget = {
+        task: replace((protocols or CPU_PROTOCOLS)[task], seeds=tuple(seeds)) for task in tasks
+    }
     check_int("jobs", jobs, minimum=1)
     units = [(task, name) for task in tasks for name in names]
     started = time.perf_counter()
@@ -143,13 +159,17 @@ def run_suite(
         finally:
             torch.set_num_threads(threads)
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                                 initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker
+        ) as pool:
             # Later tasks (the character LM) cost more per unit: start them first.
-            futures = {pool.submit(_run_unit, task, name, budget[task], False): (task, name)
-                       for task, name in reversed(units)}
-            for future in tqdm(as_completed(futures), total=len(futures), desc="suite",
-                               disable=not show):
+            futures = {
+                pool.submit(_run_unit, task, name, budget[task], False): (task, name)
+                for task, name in reversed(units)
+            }
+            for future in tqdm(
+                as_completed(futures), total=len(futures), desc="suite", disable=not show
+            ):
                 by_unit[futures[future]] = future.result()
     wall = time.perf_counter() - started
     cpu = sum(seconds for _, seconds in by_unit.values())
@@ -157,10 +177,12 @@ def run_suite(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(summarize(results), baselines=TRANSFER_BASELINES)
-    header = (f"Command: `{command}` — {len(names)} optimizers x {len(tasks)} tasks, "
-              f"{len(seeds)} seeds; wall time {wall / 60:.1f} min, training CPU time "
-              f"{cpu / 60:.1f} min ({os.cpu_count()} CPUs, {jobs} worker processes, one torch "
-              f"thread each).\n\n{_describe(budget)}\n\n")
+    header = (
+        f"Command: `{command}` — {len(names)} optimizers x {len(tasks)} tasks, "
+        f"{len(seeds)} seeds; wall time {wall / 60:.1f} min, training CPU time "
+        f"{cpu / 60:.1f} min ({os.cpu_count()} CPUs, {jobs} worker processes, one torch "
+        f"thread each).\n\n{_describe(budget)}\n\n"
+    )
     table_path = out / "results.md"
     table_path.write_text(header + table, encoding="utf-8")
     csv_path = write_csv(results, out / "results.csv")

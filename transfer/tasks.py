@@ -44,16 +44,24 @@ class Task:
     sequence: bool = False
 
 
-def loader_stream(dataset: SizedDataset, batch_size: int, seed: int,
-                  num_workers: int = 0) -> Iterator[Batch]:
+def loader_stream(
+    dataset: SizedDataset, batch_size: int, seed: int, num_workers: int = 0
+) -> Iterator[Batch]:
     """Endless shuffled batches of ``dataset`` (full batches only), epoch order from ``seed``."""
     if len(dataset) < batch_size:
-        raise NOSError(f"the training set has {len(dataset)} samples, fewer than one batch "
-                       f"of {batch_size}")
+        raise NOSError(
+            f"the training set has {len(dataset)} samples, fewer than one batch of {batch_size}"
+        )
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(cast(Dataset[Any], dataset), batch_size=batch_size, shuffle=True,
-                        drop_last=True, generator=generator, num_workers=num_workers,
-                        persistent_workers=num_workers > 0)
+    loader = DataLoader(
+        cast(Dataset[Any], dataset),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
     while True:
         yield from loader
 
@@ -64,9 +72,15 @@ def _check_positive(**values: int) -> None:
 
 
 def image_task(
-    name: str, root: str | os.PathLike[str], *, image_size: int | None = None,
-    batch_size: int = 64, eval_batch_size: int = 256, augment: bool = True,
-    weights: str | os.PathLike[str] | None = None, num_workers: int = 0,
+    name: str,
+    root: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    eval_batch_size: int = 256,
+    augment: bool = True,
+    weights: str | os.PathLike[str] | None = None,
+    num_workers: int = 0,
     max_eval_samples: int | None = None,
 ) -> Task:
     """EfficientNetV2-S on an image data set: from scratch or fine-tuned (see ``IMAGE_TASKS``).
@@ -90,8 +104,9 @@ def image_task(
         return efficientnet(data.num_classes, pretrained=info.finetune, weights=weights)
 
     def eval_batches() -> Iterable[Batch]:
-        return DataLoader(evaluation, batch_size=eval_batch_size, shuffle=False,
-                          num_workers=num_workers)
+        return DataLoader(
+            evaluation, batch_size=eval_batch_size, shuffle=False, num_workers=num_workers
+        )
 
     return Task(
         name=name,
@@ -107,14 +122,13 @@ DIGITS_SPLIT_SEED = 0
 DIGITS_EVAL_SIZE = 360
 
 
-def _tensor_stream(inputs: Tensor, targets: Tensor, batch_size: int, seed: int
-                   ) -> Iterator[Batch]:
+def _tensor_stream(inputs: Tensor, targets: Tensor, batch_size: int, seed: int) -> Iterator[Batch]:
     generator = torch.Generator().manual_seed(seed)
     full_batches = len(targets) // batch_size
     while True:
         order = torch.randperm(len(targets), generator=generator)
         for start in range(0, full_batches * batch_size, batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             yield inputs[index], targets[index]
 
 

@@ -25,5 +25,6 @@ def study_name(text: str) -> str:
     """A study name Optuna can store: 1 to :data:`MAX_STUDY_NAME` characters."""
     if not text or len(text) > MAX_STUDY_NAME:
         raise argparse.ArgumentTypeError(
-            f"a study name must have 1 to {MAX_STUDY_NAME} characters, got {len(text)}")
+            f"a study name must have 1 to {MAX_STUDY_NAME} characters, got {len(text)}"
+        )
     return text

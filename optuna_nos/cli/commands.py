@@ -72,8 +72,10 @@ def load_objective(config: StudyConfig) -> Callable[[optuna.Trial], float]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or any error the module raises while loading
-        raise NOSError(f"cannot import objective module {module_name!r}: "
-                       f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise NOSError(
+            f"cannot import objective module {module_name!r}: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise NOSError(f"objective target {config.objective_target!r} is not a callable")
@@ -82,11 +84,15 @@ def load_objective(config: StudyConfig) -> Callable[[optuna.Trial], float]:
     except NOSError:
         raise
     except Exception as exc:
-        raise NOSError(f"objective target {config.objective_target!r} failed on this config: "
-                       f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise NOSError(
+            f"objective target {config.objective_target!r} failed on this config: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0]
+        ) from None
     if not callable(objective):
-        raise NOSError(f"objective target {config.objective_target!r} returned "
-                       f"{type(objective).__name__}, not an objective(trial)")
+        raise NOSError(
+            f"objective target {config.objective_target!r} returned "
+            f"{type(objective).__name__}, not an objective(trial)"
+        )
     return objective
 
 
@@ -129,8 +135,9 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(f"signal {signal.Signals(signum).name}")
 
 
-def _fail_own_running_trials(study: optuna.Study, reason: str, *,
-                             retry: bool = False) -> list[int]:
+def _fail_own_running_trials(
+    study: optuna.Study, reason: str, *, retry: bool = False
+) -> list[int]:
     """:func:`~optuna_nos.sampler._liveness.fail_own_running_trials`, or [] with a warning
     when the storage cannot be reached (the trials' heartbeats then expire)."""
     from optuna_nos.sampler._liveness import fail_own_running_trials
@@ -138,8 +145,11 @@ def _fail_own_running_trials(study: optuna.Study, reason: str, *,
     try:
         return fail_own_running_trials(study, reason, retry=retry)
     except Exception as exc:  # noqa: BLE001 - nothing more to do for an unreachable storage
-        _logger.warning("could not mark this worker's running trials FAIL (%s); other "
-                        "workers fail them once their heartbeat expires", type(exc).__name__)
+        _logger.warning(
+            "could not mark this worker's running trials FAIL (%s); other "
+            "workers fail them once their heartbeat expires",
+            type(exc).__name__,
+        )
         return []
 
 
@@ -165,10 +175,20 @@ def _log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     attrs = trial.user_attrs
     where = printable(attrs.get(SLOT_USER_ATTR, "?"))
     value = "-" if trial.value is None else f"{trial.value:.4f}"
-    reason = f" ({printable(attrs[REASON_ATTR])})" \
-        if trial.state != optuna.trial.TrialState.COMPLETE and REASON_ATTR in attrs else ""
-    _logger.info("trial %d %s %s %s %s%s", trial.number, where, trial.state.name.lower(),
-                 value, printable(attrs.get(EQUATION_ATTR, "")), reason)
+    reason = (
+        f" ({printable(attrs[REASON_ATTR])})"
+        if trial.state != optuna.trial.TrialState.COMPLETE and REASON_ATTR in attrs
+        else ""
+    )
+    _logger.info(
+        "trial %d %s %s %s %s%s",
+        trial.number,
+        where,
+        trial.state.name.lower(),
+        value,
+        printable(attrs.get(EQUATION_ATTR, "")),
+        reason,
+    )
 
 
 def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) -> None:
@@ -189,8 +209,9 @@ def _record_baselines(study: optuna.Study, objective: Any, *, progress: bool) ->
         for name in names:
             for fidelity in ("init", "evolution"):
                 bar.set_postfix_str(f"{name} at the {fidelity} fidelity")
-                results.setdefault(name, {})[fidelity] = \
-                    objective.evaluate_baseline(name, fidelity)
+                results.setdefault(name, {})[fidelity] = objective.evaluate_baseline(
+                    name, fidelity
+                )
                 bar.update(1)
     study.set_user_attr(BASELINES_ATTR, results)
 
@@ -250,9 +271,12 @@ def _wait_for_storage(study: optuna.Study) -> None:
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
-def _through_outages(study: optuna.Study, n_trials: int | None,
-                     run: Callable[[int | None, Callback], None],
-                     other_error: Callable[[Exception], bool] | None = None) -> None:
+def _through_outages(
+    study: optuna.Study,
+    n_trials: int | None,
+    run: Callable[[int | None, Callback], None],
+    other_error: Callable[[Exception], bool] | None = None,
+) -> None:
     """``run(remaining trials, count callback)`` again after each storage outage.
 
     A lost connection abandons the trials in hand. The worker waits for the server (up to
@@ -285,15 +309,20 @@ def _through_outages(study: optuna.Study, n_trials: int | None,
             outages = 0 if finished[0] > before else outages + 1
             if outages > _MAX_OUTAGES_WITHOUT_PROGRESS:
                 raise
-            _logger.warning("storage unavailable (%s); waiting up to %.0f s for it",
-                            type(exc).__name__, STORAGE_OUTAGE_S)
+            _logger.warning(
+                "storage unavailable (%s); waiting up to %.0f s for it",
+                type(exc).__name__,
+                STORAGE_OUTAGE_S,
+            )
             _wait_for_storage(study)
             _fail_own_running_trials(study, "storage outage during the trial", retry=True)
             _logger.warning("storage reachable again; resuming")
 
 
 def _optimize_through_outages(
-    study: optuna.Study, objective: ObjectiveGuard, n_trials: int | None,
+    study: optuna.Study,
+    objective: ObjectiveGuard,
+    n_trials: int | None,
     callbacks: list[Callback],
 ) -> None:
     """``study.optimize`` that survives a storage server restart (:func:`_through_outages`)
@@ -303,6 +332,7 @@ def _optimize_through_outages(
     to tell it) is dropped with a warning. An infrastructure fault (:mod:`optuna_nos.study.faults`)
     stops the worker with one line; its slot stays open.
     """
+
     def run(remaining: int | None, count: Callback) -> None:
         study.optimize(objective, n_trials=remaining, callbacks=[*callbacks, count], catch=())
 
@@ -310,16 +340,24 @@ def _optimize_through_outages(
         if objective.taken is not None and isinstance(exc, ValueError | AssertionError):
             return True  # trial failed elsewhere; the guard logged it
         if objective.fault is not None:
-            raise NOSError(f"a trial failed for this worker's environment "
-                           f"({objective.fault}); the worker stops and the trial's "
-                           "slot stays open") from None
+            raise NOSError(
+                f"a trial failed for this worker's environment "
+                f"({objective.fault}); the worker stops and the trial's "
+                "slot stays open"
+            ) from None
         return False
 
     _through_outages(study, n_trials, run, other_error)
 
 
-def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *,
-              n_trials: int | None, progress: bool, artifact_dir: str | None = None) -> None:
+def _optimize(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    n_trials: int | None,
+    progress: bool,
+    artifact_dir: str | None = None,
+) -> None:
     from optuna_nos.cli.progress import SearchProgress
     from optuna_nos.sampler import StopWhenFinished
     from optuna_nos.study.dashboard import StudyView, describe_trial, record_fitness_by_fidelity
@@ -330,7 +368,10 @@ def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], *
         return
     view = StudyView(artifact_dir)
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
-        describe_trial, _log_trial, view, StopWhenFinished(),
+        describe_trial,
+        _log_trial,
+        view,
+        StopWhenFinished(),
     ]
     bar = SearchProgress(study) if progress else None
     if bar is not None:
@@ -381,11 +422,19 @@ def _storage(url: str, config: StudyConfig | None, *, read_only: bool = False) -
 
     workers = config.workers if config is not None else WorkerConfig()
     if is_grpc_url(url):
-        return make_grpc_storage(url, heartbeat_interval=workers.heartbeat_interval,
-                                 grace_period=workers.grace_period, max_retry=workers.max_retry)
-    return make_storage(url, heartbeat_interval=workers.heartbeat_interval,
-                        grace_period=workers.grace_period, max_retry=workers.max_retry,
-                        read_only=read_only)
+        return make_grpc_storage(
+            url,
+            heartbeat_interval=workers.heartbeat_interval,
+            grace_period=workers.grace_period,
+            max_retry=workers.max_retry,
+        )
+    return make_storage(
+        url,
+        heartbeat_interval=workers.heartbeat_interval,
+        grace_period=workers.grace_period,
+        max_retry=workers.max_retry,
+        read_only=read_only,
+    )
 
 
 def _check_artifacts(config: StudyConfig, storage_url: str) -> None:
@@ -405,15 +454,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = parse_config({**config.raw, "artifacts": {"dir": args.artifact_dir}})
     _check_artifacts(config, args.storage)
     objective, sampler = load_objective(config), _make_sampler(config)
-    study = create_configured_study(_storage(args.storage, config), args.study, config.raw,
-                                    sampler=sampler, pruner=_make_pruner())
+    study = create_configured_study(
+        _storage(args.storage, config),
+        args.study,
+        config.raw,
+        sampler=sampler,
+        pruner=_make_pruner(),
+    )
     name_metric(study)
     check_environment(objective)
     with redirect_logging():
         if not args.no_baselines:
             _score_baselines_once(study, objective, progress=True)
-        _optimize(study, objective, n_trials=args.n_trials, progress=True,
-                  artifact_dir=config.artifact_dir)
+        _optimize(
+            study,
+            objective,
+            n_trials=args.n_trials,
+            progress=True,
+            artifact_dir=config.artifact_dir,
+        )
     print_leaderboard(study, top=args.top)
     return 0
 
@@ -424,8 +483,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     _make_sampler(config)
     study = create_configured_study(_storage(args.storage, config), args.study, config.raw)
     name_metric(study)
-    print(f"study {args.study!r} is ready: start workers with "
-          f"'optuna-nos worker --storage URL --study {args.study}'")
+    print(
+        f"study {args.study!r} is ready: start workers with "
+        f"'optuna-nos worker --storage URL --study {args.study}'"
+    )
     return 0
 
 
@@ -446,16 +507,19 @@ def _open_worker_study(args: argparse.Namespace) -> tuple[StudyConfig, optuna.St
         try:
             stored = _read_study(args)
             config = _study_config(stored)
-            study = optuna.load_study(study_name=args.study,
-                                      storage=_storage(args.storage, config),
-                                      sampler=_stored_sampler(stored, config),
-                                      pruner=_make_pruner())
+            study = optuna.load_study(
+                study_name=args.study,
+                storage=_storage(args.storage, config),
+                sampler=_stored_sampler(stored, config),
+                pruner=_make_pruner(),
+            )
             return config, study
         except Exception as exc:
             if not _is_storage_outage(exc) or time.monotonic() > deadline:
                 raise
-            _logger.warning("storage unavailable while starting (%s); retrying",
-                            type(exc).__name__)
+            _logger.warning(
+                "storage unavailable while starting (%s); retrying", type(exc).__name__
+            )
             time.sleep(_OUTAGE_POLL_S)
 
 
@@ -470,13 +534,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.pack is not None:
         _optimize_packed(study, objective, args.pack, n_trials=args.n_trials)
         return 0
-    _optimize(study, objective, n_trials=args.n_trials, progress=False,
-              artifact_dir=config.artifact_dir)
+    _optimize(
+        study, objective, n_trials=args.n_trials, progress=False, artifact_dir=config.artifact_dir
+    )
     return 0
 
 
-def _optimize_packed(study: optuna.Study, objective: Any, pack: str, *,
-                     n_trials: int | None) -> None:
+def _optimize_packed(
+    study: optuna.Study, objective: Any, pack: str, *, n_trials: int | None
+) -> None:
     """``worker --pack``: trials evaluated ``pack`` at a time (:mod:`optuna_nos.study.packing`),
     through storage outages as the plain worker (:func:`_through_outages`)."""
     from optuna_nos.study.packing import optimize_packed, pack_size, packed_objective
@@ -486,8 +552,13 @@ def _optimize_packed(study: optuna.Study, objective: Any, pack: str, *,
     _logger.info("packed worker: %d trials at a time", size)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        _through_outages(study, n_trials, lambda remaining, count: optimize_packed(
-            study, evaluate, size, n_trials=remaining, callbacks=[_log_trial, count]))
+        _through_outages(
+            study,
+            n_trials,
+            lambda remaining, count: optimize_packed(
+                study, evaluate, size, n_trials=remaining, callbacks=[_log_trial, count]
+            ),
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -549,8 +620,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     genome = _trial_genome(trial)
     value = "-" if trial.value is None else f"{trial.value:.4f}"
     fidelity = printable(trial.user_attrs.get(FIDELITY_USER_ATTR, "?"))
-    print(f"trial {trial.number}: {trial.state.name.lower()}, fitness {value}, "
-          f"fidelity {fidelity}, flip {genome.flip}")
+    print(
+        f"trial {trial.number}: {trial.state.name.lower()}, fitness {value}, "
+        f"fidelity {fidelity}, flip {genome.flip}"
+    )
     print(f"paper:    {format_equation(genome, 'paper')}")
     print(f"readable: {format_equation(genome, 'readable')}")
     print(f"latex:    {format_equation(genome, 'latex')}")
@@ -566,10 +639,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         seen.add(current.number)
         value = "-" if current.value is None else f"{current.value:.4f}"
         mutation = _describe_mutation(current.user_attrs.get(MUTATION_ATTR))
-        slot, equation = (printable(current.user_attrs.get(key, ""))
-                          for key in (SLOT_USER_ATTR, EQUATION_ATTR))
-        print(f"  trial {current.number:>5} {slot:<14} {value:>8} {equation} "
-              f"{mutation}")
+        slot, equation = (
+            printable(current.user_attrs.get(key, "")) for key in (SLOT_USER_ATTR, EQUATION_ATTR)
+        )
+        print(f"  trial {current.number:>5} {slot:<14} {value:>8} {equation} {mutation}")
         parent = current.user_attrs.get(PARENT_ATTR)
         current = _trial(study, parent) if isinstance(parent, int) else None
     return 0
@@ -581,15 +654,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     study = _read_study(args)
     trial = _trial(study, args.trial)
     source = export_source(
-        _trial_genome(trial), class_name=args.class_name, recipe=_trial_recipe(trial),
+        _trial_genome(trial),
+        class_name=args.class_name,
+        recipe=_trial_recipe(trial),
         settings=study_settings(study._storage, study._study_id),
         origin=f"study {study.study_name!r}, trial {trial.number}, fitness "
-               + ("-" if trial.value is None else f"{trial.value:.4f}"),
+        + ("-" if trial.value is None else f"{trial.value:.4f}"),
     )
     if args.output:
         write_text_file(args.output, source, force=args.force)
-        print(f"wrote {args.class_name} (trial {trial.number}) to {args.output}",
-              file=sys.stderr)
+        print(f"wrote {args.class_name} (trial {trial.number}) to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(source)
     return 0
@@ -605,8 +679,12 @@ integrity check found the genome descends only with its sign flipped.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="optuna-nos", description=__doc__.splitlines()[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
+    parser = _Parser(
+        prog="optuna-nos",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def storage_args(p: argparse.ArgumentParser, required: bool) -> None:
@@ -614,21 +692,35 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--storage", required=True, help="Optuna storage URL")
             p.add_argument("--study", required=True, type=study_name, help="study name")
             return
-        p.add_argument("--storage", default=DEFAULT_STORAGE,
-                       help=f"Optuna storage URL (default {DEFAULT_STORAGE})")
-        p.add_argument("--study", default=DEFAULT_STUDY, type=study_name,
-                       help=f"study name (default {DEFAULT_STUDY})")
+        p.add_argument(
+            "--storage",
+            default=DEFAULT_STORAGE,
+            help=f"Optuna storage URL (default {DEFAULT_STORAGE})",
+        )
+        p.add_argument(
+            "--study",
+            default=DEFAULT_STUDY,
+            type=study_name,
+            help=f"study name (default {DEFAULT_STUDY})",
+        )
 
     run = sub.add_parser("run", help="the whole search in this process")
     run.add_argument("--config", help=f"study config TOML (default: the bundled {DEFAULT_CONFIG})")
     storage_args(run, required=False)
-    run.add_argument("--artifact-dir", help="where to write per-trial PNG artifacts: a "
-                     "directory all workers share, or s3://BUCKET")
+    run.add_argument(
+        "--artifact-dir",
+        help="where to write per-trial PNG artifacts: a "
+        "directory all workers share, or s3://BUCKET",
+    )
     run.add_argument("--n-trials", type=count, help="stop after this many trials")
-    run.add_argument("--top", type=count, default=10,
-                     help="genomes in the closing leaderboard (default 10)")
-    run.add_argument("--no-baselines", action="store_true",
-                     help="skip scoring the objective's built-in tuned baselines")
+    run.add_argument(
+        "--top", type=count, default=10, help="genomes in the closing leaderboard (default 10)"
+    )
+    run.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="skip scoring the objective's built-in tuned baselines",
+    )
     run.set_defaults(handler=cmd_run)
 
     init = sub.add_parser("init", help="write a config into a (new) study")
@@ -639,20 +731,33 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="evaluate trials of a study until it is finished")
     storage_args(worker, required=True)
     worker.add_argument("--n-trials", type=count, help="stop after this many trials")
-    worker.add_argument("--pack", metavar="K",
-                        help="evaluate K trials together as one stacked model; 'auto' sizes "
-                             "K from free GPU memory (on a CPU, from a timing)")
+    worker.add_argument(
+        "--pack",
+        metavar="K",
+        help="evaluate K trials together as one stacked model; 'auto' sizes "
+        "K from free GPU memory (on a CPU, from a timing)",
+    )
     worker.set_defaults(handler=cmd_worker)
 
-    proxy = sub.add_parser("proxy", help="serve a database to many workers over gRPC "
-                           "(workers take --storage grpc://HOST:PORT)")
+    proxy = sub.add_parser(
+        "proxy",
+        help="serve a database to many workers over gRPC "
+        "(workers take --storage grpc://HOST:PORT)",
+    )
     proxy.add_argument("--storage", required=True, help="database URL the proxy serves")
-    proxy.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: give the address the "
-                            "workers reach; the channel is not authenticated)")
+    proxy.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: give the address the "
+        "workers reach; the channel is not authenticated)",
+    )
     proxy.add_argument("--port", type=int, default=13000, help="port to listen on")
-    proxy.add_argument("--threads", type=int, default=16,
-                       help="concurrent requests, and database connections (default 16)")
+    proxy.add_argument(
+        "--threads",
+        type=int,
+        default=16,
+        help="concurrent requests, and database connections (default 16)",
+    )
     proxy.set_defaults(handler=cmd_proxy)
 
     board = sub.add_parser("leaderboard", help="the best genomes of a study")
@@ -670,8 +775,11 @@ def build_parser() -> argparse.ArgumentParser:
     storage_args(export, required=False)
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
     export.add_argument("--force", action="store_true", help="overwrite an existing --output")
-    export.add_argument("--class-name", default="EvolvedOptimizer",
-                        help="name of the generated class (default EvolvedOptimizer)")
+    export.add_argument(
+        "--class-name",
+        default="EvolvedOptimizer",
+        help="name of the generated class (default EvolvedOptimizer)",
+    )
     export.set_defaults(handler=cmd_export)
     return parser
 
@@ -689,8 +797,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         trials = getattr(exc, "trials", ())
-        marked = (f"trial {', '.join(map(str, trials))} marked FAIL" if trials
-                  else "no trial was running")
+        marked = (
+            f"trial {', '.join(map(str, trials))} marked FAIL"
+            if trials
+            else "no trial was running"
+        )
         print(f"optuna-nos: interrupted; {marked}", file=sys.stderr)
         return 130
 

@@ -79,9 +79,15 @@ class SearchProgress:
         self._total: int | None = getattr(sampler, "n_slots", None)
         self._durations: dict[str, list[float]] = {}
         self._trials = 0
-        self.bar = tqdm(total=self._total, unit="slot", desc="slots decided", disable=disable,
-                        bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed"
-                                   "{postfix}" if self._total else None)
+        self.bar = tqdm(
+            total=self._total,
+            unit="slot",
+            desc="slots decided",
+            disable=disable,
+            bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed{postfix}"
+            if self._total
+            else None,
+        )
         self.update(study, None)
 
     def left(self, decided: int) -> dict[str, int]:
@@ -90,8 +96,10 @@ class SearchProgress:
         if self._total is None:
             return {}
         init_left = max(self._n_init - decided, 0)
-        return {"init": init_left,
-                "evolution": self._total - self._n_init - max(decided - self._n_init, 0)}
+        return {
+            "init": init_left,
+            "evolution": self._total - self._n_init - max(decided - self._n_init, 0),
+        }
 
     def update(self, study: optuna.Study, trial: FrozenTrial | None) -> None:
         if trial is not None:

@@ -23,8 +23,13 @@ def write_text_file(path: str | os.PathLike[str], text: str, *, force: bool = Fa
         raise NOSError(f"{str(target)!r} exists; pass --force to overwrite it")
     try:
         handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on success
-            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.",
-            suffix=".tmp", delete=False)
+            "w",
+            encoding="utf-8",
+            dir=target.parent,
+            prefix=f".{target.name}.",
+            suffix=".tmp",
+            delete=False,
+        )
     except OSError as exc:
         raise NOSError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     try:

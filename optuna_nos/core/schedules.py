@@ -24,14 +24,18 @@ __all__ = ["check_schedule_steps", "lr_schedule", "momentum_cycle"]
 
 def check_schedule_steps(total_steps: int, warmup_steps: int, hold_steps: int) -> None:
     """Raise :class:`NOSError` unless 0 <= W, 0 <= H and W + H < T."""
-    for name, value in (("total_steps", total_steps), ("warmup_steps", warmup_steps),
-                        ("hold_steps", hold_steps)):
+    for name, value in (
+        ("total_steps", total_steps),
+        ("warmup_steps", warmup_steps),
+        ("hold_steps", hold_steps),
+    ):
         check_int(name, value)
     if total_steps < 1:
         raise NOSError(f"total_steps must be >= 1, got {total_steps}")
     if warmup_steps < 0 or hold_steps < 0:
-        raise NOSError(f"warmup_steps and hold_steps must be >= 0, got {warmup_steps}, "
-                       f"{hold_steps}")
+        raise NOSError(
+            f"warmup_steps and hold_steps must be >= 0, got {warmup_steps}, {hold_steps}"
+        )
     if warmup_steps + hold_steps >= total_steps:
         raise NOSError(
             f"warmup_steps + hold_steps ({warmup_steps} + {hold_steps}) must be less than "
@@ -68,7 +72,6 @@ def momentum_cycle(total_steps: int, warmup_steps: int = 0, hold_steps: int = 0)
     parts = [
         torch.linspace(0.95, 0.85, warmup_steps, dtype=torch.float64),
         torch.full((hold_steps,), 0.85, dtype=torch.float64),
-        torch.linspace(0.85, 0.95, total_steps - warmup_steps - hold_steps,
-                       dtype=torch.float64),
+        torch.linspace(0.85, 0.95, total_steps - warmup_steps - hold_steps, dtype=torch.float64),
     ]
     return torch.cat(parts)

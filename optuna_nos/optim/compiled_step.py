@@ -33,7 +33,11 @@ __all__ = ["CompiledGenomeOptimizer"]
 _CORRECTED_BETAS: tuple[float, ...] = (*EMA_BETAS, 0.95)
 #: Every beta the step blends with: EMAs, QHM blends, AggMo means, ``expMovAvg``.
 _BLEND_BETAS: tuple[float, ...] = (
-    *EMA_BETAS, 0.95, 0.7, *(beta for pair in AGGMO_BETAS for beta in pair))
+    *EMA_BETAS,
+    0.95,
+    0.7,
+    *(beta for pair in AGGMO_BETAS for beta in pair),
+)
 
 
 class _StepArithmetic(Arithmetic):
@@ -42,8 +46,12 @@ class _StepArithmetic(Arithmetic):
     corrections: dict[float, Tensor]
     coefficient_table: dict[float, tuple[float, float]]
 
-    def __init__(self, base: Arithmetic, corrections: dict[float, Tensor],
-                 coefficients: dict[float, tuple[float, float]]) -> None:
+    def __init__(
+        self,
+        base: Arithmetic,
+        corrections: dict[float, Tensor],
+        coefficients: dict[float, tuple[float, float]],
+    ) -> None:
         super().__init__(float32_ema=base.float32_ema, nan_sign=base.nan_sign)
         object.__setattr__(self, "corrections", corrections)
         object.__setattr__(self, "coefficient_table", coefficients)
@@ -65,8 +73,13 @@ def _with_own_code(method: Callable[..., Any]) -> Callable[..., Any]:
     tensors), so each gets its own code object, and any number of them stay compiled.
     """
     function = method.__func__  # type: ignore[attr-defined]
-    copy = types.FunctionType(function.__code__.replace(), function.__globals__,
-                              function.__name__, function.__defaults__, function.__closure__)
+    copy = types.FunctionType(
+        function.__code__.replace(),
+        function.__globals__,
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
     return types.MethodType(copy, method.__self__)  # type: ignore[attr-defined]
 
 
@@ -78,8 +91,9 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
     docstring for how closely it matches the eager one.
     """
 
-    def __init__(self, *args: Any, backend: str = "inductor", mode: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, backend: str = "inductor", mode: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._edges = tuple(self._compiled.decay_tables)
         self._keys = self._state_keys()
@@ -88,7 +102,8 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         # Computed here, outside the graph (paper mode computes them with torch ops).
         self._coefficients = {beta: self._arithmetic.coefficients(beta) for beta in _BLEND_BETAS}
         self._graph: Callable[..., list[list[Tensor]]] = torch.compile(
-            _with_own_code(self._update), backend=backend, mode=mode, dynamic=False)
+            _with_own_code(self._update), backend=backend, mode=mode, dynamic=False
+        )
 
     def _step_foreach(self, work: list[_Work], t: int) -> None:
         if self._uses_dropout:
@@ -101,8 +116,9 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
             scalars = self._scalar_tensor(device, self._scalars(items, t))
             states = [item.state for item in items]
             columns = [[state[key] for state in states] for key in self._keys]
-            node_columns = self._graph([item.param for item in items],
-                                       [item.grad for item in items], columns, scalars)
+            node_columns = self._graph(
+                [item.param for item in items], [item.grad for item in items], columns, scalars
+            )
             for key, column in zip(self._node_keys, node_columns, strict=True):
                 for state, tensor in zip(states, column, strict=True):
                     state[key] = tensor
@@ -128,13 +144,20 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         """[eta_t per tensor, mu_t, 1 - beta^k per corrected beta, d(t) per decayed edge]."""
         ema_step = self._context(torch.device("cpu"), t).ema_bias_step
         steps = (t + 1, t + 1, t + 1, ema_step)
-        corrections = [self._arithmetic.bias_correction(beta, k)
-                       for beta, k in zip(_CORRECTED_BETAS, steps, strict=True)]
+        corrections = [
+            self._arithmetic.bias_correction(beta, k)
+            for beta, k in zip(_CORRECTED_BETAS, steps, strict=True)
+        ]
         decays = [self._compiled.decay_tables[edge][t] for edge in self._edges]
         return [*(item.lr for item in items), self.momentum_at(t), *corrections, *decays]
 
-    def _update(self, params: list[Tensor], grads: list[Tensor], columns: list[list[Tensor]],
-                scalars: Tensor) -> list[list[Tensor]]:
+    def _update(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        columns: list[list[Tensor]],
+        scalars: Tensor,
+    ) -> list[list[Tensor]]:
         """The step on flat lists: ``columns[i][j]`` is state ``self._keys[i]`` of tensor j.
 
         Returns the new state of each stateful node, one list per node (the ops replace it).
@@ -145,9 +168,19 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         decays = {edge: scalars[first_decay + i] for i, edge in enumerate(self._edges)}
         arithmetic = _StepArithmetic(self._arithmetic, corrections, self._coefficients)
         ctx = OpContext(arithmetic=arithmetic)
-        states = [{key: column[j] for key, column in zip(self._keys, columns, strict=True)}
-                  for j in range(n)]
-        foreach_update(self._compiled, arithmetic, params, grads, states,
-                       [scalars[i] for i in range(n)], scalars[n], ctx,
-                       lambda column, child: decays.get((column, child)))
+        states = [
+            {key: column[j] for key, column in zip(self._keys, columns, strict=True)}
+            for j in range(n)
+        ]
+        foreach_update(
+            self._compiled,
+            arithmetic,
+            params,
+            grads,
+            states,
+            [scalars[i] for i in range(n)],
+            scalars[n],
+            ctx,
+            lambda column, child: decays.get((column, child)),
+        )
         return [[state[key] for state in states] for key in self._node_keys]

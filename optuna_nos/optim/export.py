@@ -1,11 +1,11 @@
-'''Genome -> the source of a standalone PyTorch optimizer (imports torch only).
+"""Genome -> the source of a standalone PyTorch optimizer (imports torch only).
 
 The generated class computes, tensor by tensor, exactly what :class:`GenomeOptimizer`'s
 reference path computes: the EMA states, the operands the genome reads,
 its active nodes in topological order as straight-line torch code with the edge decays
 precomputed over ``total_steps``, then the momentum update. The search settings in force at
 export time (e.g. paper mode's ``expMovAvg`` and hold value) are baked in.
-'''
+"""
 
 from __future__ import annotations
 
@@ -101,10 +101,17 @@ def _decay_table_lines(genome: Genome) -> list[str]:
 
 _MOMENTUM_LINES = {
     Momentum.NONE: ["p.add_(step)"],
-    Momentum.MOMENTUM: ["buffer = state['momentum_buffer']", "buffer.mul_(mu).add_(step)",
-                        "p.add_(buffer)"],
-    Momentum.NESTEROV: ["buffer = state['momentum_buffer']", "buffer.mul_(mu).add_(step)",
-                        "p.add_(buffer)", "p.add_(step)"],
+    Momentum.MOMENTUM: [
+        "buffer = state['momentum_buffer']",
+        "buffer.mul_(mu).add_(step)",
+        "p.add_(buffer)",
+    ],
+    Momentum.NESTEROV: [
+        "buffer = state['momentum_buffer']",
+        "buffer.mul_(mu).add_(step)",
+        "p.add_(buffer)",
+        "p.add_(step)",
+    ],
 }
 _MOMENTUM_TEXT = {
     Momentum.NONE: "w <- w + sigma lr_t U",
@@ -411,10 +418,16 @@ def _recipe(recipe: Mapping[str, float | int] | None) -> dict[str, float | int] 
         return None
     clean: dict[str, float | int] = {}
     for key, value in recipe.items():
-        if key not in _RECIPE_KEYS or isinstance(value, bool) \
-                or not isinstance(value, int | float) or not math.isfinite(value):
-            raise NOSError(f"recipe entry {key!r}: {value!r} is not one of {_RECIPE_KEYS} "
-                           "with a finite number")
+        if (
+            key not in _RECIPE_KEYS
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise NOSError(
+                f"recipe entry {key!r}: {value!r} is not one of {_RECIPE_KEYS} "
+                "with a finite number"
+            )
         clean[key] = value
     return clean
 
@@ -424,8 +437,7 @@ def _recipe_text(recipe: Mapping[str, float | int] | None, class_name: str) -> s
     if not clean:
         return ""
     shown = ", ".join(f"{k}={v!r}" for k, v in clean.items())
-    return (f"\nThe search trained it with {shown}:\n\n"
-            f"    opt = {class_name}(params, **RECIPE)\n")
+    return f"\nThe search trained it with {shown}:\n\n    opt = {class_name}(params, **RECIPE)\n"
 
 
 def export_source(
@@ -463,13 +475,22 @@ def export_source(
         for c in genome.topological_order()
     )
     indent = " " * 16
-    used_bases = sorted({i for d in genome.active_decays()
-                         for node in (d.root, d.hidden) if node is d.root or d.uses_hidden
-                         for i in node.inputs if i != DECAY_HIDDEN})
+    used_bases = sorted(
+        {
+            i
+            for d in genome.active_decays()
+            for node in (d.root, d.hidden)
+            if node is d.root or d.uses_hidden
+            for i in node.inputs
+            if i != DECAY_HIDDEN
+        }
+    )
     base_lines = "\n".join(f"    a[{i}] = {BASE_SOURCES[i]}  # a{i + 1}" for i in used_bases)
     decay_tables = _decay_table_lines(genome)
     return _TEMPLATE.format(
-        recipe=_recipe(recipe), eps=EPS, recipe_text=_recipe_text(recipe, class_name),
+        recipe=_recipe(recipe),
+        eps=EPS,
+        recipe_text=_recipe_text(recipe, class_name),
         origin=f" from {origin}" if origin else "",
         class_name=class_name,
         equation=format_equation(genome, "paper"),
@@ -482,10 +503,15 @@ def export_source(
         decay_tables="\n".join(decay_tables),
         state_keys=tuple(state_keys),
         arithmetic_text=_ARITHMETIC_TEXT[arithmetic.float32_ema],
-        float32_ema=arithmetic.float32_ema, nan_sign=arithmetic.nan_sign,
-        ema_v=arithmetic.coefficients(EMA_BETAS[0]), ema_s=arithmetic.coefficients(EMA_BETAS[1]),
-        ema_lam=arithmetic.coefficients(EMA_BETAS[2]), ema_95=arithmetic.coefficients(0.95),
-        b_v=EMA_BETAS[0], b_s=EMA_BETAS[1], b_lam=EMA_BETAS[2],
+        float32_ema=arithmetic.float32_ema,
+        nan_sign=arithmetic.nan_sign,
+        ema_v=arithmetic.coefficients(EMA_BETAS[0]),
+        ema_s=arithmetic.coefficients(EMA_BETAS[1]),
+        ema_lam=arithmetic.coefficients(EMA_BETAS[2]),
+        ema_95=arithmetic.coefficients(0.95),
+        b_v=EMA_BETAS[0],
+        b_s=EMA_BETAS[1],
+        b_lam=EMA_BETAS[2],
         generator="self._generator(p.device)" if uses_dropout else "None",
         body="\n".join(indent + line for line in body_lines),
         momentum_lines="\n".join(indent + line for line in _MOMENTUM_LINES[genome.momentum]),

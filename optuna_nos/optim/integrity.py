@@ -110,16 +110,25 @@ class IntegrityResult:
 
 def _passed(flip: bool, lr: float, loss: float) -> IntegrityResult:
     how = "flipped " if flip else ""
-    return IntegrityResult(True, flip, lr, loss,
-                           f"passed {how}at lr {lr:g}: 5-d sphere loss {loss:.4f} after 34 "
-                           "updates")
+    return IntegrityResult(
+        True,
+        flip,
+        lr,
+        loss,
+        f"passed {how}at lr {lr:g}: 5-d sphere loss {loss:.4f} after 34 updates",
+    )
 
 
 def _no_pass() -> IntegrityResult:
     rates = ", ".join(f"{lr:g}" for lr in LEARNING_RATES)
-    return IntegrityResult(False, False, None, None,
-                           f"no learning rate in [{rates}] brings the 5-d sphere loss below "
-                           f"{PASS_BELOW} in 34 updates, with or without flip")
+    return IntegrityResult(
+        False,
+        False,
+        None,
+        None,
+        f"no learning rate in [{rates}] brings the 5-d sphere loss below "
+        f"{PASS_BELOW} in 34 updates, with or without flip",
+    )
 
 
 def _failure(reason: str) -> IntegrityResult:
@@ -178,8 +187,10 @@ def _structural_failure(genome: Genome, settings: Settings) -> str | None:
             if problem is not None:
                 assert decay is not None
                 source = OPERANDS[child].name if child < N_OPERANDS else column_name(child)
-                return (f"decay [{format_decay(decay)}] on the edge {source} -> "
-                        f"{column_name(consumer)} {problem} on the T = 100 grid")
+                return (
+                    f"decay [{format_decay(decay)}] on the edge {source} -> "
+                    f"{column_name(consumer)} {problem} on the T = 100 grid"
+                )
     return None
 
 
@@ -206,12 +217,16 @@ def sphere_run(
     ``generator`` (the global generator when None).
     """
     compiled = CompiledGenome(genome, TOTAL_STEPS)
-    lrs = lr_schedule(lr, TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS,
-                      hold_at_zero=settings.hold_at_zero).tolist()
+    lrs = lr_schedule(
+        lr, TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS, hold_at_zero=settings.hold_at_zero
+    ).tolist()
     mus = momentum_cycle(TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS).tolist()
     x = _X0.clone()
-    emas = (torch.zeros(_DIM, dtype=_DTYPE), torch.zeros(_DIM, dtype=_DTYPE),
-            torch.zeros(_DIM, dtype=_DTYPE))
+    emas = (
+        torch.zeros(_DIM, dtype=_DTYPE),
+        torch.zeros(_DIM, dtype=_DTYPE),
+        torch.zeros(_DIM, dtype=_DTYPE),
+    )
     buffer = None if genome.momentum == Momentum.NONE else torch.zeros(_DIM, dtype=_DTYPE)
     node_state: dict[int, Tensor] = {}
     ctx = OpContext(generator=generator, arithmetic=Arithmetic.of(settings))
@@ -285,9 +300,12 @@ def _schedule_tables(hold_at_zero: bool) -> tuple[tuple[Tensor, ...], tuple[Tens
     broadcast one and rounds identically.
     """
     with torch.inference_mode(False):  # cached: keep them ordinary tensors
-        rows = [sign * lr_schedule(lr, TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS,
-                                   hold_at_zero=hold_at_zero)
-                for sign in (-1.0, 1.0) for lr in LEARNING_RATES]
+        rows = [
+            sign
+            * lr_schedule(lr, TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS, hold_at_zero=hold_at_zero)
+            for sign in (-1.0, 1.0)
+            for lr in LEARNING_RATES
+        ]
         signed_lrs = torch.stack(rows, dim=1).to(_DTYPE)  # (T, 12)
         signed_lrs = signed_lrs.unsqueeze(-1).expand(-1, -1, _DIM).contiguous()
     mus = momentum_cycle(TOTAL_STEPS, WARMUP_STEPS, HOLD_STEPS).tolist()
@@ -295,11 +313,13 @@ def _schedule_tables(hold_at_zero: bool) -> tuple[tuple[Tensor, ...], tuple[Tens
 
 
 @lru_cache(maxsize=16)
-def _bias_table(arithmetic: Arithmetic, beta: float, zero_step: bool = False
-                ) -> tuple[Tensor, ...]:
+def _bias_table(
+    arithmetic: Arithmetic, beta: float, zero_step: bool = False
+) -> tuple[Tensor, ...]:
     """1 - beta^(t+1) for t = 0..T-1, or 1 - beta^0 = 0 throughout with ``zero_step``."""
-    return _scalars([arithmetic.bias_correction(beta, 0 if zero_step else t + 1)
-                     for t in range(TOTAL_STEPS)])
+    return _scalars(
+        [arithmetic.bias_correction(beta, 0 if zero_step else t + 1) for t in range(TOTAL_STEPS)]
+    )
 
 
 @lru_cache(maxsize=32)
@@ -397,8 +417,9 @@ def _binary_fn(code: int) -> _BinaryFn:
 class _BatchedRun:
     """The twelve sphere runs of one genome as one (12, 5) problem, compiled to instructions."""
 
-    def __init__(self, genome: Genome, settings: Settings,
-                 generator: torch.Generator | None) -> None:
+    def __init__(
+        self, genome: Genome, settings: Settings, generator: torch.Generator | None
+    ) -> None:
         self.genome = genome
         self.settings = settings
         self.arithmetic = Arithmetic.of(settings)
@@ -409,8 +430,7 @@ class _BatchedRun:
         self.program: list[_Instruction] = []
         #: Slot to read for a column: an undecayed identity node reads its input's slot.
         self.source: dict[int, int] = {}
-        used = {c for column in self.order for c in genome.node(column).inputs
-                if c < N_OPERANDS}
+        used = {c for column in self.order for c in genome.node(column).inputs if c < N_OPERANDS}
         self._emit_operands(used)
         masks = self._dropout_masks(generator)
         for column in self.order:
@@ -437,9 +457,15 @@ class _BatchedRun:
         need_g2 = raw[1] or need_g3 or bool(used & {1, 15, 18})
         states = {k: torch.zeros(_ROWS, _DIM, dtype=_DTYPE) for k in range(3) if raw[k]}
         # (state, slot of g^(k+1), beta, 1 - beta, bias table or None) per EMA in use
-        emas = [(states[k], k, *_ema_scalars(arithmetic, EMA_BETAS[k]),
-                 _bias_table(arithmetic, EMA_BETAS[k]) if hats[k] else None)
-                for k in states]
+        emas = [
+            (
+                states[k],
+                k,
+                *_ema_scalars(arithmetic, EMA_BETAS[k]),
+                _bias_table(arithmetic, EMA_BETAS[k]) if hats[k] else None,
+            )
+            for k in states
+        ]
 
         def gradient_and_moments(t: int) -> None:
             g = slots[0] = _sphere_gradient(x)
@@ -477,8 +503,9 @@ class _BatchedRun:
 
         def aggmo(t: int) -> None:
             x = slots[k]
-            slots[index] = torch.neg(x).add_((b1 * state).sub_(x)).add_(
-                (b2 * state).sub_(x)).div_(three)
+            slots[index] = (
+                torch.neg(x).add_((b1 * state).sub_(x)).add_((b2 * state).sub_(x)).div_(three)
+            )
 
         return aggmo
 
@@ -491,15 +518,18 @@ class _BatchedRun:
         uniform 5-vector; one draw of shape (12, 35, nodes, 5) is that same stream.
         """
         genome = self.genome
-        columns = [c for c in self.order
-                   if not genome.node(c).binary and genome.node(c).unary_op in _DROPOUT_RATES]
+        columns = [
+            c
+            for c in self.order
+            if not genome.node(c).binary and genome.node(c).unary_op in _DROPOUT_RATES
+        ]
         if not columns:
             return {}
-        uniform = torch.rand((_ROWS, TOTAL_STEPS, len(columns), _DIM),
-                             generator=_generator_or_default(generator))
+        uniform = torch.rand(
+            (_ROWS, TOTAL_STEPS, len(columns), _DIM), generator=_generator_or_default(generator)
+        )
         return {
-            column: (uniform[:, :, k, :] >= _DROPOUT_RATES[genome.node(column).unary_op])
-            .unbind(1)
+            column: (uniform[:, :, k, :] >= _DROPOUT_RATES[genome.node(column).unary_op]).unbind(1)
             for k, column in enumerate(columns)
         }
 
@@ -535,8 +565,7 @@ class _BatchedRun:
                 emit(lambda t: slots.__setitem__(column, binary(first(t), second(t))))
         elif keep is not None:  # dropout, as update_ops._dropout with a pre-drawn mask
             scale, zero = _scalar(1.0 - _DROPOUT_RATES[node.unary_op]), _scalar(0.0)
-            emit(lambda t: slots.__setitem__(
-                column, torch.where(keep[t], first(t) / scale, zero)))
+            emit(lambda t: slots.__setitem__(column, torch.where(keep[t], first(t) / scale, zero)))
         elif UNARY_OPS[node.unary_op].stateful:
             emit(self._stateful(node.unary_op, column, first))
         else:
@@ -688,11 +717,14 @@ def behaviour_key(genome: Genome, settings: Settings = DEFAULT_SETTINGS) -> str:
     _check_arguments(genome, settings)
     w, grads = _probe()
     compiled = CompiledGenome(genome, _PROBE_STEPS)
-    emas = (torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
-            torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
-            torch.zeros(_PROBE_SHAPE, dtype=torch.float64))
-    ctx = OpContext(generator=torch.Generator().manual_seed(_PROBE_SEED),
-                    arithmetic=Arithmetic.of(settings))
+    emas = (
+        torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+        torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+        torch.zeros(_PROBE_SHAPE, dtype=torch.float64),
+    )
+    ctx = OpContext(
+        generator=torch.Generator().manual_seed(_PROBE_SEED), arithmetic=Arithmetic.of(settings)
+    )
     node_state: dict[int, Tensor] = {}
     tokens = [genome.momentum.name]
     for t, g in enumerate(grads):

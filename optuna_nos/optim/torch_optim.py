@@ -190,14 +190,17 @@ class GenomeOptimizer(Optimizer):
         self._hold_steps = hold_steps
         self._mu_table: list[float] | None = (
             momentum_cycle(total_steps, warmup_steps, hold_steps).tolist()
-            if momentum == "cycle" and total_steps is not None else None
+            if momentum == "cycle" and total_steps is not None
+            else None
         )
         # eta_t / eta after the warmup, computed once: a peak lr changed every step (a torch
         # LR scheduler) then costs O(1) per step, not a new table.
         self._lr_shape: list[float] | None = (
-            _lr_schedule(1.0, total_steps, warmup_steps, hold_steps,
-                         hold_at_zero=settings.hold_at_zero).tolist()
-            if lr_schedule and total_steps is not None else None
+            _lr_schedule(
+                1.0, total_steps, warmup_steps, hold_steps, hold_at_zero=settings.hold_at_zero
+            ).tolist()
+            if lr_schedule and total_steps is not None
+            else None
         )
         self._t = 0
         self._seed = seed if seed is not None else int(torch.Generator().seed())
@@ -334,8 +337,9 @@ class GenomeOptimizer(Optimizer):
     def _context(self, device: torch.device, t: int) -> OpContext:
         bias_step = 0 if self._settings.expmovavg_zero_bias_step else t + 1
         generator = self._generator(device) if self._uses_dropout else None
-        return OpContext(generator=generator, batch_dims=0, ema_bias_step=bias_step,
-                         arithmetic=self._arithmetic)
+        return OpContext(
+            generator=generator, batch_dims=0, ema_bias_step=bias_step, arithmetic=self._arithmetic
+        )
 
     def _generator(self, device: torch.device) -> torch.Generator:
         key = str(device)
@@ -364,8 +368,15 @@ class GenomeOptimizer(Optimizer):
             update = self._compiled.step(item.grad, param, emas, node_state, t, ctx)
             for column in stateful:
                 state[_node_state_key(column)] = node_state[column]
-            apply_update(param, state.get(_BUFFER_KEY), update, item.lr, mu,
-                         self._genome.momentum, self._genome.flip)
+            apply_update(
+                param,
+                state.get(_BUFFER_KEY),
+                update,
+                item.lr,
+                mu,
+                self._genome.momentum,
+                self._genome.flip,
+            )
 
     def _step_foreach(self, work: list[_Work], t: int) -> None:
         """The list path: the reference's kernels, issued once per op for all tensors."""
@@ -379,10 +390,17 @@ class GenomeOptimizer(Optimizer):
     def _foreach_device(self, items: list[_Work], t: int, mu: float, ctx: OpContext) -> None:
         compiled = self._compiled
         foreach_update(
-            compiled, self._arithmetic, [item.param for item in items],
-            [item.grad for item in items], [item.state for item in items],
-            [item.lr for item in items], mu, ctx,
-            lambda column, child: compiled.edge_factor(column, child, t), t)
+            compiled,
+            self._arithmetic,
+            [item.param for item in items],
+            [item.grad for item in items],
+            [item.state for item in items],
+            [item.lr for item in items],
+            mu,
+            ctx,
+            lambda column, child: compiled.edge_factor(column, child, t),
+            t,
+        )
 
     # -- copying and the state dict --------------------------------------------------------------
 
@@ -417,8 +435,10 @@ class GenomeOptimizer(Optimizer):
         """
         extra = state_dict.get(_STATE_DICT_KEY)
         if not isinstance(extra, dict):
-            raise NOSError(f"state_dict has no {_STATE_DICT_KEY!r} entry: it was not saved by "
-                           "a GenomeOptimizer")
+            raise NOSError(
+                f"state_dict has no {_STATE_DICT_KEY!r} entry: it was not saved by "
+                "a GenomeOptimizer"
+            )
         equation = self._genome.equation()
         if extra.get("equation") != equation or extra.get("flip") != self._genome.flip:
             raise NOSError(
@@ -431,12 +451,16 @@ class GenomeOptimizer(Optimizer):
         expected = sorted(self._state_keys())
         for index, param_state in state_dict["state"].items():
             if sorted(param_state) != expected:
-                raise NOSError(f"state_dict holds state {sorted(param_state)} for parameter "
-                               f"{index}; this genome keeps {expected}")
+                raise NOSError(
+                    f"state_dict holds state {sorted(param_state)} for parameter "
+                    f"{index}; this genome keeps {expected}"
+                )
         copied = {key: value for key, value in state_dict.items() if key != _STATE_DICT_KEY}
         copied["state"] = {
-            index: {key: value.clone() if isinstance(value, Tensor) else value
-                    for key, value in param_state.items()}
+            index: {
+                key: value.clone() if isinstance(value, Tensor) else value
+                for key, value in param_state.items()
+            }
             for index, param_state in state_dict["state"].items()
         }
         super().load_state_dict(copied)
@@ -454,10 +478,18 @@ class GenomeOptimizer(Optimizer):
 Scalar = float | Tensor
 
 
-def foreach_update(compiled: CompiledGenome, arithmetic: Arithmetic, params: Tensors,
-                   grads: Tensors, states: list[dict[str, Any]], lrs: list[Scalar],
-                   mu: Scalar, ctx: OpContext,
-                   edge_factor: Callable[[int, int], Scalar | None], t: int = 0) -> None:
+def foreach_update(
+    compiled: CompiledGenome,
+    arithmetic: Arithmetic,
+    params: Tensors,
+    grads: Tensors,
+    states: list[dict[str, Any]],
+    lrs: list[Scalar],
+    mu: Scalar,
+    ctx: OpContext,
+    edge_factor: Callable[[int, int], Scalar | None],
+    t: int = 0,
+) -> None:
     """One list-path step of ``compiled.genome`` on the tensors of one device, in place.
 
     The step-dependent numbers come from outside: eta_t of each tensor (``lrs``), mu_t, the
@@ -475,8 +507,9 @@ def foreach_update(compiled: CompiledGenome, arithmetic: Arithmetic, params: Ten
         args: list[Tensors] = []
         for child in node.inputs:
             factor = edge_factor(column, child)
-            args.append(values[child] if factor is None
-                        else torch._foreach_mul(values[child], factor))
+            args.append(
+                values[child] if factor is None else torch._foreach_mul(values[child], factor)
+            )
         if node.binary:
             values[column] = _binary_lists(node.binary_op, args[0], args[1])
         elif UNARY_OPS[node.unary_op].stateful:
@@ -502,13 +535,15 @@ def foreach_update(compiled: CompiledGenome, arithmetic: Arithmetic, params: Ten
 # -- the EMA states -----------------------------------------------------------------------------
 
 
-def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
-                         arithmetic: Arithmetic) -> tuple[Tensors, Tensors]:
+def _foreach_update_emas(
+    gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors, arithmetic: Arithmetic
+) -> tuple[Tensors, Tensors]:
     """:func:`~optuna_nos.space.compute.update_emas` over lists; returns g^2 and g^3 lists."""
     grads_sq = torch._foreach_mul(gs, gs)
     grads_cube = torch._foreach_mul(grads_sq, gs)
-    for states, xs, beta in zip((vs, ss, lams), (gs, grads_sq, grads_cube), EMA_BETAS,
-                                strict=True):
+    for states, xs, beta in zip(
+        (vs, ss, lams), (gs, grads_sq, grads_cube), EMA_BETAS, strict=True
+    ):
         arithmetic.foreach_ema_(list(states), list(xs), beta)
     return grads_sq, grads_cube
 
@@ -524,9 +559,18 @@ def _foreach_update_emas(gs: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
 class _ListOperands:
     """The operands of the search space for a list of tensors, each computed at most once."""
 
-    def __init__(self, gs: Tensors, ws: Tensors, vs: Tensors, ss: Tensors, lams: Tensors,
-                 t: int, grads_sq: Tensors, grads_cube: Tensors,
-                 arithmetic: Arithmetic) -> None:
+    def __init__(
+        self,
+        gs: Tensors,
+        ws: Tensors,
+        vs: Tensors,
+        ss: Tensors,
+        lams: Tensors,
+        t: int,
+        grads_sq: Tensors,
+        grads_cube: Tensors,
+        arithmetic: Arithmetic,
+    ) -> None:
         self.gs, self.ws, self.vs, self.ss, self.lams, self.t = gs, ws, vs, ss, lams, t
         self.arithmetic = arithmetic
         self._cache: dict[str, Tensors] = {"g^2": grads_sq, "g^3": grads_cube}
@@ -538,8 +582,12 @@ class _ListOperands:
 
     def _hat(self, index: int) -> Tensors:
         states = (self.vs, self.ss, self.lams)[index]
-        return self._cached(_EMA_KEYS[index] + "_hat", lambda: torch._foreach_div(
-            states, self.arithmetic.bias_correction(EMA_BETAS[index], self.t + 1)))
+        return self._cached(
+            _EMA_KEYS[index] + "_hat",
+            lambda: torch._foreach_div(
+                states, self.arithmetic.bias_correction(EMA_BETAS[index], self.t + 1)
+            ),
+        )
 
     def qhm(self, xs: Tensors, index: int, beta: float) -> Tensors:
         """(1 - beta) x + beta hat, as Arithmetic.qhm."""
@@ -555,10 +603,10 @@ class _ListOperands:
         make = _LIST_OPERANDS.get(index)
         if make is not None:
             return make(self)
-        inputs = [OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=self.t,
-                                arithmetic=self.arithmetic)
-                  for g, w, v, s, lam in zip(self.gs, self.ws, self.vs, self.ss, self.lams,
-                                             strict=True)]
+        inputs = [
+            OperandInputs(g=g, w=w, v=v, s=s, lam=lam, t=self.t, arithmetic=self.arithmetic)
+            for g, w, v, s, lam in zip(self.gs, self.ws, self.vs, self.ss, self.lams, strict=True)
+        ]
         return [OPERANDS[index].fn(i) for i in inputs]
 
 
@@ -650,8 +698,9 @@ def _unary_lists(code: int, xs: Tensors, ctx: OpContext) -> Tensors:
     return [fn(x, ctx) for x in xs]
 
 
-def _stateful_lists(code: int, column: int, xs: Tensors, states: Iterable[dict[str, Any]],
-                    ctx: OpContext) -> Tensors:
+def _stateful_lists(
+    code: int, column: int, xs: Tensors, states: Iterable[dict[str, Any]], ctx: OpContext
+) -> Tensors:
     step = UNARY_OPS[code].step
     assert step is not None
     key = _node_state_key(column)

@@ -57,6 +57,22 @@ __all__ = [
 #: Every published optimizer class by name.
 PUBLISHED_OPTIMIZERS: dict[str, type[PublishedOptimizer]] = {
     cls.__name__: cls
-    for cls in (Opt1, Opt2, Opt3, Opt3_g3, Opt4, Opt5, Opt6, Opt7, Opt8, Opt9, Opt10,
-                A1, A2, A3, A4, A5)
+    for cls in (
+        Opt1,
+        Opt2,
+        Opt3,
+        Opt3_g3,
+        Opt4,
+        Opt5,
+        Opt6,
+        Opt7,
+        Opt8,
+        Opt9,
+        Opt10,
+        A1,
+        A2,
+        A3,
+        A4,
+        A5,
+    )
 }

@@ -31,8 +31,7 @@ from optuna_nos.core.errors import NOSError
 from optuna_nos.core.schedules import check_schedule_steps, lr_schedule
 from optuna_nos.core.validation import check_int, check_real, is_int
 
-__all__ = ["DecayedOptimizer", "PublishedOptimizer", "StepScalars", "check_bool",
-           "check_choice"]
+__all__ = ["DecayedOptimizer", "PublishedOptimizer", "StepScalars", "check_bool", "check_choice"]
 
 #: Key of this package's own entry in an optimizer state dict.
 _STATE_KEY = "nos"
@@ -52,10 +51,12 @@ def check_bool(name: str, value: object) -> bool:
 
 def check_choice(choices: tuple[str, ...]) -> OptionCheck:
     """A check that accepts exactly the strings in ``choices``."""
+
     def check(name: str, value: object) -> str:
         if not isinstance(value, str) or value not in choices:
             raise NOSError(f"{name} must be one of {choices}, got {value!r}")
         return value
+
     return check
 
 
@@ -121,8 +122,9 @@ def _tables_of(
     tables = {}
     for name, values in build(as_dict).items():
         if values.shape != (total_steps,):
-            raise NOSError(f"schedule {name!r} has shape {tuple(values.shape)}, "
-                           f"expected ({total_steps},)")
+            raise NOSError(
+                f"schedule {name!r} has shape {tuple(values.shape)}, expected ({total_steps},)"
+            )
         tables[name] = values.to(dtype=torch.float64, device="cpu")
     return tables
 
@@ -156,13 +158,21 @@ class PublishedOptimizer(Optimizer):
     ) -> None:
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise NOSError(f"{type(self).__name__} has no option {unknown[0]!r}; its options "
-                           f"are {sorted(self.options)}")
-        defaults = self._checked({
-            "lr": lr, "total_steps": total_steps, "warmup_steps": warmup_steps,
-            "hold_steps": hold_steps,
-            **{name: options.get(name, default) for name, (default, _) in self.options.items()},
-        })
+            raise NOSError(
+                f"{type(self).__name__} has no option {unknown[0]!r}; its options "
+                f"are {sorted(self.options)}"
+            )
+        defaults = self._checked(
+            {
+                "lr": lr,
+                "total_steps": total_steps,
+                "warmup_steps": warmup_steps,
+                "hold_steps": hold_steps,
+                **{
+                    name: options.get(name, default) for name, (default, _) in self.options.items()
+                },
+            }
+        )
         try:
             super().__init__(params, defaults)
         except (TypeError, ValueError) as exc:
@@ -175,10 +185,15 @@ class PublishedOptimizer(Optimizer):
         super().__init_subclass__(**kwargs)
         if cls.__init__ is PublishedOptimizer.__init__:
             base = inspect.signature(PublishedOptimizer)
-            named = [param for param in base.parameters.values()
-                     if param.kind != inspect.Parameter.VAR_KEYWORD]
-            named += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-                      for name, (default, _) in cls.options.items()]
+            named = [
+                param
+                for param in base.parameters.values()
+                if param.kind != inspect.Parameter.VAR_KEYWORD
+            ]
+            named += [
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                for name, (default, _) in cls.options.items()
+            ]
             cls.__signature__ = base.replace(parameters=named)  # type: ignore[attr-defined]
 
     @classmethod
@@ -188,9 +203,12 @@ class PublishedOptimizer(Optimizer):
         warmup_steps = check_int("warmup_steps", settings["warmup_steps"], minimum=0)
         hold_steps = check_int("hold_steps", settings["hold_steps"], minimum=0)
         check_schedule_steps(total_steps, warmup_steps, hold_steps)
-        checked = {"lr": check_real("lr", settings["lr"], minimum=0.0),
-                   "total_steps": total_steps, "warmup_steps": warmup_steps,
-                   "hold_steps": hold_steps}
+        checked = {
+            "lr": check_real("lr", settings["lr"], minimum=0.0),
+            "total_steps": total_steps,
+            "warmup_steps": warmup_steps,
+            "hold_steps": hold_steps,
+        }
         for name, (_, check) in cls.options.items():
             checked[name] = check(name, settings[name])
         return checked
@@ -221,8 +239,11 @@ class PublishedOptimizer(Optimizer):
     @classmethod
     def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
         """The schedules of a group with these settings, each of length T; subclasses add."""
-        return {"eta": lr_schedule(1.0, settings["total_steps"], settings["warmup_steps"],
-                                   settings["hold_steps"])}
+        return {
+            "eta": lr_schedule(
+                1.0, settings["total_steps"], settings["warmup_steps"], settings["hold_steps"]
+            )
+        }
 
     def _tables(self, group: Mapping[str, Any]) -> dict[str, Tensor]:
         settings = tuple((key, group[key]) for key in self._settings_keys())
@@ -248,8 +269,10 @@ class PublishedOptimizer(Optimizer):
         t = self.t
         for group in self.param_groups:
             if t >= group["total_steps"]:
-                raise NOSError(f"{type(self).__name__} was built for total_steps="
-                               f"{group['total_steps']} and cannot take step {t + 1}")
+                raise NOSError(
+                    f"{type(self).__name__} was built for total_steps="
+                    f"{group['total_steps']} and cannot take step {t + 1}"
+                )
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -257,8 +280,10 @@ class PublishedOptimizer(Optimizer):
         for group in self.param_groups:
             for param in group["params"]:
                 if param.grad is not None and param.grad.layout != torch.strided:
-                    raise NOSError(f"{type(self).__name__} does not support sparse gradients "
-                                   f"(got layout {param.grad.layout})")
+                    raise NOSError(
+                        f"{type(self).__name__} does not support sparse gradients "
+                        f"(got layout {param.grad.layout})"
+                    )
         for group in self.param_groups:
             tables = self._tables(group)
             by_dtype: dict[torch.dtype, StepScalars] = {}
@@ -304,19 +329,22 @@ class PublishedOptimizer(Optimizer):
         for saved, group in zip(saved_groups, self.param_groups, strict=False):
             self._check_same_settings(saved, group, step)
         rest = {key: value for key, value in state_dict.items() if key != _STATE_KEY}
-        super().load_state_dict({**rest, "param_groups": [
-            {**group, "step": step} for group in saved_groups]})
+        super().load_state_dict(
+            {**rest, "param_groups": [{**group, "step": step} for group in saved_groups]}
+        )
 
-    def _check_same_settings(self, saved: Mapping[str, Any], group: Mapping[str, Any],
-                             step: object) -> None:
+    def _check_same_settings(
+        self, saved: Mapping[str, Any], group: Mapping[str, Any], step: object
+    ) -> None:
         keys = self._settings_keys()
         had = {key: saved.get(key) for key in keys}
         has = {key: group[key] for key in keys}
         if had != has:
             raise NOSError(f"state dict was saved with {had}, this optimizer has {has}")
         if not is_int(step) or not 0 <= step <= group["total_steps"]:  # type: ignore[operator]
-            raise NOSError(f"state dict step must be an int in 0..{group['total_steps']}, "
-                           f"got {step!r}")
+            raise NOSError(
+                f"state dict step must be an int in 0..{group['total_steps']}, got {step!r}"
+            )
 
 
 class DecayedOptimizer(PublishedOptimizer):

@@ -72,8 +72,14 @@ class AdamClip(PublishedOptimizer):
         hold_steps: int = 0,
     ) -> None:
         """As :class:`PublishedOptimizer`, with the variant (0..4) second."""
-        super().__init__(params, lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                         hold_steps=hold_steps, variant=variant)
+        super().__init__(
+            params,
+            lr,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            hold_steps=hold_steps,
+            variant=variant,
+        )
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:
         return {"v": torch.zeros_like(param), "s": torch.zeros_like(param)}
@@ -110,8 +116,14 @@ class _FixedVariant(AdamClip):
         hold_steps: int = 0,
     ) -> None:
         """As :class:`PublishedOptimizer`; the variant is the class's."""
-        super().__init__(params, self.fixed_variant, lr, total_steps=total_steps,
-                         warmup_steps=warmup_steps, hold_steps=hold_steps)
+        super().__init__(
+            params,
+            self.fixed_variant,
+            lr,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            hold_steps=hold_steps,
+        )
 
 
 class A1(_FixedVariant):

@@ -47,8 +47,9 @@ _Schedules = Callable[[str], Tensor]
 _FACTORS: tuple[Callable[[_Schedules], Tensor], ...] = (
     lambda a: torch.erfc(torch.erfc(a("a4"))) / deriv_tanh(a("a8")),
     lambda a: torch.erfc(torch.erfc(a("a4"))) / (deriv_tanh(a("a8")) * deriv_tanh(a("a4"))),
-    lambda a: torch.atan(a("a2"))
-    / (deriv_tanh(a("a10")) * torch.sqrt(deriv_soft(a("a14_prime")))),
+    lambda a: (
+        torch.atan(a("a2")) / (deriv_tanh(a("a10")) * torch.sqrt(deriv_soft(a("a14_prime"))))
+    ),
     lambda a: torch.sigmoid(a("a2")) ** 2 / torch.sigmoid(2.0 * softsign(a("a1"))),
     lambda a: 1.0 / torch.sqrt(torch.erf(a("a11"))),
     lambda a: torch.atan(a("a2")) * torch.erfc(a("a6")) / torch.sqrt(deriv_soft(a("a6"))),
@@ -97,20 +98,26 @@ class EvolvedLR(LRScheduler):
         hold_steps: int = 0,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
-            raise NOSError(f"EvolvedLR needs a torch.optim.Optimizer, got "
-                           f"{type(optimizer).__name__}")
+            raise NOSError(
+                f"EvolvedLR needs a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
         self.schedule = _check_schedule_index(schedule)
         check_schedule_steps(total_steps, warmup_steps, hold_steps)
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.hold_steps = hold_steps
-        self._multipliers = (lr_schedule(1.0, total_steps, warmup_steps, hold_steps)
-                             * evolved_lr_factor(schedule, total_steps))
+        self._multipliers = lr_schedule(
+            1.0, total_steps, warmup_steps, hold_steps
+        ) * evolved_lr_factor(schedule, total_steps)
         super().__init__(optimizer)
 
     def _config(self) -> dict[str, int]:
-        return {"schedule": self.schedule, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "hold_steps": self.hold_steps}
+        return {
+            "schedule": self.schedule,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "hold_steps": self.hold_steps,
+        }
 
     def _lrs_at(self, t: int) -> list[Any]:
         if t == 0:
@@ -131,8 +138,10 @@ class EvolvedLR(LRScheduler):
         if not is_int(target):
             raise NOSError(f"EvolvedLR step must be an int, got {target!r}")
         if not 0 <= target <= self.total_steps:
-            raise NOSError(f"EvolvedLR was built for total_steps={self.total_steps} and "
-                           f"cannot move to step {target}")
+            raise NOSError(
+                f"EvolvedLR was built for total_steps={self.total_steps} and "
+                f"cannot move to step {target}"
+            )
         super().step(epoch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -145,6 +154,7 @@ class EvolvedLR(LRScheduler):
         """Resume from :meth:`state_dict` of an identically configured scheduler."""
         saved = {key: state_dict.get(key) for key in self._config()}
         if saved != self._config():
-            raise NOSError(f"scheduler state was saved with {saved}, this scheduler has "
-                           f"{self._config()}")
+            raise NOSError(
+                f"scheduler state was saved with {saved}, this scheduler has {self._config()}"
+            )
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "_multipliers"})

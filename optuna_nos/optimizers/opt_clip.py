@@ -59,7 +59,8 @@ class Opt4(_ExpBoundOptimizer):
     """
 
     options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {
-        **_ExpBoundOptimizer.options, "variant": (0, int_in(0, 1)),
+        **_ExpBoundOptimizer.options,
+        "variant": (0, int_in(0, 1)),
         "eps_in_denominator": (True, check_bool),
     }
 
@@ -82,17 +83,17 @@ class Opt4(_ExpBoundOptimizer):
 class Opt5(_ExpBoundOptimizer):
     """Opt5:
 
-        U  = q / clip(2, |exp(v_hat)|)  = q / min(2, exp(v_hat))
-        eta_t <- eta_t * F0(t)          (with ``use_decay``)
+    U  = q / clip(2, |exp(v_hat)|)  = q / min(2, exp(v_hat))
+    eta_t <- eta_t * F0(t)          (with ``use_decay``)
     """
 
 
 class Opt6(QHMOptimizer):
     """Opt6:
 
-        B  = D(a4(t)) = 1 - tanh^2(a4(t)), in [0.42, 1]   (with ``use_decay``; else B = 1)
-        U  = q / |B exp(1e-4 w)|
-        eta_t <- eta_t * F0(t)                              (with ``use_decay``)
+    B  = D(a4(t)) = 1 - tanh^2(a4(t)), in [0.42, 1]   (with ``use_decay``; else B = 1)
+    U  = q / |B exp(1e-4 w)|
+    eta_t <- eta_t * F0(t)                              (with ``use_decay``)
     """
 
     lr_times_f0: ClassVar[bool] = True

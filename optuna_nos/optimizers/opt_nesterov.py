@@ -34,14 +34,16 @@ class _NesterovOptimizer(DecayedOptimizer):
     """Applies U with Nesterov momentum in the chosen form; subclasses give U."""
 
     options: ClassVar[dict[str, tuple[Any, OptionCheck]]] = {
-        **DecayedOptimizer.options, "nesterov": ("keras", check_choice(NESTEROV_FORMS)),
+        **DecayedOptimizer.options,
+        "nesterov": ("keras", check_choice(NESTEROV_FORMS)),
     }
 
     @classmethod
     def _build_tables(cls, settings: Mapping[str, Any]) -> dict[str, Tensor]:
         tables = super()._build_tables(settings)
-        tables["mu"] = momentum_cycle(settings["total_steps"], settings["warmup_steps"],
-                                      settings["hold_steps"])
+        tables["mu"] = momentum_cycle(
+            settings["total_steps"], settings["warmup_steps"], settings["hold_steps"]
+        )
         return tables
 
     def _new_state(self, param: Tensor) -> dict[str, Tensor]:

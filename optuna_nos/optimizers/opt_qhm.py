@@ -69,8 +69,8 @@ class Opt1(_TwoMomentOptimizer):
 class Opt2(_TwoMomentOptimizer):
     """Opt2, with s = EMA_0.99(g^2) and s_hat its bias correction:
 
-        s2 = 1e-5 w - (0.05 g^2 + 0.95 s_hat)
-        U  = q + softsign(1e-5 w / sqrt(1 + s2^2))
+    s2 = 1e-5 w - (0.05 g^2 + 0.95 s_hat)
+    U  = q + softsign(1e-5 w / sqrt(1 + s2^2))
     """
 
     def _direction(
@@ -102,8 +102,8 @@ class Opt3(_TwoMomentOptimizer):
 class Opt3_g3(Opt3):  # noqa: N801 - the variant's published name
     """Opt3 with l = EMA_0.999(g^3), the search space's third moment:
 
-        l2 = 1e-5 w - (0.01 g^3 + 0.99 l_hat)
-        U  = q + softsign(1e-5 w / sqrt(1 + l2^2))
+    l2 = 1e-5 w - (0.01 g^3 + 0.99 l_hat)
+    U  = q + softsign(1e-5 w / sqrt(1 + l2^2))
     """
 
     second_power = 3

@@ -45,8 +45,7 @@ def worker_id() -> str:
     return found
 
 
-def fail_own_running_trials(study: optuna.Study, reason: str, *,
-                            retry: bool = False) -> list[int]:
+def fail_own_running_trials(study: optuna.Study, reason: str, *, retry: bool = False) -> list[int]:
     """Mark FAIL, with ``nos.reason``, the trials this process started that are still
     RUNNING; return their numbers.
 

@@ -143,8 +143,9 @@ class ParticleSampler(BaseSampler):
         settings: Settings = DEFAULT_SETTINGS,
         poll_interval: float = 0.5,
     ) -> None:
-        self._sizes = GASizes(n_particles, init_factor, steps, mutations, max_redraws, elitism,
-                              seed)
+        self._sizes = GASizes(
+            n_particles, init_factor, steps, mutations, max_redraws, elitism, seed
+        )
         if not isinstance(settings, Settings):
             raise NOSError(f"settings must be an optuna_nos Settings, got {settings!r}")
         if not check_real("poll_interval", poll_interval) > 0:
@@ -171,10 +172,18 @@ class ParticleSampler(BaseSampler):
         """The sampler of a study's GA record (its sizes, seed, space and settings);
         ``kwargs`` are the other arguments (``poll_interval``)."""
         sizes, space, settings = record_search(record)
-        return cls(n_particles=sizes.n_particles, init_factor=sizes.init_factor,
-                   steps=sizes.steps, mutations=sizes.mutations, max_redraws=sizes.max_redraws,
-                   elitism=sizes.elitism, seed=sizes.seed, space=space, settings=settings,
-                   **kwargs)
+        return cls(
+            n_particles=sizes.n_particles,
+            init_factor=sizes.init_factor,
+            steps=sizes.steps,
+            mutations=sizes.mutations,
+            max_redraws=sizes.max_redraws,
+            elitism=sizes.elitism,
+            seed=sizes.seed,
+            space=space,
+            settings=settings,
+            **kwargs,
+        )
 
     # -- read-only views ----------------------------------------------------------------------
 
@@ -226,9 +235,12 @@ class ParticleSampler(BaseSampler):
     ) -> Any:
         self._raise_error_if_multi_objective(study)
         params = self._params.get(trial._trial_id)
-        if params is not None and param_name in params \
-                and isinstance(param_distribution, CategoricalDistribution) \
-                and params[param_name] in param_distribution.choices:
+        if (
+            params is not None
+            and param_name in params
+            and isinstance(param_distribution, CategoricalDistribution)
+            and params[param_name] in param_distribution.choices
+        ):
             return params[param_name]
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
@@ -271,8 +283,11 @@ class ParticleSampler(BaseSampler):
         except BaseException as exc:
             # Leave no RUNNING trial and no claimed slot behind (errors, Ctrl-C).
             storage.set_trial_system_attr(trial._trial_id, SLOT_ATTR, None)
-            reason = (f"interrupted: {str(exc) or 'SIGINT'}" if isinstance(exc, KeyboardInterrupt)
-                      else f"sampler error: {type(exc).__name__}")
+            reason = (
+                f"interrupted: {str(exc) or 'SIGINT'}"
+                if isinstance(exc, KeyboardInterrupt)
+                else f"sampler error: {type(exc).__name__}"
+            )
             storage.set_trial_user_attr(trial._trial_id, REASON_ATTR, reason)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             raise
@@ -318,8 +333,13 @@ class ParticleSampler(BaseSampler):
             now = time.monotonic()
             if now - last_log >= _WAIT_LOG_EVERY_S:
                 last_log = now
-                _logger.info("trial %d has waited %.0f s for work; %d of %d slots decided",
-                             trial.number, now - started, state.n_decided, state.n_slots)
+                _logger.info(
+                    "trial %d has waited %.0f s for work; %d of %d slots decided",
+                    trial.number,
+                    now - started,
+                    state.n_decided,
+                    state.n_slots,
+                )
             time.sleep(self._poll_interval)
             self.waited_s += self._poll_interval
 
@@ -369,10 +389,13 @@ class ParticleSampler(BaseSampler):
             behaviour = behaviour_key(genome, self._settings)
         equation = genome.equation()
         lineage: dict[str, Any] = {
-            "slot": slot.name, "particle": slot.particle,
+            "slot": slot.name,
+            "particle": slot.particle,
             "step": slot.step if slot.kind != "init" else None,
             "child": slot.child if slot.kind == "child" else None,
-            "parent": parent, "equation": equation, "behaviour": behaviour,
+            "parent": parent,
+            "equation": equation,
+            "behaviour": behaviour,
             "mutation": mutation,
         }
         storage, tid = study._storage, trial._trial_id
@@ -401,8 +424,9 @@ class ParticleSampler(BaseSampler):
 
         seen = set(equations)
         for redraw in range(BEHAVIOUR_REDRAWS + 1):
-            mutant, mutation = mutate(parent, rng, self._settings, variant=self._variant,
-                                      seen=seen)
+            mutant, mutation = mutate(
+                parent, rng, self._settings, variant=self._variant, seen=seen
+            )
             behaviour = behaviour_key(mutant, self._settings)
             if behaviour not in behaviours or redraw == BEHAVIOUR_REDRAWS:
                 record = mutation.to_dict()
@@ -427,15 +451,18 @@ class ParticleSampler(BaseSampler):
         if original is not None and not _failed_for_retry(study, original):
             return True
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        siblings = [t.number for t in trials
-                    if original is not None and retried_number(t) == original]
+        siblings = [
+            t.number for t in trials if original is not None and retried_number(t) == original
+        ]
         if min(siblings, default=trial.number) < trial.number:
             return True
         if self._derive(study, trials).slot(slot).decided:
             return True
         return any(
-            rival.number != trial.number and rival.number not in siblings
-            and rival.state in _HELD and rival.system_attrs.get(SLOT_ATTR) == slot_name
+            rival.number != trial.number
+            and rival.number not in siblings
+            and rival.state in _HELD
+            and rival.system_attrs.get(SLOT_ATTR) == slot_name
             and (GENOME_ATTR in rival.system_attrs or rival.number < trial.number)
             for rival in trials
         )
@@ -485,8 +512,13 @@ class ParticleSampler(BaseSampler):
         if study._study_id in self._checked:
             return
         mine = search_record(self._sizes, str(self._variant), self._settings)
-        ensure_ga_record(study._storage, study._study_id, study.study_name, mine,
-                         "this worker's ParticleSampler")
+        ensure_ga_record(
+            study._storage,
+            study._study_id,
+            study.study_name,
+            mine,
+            "this worker's ParticleSampler",
+        )
         self._checked.add(study._study_id)
 
     def _rng(self, study: Study, trial_number: int, *words: str | int) -> np.random.Generator:
@@ -538,8 +570,7 @@ def _genome_of(trial: FrozenTrial) -> Genome:
 def _preferred(open_slots: Sequence[OpenSlot], rng: np.random.Generator) -> list[OpenSlot]:
     """Open slots, earliest phase and step first; ties in random order (spreads workers)."""
     noise = rng.random(len(open_slots))
-    order = sorted(range(len(open_slots)),
-                   key=lambda i: (open_slots[i].slot.preference, noise[i]))
+    order = sorted(range(len(open_slots)), key=lambda i: (open_slots[i].slot.preference, noise[i]))
     return [open_slots[i] for i in order]
 
 

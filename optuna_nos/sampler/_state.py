@@ -90,11 +90,17 @@ class TrialRecord:
     def __post_init__(self) -> None:
         object.__setattr__(self, "slot_key", None if self.slot is None else self.slot.name)
         object.__setattr__(self, "held", self.state in _HELD)
-        object.__setattr__(self, "success", self.state == TrialState.COMPLETE
-                           and self.value is not None and math.isfinite(self.value))
+        object.__setattr__(
+            self,
+            "success",
+            self.state == TrialState.COMPLETE
+            and self.value is not None
+            and math.isfinite(self.value),
+        )
         object.__setattr__(self, "crashed", self.state == TrialState.FAIL)
-        object.__setattr__(self, "counts", self.has_genome and not (
-            self.crashed and self.infrastructure))
+        object.__setattr__(
+            self, "counts", self.has_genome and not (self.crashed and self.infrastructure)
+        )
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
@@ -256,8 +262,7 @@ def _decide(slot: Slot, attempts: list[TrialRecord], max_redraws: int) -> SlotSt
             return SlotState(slot, attempts)
         finished = [only]
     else:
-        finished = sorted((r for r in attempts if not r.held and r.counts),
-                          key=_completion_key)
+        finished = sorted((r for r in attempts if not r.held and r.counts), key=_completion_key)
     state = SlotState(slot, attempts, held=any(r.held for r in attempts))
     for record in finished:
         if record.success:
@@ -296,8 +301,9 @@ def _rank_initial(states: Sequence[SlotState], maximize: bool) -> list[SlotState
     return sorted(states, key=key)
 
 
-def _select(children: list[SlotState], parent: Selection, *, elitism: bool,
-            maximize: bool) -> Selection:
+def _select(
+    children: list[SlotState], parent: Selection, *, elitism: bool, maximize: bool
+) -> Selection:
     """Argmax of the children's fitness (ties: first slot; all failed: first slot's last
     mutant). With ``elitism`` the parent stays when it succeeded and beats that child."""
     best, best_value = children[0], None
@@ -307,8 +313,10 @@ def _select(children: list[SlotState], parent: Selection, *, elitism: bool,
             best, best_value = child, value
     assert best.decided_by is not None
     selection = Selection(best.decided_by.number, best_value, best.slot)
-    if elitism and parent.value is not None and (
-        best_value is None or _better(parent.value, best_value, maximize)
+    if (
+        elitism
+        and parent.value is not None
+        and (best_value is None or _better(parent.value, best_value, maximize))
     ):
         return Selection(parent.source, parent.value, None)
     return selection
@@ -332,8 +340,10 @@ def _catalog(sizes: GASizes) -> _Catalog:
     init = tuple(named(Slot("init", j)) for j in range(sizes.n_init))
     reeval = tuple(named(Slot("reeval", i)) for i in range(sizes.n_particles))
     children = tuple(
-        tuple(tuple(named(Slot("child", i, step, m)) for m in range(sizes.mutations))
-              for step in range(1, sizes.steps + 1))
+        tuple(
+            tuple(named(Slot("child", i, step, m)) for m in range(sizes.mutations))
+            for step in range(1, sizes.steps + 1)
+        )
         for i in range(sizes.n_particles)
     )
     keys = {key for _, key in init + reeval}
@@ -380,8 +390,9 @@ def _used(state: SlotState) -> set[int]:
     decided_by = state.decided_by
     assert decided_by is not None
     limit = _completion_key(decided_by)
-    return {r.number for r in state.attempts
-            if not r.held and r.counts and _completion_key(r) <= limit}
+    return {
+        r.number for r in state.attempts if not r.held and r.counts and _completion_key(r) <= limit
+    }
 
 
 def derive_state(
@@ -419,8 +430,7 @@ def derive_state(
     def attempts(key: str) -> list[TrialRecord]:
         done = memo.finished.get(key, _NO_ATTEMPTS)
         running = unfinished.get(key, _NO_ATTEMPTS)
-        found = [r for r in done if not (r.crashed and r.number in superseded)] if done \
-            else []
+        found = [r for r in done if not (r.crashed and r.number in superseded)] if done else []
         if running:
             found.extend(running)
         if len(found) > 1:
@@ -456,15 +466,24 @@ def derive_state(
 
     particles: list[ParticleState] = []
     for index, seed in enumerate(seeds or ()):
-        particle, decided = _particle(index, seed, sizes, catalog, state_of, memo, superseded,
-                                      open_slots, maximize)
+        particle, decided = _particle(
+            index, seed, sizes, catalog, state_of, memo, superseded, open_slots, maximize
+        )
         particles.append(particle)
         n_decided += decided
 
     finished = seeds is not None and all(p.done for p in particles)
     retry_waiting = any(key in catalog.keys for key in waiting)
-    return GAState(sizes, None if seeds is None else [s.slot for s in seeds], particles,
-                   open_slots, finished, n_decided, retry_waiting, attempts)
+    return GAState(
+        sizes,
+        None if seeds is None else [s.slot for s in seeds],
+        particles,
+        open_slots,
+        finished,
+        n_decided,
+        retry_waiting,
+        attempts,
+    )
 
 
 def _particle(
@@ -490,8 +509,11 @@ def _particle(
     decided = int(reeval.decided)
 
     remembered = memo.progress.get(index)
-    if remembered is not None and remembered[0] == origin.number \
-            and remembered[2].isdisjoint(superseded):
+    if (
+        remembered is not None
+        and remembered[0] == origin.number
+        and remembered[2].isdisjoint(superseded)
+    ):
         particle.selections.extend(remembered[1])
         used = remembered[2]
     else:
@@ -501,8 +523,9 @@ def _particle(
     decided += steps_known * sizes.mutations
 
     complete = True
-    for step, step_slots in enumerate(catalog.children[index][steps_known:],
-                                      start=steps_known + 1):
+    for step, step_slots in enumerate(
+        catalog.children[index][steps_known:], start=steps_known + 1
+    ):
         if step == 1 and sizes.elitism and not reeval.decided:
             complete = False
             break

@@ -48,7 +48,8 @@ class CompiledGenome:
             sorted({c for col in self.order for c in genome.node(col).inputs if c < N_OPERANDS})
         )
         self.stateful_nodes: tuple[int, ...] = tuple(
-            col for col in self.order
+            col
+            for col in self.order
             if not genome.node(col).binary and UNARY_OPS[genome.node(col).unary_op].stateful
         )
         self.decay_tables: dict[tuple[int, int], list[float]] = {}

@@ -32,6 +32,7 @@ __all__ = [
     "genome_to_json",
 ]
 
+
 @dataclass(frozen=True, eq=True)
 class Genome:
     """An immutable candidate optimizer: 5 hidden nodes, a root, momentum type and flip.
@@ -49,8 +50,9 @@ class Genome:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if isinstance(self.momentum, bool) or self.momentum not in (0, 1, 2):
-            raise NOSError(f"momentum type must be 0, 1 or 2 (none/momentum/nesterov), "
-                           f"got {self.momentum!r}")
+            raise NOSError(
+                f"momentum type must be 0, 1 or 2 (none/momentum/nesterov), got {self.momentum!r}"
+            )
         object.__setattr__(self, "momentum", Momentum(self.momentum))
         if not isinstance(self.flip, bool):
             raise NOSError(f"flip must be a bool, got {self.flip!r}")

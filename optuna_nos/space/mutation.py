@@ -73,7 +73,13 @@ __all__ = [
 ]
 
 MUTATION_KINDS: tuple[str, ...] = (
-    "op", "connection", "arity", "momentum", "decay_add", "decay_delete", "decay_mutate",
+    "op",
+    "connection",
+    "arity",
+    "momentum",
+    "decay_add",
+    "decay_delete",
+    "decay_mutate",
 )
 DECAY_MUTATION_KINDS: tuple[str, ...] = ("op", "connection", "arity")
 #: A mutated decay must move at least this far (L2 over the T = 100 phenotype).
@@ -212,9 +218,7 @@ def mutate_decay(
     input 2, or drop input 1). The result is always returned; whether a failed check matters
     is the caller's decision.
     """
-    hidden_active = decay.uses_hidden or (
-        settings.sticky_decay_hidden_flag and decay.hidden_flag
-    )
+    hidden_active = decay.uses_hidden or (settings.sticky_decay_hidden_flag and decay.hidden_flag)
     on_hidden = hidden_active and chance(rng, 0.5)
     if on_hidden:
         hidden, kind = _mutate_decay_node(decay.hidden, tuple(range(N_BASE_SCHEDULES)), rng)
@@ -361,9 +365,7 @@ def change_arity(
 def change_momentum(genome: Genome, rng: np.random.Generator) -> tuple[Genome, Mutation]:
     """A uniform choice of the other two momentum types."""
     momentum = Momentum(_other(rng, int(genome.momentum), len(Momentum)))
-    mutation = Mutation(
-        "momentum", None, genome.momentum.name.lower(), momentum.name.lower()
-    )
+    mutation = Mutation("momentum", None, genome.momentum.name.lower(), momentum.name.lower())
     return genome.replace(momentum=momentum), mutation
 
 
@@ -390,8 +392,13 @@ def change_decay(
         result = mutate_decay(current, rng, settings)
         decays[edge] = result.decay
         mutation = Mutation(
-            "decay_mutate", column, format_decay(current), format_decay(result.decay),
-            edge=edge, decay_kind=result.kind, decay_node=result.node,
+            "decay_mutate",
+            column,
+            format_decay(current),
+            format_decay(result.decay),
+            edge=edge,
+            decay_kind=result.kind,
+            decay_node=result.node,
             decay_check=result.passed,
         )
         if not result.passed and not settings.ignore_decay_mutation_checks:
@@ -405,12 +412,19 @@ def _mutate_lr_schedule(
     edge = lr_schedule_edge(base)
     current = genome.root.decay_on(edge)
     if current is None:
-        raise NOSError(f"an lr_schedule genome needs a decay on the root's edge from "
-                       f"{column_name(edge)}")
+        raise NOSError(
+            f"an lr_schedule genome needs a decay on the root's edge from {column_name(edge)}"
+        )
     result = mutate_decay(current, rng, settings)
     mutation = Mutation(
-        "decay_mutate", ROOT, format_decay(current), format_decay(result.decay), edge=edge,
-        decay_kind=result.kind, decay_node=result.node, decay_check=result.passed,
+        "decay_mutate",
+        ROOT,
+        format_decay(current),
+        format_decay(result.decay),
+        edge=edge,
+        decay_kind=result.kind,
+        decay_node=result.node,
+        decay_check=result.passed,
     )
     if not result.passed and not settings.ignore_decay_mutation_checks:
         return None, replace(mutation, rejected=result.failure)

@@ -101,5 +101,8 @@ class Node:
         if not isinstance(other, Node):
             return NotImplemented
         return (self.inputs, self.unary_op, self.binary_op, dict(self.decays)) == (
-            other.inputs, other.unary_op, other.binary_op, dict(other.decays),
+            other.inputs,
+            other.unary_op,
+            other.binary_op,
+            dict(other.decays),
         )

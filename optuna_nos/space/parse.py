@@ -210,8 +210,10 @@ class _Parser:
             self._tick()
             lo = start + len(fmt.lead)
             hi = end - len(fmt.tail)
-            if hi <= lo or not text.startswith(fmt.lead, start) or not text.endswith(
-                fmt.tail, lo, end
+            if (
+                hi <= lo
+                or not text.startswith(fmt.lead, start)
+                or not text.endswith(fmt.tail, lo, end)
             ):
                 continue
             self.reached = max(self.reached, lo)
@@ -225,7 +227,7 @@ class _Parser:
                 if twice <= 0 or twice & 1:
                     continue
                 mid = lo + twice // 2
-                if text.startswith(middle, mid) and text[lo:mid] == text[mid + len(middle):hi]:
+                if text.startswith(middle, mid) and text[lo:mid] == text[mid + len(middle) : hi]:
                     x = arg(lo, mid, depth)
                     if x is not None:
                         return fmt, (x,)
@@ -249,8 +251,11 @@ class _Parser:
         if end <= start:
             return None
         if depth > _MAX_NODE_DEPTH:
-            self._note(start, end, f"sub-expressions nest deeper than the root and {N_HIDDEN} "
-                       "hidden nodes allow")
+            self._note(
+                start,
+                end,
+                f"sub-expressions nest deeper than the root and {N_HIDDEN} hidden nodes allow",
+            )
             return None
         key = (start, end)
         memo = self._node_memo.get(key)
@@ -274,7 +279,7 @@ class _Parser:
         """True when both arguments read the same operand or print the same node text."""
         if isinstance(a.target, int) or isinstance(b.target, int):
             return a.target == b.target
-        return self.text[a.target.start:a.target.end] == self.text[b.target.start:b.target.end]
+        return self.text[a.target.start : a.target.end] == self.text[b.target.start : b.target.end]
 
     def bare(self, start: int, end: int, depth: int) -> int | _NodeParse | None:
         """An operand name or a node expression, without decoration."""
@@ -339,8 +344,10 @@ class _Parser:
             self._note(start, end, "a binary decay node reads the same schedule twice")
             return None
         inputs = tuple(a.index for a in args)
-        root = DecayNode(inputs, unary_op=fmt.code) if not fmt.binary else DecayNode(
-            inputs, binary_op=fmt.code
+        root = (
+            DecayNode(inputs, unary_op=fmt.code)
+            if not fmt.binary
+            else DecayNode(inputs, binary_op=fmt.code)
         )
         if hidden and hidden[0].hidden is not None:
             return Decay(root=root, hidden=hidden[0].hidden, hidden_flag=True)
@@ -362,8 +369,10 @@ class _Parser:
             self._note(start, end, "a binary decay node reads the same schedule twice")
             return None
         inputs = tuple(a.index for a in args)
-        node = DecayNode(inputs, binary_op=fmt.code) if fmt.binary else DecayNode(
-            inputs, unary_op=fmt.code
+        node = (
+            DecayNode(inputs, binary_op=fmt.code)
+            if fmt.binary
+            else DecayNode(inputs, unary_op=fmt.code)
         )
         return _DecayInput(DECAY_HIDDEN, node)
 
@@ -404,12 +413,13 @@ def _build(parser: _Parser, root: _NodeParse, momentum: Momentum) -> Genome:
     def column_of(target: int | _NodeParse, twin: bool) -> int:
         if isinstance(target, int):
             return target
-        key = (text[target.start:target.end], twin)
+        key = (text[target.start : target.end], twin)
         if key not in columns:
             node = to_node(target)
             if len(nodes) == N_HIDDEN:
                 raise _error(
-                    parser, target.start,
+                    parser,
+                    target.start,
                     f"the equation needs more than {N_HIDDEN} hidden nodes (distinct "
                     "sub-expressions); a genome has 5",
                 )
@@ -428,8 +438,11 @@ def _build(parser: _Parser, root: _NodeParse, momentum: Momentum) -> Genome:
 
     root_node = to_node(root)
     if all(isinstance(a.target, int) for a in root.args):
-        raise _error(parser, root.start,
-                     "the root reads only operands; it must read at least one hidden node")
+        raise _error(
+            parser,
+            root.start,
+            "the root reads only operands; it must read at least one hidden node",
+        )
     filler = Node(inputs=(0,), unary_op=IDENTITY)
     hidden = tuple(nodes) + (filler,) * (N_HIDDEN - len(nodes))
     return Genome(hidden=hidden, root=root_node, momentum=momentum)
@@ -439,7 +452,7 @@ def _build(parser: _Parser, root: _NodeParse, momentum: Momentum) -> Genome:
 
 
 def _snippet(text: str, at: int) -> str:
-    piece = text[at:at + _SNIPPET]
+    piece = text[at : at + _SNIPPET]
     return piece + ("..." if len(text) > at + _SNIPPET else "")
 
 
@@ -494,15 +507,21 @@ def _explain(parser: _Parser) -> NOSError:
     text = parser.text
     unknown = _first_unknown(text)
     if unknown is not None:
-        return _error(parser, unknown, "unknown text; expected an operand, a base schedule "
-                      "or a piece of an op format")
+        return _error(
+            parser,
+            unknown,
+            "unknown text; expected an operand, a base schedule or a piece of an op format",
+        )
     unbalanced = _unbalanced(parser)
     if unbalanced is not None:
         return _error(parser, *unbalanced)
     if parser.problem is not None and parser.problem[1] >= parser.reached:
         return _error(parser, parser.problem[0], parser.problem[2])
-    return _error(parser, min(parser.reached, max(len(text) - 1, 0)),
-                  "no operand, decorated argument or op format of this space fits here")
+    return _error(
+        parser,
+        min(parser.reached, max(len(text) - 1, 0)),
+        "no operand, decorated argument or op format of this space fits here",
+    )
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -557,8 +576,7 @@ def parse_decay(text: str) -> Decay:
     if not isinstance(text, str):
         raise NOSError(f"a decay must be a str, got {type(text).__name__}")
     if len(text) > MAX_EQUATION_LENGTH:
-        raise NOSError(f"decay is {len(text)} characters long; the limit is "
-                       f"{MAX_EQUATION_LENGTH}")
+        raise NOSError(f"decay is {len(text)} characters long; the limit is {MAX_EQUATION_LENGTH}")
     parser = _Parser(text, 0, what="decay")
     try:
         decay = parser.decay(0, len(text))

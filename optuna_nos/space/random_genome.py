@@ -196,7 +196,8 @@ def draw_hidden_node(
             pool = others
         else:
             pool = [
-                h for h in HIDDEN_COLUMNS
+                h
+                for h in HIDDEN_COLUMNS
                 if h != first and (h != column or settings.hidden_init_allows_self_loop)
             ]
         inputs = (first, pick(rng, pool))

@@ -245,12 +245,15 @@ def _momentum(doc: dict[str, Any]) -> Momentum:
         raise NOSError(f"genome JSON: format must be {FORMAT!r}, got {_shown(doc['format'])}")
     version = doc["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version != VERSION:
-        raise NOSError(f"genome JSON: version {_shown(version)} is not supported (this reads "
-                       f"version {VERSION})")
+        raise NOSError(
+            f"genome JSON: version {_shown(version)} is not supported (this reads "
+            f"version {VERSION})"
+        )
     name = doc["momentum"]
     if not isinstance(name, str) or name not in _MOMENTUM_BY_NAME:
-        raise NOSError("genome JSON: momentum must be 'none', 'momentum' or 'nesterov', got "
-                       f"{_shown(name)}")
+        raise NOSError(
+            f"genome JSON: momentum must be 'none', 'momentum' or 'nesterov', got {_shown(name)}"
+        )
     return _MOMENTUM_BY_NAME[name]
 
 

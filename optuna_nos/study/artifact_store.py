@@ -56,13 +56,13 @@ def open_artifact_store(location: str) -> Any:
         return FileSystemArtifactStore(folder)
     match = _BUCKET.fullmatch(location.strip())
     if match is None:
-        raise NOSError(f"an S3 artifact location is s3://BUCKET (no key prefix), got "
-                       f"{location!r}")
+        raise NOSError(f"an S3 artifact location is s3://BUCKET (no key prefix), got {location!r}")
     try:
         import boto3
     except ImportError:
-        raise NOSError(f"artifact location {location} needs boto3: pip install "
-                       "'optuna-nos[s3]'") from None
+        raise NOSError(
+            f"artifact location {location} needs boto3: pip install 'optuna-nos[s3]'"
+        ) from None
     bucket = match["bucket"]
     if bucket not in _clients:
         _clients[bucket] = boto3.client("s3")
@@ -83,5 +83,8 @@ def check_artifact_location(location: str | None, storage_url: str) -> None:
         return
     if storage_url.strip().lower().startswith("sqlite:"):
         return
-    _logger.warning("artifact dir %r is relative: each worker writes it under its own working "
-                    "directory; give a shared absolute path or s3://BUCKET", location)
+    _logger.warning(
+        "artifact dir %r is relative: each worker writes it under its own working "
+        "directory; give a shared absolute path or s3://BUCKET",
+        location,
+    )

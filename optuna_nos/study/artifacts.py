@@ -31,7 +31,12 @@ _warned_dirs: set[str] = set()
 
 
 def plot_schedule_png(
-    genome: Genome, path: str, *, lr: float, total_steps: int, warmup_steps: int = 0,
+    genome: Genome,
+    path: str,
+    *,
+    lr: float,
+    total_steps: int,
+    warmup_steps: int = 0,
     hold_steps: int = 0,
 ) -> None:
     """Write a PNG of eta_t and of every active decay d(t) over t = 0..T-1 to ``path``."""
@@ -63,8 +68,9 @@ def plot_schedule_png(
     if ax_decay.lines:
         ax_decay.legend(fontsize=7)
     else:
-        ax_decay.text(0.5, 0.5, "no decays", ha="center", va="center",
-                      transform=ax_decay.transAxes)
+        ax_decay.text(
+            0.5, 0.5, "no decays", ha="center", va="center", transform=ax_decay.transAxes
+        )
     fig.suptitle(format_equation(genome)[:100], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -72,8 +78,14 @@ def plot_schedule_png(
 
 
 def upload_schedule_artifact(
-    trial: optuna.trial.Trial, genome: Genome, artifact_dir: str, *, lr: float,
-    total_steps: int, warmup_steps: int = 0, hold_steps: int = 0,
+    trial: optuna.trial.Trial,
+    genome: Genome,
+    artifact_dir: str,
+    *,
+    lr: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    hold_steps: int = 0,
 ) -> str | None:
     """Plot and upload the schedule PNG for ``trial``; returns the artifact id or None.
 
@@ -90,14 +102,24 @@ def upload_schedule_artifact(
         store = open_artifact_store(artifact_dir)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, f"schedule_trial{trial.number}.png")
-            plot_schedule_png(genome, path, lr=lr, total_steps=total_steps,
-                              warmup_steps=warmup_steps, hold_steps=hold_steps)
-            return upload_artifact(artifact_store=store, file_path=path, study_or_trial=trial,
-                                   mimetype="image/png")
+            plot_schedule_png(
+                genome,
+                path,
+                lr=lr,
+                total_steps=total_steps,
+                warmup_steps=warmup_steps,
+                hold_steps=hold_steps,
+            )
+            return upload_artifact(
+                artifact_store=store, file_path=path, study_or_trial=trial, mimetype="image/png"
+            )
     except Exception as exc:  # noqa: BLE001 - an artifact must never fail its trial
         if artifact_dir not in _warned_dirs:
             _warned_dirs.add(artifact_dir)
             reason = (exc.strerror if isinstance(exc, OSError) else None) or exc
-            _logger.warning("cannot write artifacts to %s (%s); trials continue without them",
-                            printable(artifact_dir), reason)
+            _logger.warning(
+                "cannot write artifacts to %s (%s); trials continue without them",
+                printable(artifact_dir),
+                reason,
+            )
         return None

@@ -28,8 +28,9 @@ def claim_baselines(study: optuna.Study, objective: Any) -> bool:
     if not getattr(objective, "baselines", ()) or BASELINES_ATTR in study.user_attrs:
         return False
     try:
-        study._storage.create_new_study(directions=[optuna.study.StudyDirection.MAXIMIZE],
-                                        study_name=marker_name(study))
+        study._storage.create_new_study(
+            directions=[optuna.study.StudyDirection.MAXIMIZE], study_name=marker_name(study)
+        )
     except optuna.exceptions.DuplicatedStudyError:
         return False
     if BASELINES_ATTR in study.user_attrs:  # scored (and released) since the first check

@@ -66,10 +66,19 @@ SPACES = ("paper", "adam_variants", "lr_schedule")
 LR_SCHEDULE_BASES = ("adam", "nesterov")
 #: Every integer of the [ga] and [workers] tables and its range: large enough for any real
 #: search, small enough that no value exhausts memory or overflows a clock.
-GA_RANGES = {"n_particles": (1, 10_000), "init_factor": (1, 1_000), "steps": (1, 1_000),
-             "mutations": (1, 1_000), "max_redraws": (1, 100), "seed": (0, 2**32 - 1)}
-WORKER_RANGES = {"heartbeat_interval": (1, 3_600), "grace_period": (2, 86_400),
-                 "max_retry": (1, 100)}
+GA_RANGES = {
+    "n_particles": (1, 10_000),
+    "init_factor": (1, 1_000),
+    "steps": (1, 1_000),
+    "mutations": (1, 1_000),
+    "max_redraws": (1, 100),
+    "seed": (0, 2**32 - 1),
+}
+WORKER_RANGES = {
+    "heartbeat_interval": (1, 3_600),
+    "grace_period": (2, 86_400),
+    "max_retry": (1, 100),
+}
 #: The most slots (trials) of either phase: n_particles * init_factor and
 #: n_particles * steps * mutations.
 MAX_PHASE_SLOTS = 1_000_000
@@ -97,12 +106,15 @@ class GAConfig:
                 check_int(key, getattr(self, key), minimum=low, maximum=high)
         if not isinstance(self.elitism, bool):
             raise NOSError(f"elitism must be True or False, got {self.elitism!r}")
-        for product, slots in (("n_particles * init_factor", self.n_init),
-                               ("n_particles * steps * mutations",
-                                self.n_particles * self.steps * self.mutations)):
+        for product, slots in (
+            ("n_particles * init_factor", self.n_init),
+            ("n_particles * steps * mutations", self.n_particles * self.steps * self.mutations),
+        ):
             if slots > MAX_PHASE_SLOTS:
-                raise NOSError(f"GA {product} = {slots} trials is too many; "
-                               f"allowed: at most {MAX_PHASE_SLOTS}")
+                raise NOSError(
+                    f"GA {product} = {slots} trials is too many; "
+                    f"allowed: at most {MAX_PHASE_SLOTS}"
+                )
 
     @property
     def n_init(self) -> int:
@@ -116,9 +128,14 @@ class GAConfig:
 
     def to_dict(self) -> dict[str, int | bool]:
         """The sizes (every field but ``seed``)."""
-        return {"n_particles": self.n_particles, "init_factor": self.init_factor,
-                "steps": self.steps, "mutations": self.mutations,
-                "max_redraws": self.max_redraws, "elitism": self.elitism}
+        return {
+            "n_particles": self.n_particles,
+            "init_factor": self.init_factor,
+            "steps": self.steps,
+            "mutations": self.mutations,
+            "max_redraws": self.max_redraws,
+            "elitism": self.elitism,
+        }
 
 
 @dataclass(frozen=True)
@@ -164,12 +181,23 @@ class StudyConfig:
 
 def _kind(expected: type | tuple[type, ...]) -> str:
     types = expected if isinstance(expected, tuple) else (expected,)
-    return " or ".join({bool: "true/false", int: "an integer", float: "a number",
-                        str: "a string"}.get(t, t.__name__) for t in types)
+    return " or ".join(
+        {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+            t, t.__name__
+        )
+        for t in types
+    )
 
 
-def _get(table: Mapping[str, Any], section: str, key: str, expected: type | tuple[type, ...],
-         default: Any, check: Callable[[Any], bool] | None = None, allowed: str = "") -> Any:
+def _get(
+    table: Mapping[str, Any],
+    section: str,
+    key: str,
+    expected: type | tuple[type, ...],
+    default: Any,
+    check: Callable[[Any], bool] | None = None,
+    allowed: str = "",
+) -> Any:
     if key not in table:
         return default
     value = table[key]
@@ -180,11 +208,11 @@ def _get(table: Mapping[str, Any], section: str, key: str, expected: type | tupl
             raise NOSError(f"config key '{section}.{key}' = {value} is out of range")
         ok_type, value = True, float(value)
     if not ok_type:
-        raise NOSError(f"config key '{section}.{key}' must be {_kind(expected)}, "
-                       f"got {value!r}")
+        raise NOSError(f"config key '{section}.{key}' must be {_kind(expected)}, got {value!r}")
     if check is not None and not check(value):
-        raise NOSError(f"config key '{section}.{key}' = {value!r} is not allowed; "
-                       f"allowed: {allowed}")
+        raise NOSError(
+            f"config key '{section}.{key}' = {value!r} is not allowed; allowed: {allowed}"
+        )
     return value
 
 
@@ -210,12 +238,14 @@ def _check_plain(value: Any, where: str, depth: int = 0) -> None:
         pass
     elif isinstance(value, int):
         if abs(value) > MAX_INT:
-            raise NOSError(f"config value {where!r} = {value} is out of range; "
-                           f"allowed: -{MAX_INT}..{MAX_INT}")
+            raise NOSError(
+                f"config value {where!r} = {value} is out of range; allowed: -{MAX_INT}..{MAX_INT}"
+            )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise NOSError(f"config value {where!r} = {value!r} is not allowed; "
-                           "allowed: a finite number")
+            raise NOSError(
+                f"config value {where!r} = {value!r} is not allowed; allowed: a finite number"
+            )
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_plain(item, f"{where}[{index}]", depth + 1)
@@ -225,36 +255,51 @@ def _check_plain(value: Any, where: str, depth: int = 0) -> None:
                 raise NOSError(f"config key {key!r} in {where!r} is not a string")
             _check_plain(item, f"{where}.{key}" if where else key, depth + 1)
     else:
-        raise NOSError(f"config value {where!r} is a {type(value).__name__}; allowed: strings, "
-                       "booleans, numbers, arrays and tables")
+        raise NOSError(
+            f"config value {where!r} is a {type(value).__name__}; allowed: strings, "
+            "booleans, numbers, arrays and tables"
+        )
 
 
-def _section(data: Mapping[str, Any], name: str, keys: tuple[str, ...],
-             open_keys: bool = False) -> Mapping[str, Any]:
+def _section(
+    data: Mapping[str, Any], name: str, keys: tuple[str, ...], open_keys: bool = False
+) -> Mapping[str, Any]:
     table = data.get(name, {})
     if not isinstance(table, dict):
         raise NOSError(f"config section '{name}' must be a table, got {table!r}")
     if not open_keys:
         for key in table:
             if key not in keys:
-                raise NOSError(f"unknown config key {f'{name}.{key}'!r}; allowed: "
-                               f"{', '.join(keys)}")
+                raise NOSError(
+                    f"unknown config key {f'{name}.{key}'!r}; allowed: {', '.join(keys)}"
+                )
     return table
 
 
-def _bounded(section: str, key: str, default: int | None, low: int, high: int
-             ) -> Callable[[Mapping[str, Any]], Any]:
+def _bounded(
+    section: str, key: str, default: int | None, low: int, high: int
+) -> Callable[[Mapping[str, Any]], Any]:
     """A reader of the integer ``section.key`` that must lie in ``low..high``."""
-    return lambda table: _get(table, section, key, int, default, lambda v: low <= v <= high,
-                              f"an integer in {low}..{high}")
-
+    return lambda table: _get(
+        table,
+        section,
+        key,
+        int,
+        default,
+        lambda v: low <= v <= high,
+        f"an integer in {low}..{high}",
+    )
 
 
 _SECTIONS = ("study", "ga", "objective", "workers", "artifacts")
-_STUDY_KEYS = ("space", "lr_schedule_base", "paper_mode", "unary_root_decay_prob",
-               "change_op_max_unary")
-_GA_KEYS = ("n_particles", "init_factor", "steps", "mutations", "max_redraws", "elitism",
-            "seed")
+_STUDY_KEYS = (
+    "space",
+    "lr_schedule_base",
+    "paper_mode",
+    "unary_root_decay_prob",
+    "change_op_max_unary",
+)
+_GA_KEYS = ("n_particles", "init_factor", "steps", "mutations", "max_redraws", "elitism", "seed")
 _WORKER_KEYS = ("heartbeat_interval", "grace_period", "max_retry")
 
 
@@ -269,44 +314,82 @@ def parse_config(data: Mapping[str, Any]) -> StudyConfig:
 
     study = _section(data, "study", _STUDY_KEYS)
     space = _get(study, "study", "space", str, "paper", lambda v: v in SPACES, ", ".join(SPACES))
-    base = _get(study, "study", "lr_schedule_base", str, "adam",
-                lambda v: v in LR_SCHEDULE_BASES, ", ".join(LR_SCHEDULE_BASES))
+    base = _get(
+        study,
+        "study",
+        "lr_schedule_base",
+        str,
+        "adam",
+        lambda v: v in LR_SCHEDULE_BASES,
+        ", ".join(LR_SCHEDULE_BASES),
+    )
     settings = Settings(
         paper_mode=_get(study, "study", "paper_mode", bool, False),
-        unary_root_decay_prob=_get(study, "study", "unary_root_decay_prob", float, 0.85,
-                                   lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
-        change_op_max_unary=_get(study, "study", "change_op_max_unary", int, 23,
-                                 lambda v: 0 <= v <= 24, "an integer in 0..24"),
+        unary_root_decay_prob=_get(
+            study,
+            "study",
+            "unary_root_decay_prob",
+            float,
+            0.85,
+            lambda v: 0.0 <= v <= 1.0,
+            "a number in [0, 1]",
+        ),
+        change_op_max_unary=_get(
+            study,
+            "study",
+            "change_op_max_unary",
+            int,
+            23,
+            lambda v: 0 <= v <= 24,
+            "an integer in 0..24",
+        ),
     )
 
     ga_table = _section(data, "ga", _GA_KEYS)
     ga = GAConfig(
-        **{key: _bounded("ga", key, getattr(GAConfig, key), *GA_RANGES[key])(ga_table)
-           for key in GA_RANGES},
+        **{
+            key: _bounded("ga", key, getattr(GAConfig, key), *GA_RANGES[key])(ga_table)
+            for key in GA_RANGES
+        },
         elitism=_get(ga_table, "ga", "elitism", bool, False),
     )
 
     objective = dict(_section(data, "objective", (), open_keys=True))
     target = objective.pop("target", "proxy.tasks:digits")
     if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
-        raise NOSError(f"config key 'objective.target' must look like 'module:factory', "
-                       f"got {target!r}")
+        raise NOSError(
+            f"config key 'objective.target' must look like 'module:factory', got {target!r}"
+        )
 
     worker_table = _section(data, "workers", _WORKER_KEYS)
     workers = WorkerConfig(
-        **{key: _bounded("workers", key, getattr(WorkerConfig, key), *WORKER_RANGES[key])(
-            worker_table) for key in _WORKER_KEYS}
+        **{
+            key: _bounded("workers", key, getattr(WorkerConfig, key), *WORKER_RANGES[key])(
+                worker_table
+            )
+            for key in _WORKER_KEYS
+        }
     )
     if workers.grace_period <= workers.heartbeat_interval:
-        raise NOSError(f"config key 'workers.grace_period' ({workers.grace_period}) must exceed "
-                       f"'workers.heartbeat_interval' ({workers.heartbeat_interval})")
+        raise NOSError(
+            f"config key 'workers.grace_period' ({workers.grace_period}) must exceed "
+            f"'workers.heartbeat_interval' ({workers.heartbeat_interval})"
+        )
 
     artifacts = _section(data, "artifacts", ("dir",))
     artifact_dir = _get(artifacts, "artifacts", "dir", str, None)
 
-    return StudyConfig(space=space, lr_schedule_base=base, settings=settings, ga=ga,
-                       objective_target=target, objective_options=objective,
-                       workers=workers, artifact_dir=artifact_dir, raw=data)
+    return StudyConfig(
+        space=space,
+        lr_schedule_base=base,
+        settings=settings,
+        ga=ga,
+        objective_target=target,
+        objective_options=objective,
+        workers=workers,
+        artifact_dir=artifact_dir,
+        raw=data,
+    )
 
 
 def load_config(source: str | Path) -> StudyConfig:

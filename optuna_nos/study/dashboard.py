@@ -70,13 +70,21 @@ def _mutation_text(mutation: Any) -> str:
     if not isinstance(mutation, Mapping):
         return "-"
     where = f" at {mutation['node']}" if mutation.get("node") else ""
-    return f"{mutation.get('kind', '?')}{where}: `{mutation.get('before')}` → " \
-           f"`{mutation.get('after')}`"
+    return (
+        f"{mutation.get('kind', '?')}{where}: `{mutation.get('before')}` → "
+        f"`{mutation.get('after')}`"
+    )
 
 
 def trial_note(
-    *, study_id: int, number: int, attrs: Mapping[str, Any], genome: Any = None,
-    value: float | None = None, state: str = "complete", artifact_url: str | None = None,
+    *,
+    study_id: int,
+    number: int,
+    attrs: Mapping[str, Any],
+    genome: Any = None,
+    value: float | None = None,
+    state: str = "complete",
+    artifact_url: str | None = None,
 ) -> str:
     """The Markdown note of one trial (``attrs``: its user attrs)."""
     from optuna_nos.space.notation import format_equation
@@ -87,9 +95,14 @@ def trial_note(
         lines.append(f"**{state.capitalize()}**: {reason or 'no reason recorded'}")
         lines.append("")
     if genome is not None:
-        lines += [f"**`{format_equation(genome, 'paper')}`**", "",
-                  f"readable: `{format_equation(genome, 'readable')}`", "",
-                  f"LaTeX: `{format_equation(genome, 'latex')}`", ""]
+        lines += [
+            f"**`{format_equation(genome, 'paper')}`**",
+            "",
+            f"readable: `{format_equation(genome, 'readable')}`",
+            "",
+            f"LaTeX: `{format_equation(genome, 'latex')}`",
+            "",
+        ]
     score = "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
     lr = attrs.get(LR_ATTR)
     parent = attrs.get(PARENT_ATTR)
@@ -148,15 +161,32 @@ def describe_trial(study: optuna.Study, trial: FrozenTrial) -> None:
 
     try:
         genome = trial_genome(trial)
-        url = next((artifact_url(study._study_id, trial._trial_id, meta["artifact_id"])
-                    for meta in _artifact_metas(trial.system_attrs)
-                    if meta.get("mimetype") == "image/png"), None)
-        body = trial_note(study_id=study._study_id, number=trial.number,
-                          attrs=trial.user_attrs, genome=genome, value=trial.value,
-                          state=trial.state.name.lower(), artifact_url=url)
+        url = next(
+            (
+                artifact_url(study._study_id, trial._trial_id, meta["artifact_id"])
+                for meta in _artifact_metas(trial.system_attrs)
+                if meta.get("mimetype") == "image/png"
+            ),
+            None,
+        )
+        body = trial_note(
+            study_id=study._study_id,
+            number=trial.number,
+            attrs=trial.user_attrs,
+            genome=genome,
+            value=trial.value,
+            state=trial.state.name.lower(),
+            artifact_url=url,
+        )
         # save_note reads only .storage, .study and ._trial_id of a trial
-        save_note(SimpleNamespace(storage=study._storage, study=study,  # type: ignore[arg-type]
-                                  _trial_id=trial._trial_id), body)
+        save_note(
+            SimpleNamespace(
+                storage=study._storage,
+                study=study,  # type: ignore[arg-type]
+                _trial_id=trial._trial_id,
+            ),
+            body,
+        )
     except Exception as exc:  # a note is a convenience; the search matters more
         _logger.warning("cannot save the note of trial %d: %s", trial.number, exc)
 
@@ -194,23 +224,31 @@ def _lineage(trials: list[FrozenTrial], number: int) -> list[str]:
         mutation = trial.user_attrs.get(MUTATION_ATTR)
         change = f" ({_mutation_text(mutation)})" if mutation else ""
         slot, equation = (trial.user_attrs.get(key, "") for key in (SLOT_USER_ATTR, EQUATION_ATTR))
-        lines.append(f"{'  ' * depth}- trial {trial.number} `{slot}`"
-                     f" {value}{change}: `{equation}`")
+        lines.append(
+            f"{'  ' * depth}- trial {trial.number} `{slot}` {value}{change}: `{equation}`"
+        )
     return lines
 
 
-def study_note(study: optuna.Study, trials: list[FrozenTrial], *, top: int = 10,
-               plot_url: str | None = None) -> str:
+def study_note(
+    study: optuna.Study, trials: list[FrozenTrial], *, top: int = 10, plot_url: str | None = None
+) -> str:
     """The study's Markdown note: leaderboard with baselines, lineage of the best, the plot."""
     rows = leaderboard(trials)
     finished = [t for t in trials if t.state.is_finished()]
-    lines = [f"## {study.study_name}", "",
-             f"{len(finished)} finished trials; fitness is the {METRIC_NAME} at each fidelity "
-             "(*init*: the cheap screen of random genomes, *evolution*: particles and "
-             "children). In the History plot, pick the y axis `fitness (init)` or "
-             "`fitness (evolution)` to see one fidelity.", "",
-             "### Leaderboard", "", "| # | evolution | init | trial | equation |",
-             "|---:|---:|---:|---:|---|"]
+    lines = [
+        f"## {study.study_name}",
+        "",
+        f"{len(finished)} finished trials; fitness is the {METRIC_NAME} at each fidelity "
+        "(*init*: the cheap screen of random genomes, *evolution*: particles and "
+        "children). In the History plot, pick the y axis `fitness (init)` or "
+        "`fitness (evolution)` to see one fidelity.",
+        "",
+        "### Leaderboard",
+        "",
+        "| # | evolution | init | trial | equation |",
+        "|---:|---:|---:|---:|---|",
+    ]
     for name, scores in sorted(baselines(study).items()):
         cells = [_cell(scores.get(f)) for f in ("evolution", "init")]
         lines.append(f"| - | {cells[0]} | {cells[1]} | - | baseline {name} |")
@@ -219,8 +257,12 @@ def study_note(study: optuna.Study, trials: list[FrozenTrial], *, top: int = 10,
         link = _trial_link(study._study_id, row.best_trial)
         lines.append(f"| {rank} | {cells[0]} | {cells[1]} | {link} | `{row.equation}` |")
     if rows:
-        lines += ["", f"### Lineage of the best genome (trial {rows[0].best_trial})", "",
-                  *_lineage(trials, rows[0].best_trial)]
+        lines += [
+            "",
+            f"### Lineage of the best genome (trial {rows[0].best_trial})",
+            "",
+            *_lineage(trials, rows[0].best_trial),
+        ]
     if plot_url is not None:
         lines += ["", "### Fitness per particle", "", f"![fitness per particle]({plot_url})"]
     return "\n".join(lines)
@@ -248,8 +290,12 @@ def fitness_plot_png(study: optuna.Study, trials: list[FrozenTrial]) -> bytes:
     best: dict[int, dict[int, float]] = {}
     for trial in trials:
         particle, value = trial.user_attrs.get(PARTICLE_ATTR), trial.value
-        if trial.state != TrialState.COMPLETE or not isinstance(particle, int) \
-                or value is None or not math.isfinite(value):
+        if (
+            trial.state != TrialState.COMPLETE
+            or not isinstance(particle, int)
+            or value is None
+            or not math.isfinite(value)
+        ):
             continue
         if trial.user_attrs.get(FIDELITY_USER_ATTR) == "init":
             continue
@@ -259,16 +305,20 @@ def fitness_plot_png(study: optuna.Study, trials: list[FrozenTrial]) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for particle, points in sorted(best.items()):
         xs = sorted(points)
-        ax.plot(xs, [points[x] for x in xs], marker="o", linewidth=1,
-                label=f"particle {particle}")
+        ax.plot(xs, [points[x] for x in xs], marker="o", linewidth=1, label=f"particle {particle}")
     styles = {"evolution": "-", "init": ":"}
     colors = ("black", "grey", "brown", "olive")
     for index, (name, scores) in enumerate(sorted(baselines(study).items())):
         color = colors[index % len(colors)]
         for fidelity, score in scores.items():
             if isinstance(score, int | float) and math.isfinite(score):
-                ax.axhline(score, color=color, linestyle=styles.get(fidelity, "--"),
-                           linewidth=1, label=f"{name} ({fidelity})")
+                ax.axhline(
+                    score,
+                    color=color,
+                    linestyle=styles.get(fidelity, "--"),
+                    linewidth=1,
+                    label=f"{name} ({fidelity})",
+                )
     ax.set_xlabel("GA step (0: the particle's re-evaluation; k: best child of step k)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(METRIC_NAME)
@@ -291,8 +341,9 @@ class StudyView:
     overwritten on each refresh, when ``artifact_dir`` is set.
     """
 
-    def __init__(self, artifact_dir: str | None = None, *, min_interval: float = 30.0,
-                 top: int = 10) -> None:
+    def __init__(
+        self, artifact_dir: str | None = None, *, min_interval: float = 30.0, top: int = 10
+    ) -> None:
         self.artifact_dir = artifact_dir
         self.min_interval = min_interval
         self.top = top
@@ -320,9 +371,10 @@ class StudyView:
             if rows:
                 fidelity = "evolution" if "evolution" in rows[0].best else "init"
                 study.set_user_attr(BEST_EQUATION_ATTR, rows[0].equation)
-                study.set_user_attr(BEST_FITNESS_ATTR,
-                                    f"{rows[0].best[fidelity]:.4f} ({fidelity}, trial "
-                                    f"{rows[0].best_trial})")
+                study.set_user_attr(
+                    BEST_FITNESS_ATTR,
+                    f"{rows[0].best[fidelity]:.4f} ({fidelity}, trial {rows[0].best_trial})",
+                )
             plot_url = self._upload_plot(study, trials)
             save_note(study, study_note(study, trials, top=self.top, plot_url=plot_url))
         except Exception as exc:  # the view is a convenience; never stop a worker for it
@@ -340,7 +392,11 @@ class StudyView:
         store.write(artifact_id, io.BytesIO(fitness_plot_png(study, trials)))
         key = f"artifacts:{artifact_id}"
         if key not in study._storage.get_study_system_attrs(study._study_id):
-            meta = {"artifact_id": artifact_id, "filename": _PLOT_NAME,
-                    "mimetype": "image/png", "encoding": None}
+            meta = {
+                "artifact_id": artifact_id,
+                "filename": _PLOT_NAME,
+                "mimetype": "image/png",
+                "encoding": None,
+            }
             study._storage.set_study_system_attr(study._study_id, key, json.dumps(meta))
         return artifact_url(study._study_id, None, artifact_id)

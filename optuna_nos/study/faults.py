@@ -30,10 +30,24 @@ __all__ = ["ObjectiveGuard", "check_environment", "describe", "is_infrastructure
 _logger = logging.getLogger("optuna_nos")
 
 #: Words of a runtime error message that name the device rather than the computation.
-_DEVICE_WORDS = ("cuda", "cudnn", "cublas", "nccl", "out of memory", "device-side",
-                 "no kernel image", "driver", "accelerator", "mps backend")
+_DEVICE_WORDS = (
+    "cuda",
+    "cudnn",
+    "cublas",
+    "nccl",
+    "out of memory",
+    "device-side",
+    "no kernel image",
+    "driver",
+    "accelerator",
+    "mps backend",
+)
 _INFRASTRUCTURE_TYPES: tuple[type[BaseException], ...] = (
-    OSError, ImportError, MemoryError, EOFError, NOSError,
+    OSError,
+    ImportError,
+    MemoryError,
+    EOFError,
+    NOSError,
 )
 
 
@@ -121,8 +135,11 @@ class ObjectiveGuard:
             return
         if state.is_finished():
             self.taken = trial.number
-            _logger.warning("trial %d was failed by another worker while it ran (stale "
-                            "heartbeat); its result is dropped", trial.number)
+            _logger.warning(
+                "trial %d was failed by another worker while it ran (stale "
+                "heartbeat); its result is dropped",
+                trial.number,
+            )
 
 
 def _mark(trial: optuna.Trial, fault: str) -> None:

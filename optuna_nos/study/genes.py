@@ -110,8 +110,11 @@ _DECAY_ROOT_INPUTS = _BASE_NAMES + (DECAY_HIDDEN_NAME,)
 
 _N0 = HIDDEN_COLUMNS[0]
 _S_HAT = 4
-_COLUMNS = {**{op.name: op.index for op in OPERANDS},
-            **dict(zip(_HIDDEN_NAMES, HIDDEN_COLUMNS, strict=True)), "root": ROOT}
+_COLUMNS = {
+    **{op.name: op.index for op in OPERANDS},
+    **dict(zip(_HIDDEN_NAMES, HIDDEN_COLUMNS, strict=True)),
+    "root": ROOT,
+}
 _NAMES = {column: name for name, column in _COLUMNS.items()}
 _DECAY_INDEX = {name: k for k, name in enumerate(_DECAY_ROOT_INPUTS)}
 _UNARY_CODES = {UNARY_OPS[c].name: c for c in UNARY_OPS}
@@ -129,8 +132,9 @@ class InvalidParams(Exception):
 
 # -- gene names -----------------------------------------------------------------------------
 
-GeneKind = Literal["mom", "op", "inputs", "decay", "decay_inputs", "decay_hidden",
-                   "decay_hidden_inputs"]
+GeneKind = Literal[
+    "mom", "op", "inputs", "decay", "decay_inputs", "decay_hidden", "decay_hidden_inputs"
+]
 
 
 @dataclass(frozen=True)
@@ -211,8 +215,10 @@ def _space(variant: Variant) -> _Space:
     if variant.name == "adam_variants":
         first = OPERANDS[ADAM_VARIANT_FIRST_INPUT].name
         return _Space(
-            fixed={"mom": MOMENTUM_CHOICES[Momentum.NONE],
-                   "root.ab": PAIR_SEPARATOR.join((first, _HIDDEN_NAMES[0]))},
+            fixed={
+                "mom": MOMENTUM_CHOICES[Momentum.NONE],
+                "root.ab": PAIR_SEPARATOR.join((first, _HIDDEN_NAMES[0])),
+            },
             restricted={"root.op": _BINARY_NAMES},
             operands=tuple(OPERANDS[c].name for c in ADAM_VARIANT_OPERANDS),
             needs_s_hat=True,
@@ -220,8 +226,10 @@ def _space(variant: Variant) -> _Space:
     if variant.name == "lr_schedule":
         decay_gene = "root.a.d"
         template = genome_params(lr_schedule_template(variant.lr_base))
-        return _Space(fixed={k: v for k, v in template.items() if k != decay_gene},
-                      restricted={decay_gene: DECAY_OP_CHOICES})
+        return _Space(
+            fixed={k: v for k, v in template.items() if k != decay_gene},
+            restricted={decay_gene: DECAY_OP_CHOICES},
+        )
     return _Space()
 
 
@@ -234,9 +242,10 @@ def _input_choices(space: _Space, gene: _Gene) -> tuple[str, ...]:
         others = _OPERAND_NAMES + _HIDDEN_NAMES[1:]
         n0 = _HIDDEN_NAMES[0]
         return tuple(f"{n0}{PAIR_SEPARATOR}{x}" for x in others) + tuple(
-            f"{x}{PAIR_SEPARATOR}{n0}" for x in others)
+            f"{x}{PAIR_SEPARATOR}{n0}" for x in others
+        )
     label = gene.column - N_OPERANDS
-    items = space.operands + _HIDDEN_NAMES[label + 1:]
+    items = space.operands + _HIDDEN_NAMES[label + 1 :]
     choices = _pairs(items) if gene.binary else items
     if gene.leads_to_s_hat:
         wanted = {OPERANDS[_S_HAT].name, *_HIDDEN_NAMES}
@@ -257,8 +266,12 @@ def _choices(variant: Variant, name: str) -> tuple[str, ...]:
     if gene.kind in ("decay_inputs", "decay_hidden_inputs"):
         items = _DECAY_ROOT_INPUTS if gene.kind == "decay_inputs" else _BASE_NAMES
         return _pairs(items) if gene.binary else items
-    return {"mom": MOMENTUM_CHOICES, "op": NODE_OP_CHOICES, "decay": DECAY_CHOICES,
-            "decay_hidden": DECAY_OP_CHOICES}[gene.kind]
+    return {
+        "mom": MOMENTUM_CHOICES,
+        "op": NODE_OP_CHOICES,
+        "decay": DECAY_CHOICES,
+        "decay_hidden": DECAY_OP_CHOICES,
+    }[gene.kind]
 
 
 def param_distribution(name: str, space: VariantLike = "paper") -> CategoricalDistribution:
@@ -292,8 +305,7 @@ def _decode_decay(ask: Ask, prefix: str) -> Decay | None:
     return Decay(root=root, hidden=hidden, hidden_flag=True)
 
 
-def _input_gene(space: _Space, column: int, binary: bool, s_hat_read: bool,
-                read: set[int]) -> str:
+def _input_gene(space: _Space, column: int, binary: bool, s_hat_read: bool, read: set[int]) -> str:
     if column == ROOT:
         return "root.ab"
     gene = f"{_NAMES[column]}.{'ab' if binary else 'a'}"
@@ -363,7 +375,8 @@ def _is_top_down(genome: Genome) -> bool:
     return _N0 in genome.root.inputs and all(
         child > column
         for column in genome.active_hidden()
-        for child in genome.node(column).inputs if child >= N_OPERANDS
+        for child in genome.node(column).inputs
+        if child >= N_OPERANDS
     )
 
 
@@ -384,9 +397,10 @@ def _renumbered(genome: Genome) -> Genome:
     label = {old: HIDDEN_COLUMNS[k] for k, old in enumerate(reversed(postorder[:-1]))}
 
     def moved(node: Node) -> Node:
-        return node.replace(inputs=tuple(label.get(c, c) for c in node.inputs),
-                            decays={label.get(c, c): node.decays[c]
-                                    for c in node.inputs if c in node.decays})
+        return node.replace(
+            inputs=tuple(label.get(c, c) for c in node.inputs),
+            decays={label.get(c, c): node.decays[c] for c in node.inputs if c in node.decays},
+        )
 
     hidden = [_PLACEHOLDER] * N_HIDDEN
     for old, new in label.items():
@@ -423,8 +437,10 @@ def _params_of(genome: Genome, variant: Variant) -> dict[str, str]:
         value = _gene_value(genome, name)
         if name in spec.fixed:
             if value != spec.fixed[name]:
-                raise NOSError(f"gene {name} = {value!r} but the {variant} space fixes it to "
-                               f"{spec.fixed[name]!r}")
+                raise NOSError(
+                    f"gene {name} = {value!r} but the {variant} space fixes it to "
+                    f"{spec.fixed[name]!r}"
+                )
         elif value not in _choices(variant, name):
             raise NOSError(f"gene {name} = {value!r} is not a choice of the {variant} space")
         else:

@@ -42,8 +42,15 @@ from optuna_nos.study.liveness import (
 )
 from optuna_nos.study.storage import normalize_url, redact_url
 
-__all__ = ["LivenessGrpcStorage", "is_grpc_url", "is_proxy_outage", "make_grpc_storage",
-           "parse_grpc_url", "serve_proxy", "served_storage"]
+__all__ = [
+    "LivenessGrpcStorage",
+    "is_grpc_url",
+    "is_proxy_outage",
+    "make_grpc_storage",
+    "parse_grpc_url",
+    "serve_proxy",
+    "served_storage",
+]
 
 _GRPC_URL = re.compile(r"grpc://(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\[\]@?#\s]+):(?P<port>\d{1,5})/?")
 #: Seconds a worker waits for the proxy before reporting it unreachable.
@@ -63,8 +70,9 @@ def parse_grpc_url(url: str) -> tuple[str, int]:
     match = _GRPC_URL.fullmatch(url.strip())
     port = int(match["port"]) if match else 0
     if match is None or not 0 < port < 65536:
-        raise NOSError("a gRPC proxy URL is grpc://HOST:PORT (port 1-65535), got "
-                       f"{redact_url(url)!r}")
+        raise NOSError(
+            f"a gRPC proxy URL is grpc://HOST:PORT (port 1-65535), got {redact_url(url)!r}"
+        )
     return match["host"].strip("[]"), port
 
 
@@ -75,7 +83,9 @@ def is_proxy_outage(exc: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(exc, grpc.RpcError) and getattr(exc, "code", lambda: None)() in (
-        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    )
 
 
 class LivenessGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
@@ -85,8 +95,15 @@ class LivenessGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
     one warning per outage; the next beat tries again.
     """
 
-    def __init__(self, *, host: str, port: int, heartbeat_interval: int | None,
-                 grace_period: int | None, stale_callback: StaleCallback | None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        heartbeat_interval: int | None,
+        grace_period: int | None,
+        stale_callback: StaleCallback | None,
+    ) -> None:
         super().__init__(host=host, port=port)
         self._heartbeat_interval = heartbeat_interval
         grace = grace_period or 2 * (heartbeat_interval or 1)
@@ -105,16 +122,20 @@ class LivenessGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
             return
         except grpc.RpcError as exc:
             if not self._beat_failing:
-                _logger.warning("heartbeat of trial %d not recorded (%s); retrying", trial_id,
-                                exc.code() if hasattr(exc, "code") else type(exc).__name__)
+                _logger.warning(
+                    "heartbeat of trial %d not recorded (%s); retrying",
+                    trial_id,
+                    exc.code() if hasattr(exc, "code") else type(exc).__name__,
+                )
             self._beat_failing = True
             return
         self._beat_failing = False
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return queue_retries_first(self, study_id, self._observer.stale(running),
-                                   self._stale_callback)
+        return queue_retries_first(
+            self, study_id, self._observer.stale(running), self._stale_callback
+        )
 
     def get_heartbeat_interval(self) -> int | None:
         return self._heartbeat_interval
@@ -129,9 +150,13 @@ def _retry_callback(max_retry: int | None) -> StaleCallback:
     return RetryStaleTrial(max_retry)
 
 
-def make_grpc_storage(url: str, *, heartbeat_interval: int | None = 60,
-                      grace_period: int | None = None,
-                      max_retry: int | None = 3) -> LivenessGrpcStorage:
+def make_grpc_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 60,
+    grace_period: int | None = None,
+    max_retry: int | None = 3,
+) -> LivenessGrpcStorage:
     """A worker's storage behind ``optuna-nos proxy`` at ``grpc://HOST:PORT``, with the
     heartbeat and retries of :func:`optuna_nos.study.storage.make_storage`."""
     import grpc
@@ -140,15 +165,21 @@ def make_grpc_storage(url: str, *, heartbeat_interval: int | None = 60,
     callback = _retry_callback(max_retry) if heartbeat_interval is not None else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = LivenessGrpcStorage(host=host, port=port,
-                                      heartbeat_interval=heartbeat_interval,
-                                      grace_period=grace_period, stale_callback=callback)
+        storage = LivenessGrpcStorage(
+            host=host,
+            port=port,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            stale_callback=callback,
+        )
     try:
         storage.wait_server_ready(timeout=CONNECT_TIMEOUT_S)
     except (grpc.FutureTimeoutError, ConnectionError):
         storage.close()
-        raise NOSError(f"storage proxy {redact_url(url.strip())} is unreachable; is "
-                       "'optuna-nos proxy' running there?") from None
+        raise NOSError(
+            f"storage proxy {redact_url(url.strip())} is unreachable; is "
+            "'optuna-nos proxy' running there?"
+        ) from None
     return storage
 
 
@@ -172,8 +203,10 @@ class _Sweeper:
                 if workers.heartbeat_interval is None:
                     continue
                 grace = workers.grace_period or 2 * workers.heartbeat_interval
-                self._observers[frozen._study_id] = (BeatObserver(grace),
-                                                     _retry_callback(workers.max_retry))
+                self._observers[frozen._study_id] = (
+                    BeatObserver(grace),
+                    _retry_callback(workers.max_retry),
+                )
             observer, callback = self._observers[frozen._study_id]
             study = optuna.Study(frozen.study_name, storage=self._backend)
             failed += fail_stale(study, observer, callback)
@@ -196,12 +229,14 @@ def served_storage(url: str, threads: int) -> optuna.storages.RDBStorage:
     """
     from optuna_nos.study.storage import make_storage
 
-    return make_storage(url, heartbeat_interval=None, max_retry=None, pool_size=threads,
-                        adopt=False)
+    return make_storage(
+        url, heartbeat_interval=None, max_retry=None, pool_size=threads, adopt=False
+    )
 
 
-def serve_proxy(url: str, *, host: str, port: int, threads: int = 16,
-                sweep_interval: float = SWEEP_INTERVAL_S) -> None:
+def serve_proxy(
+    url: str, *, host: str, port: int, threads: int = 16, sweep_interval: float = SWEEP_INTERVAL_S
+) -> None:
     """Serve ``url``'s database on ``host:port`` (Optuna's ``run_grpc_proxy_server``) until
     the process ends, sweeping stale trials in a background thread.
 
@@ -209,20 +244,31 @@ def serve_proxy(url: str, *, host: str, port: int, threads: int = 16,
     """
     check_int("threads", threads, minimum=1)
     if is_grpc_url(url):
-        raise NOSError("the proxy serves a database: --storage takes a database URL, not "
-                       f"{url.strip()}")
+        raise NOSError(
+            f"the proxy serves a database: --storage takes a database URL, not {url.strip()}"
+        )
     rdb = served_storage(url, threads)
     backend = optuna.storages.get_storage(rdb)  # Optuna's in-process trial cache
     stop = threading.Event()
-    threading.Thread(target=_Sweeper(backend).run, args=(stop, sweep_interval),
-                     name="nos-stale-sweep", daemon=True).start()
-    _logger.info("optuna-nos proxy on %s:%d (%d threads) in front of %s", host, port, threads,
-                 redact_url(normalize_url(url)))
+    threading.Thread(
+        target=_Sweeper(backend).run,
+        args=(stop, sweep_interval),
+        name="nos-stale-sweep",
+        daemon=True,
+    ).start()
+    _logger.info(
+        "optuna-nos proxy on %s:%d (%d threads) in front of %s",
+        host,
+        port,
+        threads,
+        redact_url(normalize_url(url)),
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.run_grpc_proxy_server(
-                backend, host=host, port=port, thread_pool=ThreadPoolExecutor(threads))
+                backend, host=host, port=port, thread_pool=ThreadPoolExecutor(threads)
+            )
     except RuntimeError as exc:
         raise NOSError(f"cannot serve on {host}:{port}: {exc}") from None
     finally:

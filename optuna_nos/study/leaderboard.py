@@ -84,8 +84,11 @@ def baselines(study: optuna.Study) -> dict[str, dict[str, float]]:
     for name, by_fidelity in raw.items():
         if not isinstance(by_fidelity, dict):
             continue
-        scores = {str(fidelity): float(value) for fidelity, value in by_fidelity.items()
-                  if isinstance(value, int | float) and not isinstance(value, bool)}
+        scores = {
+            str(fidelity): float(value)
+            for fidelity, value in by_fidelity.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
         if scores:
             clean[str(name)] = scores
     return clean
@@ -101,14 +104,20 @@ def format_leaderboard(study: optuna.Study, top: int = 10) -> list[str]:
     """The leaderboard as terminal lines: baselines first, then one line per genome."""
     rows = leaderboard(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), top)
     metric = (study.metric_names or ["fitness"])[0]
-    lines = [f"leaderboard of study {study.study_name!r}: best {len(rows)} genomes, "
-             f"best {metric} at each fidelity"]
+    lines = [
+        f"leaderboard of study {study.study_name!r}: best {len(rows)} genomes, "
+        f"best {metric} at each fidelity"
+    ]
     lines.append(f"  {'#':>3} {'evolution':>9} {'init':>7} {'trial':>6}  equation")
     for name, by_fidelity in sorted(baselines(study).items()):
-        lines.append(f"  {'-':>3} {_score(by_fidelity.get('evolution')):>9} "
-                     f"{_score(by_fidelity.get('init')):>7} {'-':>6}  baseline {printable(name)}")
+        lines.append(
+            f"  {'-':>3} {_score(by_fidelity.get('evolution')):>9} "
+            f"{_score(by_fidelity.get('init')):>7} {'-':>6}  baseline {printable(name)}"
+        )
     for rank, row in enumerate(rows, 1):
-        lines.append(f"  {rank:>3} {_score(row.best.get('evolution')):>9} "
-                     f"{_score(row.best.get('init')):>7} {row.best_trial:>6}  "
-                     f"{printable(row.equation)}")
+        lines.append(
+            f"  {rank:>3} {_score(row.best.get('evolution')):>9} "
+            f"{_score(row.best.get('init')):>7} {row.best_trial:>6}  "
+            f"{printable(row.equation)}"
+        )
     return lines

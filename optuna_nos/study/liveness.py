@@ -40,9 +40,22 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from optuna_nos.study.stored import BEAT_ATTR, REASON_ATTR, SLOT_ATTR
 
-__all__ = ["BEAT_ATTR", "DUPLICATE_REASON", "FAILED_TRIAL", "RETRY_HISTORY", "BeatObserver",
-           "HeartbeatRows", "Liveness", "RetryStaleTrial", "fail_stale", "fail_stale_trials",
-           "has_retry", "orphan_trial_ids", "queue_retries_first", "retried_number"]
+__all__ = [
+    "BEAT_ATTR",
+    "DUPLICATE_REASON",
+    "FAILED_TRIAL",
+    "RETRY_HISTORY",
+    "BeatObserver",
+    "HeartbeatRows",
+    "Liveness",
+    "RetryStaleTrial",
+    "fail_stale",
+    "fail_stale_trials",
+    "has_retry",
+    "orphan_trial_ids",
+    "queue_retries_first",
+    "retried_number",
+]
 
 #: Optuna's system attrs of a queued retry: the first trial of the chain, and every trial
 #: retried so far (the last one is the trial this retry repeats).
@@ -96,8 +109,11 @@ class BeatObserver:
         return found
 
     def stale_ids(self, study: optuna.Study) -> list[int]:
-        return self.stale(study._storage.get_all_trials(study._study_id, deepcopy=False,
-                                                        states=(TrialState.RUNNING,)))
+        return self.stale(
+            study._storage.get_all_trials(
+                study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
+            )
+        )
 
     def grace_seconds(self, study: optuna.Study) -> float:
         return self.grace_period
@@ -116,8 +132,7 @@ class HeartbeatRows:
     def grace_seconds(self, study: optuna.Study) -> float:
         storage = study._storage
         grace = getattr(storage, "grace_period", None)
-        interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) \
-            else None
+        interval = storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
         return float(grace or 2 * (interval or 0))
 
 
@@ -134,8 +149,11 @@ def orphan_trial_ids(
     """
     now = now if now is not None else datetime.datetime.now()
     limit = datetime.timedelta(seconds=grace_period_s)
-    return [trial_id for trial_id, started, has_heartbeat in running
-            if not has_heartbeat and started is not None and now - started > limit]
+    return [
+        trial_id
+        for trial_id, started, has_heartbeat in running
+        if not has_heartbeat and started is not None and now - started > limit
+    ]
 
 
 def retried_number(trial: FrozenTrial) -> int | None:
@@ -146,8 +164,9 @@ def retried_number(trial: FrozenTrial) -> int | None:
 
 def has_retry(storage: BaseStorage, study_id: int, number: int) -> bool:
     """Whether some trial of the study is a retry of trial ``number``."""
-    return any(retried_number(t) == number
-               for t in storage.get_all_trials(study_id, deepcopy=False))
+    return any(
+        retried_number(t) == number for t in storage.get_all_trials(study_id, deepcopy=False)
+    )
 
 
 class RetryStaleTrial:
@@ -174,9 +193,16 @@ class RetryStaleTrial:
         if self.max_retry is not None and self.max_retry < len(history):
             return False
         attrs = {FAILED_TRIAL: trial.number, **trial.system_attrs, RETRY_HISTORY: history}
-        mine = storage.create_new_trial(study_id, template_trial=create_trial(
-            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-            user_attrs=trial.user_attrs, system_attrs=attrs))
+        mine = storage.create_new_trial(
+            study_id,
+            template_trial=create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=trial.user_attrs,
+                system_attrs=attrs,
+            ),
+        )
         _withdraw_if_duplicate(storage, study_id, trial.number, mine)
         return True
 
@@ -185,17 +211,18 @@ class RetryStaleTrial:
 DUPLICATE_REASON = "duplicate retry withdrawn"
 
 
-def _withdraw_if_duplicate(storage: BaseStorage, study_id: int, number: int,
-                           mine: int) -> None:
+def _withdraw_if_duplicate(storage: BaseStorage, study_id: int, number: int, mine: int) -> None:
     """Withdraw retry ``mine`` of trial ``number`` when a lower-numbered retry of it exists
     (sweepers racing past the check both queued one; trials are numbered in the order they
     are created, so the later one always sees the earlier): popped here, it forgets the trial
     it repeats and its slot, and ends PRUNED. A worker that popped it first finds the earlier
     retry and gives way."""
-    siblings = [t for t in storage.get_all_trials(study_id, deepcopy=False)
-                if retried_number(t) == number]
-    if min(t._trial_id for t in siblings) == mine or \
-            not storage.set_trial_state_values(mine, TrialState.RUNNING):
+    siblings = [
+        t for t in storage.get_all_trials(study_id, deepcopy=False) if retried_number(t) == number
+    ]
+    if min(t._trial_id for t in siblings) == mine or not storage.set_trial_state_values(
+        mine, TrialState.RUNNING
+    ):
         return
     for key in (SLOT_ATTR, FAILED_TRIAL, RETRY_HISTORY):
         storage.set_trial_system_attr(mine, key, None)
@@ -203,8 +230,9 @@ def _withdraw_if_duplicate(storage: BaseStorage, study_id: int, number: int,
     storage.set_trial_state_values(mine, TrialState.PRUNED)
 
 
-def queue_retries_first(storage: BaseStorage, study_id: int, trial_ids: list[int],
-                        callback: object) -> list[int]:
+def queue_retries_first(
+    storage: BaseStorage, study_id: int, trial_ids: list[int], callback: object
+) -> list[int]:
     """Queue the retry of each stale trial in ``trial_ids`` now, before it is failed, when
     ``callback`` is a :class:`RetryStaleTrial`; returns ``trial_ids``.
 
@@ -219,8 +247,9 @@ def queue_retries_first(storage: BaseStorage, study_id: int, trial_ids: list[int
     return trial_ids
 
 
-def fail_stale(study: optuna.Study, liveness: Liveness,
-               callback: StaleCallback | None) -> list[int]:
+def fail_stale(
+    study: optuna.Study, liveness: Liveness, callback: StaleCallback | None
+) -> list[int]:
     """Queue a retry of each stale RUNNING trial of the study (as ``liveness`` reads them) with
     ``callback`` (e.g. :class:`RetryStaleTrial`), unless it has one, then mark it ``FAIL``.
     Returns the ids this call failed."""
@@ -238,8 +267,11 @@ def fail_stale(study: optuna.Study, liveness: Liveness,
         except UpdateFinishedTrialError:
             pass  # finished meanwhile (its retry gives way), or failed by another sweeper
     for trial_id in failed:
-        _logger.warning("trial %d had no heartbeat for %.0f s; marked FAIL",
-                        storage.get_trial(trial_id).number, liveness.grace_seconds(study))
+        _logger.warning(
+            "trial %d had no heartbeat for %.0f s; marked FAIL",
+            storage.get_trial(trial_id).number,
+            liveness.grace_seconds(study),
+        )
     return failed
 
 

@@ -46,8 +46,12 @@ Callback = Callable[[optuna.Study, FrozenTrial], None]
 class Pack:
     """The trials one packed evaluation holds; the objective tells each one's outcome."""
 
-    def __init__(self, study: optuna.Study, trials: Sequence[optuna.Trial],
-                 callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        trials: Sequence[optuna.Trial],
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
         self.study = study
         self.trials = list(trials)
         self.callbacks = list(callbacks)
@@ -76,15 +80,17 @@ class Pack:
         for trial in self.undecided:
             self.fail(trial, reason)
 
-    def _tell(self, trial: optuna.Trial, state: TrialState, value: float | None,
-              reason: str | None) -> None:
+    def _tell(
+        self, trial: optuna.Trial, state: TrialState, value: float | None, reason: str | None
+    ) -> None:
         with self._lock:
             if trial.number in self._decided:
                 raise NOSError(f"trial {trial.number} was already told")
             self._decided.add(trial.number)
         try:
-            if reason is not None and (state == TrialState.FAIL
-                                       or REASON_ATTR not in trial.user_attrs):
+            if reason is not None and (
+                state == TrialState.FAIL or REASON_ATTR not in trial.user_attrs
+            ):
                 trial.set_user_attr(REASON_ATTR, reason)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # NaN values are told as FAIL
@@ -108,8 +114,10 @@ def packed_objective(objective: Any) -> PackedObjective:
     """The packed form of an objective: its ``evaluate_pack`` method."""
     evaluate = getattr(objective, "evaluate_pack", None)
     if not callable(evaluate):
-        raise NOSError(f"objective {type(objective).__name__} cannot evaluate packs (it has no "
-                       "evaluate_pack method); run the worker without --pack")
+        raise NOSError(
+            f"objective {type(objective).__name__} cannot evaluate packs (it has no "
+            "evaluate_pack method); run the worker without --pack"
+        )
     return evaluate  # type: ignore[no-any-return]
 
 
@@ -118,8 +126,10 @@ def pack_size(text: str, objective: Any) -> int:
     if text == "auto":
         auto = getattr(objective, "auto_pack", None)
         if not callable(auto):
-            raise NOSError(f"objective {type(objective).__name__} cannot size packs "
-                           "(no auto_pack method); give --pack an integer")
+            raise NOSError(
+                f"objective {type(objective).__name__} cannot size packs "
+                "(no auto_pack method); give --pack an integer"
+            )
         return int(auto())
     try:
         size = int(text)
@@ -226,8 +236,9 @@ def _fail_held(pack: Pack, reason: str) -> None:
     try:
         pack.fail_undecided(reason)
     except Exception as exc:  # noqa: BLE001 - the original error matters more
-        _logger.warning("could not fail trials %s (%s)", [t.number for t in pack.undecided],
-                        type(exc).__name__)
+        _logger.warning(
+            "could not fail trials %s (%s)", [t.number for t in pack.undecided], type(exc).__name__
+        )
 
 
 def optimize_packed(

@@ -87,10 +87,14 @@ class DivergencePruner(BasePruner):
         chance, margin = self._chance_level, self._margin
         if study.direction == StudyDirection.MINIMIZE:
             if value >= chance - margin:
-                return (f"collapsed to chance level at step {step}: {value:.6g} >= "
-                        f"{chance:.6g} - {margin:.6g}")
+                return (
+                    f"collapsed to chance level at step {step}: {value:.6g} >= "
+                    f"{chance:.6g} - {margin:.6g}"
+                )
             return None
         if value <= chance + margin:
-            return (f"collapsed to chance level at step {step}: {value:.6g} <= "
-                    f"{chance:.6g} + {margin:.6g}")
+            return (
+                f"collapsed to chance level at step {step}: {value:.6g} <= "
+                f"{chance:.6g} + {margin:.6g}"
+            )
         return None

@@ -29,8 +29,14 @@ from optuna_nos.core.errors import NOSError
 from optuna_nos.core.validation import is_int
 from optuna_nos.study.storage_schema import check_schema, open_with_retry
 
-__all__ = ["CONNECT_TIMEOUT_S", "ENGINE_KWARGS", "make_storage", "normalize_url",
-           "parse_storage_url", "redact_url"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "ENGINE_KWARGS",
+    "make_storage",
+    "normalize_url",
+    "parse_storage_url",
+    "redact_url",
+]
 
 #: Connection pool of one worker: one connection for the trial, one for the heartbeat thread.
 ENGINE_KWARGS: dict[str, Any] = {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
@@ -55,7 +61,7 @@ _BAD_CREDENTIALS = (
     "password authentication failed",
     "authentication failed",
     "no password supplied",
-    "role \"",
+    'role "',
     "no pg_hba.conf entry",
     "access denied",
 )
@@ -91,25 +97,33 @@ class _HeartbeatTolerantStorage(RDBStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         try:
             super().record_heartbeat(trial_id)
-        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError,
-                sqlalchemy.exc.InterfaceError) as exc:
+        except (
+            optuna.exceptions.StorageInternalError,
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.InterfaceError,
+        ) as exc:
             if not self._heartbeat_failing:
-                _logger.warning("heartbeat of trial %d not recorded (%s); retrying",
-                                trial_id, type(exc).__name__)
+                _logger.warning(
+                    "heartbeat of trial %d not recorded (%s); retrying",
+                    trial_id,
+                    type(exc).__name__,
+                )
             self._heartbeat_failing = True
             return
         self._heartbeat_failing = False
 
-    def _create_new_trial(self, study_id: int,
-                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
         # Both create_new_trial and Optuna's caching wrapper create trials through here.
         trial = super()._create_new_trial(study_id, template_trial)
         if self.adopt and trial.state == TrialState.RUNNING:
             trial.system_attrs.update(self._adopt(trial._trial_id))
         return trial
 
-    def set_trial_state_values(self, trial_id: int, state: TrialState,
-                               values: Sequence[float] | None = None) -> bool:
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
         if changed and self.adopt and state == TrialState.RUNNING:
             self._adopt(trial_id)  # a queued trial popped by this process
@@ -134,21 +148,29 @@ class _HeartbeatTolerantStorage(RDBStorage):
         from optuna_nos.study.liveness import orphan_trial_ids, queue_retries_first
 
         assert self.heartbeat_interval is not None
-        grace = self.grace_period if self.grace_period is not None \
-            else 2 * self.heartbeat_interval
+        grace = self.grace_period if self.grace_period is not None else 2 * self.heartbeat_interval
         with _create_scoped_session(self.scoped_session, True) as session:
             now = session.execute(sqlalchemy.func.now()).scalar_one().replace(tzinfo=None)
-            rows = (session.query(models.TrialModel)
-                    .options(sqlalchemy.orm.selectinload(models.TrialModel.heartbeats))
-                    .filter(models.TrialModel.state == TrialState.RUNNING)
-                    .filter(models.TrialModel.study_id == study_id)
-                    .all())
+            rows = (
+                session.query(models.TrialModel)
+                .options(sqlalchemy.orm.selectinload(models.TrialModel.heartbeats))
+                .filter(models.TrialModel.state == TrialState.RUNNING)
+                .filter(models.TrialModel.study_id == study_id)
+                .all()
+            )
             limit = datetime.timedelta(seconds=grace)
-            stale = [row.trial_id for row in rows
-                     if row.heartbeats and now - row.heartbeats[0].heartbeat > limit]
+            stale = [
+                row.trial_id
+                for row in rows
+                if row.heartbeats and now - row.heartbeats[0].heartbeat > limit
+            ]
             running = [(row.trial_id, row.datetime_start, bool(row.heartbeats)) for row in rows]
-        return queue_retries_first(self, study_id, stale + orphan_trial_ids(running, grace),
-                                   self.heartbeat_stale_trial_callback)
+        return queue_retries_first(
+            self,
+            study_id,
+            stale + orphan_trial_ids(running, grace),
+            self.heartbeat_stale_trial_callback,
+        )
 
 
 def normalize_url(url: str) -> str:
@@ -193,14 +215,14 @@ def redact_url(url: str) -> str:
     text = str(url)
     span = _password_span(text)
     if span is not None:
-        text = f"{text[:span[0]]}***{text[span[1]:]}"
+        text = f"{text[: span[0]]}***{text[span[1] :]}"
     return _QUERY_PASSWORD.sub(lambda m: f"{m['key']}***", text)
 
 
 def _scrub(message: str, url: str) -> str:
     """``message`` with the URL's password (if any) replaced by ``***``."""
     span = _password_span(url)
-    password = url[span[0]:span[1]] if span is not None else ""
+    password = url[span[0] : span[1]] if span is not None else ""
     return message.replace(password, "***") if password else message
 
 
@@ -224,8 +246,19 @@ def _describe_failure(message: str, shown_url: str) -> str:
 
 
 #: Query options of a SQLite URL that SQLAlchemy's driver or SQLite's URI syntax understand.
-SQLITE_OPTIONS = ("timeout", "uri", "check_same_thread", "isolation_level", "detect_types",
-                  "cached_statements", "mode", "cache", "nolock", "immutable", "vfs")
+SQLITE_OPTIONS = (
+    "timeout",
+    "uri",
+    "check_same_thread",
+    "isolation_level",
+    "detect_types",
+    "cached_statements",
+    "mode",
+    "cache",
+    "nolock",
+    "immutable",
+    "vfs",
+)
 
 
 def parse_storage_url(normalized: str, shown: str) -> URL:
@@ -238,13 +271,17 @@ def parse_storage_url(normalized: str, shown: str) -> URL:
         raise NOSError(f"cannot parse storage URL {shown!r}") from None
     backend = url.get_backend_name()
     if backend == "postgresql" and not ((url.host or url.query.get("host")) and url.database):
-        raise NOSError(f"storage URL {shown!r} must name a host and a database, as in "
-                       "postgresql://user@host:5432/dbname")
+        raise NOSError(
+            f"storage URL {shown!r} must name a host and a database, as in "
+            "postgresql://user@host:5432/dbname"
+        )
     if backend == "sqlite":
         unknown = sorted(set(url.query) - set(SQLITE_OPTIONS))
         if unknown:
-            raise NOSError(f"unknown option {unknown[0]!r} in storage URL {shown!r}; allowed: "
-                           f"{', '.join(SQLITE_OPTIONS)}")
+            raise NOSError(
+                f"unknown option {unknown[0]!r} in storage URL {shown!r}; allowed: "
+                f"{', '.join(SQLITE_OPTIONS)}"
+            )
     return url
 
 

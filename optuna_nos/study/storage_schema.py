@@ -39,12 +39,11 @@ def _sqlite_file(url: URL) -> str | None:
     if database in ("", ":memory:") or database.startswith("file::memory:"):
         return None
     if database.startswith("file:"):
-        database = database[len("file:"):]
+        database = database[len("file:") :]
     return database
 
 
-def check_schema(url: URL, engine_kwargs: dict[str, Any], shown: str, *,
-                 read_only: bool) -> None:
+def check_schema(url: URL, engine_kwargs: dict[str, Any], shown: str, *, read_only: bool) -> None:
     """Refuse a database that is not (yet) Optuna's, without writing to it.
 
     * read-only: a SQLite file that does not exist, or a database without Optuna's tables,
@@ -66,12 +65,15 @@ def check_schema(url: URL, engine_kwargs: dict[str, Any], shown: str, *,
             if "studies" in tables:
                 columns = {c["name"] for c in inspector.get_columns("studies")}
                 if not _STUDY_COLUMNS <= columns:
-                    raise NOSError(f"storage {shown} holds a 'studies' table that is not "
-                                   "Optuna's; use another database")
+                    raise NOSError(
+                        f"storage {shown} holds a 'studies' table that is not "
+                        "Optuna's; use another database"
+                    )
             missing = [t for t in OPTUNA_TABLES if t not in tables]
             if read_only and missing:
-                raise NOSError(f"storage {shown} holds no Optuna studies (no table "
-                               f"{missing[0]!r})")
+                raise NOSError(
+                    f"storage {shown} holds no Optuna studies (no table {missing[0]!r})"
+                )
     finally:
         engine.dispose()
 

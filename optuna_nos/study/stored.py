@@ -64,15 +64,48 @@ if TYPE_CHECKING:
     from optuna_nos.study.config import GAConfig
 
 __all__ = [
-    "BASELINES_ATTR", "BASELINES_MARKER_SUFFIX", "BEAT_ATTR", "BEST_EQUATION_ATTR",
-    "BEST_FITNESS_ATTR", "CONFIG_ATTR", "CONFIRM_ATTR", "ENCODING_ATTR", "EQUATION_ATTR",
-    "EQUATION_READABLE_ATTR", "FAULT_ATTR", "FIDELITY_ATTR", "FIDELITY_USER_ATTR",
-    "FINAL_ATTR", "FIXED_PARAMS_ATTR", "FLIP_ATTR", "GA_ATTR", "GA_CONFIG_ATTR",
-    "GA_RECORD_VERSION", "GENOME_ATTR", "IDLE_ATTR", "INFRASTRUCTURE", "LEGACY_GENOME_ATTR",
-    "LINEAGE_ATTRS", "LR_ATTR", "MUTATION_ATTR", "PARENT_ATTR", "PARTICLE_ATTR", "REASON_ATTR",
-    "RECIPE_ATTR", "SCREEN_ATTR", "SLOT_ATTR", "SLOT_USER_ATTR", "STEP_ATTR", "WORKER_ATTR",
-    "check_ga_record", "ensure_ga_record", "ga_record", "insert_study_attr_once",
-    "read_ga_record", "search_record", "trial_genome",
+    "BASELINES_ATTR",
+    "BASELINES_MARKER_SUFFIX",
+    "BEAT_ATTR",
+    "BEST_EQUATION_ATTR",
+    "BEST_FITNESS_ATTR",
+    "CONFIG_ATTR",
+    "CONFIRM_ATTR",
+    "ENCODING_ATTR",
+    "EQUATION_ATTR",
+    "EQUATION_READABLE_ATTR",
+    "FAULT_ATTR",
+    "FIDELITY_ATTR",
+    "FIDELITY_USER_ATTR",
+    "FINAL_ATTR",
+    "FIXED_PARAMS_ATTR",
+    "FLIP_ATTR",
+    "GA_ATTR",
+    "GA_CONFIG_ATTR",
+    "GA_RECORD_VERSION",
+    "GENOME_ATTR",
+    "IDLE_ATTR",
+    "INFRASTRUCTURE",
+    "LEGACY_GENOME_ATTR",
+    "LINEAGE_ATTRS",
+    "LR_ATTR",
+    "MUTATION_ATTR",
+    "PARENT_ATTR",
+    "PARTICLE_ATTR",
+    "REASON_ATTR",
+    "RECIPE_ATTR",
+    "SCREEN_ATTR",
+    "SLOT_ATTR",
+    "SLOT_USER_ATTR",
+    "STEP_ATTR",
+    "WORKER_ATTR",
+    "check_ga_record",
+    "ensure_ga_record",
+    "ga_record",
+    "insert_study_attr_once",
+    "read_ga_record",
+    "search_record",
+    "trial_genome",
     "write_ga_record",
 ]
 
@@ -138,12 +171,18 @@ GA_RECORD_VERSION = 1
 _PER_WORKER = ("version", "seed")
 
 
-def ga_record(sizes: Mapping[str, Any], seed: int | None, space: str,
-              settings: Mapping[str, Any]) -> dict[str, Any]:
+def ga_record(
+    sizes: Mapping[str, Any], seed: int | None, space: str, settings: Mapping[str, Any]
+) -> dict[str, Any]:
     """The GA record: ``{"version", <sizes>, "seed", "space", "settings"}``, where ``space``
     is the resolved search-space variant and ``settings`` the behaviour switches."""
-    return {"version": GA_RECORD_VERSION, **sizes, "seed": seed, "space": space,
-            "settings": dict(settings)}
+    return {
+        "version": GA_RECORD_VERSION,
+        **sizes,
+        "seed": seed,
+        "space": space,
+        "settings": dict(settings),
+    }
 
 
 def search_record(sizes: GAConfig, space: str, settings: Settings) -> dict[str, Any]:
@@ -160,13 +199,16 @@ def read_ga_record(storage: BaseStorage, study_id: int) -> Mapping[str, Any] | N
         return None
     version = record.get("version", 1) if isinstance(record, dict) else None
     if version != GA_RECORD_VERSION:
-        raise NOSError(f"the study's GA record has format version {version!r}; this "
-                       f"optuna-nos reads version {GA_RECORD_VERSION}")
+        raise NOSError(
+            f"the study's GA record has format version {version!r}; this "
+            f"optuna-nos reads version {GA_RECORD_VERSION}"
+        )
     return record
 
 
-def insert_study_attr_once(storage: BaseStorage, study_id: int, key: str, value: Any, *,
-                           system: bool) -> bool:
+def insert_study_attr_once(
+    storage: BaseStorage, study_id: int, key: str, value: Any, *, system: bool
+) -> bool:
     """Insert the study attr ``key``; False if the study already holds one.
 
     On a database the row is inserted and the unique constraint on (study, key) decides
@@ -180,8 +222,11 @@ def insert_study_attr_once(storage: BaseStorage, study_id: int, key: str, value:
 
     backend = getattr(storage, "_backend", storage)
     if not isinstance(backend, RDBStorage):
-        attrs = (storage.get_study_system_attrs(study_id) if system
-                 else storage.get_study_user_attrs(study_id))
+        attrs = (
+            storage.get_study_system_attrs(study_id)
+            if system
+            else storage.get_study_user_attrs(study_id)
+        )
         if key in attrs:
             return False
         setter = storage.set_study_system_attr if system else storage.set_study_user_attr
@@ -190,15 +235,19 @@ def insert_study_attr_once(storage: BaseStorage, study_id: int, key: str, value:
     model = StudySystemAttributeModel if system else StudyUserAttributeModel
     try:
         with backend.engine.begin() as connection:
-            connection.execute(sqlalchemy.insert(model.__table__).values(
-                study_id=study_id, key=key, value_json=json.dumps(value, sort_keys=True)))
+            connection.execute(
+                sqlalchemy.insert(model.__table__).values(
+                    study_id=study_id, key=key, value_json=json.dumps(value, sort_keys=True)
+                )
+            )
     except sqlalchemy.exc.IntegrityError:
         return False
     return True
 
 
-def write_ga_record(storage: BaseStorage, study_id: int,
-                    record: Mapping[str, Any]) -> Mapping[str, Any]:
+def write_ga_record(
+    storage: BaseStorage, study_id: int, record: Mapping[str, Any]
+) -> Mapping[str, Any]:
     """Store ``record`` as the study's GA record unless it holds one (the first writer
     wins); the record the study holds afterwards."""
     insert_study_attr_once(storage, study_id, GA_CONFIG_ATTR, dict(record), system=True)
@@ -208,8 +257,9 @@ def write_ga_record(storage: BaseStorage, study_id: int,
     return stored
 
 
-def ensure_ga_record(storage: BaseStorage, study_id: int, study_name: str,
-                     mine: Mapping[str, Any], who: str) -> Mapping[str, Any]:
+def ensure_ga_record(
+    storage: BaseStorage, study_id: int, study_name: str, mine: Mapping[str, Any], who: str
+) -> Mapping[str, Any]:
     """The study's GA record, written from ``mine`` when it holds none; refuses ``mine``
     (see :func:`check_ga_record`) when the record differs."""
     recorded = read_ga_record(storage, study_id)
@@ -219,8 +269,12 @@ def ensure_ga_record(storage: BaseStorage, study_id: int, study_name: str,
     return recorded
 
 
-def check_ga_record(study_name: str, recorded: Mapping[str, Any], mine: Mapping[str, Any],
-                    who: str = "this worker's ParticleSampler") -> None:
+def check_ga_record(
+    study_name: str,
+    recorded: Mapping[str, Any],
+    mine: Mapping[str, Any],
+    who: str = "this worker's ParticleSampler",
+) -> None:
     """Refuse ``who`` (a worker's sampler, a config) when its GA (sizes, space, settings)
     differs from the study's record; only the seed may differ."""
     for key, value in mine.items():

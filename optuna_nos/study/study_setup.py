@@ -41,8 +41,7 @@ def stored_config(storage: BaseStorage, study_id: int) -> Any:
 
 def _insert_config(storage: BaseStorage, study_id: int, text: str) -> bool:
     """Insert the config row; False if a row for the study already exists."""
-    return insert_study_attr_once(storage, study_id, CONFIG_ATTR, json.loads(text),
-                                  system=False)
+    return insert_study_attr_once(storage, study_id, CONFIG_ATTR, json.loads(text), system=False)
 
 
 def write_config_once(study: optuna.Study, raw: Mapping[str, Any]) -> None:
@@ -60,8 +59,9 @@ def write_config_once(study: optuna.Study, raw: Mapping[str, Any]) -> None:
         )
 
 
-def create_configured_study(storage: BaseStorage, name: str, raw: Mapping[str, Any],
-                            **study_kwargs: Any) -> optuna.Study:
+def create_configured_study(
+    storage: BaseStorage, name: str, raw: Mapping[str, Any], **study_kwargs: Any
+) -> optuna.Study:
     """Load or create the maximizing study ``name`` and store its config, then its GA record
     (derived from the config), once each; a study whose GA record differs is refused.
 

@@ -188,8 +188,11 @@ def display_attrs(genome: Genome) -> dict[str, Any]:
     """The short user attrs a dashboard shows first: ``equation`` (paper notation),
     ``equation_readable`` and ``flip``. The full genome stays in the system attr
     ``nos:genome``."""
-    return {EQUATION_ATTR: format_equation(genome, "paper"),
-            EQUATION_READABLE_ATTR: format_equation(genome, "readable"), FLIP_ATTR: genome.flip}
+    return {
+        EQUATION_ATTR: format_equation(genome, "paper"),
+        EQUATION_READABLE_ATTR: format_equation(genome, "readable"),
+        FLIP_ATTR: genome.flip,
+    }
 
 
 def _set_user_attrs(trial: BaseTrial, attrs: Mapping[str, Any]) -> None:
@@ -213,9 +216,11 @@ def _ga_record(trial: BaseTrial) -> Mapping[str, Any] | None:
 def _check_sampler_space(record: Mapping[str, Any] | None, variant: Variant) -> None:
     """A ParticleSampler serves the genes of its own space; refuse a different one."""
     if record is not None and record.get("space") != str(variant):
-        raise NOSError(f"suggest_genome(space={str(variant)!r}) but the study's "
-                       f"ParticleSampler searches space {record.get('space')!r}; "
-                       "pass the same space")
+        raise NOSError(
+            f"suggest_genome(space={str(variant)!r}) but the study's "
+            f"ParticleSampler searches space {record.get('space')!r}; "
+            "pass the same space"
+        )
 
 
 def check_encoding(trial: BaseTrial, space: VariantLike = "paper") -> None:
@@ -290,7 +295,10 @@ def _warn_cross_fidelity_pruner(trial: BaseTrial) -> None:
         f"study {study.study_name!r} runs a ParticleSampler under "
         f"{type(study.pruner).__name__}, which compares trials across fidelities and prunes "
         "most evolution children; pass pruner=optuna_nos.DivergencePruner() to "
-        "optuna.create_study", UserWarning, stacklevel=3)
+        "optuna.create_study",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _checked(trial: BaseTrial, genome: Genome, variant: Variant, settings: Settings) -> Genome:

@@ -20,8 +20,11 @@ from optuna_nos import optimizers
 #: (case name, class name, constructor options beyond lr and the schedule).
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     *[(name, name, {}) for name in optimizers.PUBLISHED_OPTIMIZERS],
-    ("Opt4-variant1-no-eps-no-decay", "Opt4",
-     {"variant": 1, "eps_in_denominator": False, "use_decay": False}),
+    (
+        "Opt4-variant1-no-eps-no-decay",
+        "Opt4",
+        {"variant": 1, "eps_in_denominator": False, "use_decay": False},
+    ),
     ("Opt7-no-decay", "Opt7", {"use_decay": False}),
     ("Opt9-search", "Opt9", {"nesterov": "search"}),
     ("Opt10-search-no-decay", "Opt10", {"nesterov": "search", "use_decay": False}),
@@ -47,13 +50,19 @@ def gradient(weight: torch.Tensor, step: int) -> torch.Tensor:
     return torch.sin(0.01 * weight + 0.3 * step) + 0.05 * torch.cos(weight)
 
 
-def make(class_name: str, options: dict[str, Any],
-         params: list[torch.Tensor]) -> torch.optim.Optimizer:
+def make(
+    class_name: str, options: dict[str, Any], params: list[torch.Tensor]
+) -> torch.optim.Optimizer:
     """The case's optimizer over one param group per tensor."""
     cls = getattr(optimizers, class_name)
     groups = [{"params": [p], "lr": lr} for p, lr in zip(params, LRS, strict=True)]
-    return cls(groups, total_steps=TOTAL_STEPS, warmup_steps=WARMUP_STEPS,
-               hold_steps=HOLD_STEPS, **options)
+    return cls(
+        groups,
+        total_steps=TOTAL_STEPS,
+        warmup_steps=WARMUP_STEPS,
+        hold_steps=HOLD_STEPS,
+        **options,
+    )
 
 
 def run(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
@@ -73,8 +82,10 @@ def main() -> None:
         params = [w.clone().requires_grad_() for w in initial_weights()]
         optimizer = make(class_name, options, params)
         run(optimizer, params, range(SAVED_AT))
-        saved[case] = {"weights": [p.detach().clone() for p in params],
-                       "optimizer": optimizer.state_dict()}
+        saved[case] = {
+            "weights": [p.detach().clone() for p in params],
+            "optimizer": optimizer.state_dict(),
+        }
     torch.save(saved, Path(__file__).with_name("published_states.pt"))
 
 

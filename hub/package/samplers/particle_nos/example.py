@@ -31,8 +31,9 @@ def objective(trial: optuna.Trial) -> float:
 
 
 sampler = module.ParticleSampler(n_particles=4, init_factor=2, steps=1, mutations=2, seed=0)
-study = optuna.create_study(direction="maximize", sampler=sampler,
-                            pruner=module.DivergencePruner())
+study = optuna.create_study(
+    direction="maximize", sampler=sampler, pruner=module.DivergencePruner()
+)
 study.optimize(objective, callbacks=[module.StopWhenFinished()])
 best = study.best_trial
 print(f"{len(study.trials)} trials; best fitness {best.value:.4f}: {best.user_attrs['equation']}")
