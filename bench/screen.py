@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.genome import Genome
 from optuna_nos.space.parse import parse_equation
-from proxy.data import ImageDataset, load_digits, training_batches
+from proxy.data import ImageDataset, load_digits
 from proxy.fitness import (
     DIGITS_FITNESS,
     PAPER_FITNESS,
@@ -83,14 +83,7 @@ def _plain_screen(spec: RunSpec, lrs: tuple[float, ...], seed: int) -> None:
             warmup_steps=spec.warmup_steps,
             seed=seed,
         )
-        stream = training_batches(
-            spec.train,
-            spec.norm,
-            spec.augmentation,
-            batch_size=spec.batch_size,
-            shuffle=spec.shuffle,
-            seed=seed,
-        )
+        stream = spec.batches(seed, dtype=torch.float32)
         model.train()
         for _ in range(spec.epochs * spec.steps_per_epoch):
             images, labels = next(stream)

@@ -164,6 +164,21 @@ class RunSpec:
     def device(self) -> torch.device:
         return self.train.images.device
 
+    def batches(
+        self, seed: int, dtype: torch.dtype | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The endless seeded training-batch stream of this spec, in ``dtype`` (default the
+        spec's own)."""
+        return training_batches(
+            self.train,
+            self.norm,
+            self.augmentation,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            seed=seed,
+            dtype=self.dtype if dtype is None else dtype,
+        )
+
 
 def batching_pays(spec: RunSpec) -> bool:
     """Whether training the runs together beats one after another, by device and size.
@@ -254,15 +269,7 @@ def train_stack(
             settings=spec.settings,
             seed=seeds.optimizer,
         )
-    stream = training_batches(
-        spec.train,
-        spec.norm,
-        spec.augmentation,
-        batch_size=spec.batch_size,
-        shuffle=spec.shuffle,
-        seed=seeds.data,
-        dtype=spec.dtype,
-    )
+    stream = spec.batches(seeds.data)
     results = [RunResult(lr) for lr in lrs]
 
     def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
@@ -346,15 +353,7 @@ def train_packed(
         )
         first += len(lrs)
     run_of = [j for _, lrs in runs for j in range(len(lrs))]
-    stream = training_batches(
-        spec.train,
-        spec.norm,
-        spec.augmentation,
-        batch_size=spec.batch_size,
-        shuffle=spec.shuffle,
-        seed=data_seeds.pop(),
-        dtype=spec.dtype,
-    )
+    stream = spec.batches(data_seeds.pop())
 
     def epoch_done(copy: int, epoch: int, result: RunResult) -> bool:
         return on_epoch is not None and on_epoch(owner[copy], epoch, result)
