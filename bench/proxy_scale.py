@@ -39,26 +39,18 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sampler_overhead as history  # noqa: E402
+import scaling  # noqa: E402
 from scaling import OBJECTIVE_S, objective  # noqa: E402
 
 from optuna_nos.sampler import GASizes  # noqa: E402
 from optuna_nos.study.stored import SLOT_ATTR, SLOT_USER_ATTR  # noqa: E402
 from testkit import drills  # noqa: E402
 
-#: Part 1: 1,000 initial slots, 4,600 in all; no run reaches the end.
-SIZES = GASizes(n_particles=100, init_factor=10, steps=5, mutations=7, max_redraws=4)
+#: Part 1: the scaling bench's GA (1,000 initial slots, 4,600 in all); no run reaches the end.
+SIZES = GASizes(**scaling.SIZES)
 #: Part 2: 50,000 initial slots, 86,000 in all, so a 50,000-trial history of initial slots fits.
 BIG = GASizes(n_particles=1000, init_factor=50, steps=5, mutations=7, max_redraws=4)
-PRELOAD = [
-    "optuna",
-    "optuna_nos.sampler",
-    "optuna_nos.optim.integrity",
-    "optuna_nos.optim.evolve",
-    "optuna_nos.study.storage",
-    "optuna_nos.study.suggest",
-    "optuna_nos.study.grpc_proxy",
-    "grpc",
-]
+PRELOAD = [*scaling.PRELOAD, "optuna_nos.study.grpc_proxy", "grpc"]
 
 
 def _open(url: str) -> optuna.storages.BaseStorage:
