@@ -389,21 +389,33 @@ def change_decay(
         del decays[edge]
         mutation = Mutation("decay_delete", column, format_decay(current), "", edge=edge)
     else:
-        result = mutate_decay(current, rng, settings)
-        decays[edge] = result.decay
-        mutation = Mutation(
-            "decay_mutate",
-            column,
-            format_decay(current),
-            format_decay(result.decay),
-            edge=edge,
-            decay_kind=result.kind,
-            decay_node=result.node,
-            decay_check=result.passed,
-        )
-        if not result.passed and not settings.ignore_decay_mutation_checks:
-            return None, replace(mutation, rejected=result.failure)
+        changed, mutation = _mutate_edge_decay(current, rng, settings, column, edge)
+        if changed is None:
+            return None, mutation
+        decays[edge] = changed
     return genome.with_node(column, node.replace(decays=decays)), mutation
+
+
+def _mutate_edge_decay(
+    current: Decay, rng: np.random.Generator, settings: Settings, column: int, edge: int
+) -> tuple[Decay | None, Mutation]:
+    """:func:`mutate_decay` on the decay ``current`` of ``column``'s edge ``edge``, and its
+    "decay_mutate" record; the decay is None when the mutated decay fails its check and
+    checks are not ignored (the record then says why)."""
+    result = mutate_decay(current, rng, settings)
+    mutation = Mutation(
+        "decay_mutate",
+        column,
+        format_decay(current),
+        format_decay(result.decay),
+        edge=edge,
+        decay_kind=result.kind,
+        decay_node=result.node,
+        decay_check=result.passed,
+    )
+    if not result.passed and not settings.ignore_decay_mutation_checks:
+        return None, replace(mutation, rejected=result.failure)
+    return result.decay, mutation
 
 
 def _mutate_lr_schedule(
@@ -415,20 +427,10 @@ def _mutate_lr_schedule(
         raise NOSError(
             f"an lr_schedule genome needs a decay on the root's edge from {column_name(edge)}"
         )
-    result = mutate_decay(current, rng, settings)
-    mutation = Mutation(
-        "decay_mutate",
-        ROOT,
-        format_decay(current),
-        format_decay(result.decay),
-        edge=edge,
-        decay_kind=result.kind,
-        decay_node=result.node,
-        decay_check=result.passed,
-    )
-    if not result.passed and not settings.ignore_decay_mutation_checks:
-        return None, replace(mutation, rejected=result.failure)
-    decays = {**genome.root.decays, edge: result.decay}
+    changed, mutation = _mutate_edge_decay(current, rng, settings, ROOT, edge)
+    if changed is None:
+        return None, mutation
+    decays = {**genome.root.decays, edge: changed}
     return genome.with_node(ROOT, genome.root.replace(decays=decays)), mutation
 
 
