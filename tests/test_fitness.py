@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import optuna
 import pytest
@@ -219,31 +220,25 @@ def test_nan_records_paper_mode() -> None:
     assert result.lr == 10.0 and result.fitness == 0.7
 
 
+def _fidelity(**changes: Any) -> Fidelity:
+    """A small ``init`` fidelity of 100 steps, with ``changes``."""
+    fields: dict[str, Any] = {
+        "width": 8,
+        "normalization": "scale",
+        "augmentation": None,
+        "total_steps": 100,
+        "warmup_steps": 10,
+        "final_epochs": 1,
+        "final_steps_per_epoch": 10,
+    }
+    return Fidelity("init", **{**fields, **changes})
+
+
 def test_config_validation() -> None:
     with pytest.raises(NOSError, match="exceed total_steps"):
-        Fidelity(
-            "init",
-            8,
-            "scale",
-            None,
-            total_steps=100,
-            warmup_steps=10,
-            final_epochs=11,
-            final_steps_per_epoch=10,
-        )
+        _fidelity(final_epochs=11)
     with pytest.raises(NOSError, match="normalization"):
-        Fidelity(
-            "init",
-            8,
-            "whiten",
-            None,
-            total_steps=100,
-            warmup_steps=10,
-            final_epochs=1,
-            final_steps_per_epoch=10,
-            screen_epochs=1,
-            screen_steps_per_epoch=10,
-        )
+        _fidelity(normalization="whiten", screen_epochs=1, screen_steps_per_epoch=10)
     with pytest.raises(NOSError, match="learning rates"):
         FitnessConfig(stage1_lrs=(1.0, -1.0))
     with pytest.raises(NOSError, match="fidelity"):
