@@ -30,10 +30,10 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "optuna_nos.cli.commands", *args]
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``optuna-nos ARGS`` in ``cwd`` to its end; its exit status and text output."""
+def run_argv(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in ``cwd`` with :func:`cli_env` to its end; its exit status and text output."""
     return subprocess.run(
-        cli_command(*args),
+        argv,
         cwd=cwd,
         env=cli_env(),
         capture_output=True,
@@ -41,6 +41,17 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
         timeout=timeout,
         check=False,
     )
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``optuna-nos ARGS`` in ``cwd`` to its end; its exit status and text output."""
+    return run_argv(cli_command(*args), cwd, timeout)
+
+
+def run_args(config: Path, url: str, study: str) -> list[str]:
+    """The arguments of ``optuna-nos run``: study ``study`` of ``config`` in ``url``, no
+    baselines."""
+    return ["run", "--config", str(config), "--storage", url, "--study", study, "--no-baselines"]
 
 
 def free_port() -> int:
