@@ -39,7 +39,7 @@ from optuna_nos.study.stored import (
 )
 from testkit.config import FAST_GA, ga_table, objective_table, workers_table
 from testkit.postgres import DEFAULT_SERVER, fresh_database, postgres_available
-from testkit.process import cli_command, cli_env, free_port
+from testkit.process import cli_command, cli_env, free_port, run_args
 
 __all__ = [
     "DEFAULT_SERVER",
@@ -269,16 +269,7 @@ def drill_signals(result: DrillResult, workdir: Path, server: str) -> None:
                     continue
                 args = ["worker", "--storage", url, "--study", "s"]
             else:
-                args = [
-                    "run",
-                    "--config",
-                    str(config),
-                    "--storage",
-                    url,
-                    "--study",
-                    "s",
-                    "--no-baselines",
-                ]
+                args = run_args(config, url, "s")
             proc = _start(args, case, "first")
             victim = _wait_for(lambda url=url: _running_started(url, "s", 0.0, True), 120, 0.05)
             if victim is None:

@@ -11,6 +11,17 @@ from pathlib import Path
 #: The repository root (holds ``testkit``, ``optuna_nos``, ``proxy``, ...).
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Modules a fork server imports once, so that each sampler worker process starts in
+#: milliseconds.
+SAMPLER_PRELOAD = [
+    "optuna",
+    "optuna_nos.sampler",
+    "optuna_nos.optim.integrity",
+    "optuna_nos.optim.evolve",
+    "optuna_nos.study.storage",
+    "optuna_nos.study.suggest",
+]
+
 
 def cli_env() -> dict[str, str]:
     """The environment for a subprocess: the repository root first on PYTHONPATH (so
@@ -30,10 +41,10 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "optuna_nos.cli.commands", *args]
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``optuna-nos ARGS`` in ``cwd`` to its end; its exit status and text output."""
+def run_argv(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in ``cwd`` with :func:`cli_env` to its end; its exit status and text output."""
     return subprocess.run(
-        cli_command(*args),
+        argv,
         cwd=cwd,
         env=cli_env(),
         capture_output=True,
@@ -41,6 +52,17 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
         timeout=timeout,
         check=False,
     )
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``optuna-nos ARGS`` in ``cwd`` to its end; its exit status and text output."""
+    return run_argv(cli_command(*args), cwd, timeout)
+
+
+def run_args(config: Path, url: str, study: str) -> list[str]:
+    """The arguments of ``optuna-nos run``: study ``study`` of ``config`` in ``url``, no
+    baselines."""
+    return ["run", "--config", str(config), "--storage", url, "--study", study, "--no-baselines"]
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""Closed forms of the binary ops, written independently of the package.
+"""Closed forms and released formats of the binary ops, written independently of the package.
 
 The decay graph's binary ops are the first seven of these. Import it from a test module as
 ``from closed_forms import BINARY_CLOSED_FORMS``; :func:`assert_closed_form` compares an op's
@@ -32,6 +32,20 @@ BINARY_CLOSED_FORMS = {
     7: lambda x, y: min(max(x, -abs(y)), abs(y)),
     8: lambda x, y: 0.95 * x + 0.05 * y,
     9: binary_pow,
+}
+
+#: The binary ops as the released code prints them.
+RELEASED_BINARY_FORMATS = {
+    0: "({x})+({y})",
+    1: "({x})-({y})",
+    2: "({x})*({y})",
+    3: "max({x}, {y})",
+    4: "min({x}, {y})",
+    5: "({x}) / ({y})",
+    6: "({x}) / (sqrt(1+({y})^2))",
+    7: "clip({x}, {y})",
+    8: "(0.95*({x})+0.05*({y}))",
+    9: "(|{x}|)^({y})",
 }
 
 

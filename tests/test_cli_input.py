@@ -212,6 +212,16 @@ def test_bad_counts_and_names_are_refused(
 # -- a worker started during a database outage waits for it --------------------------------
 
 
+def _init_study_w(tmp_path: Path) -> str:
+    """Initialise study ``w`` in a fresh SQLite file under ``tmp_path``; its storage URL."""
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    assert (
+        main(["init", "--storage", storage, "--study", "w", "--config", str(_config(tmp_path))])
+        == 0
+    )
+    return storage
+
+
 def test_a_worker_starting_during_an_outage_waits_for_the_storage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -219,11 +229,7 @@ def test_a_worker_starting_during_an_outage_waits_for_the_storage(
 
     from optuna_nos.cli import commands as cli
 
-    storage = f"sqlite:///{tmp_path / 'w.db'}"
-    assert (
-        main(["init", "--storage", storage, "--study", "w", "--config", str(_config(tmp_path))])
-        == 0
-    )
+    storage = _init_study_w(tmp_path)
     real_load, calls = optuna.load_study, []
 
     def load_during_outage(**kwargs: object) -> optuna.Study:
@@ -246,11 +252,7 @@ def test_a_worker_does_not_retry_what_is_not_an_outage(
 ) -> None:
     from optuna_nos.cli import commands as cli
 
-    storage = f"sqlite:///{tmp_path / 'w.db'}"
-    assert (
-        main(["init", "--storage", storage, "--study", "w", "--config", str(_config(tmp_path))])
-        == 0
-    )
+    storage = _init_study_w(tmp_path)
 
     def broken(**kwargs: object) -> optuna.Study:
         raise RuntimeError("not an outage")

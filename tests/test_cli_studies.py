@@ -9,9 +9,6 @@ the config's variant.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import pytest
 
 from optuna_nos.space.parse import parse_equation
 from optuna_nos.space.variants import conforms
+from testkit.process import run_cli
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 BUNDLED = sorted(path.name for path in STUDIES.glob("*.toml"))
@@ -101,24 +99,7 @@ def test_bundled_config_runs_end_to_end(name: str, base: str | None, tmp_path: P
     data = _tiny(name, base)
     config = tmp_path / name
     config.write_text(_toml(data))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "optuna_nos.cli.commands",
-            "run",
-            "--config",
-            str(config),
-            "--no-baselines",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_cli("run", "--config", str(config), "--no-baselines", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     study = optuna.load_study(
         study_name="optuna-nos", storage=f"sqlite:///{tmp_path / 'optuna-nos.db'}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import optuna
 import pytest
@@ -27,7 +28,14 @@ from proxy.fitness import (
     run_protocol,
 )
 from proxy.model import ConvNet
-from proxy.protocol import EarlyStop, decide_screen, fitness_of, run_epochs, run_record
+from proxy.protocol import (
+    EarlyStop,
+    ScreenDecision,
+    decide_screen,
+    fitness_of,
+    run_epochs,
+    run_record,
+)
 from proxy.screen import RunResult, RunSeeds, RunSpec, train_runs, train_stack
 from testkit.reference import reference_run
 
@@ -158,6 +166,21 @@ def test_final_early_stop_is_not_a_failure() -> None:
     assert result.final is not None and len(result.final.val_acc) == 5
 
 
+def _decide(
+    lrs: Sequence[float], records: list[float], numpy_nan: bool, complete: bool
+) -> ScreenDecision:
+    """:func:`decide_screen` with stage 1 of 3 runs, failing below 0.25, the screen below 0.4."""
+    return decide_screen(
+        lrs,
+        records,
+        stage1_size=3,
+        stage1_below=0.25,
+        screen_below=0.4,
+        numpy_nan=numpy_nan,
+        complete=complete,
+    )
+
+
 def test_nan_records_project_default() -> None:
     # NaN counts as -inf: below every threshold, never the argmax, an empty run is -inf.
     assert STAGE1.stops(3, NAN, numpy_nan=False)
@@ -167,15 +190,7 @@ def test_nan_records_project_default() -> None:
     assert run_protocol(trainer, PAPER_FITNESS, numpy_nan=False).failed
     lrs = PAPER_FITNESS.screen_lrs
     records = [NAN, 0.5, 0.1, 0.6, 0.1, 0.1, NAN]
-    decision = decide_screen(
-        lrs,
-        records,
-        stage1_size=3,
-        stage1_below=0.25,
-        screen_below=0.4,
-        numpy_nan=False,
-        complete=True,
-    )
+    decision = _decide(lrs, records, numpy_nan=False, complete=True)
     assert decision.lr == 1.0
     assert fitness_of([NAN], numpy_nan=False) is None
     assert fitness_of([], numpy_nan=False) is None
@@ -189,28 +204,9 @@ def test_nan_records_paper_mode() -> None:
     assert math.isnan(run_record([0.3, NAN], numpy_nan=True))
     lrs = PAPER_FITNESS.screen_lrs
     stage1 = [NAN, 0.1, 0.1]
-    assert (
-        decide_screen(
-            lrs[:3],
-            stage1,
-            stage1_size=3,
-            stage1_below=0.25,
-            screen_below=0.4,
-            numpy_nan=True,
-            complete=False,
-        ).reason
-        is None
-    )
+    assert _decide(lrs[:3], stage1, numpy_nan=True, complete=False).reason is None
     records = [0.3, 0.5, 0.1, NAN, 0.9, 0.1, NAN]
-    decision = decide_screen(
-        lrs,
-        records,
-        stage1_size=3,
-        stage1_below=0.25,
-        screen_below=0.4,
-        numpy_nan=True,
-        complete=True,
-    )
+    decision = _decide(lrs, records, numpy_nan=True, complete=True)
     assert decision.lr == 1.0  # the first NaN record
     assert math.isnan(fitness_of([0.5, NAN], numpy_nan=True) or 0.0)
     assert math.isnan(fitness_of([], numpy_nan=True) or 0.0)
@@ -219,31 +215,25 @@ def test_nan_records_paper_mode() -> None:
     assert result.lr == 10.0 and result.fitness == 0.7
 
 
+def _fidelity(**changes: Any) -> Fidelity:
+    """A small ``init`` fidelity of 100 steps, with ``changes``."""
+    fields: dict[str, Any] = {
+        "width": 8,
+        "normalization": "scale",
+        "augmentation": None,
+        "total_steps": 100,
+        "warmup_steps": 10,
+        "final_epochs": 1,
+        "final_steps_per_epoch": 10,
+    }
+    return Fidelity("init", **{**fields, **changes})
+
+
 def test_config_validation() -> None:
     with pytest.raises(NOSError, match="exceed total_steps"):
-        Fidelity(
-            "init",
-            8,
-            "scale",
-            None,
-            total_steps=100,
-            warmup_steps=10,
-            final_epochs=11,
-            final_steps_per_epoch=10,
-        )
+        _fidelity(final_epochs=11)
     with pytest.raises(NOSError, match="normalization"):
-        Fidelity(
-            "init",
-            8,
-            "whiten",
-            None,
-            total_steps=100,
-            warmup_steps=10,
-            final_epochs=1,
-            final_steps_per_epoch=10,
-            screen_epochs=1,
-            screen_steps_per_epoch=10,
-        )
+        _fidelity(normalization="whiten", screen_epochs=1, screen_steps_per_epoch=10)
     with pytest.raises(NOSError, match="learning rates"):
         FitnessConfig(stage1_lrs=(1.0, -1.0))
     with pytest.raises(NOSError, match="fidelity"):

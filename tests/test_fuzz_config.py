@@ -155,14 +155,19 @@ texts = st.lists(
 ).map("\n".join)
 
 
-def _fuzz_parse(n: int) -> Callable[[], None]:
-    @settings(
+def _fixed_runs(n: int) -> settings:
+    """Hypothesis settings for ``n`` reproducible examples, no database, no health checks."""
+    return settings(
         max_examples=n,
         deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
+
+
+def _fuzz_parse(n: int) -> Callable[[], None]:
+    @_fixed_runs(n)
     @given(configs)
     def check(data: Any) -> None:
         _only_nos_error(lambda: parse_config(data))
@@ -173,13 +178,7 @@ def _fuzz_parse(n: int) -> Callable[[], None]:
 def _fuzz_load(n: int, directory: Path) -> Callable[[], None]:
     path = directory / "fuzz.toml"
 
-    @settings(
-        max_examples=n,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fixed_runs(n)
     @given(texts, st.booleans())
     def check(text: str, as_bytes: bool) -> None:
         if as_bytes:  # text that is not UTF-8

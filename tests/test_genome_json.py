@@ -235,6 +235,24 @@ def test_json_round_trip_is_lossless(genome: Genome) -> None:
     assert genome_to_json(back) == text
 
 
+# Keys of the genome document plus one stranger, for random documents.
+_KEYS = [
+    "inputs",
+    "unary_op",
+    "binary_op",
+    "decays",
+    "input",
+    "decay",
+    "root",
+    "hidden",
+    "hidden_flag",
+    "format",
+    "version",
+    "momentum",
+    "flip",
+    "x",
+]
+
 _JSON = st.recursive(
     st.none()
     | st.booleans()
@@ -244,24 +262,7 @@ _JSON = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
-            st.sampled_from(
-                [
-                    "inputs",
-                    "unary_op",
-                    "binary_op",
-                    "decays",
-                    "input",
-                    "decay",
-                    "root",
-                    "hidden",
-                    "hidden_flag",
-                    "format",
-                    "version",
-                    "momentum",
-                    "flip",
-                    "x",
-                ]
-            ),
+            st.sampled_from(_KEYS),
             children,
             max_size=6,
         )
@@ -328,23 +329,7 @@ def _random_json(rng: random.Random, depth: int = 0) -> Any:
         return rng.randrange(0, 26)
     if kind in (6, 7):
         return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    keys = [
-        "inputs",
-        "unary_op",
-        "binary_op",
-        "decays",
-        "input",
-        "decay",
-        "root",
-        "hidden",
-        "hidden_flag",
-        "format",
-        "version",
-        "momentum",
-        "flip",
-        "x",
-    ]
-    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
+    return {rng.choice(_KEYS): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
 
 
 def _random_document(rng: random.Random, texts: list[str]) -> str | bytes:

@@ -26,7 +26,7 @@ from optuna_nos.sampler import GASizes, TrialRecord, derive_state
 from optuna_nos.sampler._liveness import fail_own_running_trials, worker_id
 from optuna_nos.study.storage import make_storage
 from testkit.config import FAST_SIZES, ga_table, objective_table, workers_table
-from testkit.process import cli_command, cli_env
+from testkit.process import cli_command, cli_env, run_argv
 
 SIZES = FAST_SIZES
 GA = ga_table() + workers_table(1, 2, 3)
@@ -43,15 +43,7 @@ def _command(fault: str | None, args: list[str], marker: Path | None = None) -> 
 
 
 def _run(fault: str | None, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        _command(fault, args),
-        cwd=cwd,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    return run_argv(_command(fault, args), cwd, TIMEOUT_S)
 
 
 def _start(

@@ -4,13 +4,14 @@ attr names of the docs are exactly the ones the code writes."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from testkit.process import run_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -27,20 +28,7 @@ DOC_SNIPPETS = [(page.name, snippet) for page in DOC_PAGES for snippet in _snipp
 
 
 def _run(snippet: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
-    return subprocess.run(
-        [sys.executable, "-W", "error::UserWarning", "-c", snippet],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_argv([sys.executable, "-W", "error::UserWarning", "-c", snippet], cwd, 600)
 
 
 def test_the_readme_has_python_snippets() -> None:

@@ -26,22 +26,13 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_nos import ParticleSampler
 from optuna_nos.sampler._sampler import TAKEN_REASON
 from optuna_nos.study.storage import make_storage
+from testkit.process import SAMPLER_PRELOAD
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 SIZES = {"n_particles": 4, "init_factor": 3, "steps": 2, "mutations": 3, "max_redraws": 4}
 N_SLOTS = 4 * 3 + 4 * (1 + 2 * 3)
 WORKER_TIMEOUT_S = 150
-
-#: Modules the fork server imports once, so that each worker process starts in milliseconds.
-PRELOAD = [
-    "optuna",
-    "optuna_nos.sampler",
-    "optuna_nos.optim.integrity",
-    "optuna_nos.optim.evolve",
-    "optuna_nos.study.storage",
-    "optuna_nos.study.suggest",
-]
 
 
 def _objective_for(victim: bool, marker: str):  # type: ignore[no-untyped-def]
@@ -79,7 +70,7 @@ def _start_workers(
     tmp_path: Path, url: str, study_name: str, count: int, victim: int | None = None
 ) -> tuple[list[BaseProcess], Path]:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(SAMPLER_PRELOAD)
     marker = tmp_path / "victim_trial"
     workers: list[BaseProcess] = [
         context.Process(target=_worker, args=(url, study_name, str(marker), i == victim))

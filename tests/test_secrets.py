@@ -21,7 +21,7 @@ import pytest
 
 from optuna_nos.study.storage import normalize_url
 from testkit.config import ga_table, objective_table, workers_table
-from testkit.process import run_cli
+from testkit.process import run_args, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sup3r-Secr3t-7f1c"
@@ -42,17 +42,7 @@ def test_password_never_in_output_errors_or_attrs(postgres_url: str, tmp_path: P
     config = tmp_path / "c.toml"
     config.write_text(CONFIG)
     outputs = []
-    run = run_cli(
-        "run",
-        "--config",
-        str(config),
-        "--storage",
-        url,
-        "--study",
-        "s",
-        "--no-baselines",
-        cwd=tmp_path,
-    )
+    run = run_cli(*run_args(config, url, "s"), cwd=tmp_path)
     assert run.returncode == 0, run.stderr.replace(PASSWORD, "***")
     outputs.append(run)
     for args in (

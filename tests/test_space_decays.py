@@ -6,7 +6,12 @@ import math
 
 import pytest
 import torch
-from closed_forms import BINARY_CLOSED_FORMS, assert_closed_form, columns
+from closed_forms import (
+    BINARY_CLOSED_FORMS,
+    RELEASED_BINARY_FORMATS,
+    assert_closed_form,
+    columns,
+)
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.space.decays import (
@@ -70,15 +75,7 @@ RELEASED_DECAY_UNARY = {
     11: "deriv_sig({x})",
     12: "id({x})",
 }
-RELEASED_DECAY_BINARY = {
-    0: "({x})+({y})",
-    1: "({x})-({y})",
-    2: "({x})*({y})",
-    3: "max({x}, {y})",
-    4: "min({x}, {y})",
-    5: "({x}) / ({y})",
-    6: "({x}) / (sqrt(1+({y})^2))",
-}
+RELEASED_DECAY_BINARY = {code: RELEASED_BINARY_FORMATS[code] for code in range(7)}
 
 
 def spec_schedule(name: str, t: int, total: int) -> float:

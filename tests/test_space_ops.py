@@ -10,7 +10,12 @@ import math
 
 import pytest
 import torch
-from closed_forms import BINARY_CLOSED_FORMS, assert_closed_form, columns
+from closed_forms import (
+    BINARY_CLOSED_FORMS,
+    RELEASED_BINARY_FORMATS,
+    assert_closed_form,
+    columns,
+)
 
 from optuna_nos.space.update_ops import (
     BINARY_OPS,
@@ -88,18 +93,6 @@ RELEASED_UNARY_FORMATS = {
     22: "expMovAvg({x})",
     23: "deltaChange({x})",
     24: "MaxValue({x})",
-}
-RELEASED_BINARY_FORMATS = {
-    0: "({x})+({y})",
-    1: "({x})-({y})",
-    2: "({x})*({y})",
-    3: "max({x}, {y})",
-    4: "min({x}, {y})",
-    5: "({x}) / ({y})",
-    6: "({x}) / (sqrt(1+({y})^2))",
-    7: "clip({x}, {y})",
-    8: "(0.95*({x})+0.05*({y}))",
-    9: "(|{x}|)^({y})",
 }
 
 
