@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos import ParticleSampler, suggest_genome
 from optuna_nos.sampler._sampler import RETRY_REASON, TAKEN_REASON
+from optuna_nos.study import liveness
 from optuna_nos.study.liveness import DUPLICATE_REASON, RetryStaleTrial, fail_stale
 from optuna_nos.study.storage import make_storage
 from optuna_nos.study.stored import GENOME_ATTR, IDLE_ATTR, REASON_ATTR, SLOT_ATTR
@@ -204,6 +205,42 @@ def test_racing_sweepers_run_one_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     evaluated = _evaluations(study, slot)
     assert [t.number for t in evaluated] == [retries[0].number] == [retry.number]
     assert evaluated[0].system_attrs[GENOME_ATTR] == genome
+
+
+def test_a_duplicate_retry_a_worker_finished_first_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Racing sweepers as above, but a worker pops the later (duplicate) retry and finishes
+    it (giving way) before its sweeper comes to withdraw it: the sweep leaves it as it is
+    instead of failing on the finished trial."""
+    study, victim = _children_running()
+    storage = study._storage
+    create = storage.create_new_trial
+    withdraw = liveness._withdraw_if_duplicate
+    nested: list[list[int]] = []
+    finished: list[int] = []
+
+    def creating(study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if template_trial is not None and not nested:
+            nested.append([])
+            nested[0] = fail_stale(study, _Stale(victim._trial_id), RetryStaleTrial(3))
+        return create(study_id, template_trial)
+
+    def finished_first(storage_: Any, study_id: int, number: int, mine: int) -> None:
+        if not finished and mine != min(t._trial_id for t in _retries_of(study, number)):
+            storage_.set_trial_state_values(mine, TrialState.RUNNING)
+            storage_.set_trial_state_values(mine, TrialState.PRUNED)
+            finished.append(mine)
+        withdraw(storage_, study_id, number, mine)
+
+    monkeypatch.setattr(storage, "create_new_trial", creating)
+    monkeypatch.setattr(liveness, "_withdraw_if_duplicate", finished_first)
+    first = fail_stale(study, _Stale(victim._trial_id), RetryStaleTrial(3))
+    monkeypatch.undo()
+    assert sorted(first + nested[0]) == [victim._trial_id]
+    assert len(finished) == 1
+    assert storage.get_trial(finished[0]).state == TrialState.PRUNED
+    assert storage.get_trial(finished[0]).user_attrs.get(REASON_ATTR) is None
 
 
 def test_a_late_result_beats_the_sweep_and_its_queued_retry_gives_way(

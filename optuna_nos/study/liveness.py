@@ -220,10 +220,13 @@ def _withdraw_if_duplicate(storage: BaseStorage, study_id: int, number: int, min
     siblings = [
         t for t in storage.get_all_trials(study_id, deepcopy=False) if retried_number(t) == number
     ]
-    if min(t._trial_id for t in siblings) == mine or not storage.set_trial_state_values(
-        mine, TrialState.RUNNING
-    ):
+    if min(t._trial_id for t in siblings) == mine:
         return
+    try:
+        if not storage.set_trial_state_values(mine, TrialState.RUNNING):
+            return  # a worker popped it first
+    except UpdateFinishedTrialError:
+        return  # a worker popped it and has already finished it
     for key in (SLOT_ATTR, FAILED_TRIAL, RETRY_HISTORY):
         storage.set_trial_system_attr(mine, key, None)
     storage.set_trial_user_attr(mine, REASON_ATTR, DUPLICATE_REASON)
