@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 
 from optuna_nos.study.stored import SLOT_ATTR
 from testkit.postgres import fresh_database
+from testkit.process import SAMPLER_PRELOAD
 
 OBJECTIVE_S = 0.2
 #: Large enough that no run reaches the end: 1,000 initial slots, 4,600 in all.
@@ -37,14 +38,7 @@ SIZES = {"n_particles": 100, "init_factor": 10, "steps": 5, "mutations": 7, "max
 #: The contention run: 8 workers finish a small GA (16 + 8 * 13 = 120 slots), where few
 #: slots are open at a time (every step waits for the step before it).
 SMALL = {"n_particles": 8, "init_factor": 2, "steps": 3, "mutations": 4, "max_redraws": 4}
-PRELOAD = [
-    "optuna",
-    "optuna_nos.sampler",
-    "optuna_nos.optim.integrity",
-    "optuna_nos.optim.evolve",
-    "optuna_nos.study.storage",
-    "optuna_nos.study.suggest",
-]
+PRELOAD = SAMPLER_PRELOAD
 
 
 def objective(trial: optuna.Trial) -> float:
