@@ -35,6 +35,7 @@ from optuna_nos.core.validation import check_int, is_int, is_real
 from optuna_nos.space.genome import Genome
 from optuna_nos.study.stored import FINAL_ATTR, LR_ATTR, REASON_ATTR, SCREEN_ATTR
 from proxy.baselines import TorchBaseline
+from proxy.compiled import check_compile
 from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
 from proxy.measure import default_batching
 from proxy.model import BN_MOMENTUM
@@ -156,6 +157,10 @@ class FitnessConfig:
     channels_last: bool = False
     #: bfloat16 autocast of forward and loss (:attr:`proxy.screen.RunSpec.bf16`).
     bf16: bool = False
+    #: What goes through ``torch.compile``: "none", "model" or "all" (:mod:`proxy.compiled`).
+    compile: str = "none"
+    #: The ``torch.compile`` mode (None: torch's default; "reduce-overhead": CUDA graphs).
+    compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stage1_lrs:
@@ -168,6 +173,7 @@ class FitnessConfig:
             check_int(key, value, minimum=1)
         if not 0.0 <= self.dropout < 1.0:
             raise NOSError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        check_compile(self.compile, self.compile_mode)
         if self.init.name != "init" or self.evolution.name != "evolution":
             raise NOSError(
                 f"the fidelities must be named 'init' and 'evolution', got "
@@ -365,6 +371,8 @@ class GenomeTrainer:
             dtype=dtype,
             channels_last=config.channels_last,
             bf16=config.bf16,
+            compile=config.compile,
+            compile_mode=config.compile_mode,
         )
         self.final_spec = replace(
             self.screen_spec,

@@ -32,14 +32,15 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from optuna_nos.core.errors import NOSError
 from optuna_nos.core.settings import DEFAULT_SETTINGS, Settings
+from optuna_nos.optim.compiled_step import CompiledGenomeOptimizer
 from optuna_nos.optim.torch_optim import GenomeOptimizer
 from optuna_nos.space.genome import Genome
 from proxy.baselines import ScheduledOptimizer, TorchBaseline
+from proxy.compiled import StackGraphs, check_compile, shared_graphs, stack_logits, stack_losses
 from proxy.data import (
     Augmentation,
     ImageSplit,
@@ -59,6 +60,7 @@ __all__ = [
     "RunSpec",
     "batching_pays",
     "fresh_model",
+    "genome_optimizer",
     "train_epoch",
     "train_epochs",
     "train_packed",
@@ -144,10 +146,20 @@ class RunSpec:
     channels_last: bool = False
     #: Run forward and loss under bfloat16 autocast (parameters and optimizer stay ``dtype``).
     bf16: bool = False
+    #: What goes through ``torch.compile``: "none", "model" or "all" (:mod:`proxy.compiled`).
+    compile: str = "none"
+    #: The ``torch.compile`` mode (None: torch's default; "reduce-overhead": CUDA graphs).
+    compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.bf16 and self.settings.paper_mode:
             raise NOSError("bf16=True is refused in paper mode, which trains in float32")
+        check_compile(self.compile, self.compile_mode)
+        if self.compile != "none" and self.settings.paper_mode:
+            raise NOSError(
+                f"compile={self.compile!r} is refused in paper mode, whose arithmetic must "
+                "match the released code's (compiled kernels may round differently)"
+            )
         steps = self.epochs * self.steps_per_epoch
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise NOSError(
@@ -215,6 +227,27 @@ def train_runs(
     return [train_stack(spec, [lr], seeds, on_epoch=on_epoch)[0][0] for lr in lrs]
 
 
+def genome_optimizer(
+    spec: RunSpec, genome: Genome, groups: list[dict[str, Any]], seed: int
+) -> GenomeOptimizer:
+    """The optimizer of a genome's runs: one param group per run, the spec's schedule.
+
+    Compiled (:class:`~optuna_nos.optim.compiled_step.CompiledGenomeOptimizer`) when
+    ``spec.compile`` is "all"; the first group's lr is the default of the others.
+    """
+    options: dict[str, Any] = {
+        "lr": float(groups[0]["lr"]),
+        "total_steps": spec.total_steps,
+        "warmup_steps": spec.warmup_steps,
+        "settings": spec.settings,
+        "seed": seed,
+    }
+    if spec.compile == "all":
+        mode = None if spec.compile_mode == "default" else spec.compile_mode
+        return CompiledGenomeOptimizer(groups, genome, mode=mode, **options)
+    return GenomeOptimizer(groups, genome, **options)
+
+
 def fresh_model(spec: RunSpec, seeds: RunSeeds) -> ConvNet:
     """A run's fresh ConvNet: Glorot init from ``seeds.model``, masks from ``seeds.dropout``."""
     device = spec.device
@@ -260,15 +293,7 @@ def train_stack(
     if isinstance(rule, TorchBaseline):
         optimizer = ScheduledOptimizer(rule, groups, spec.total_steps, spec.warmup_steps)
     else:
-        optimizer = GenomeOptimizer(
-            groups,
-            rule,
-            lr=lrs[0],
-            total_steps=spec.total_steps,
-            warmup_steps=spec.warmup_steps,
-            settings=spec.settings,
-            seed=seeds.optimizer,
-        )
+        optimizer = genome_optimizer(spec, rule, groups, seeds.optimizer)
     stream = spec.batches(seeds.data)
     results = [RunResult(lr) for lr in lrs]
 
@@ -341,15 +366,7 @@ def train_packed(
     for candidate, lrs in runs:
         groups = [{"params": leaves[first + j], "lr": float(lr)} for j, lr in enumerate(lrs)]
         optimizers.append(
-            GenomeOptimizer(
-                groups,
-                candidate.genome,
-                lr=float(lrs[0]),
-                total_steps=spec.total_steps,
-                warmup_steps=spec.warmup_steps,
-                settings=spec.settings,
-                seed=candidate.seeds.optimizer,
-            )
+            genome_optimizer(spec, candidate.genome, groups, candidate.seeds.optimizer)
         )
         first += len(lrs)
     run_of = [j for _, lrs in runs for j in range(len(lrs))]
@@ -444,13 +461,12 @@ def train_epoch(
     correct = torch.zeros(steps, copies, dtype=torch.int64, device=device)
     finite = torch.ones(steps, copies, dtype=torch.bool, device=device)
     seen = torch.zeros(steps, dtype=torch.int64)
+    forward = _graphs(spec).losses if _compiles(spec) else stack_losses
     for step in range(steps):
         images, labels = next(stream)
+        keep = stack.dropout_keep(labels.shape[0], device)
         with _fast_paths(stack, spec):
-            logits = stack.forward(_layout(images, spec), training=True)
-            losses = F.cross_entropy(
-                logits.transpose(1, 2), labels[:, None].expand(-1, copies), reduction="none"
-            ).mean(dim=0)
+            logits, losses = forward(stack, _layout(images, spec), labels, keep)
         stack.zero_grad()
         losses.sum().backward()
         optimizer.step()
@@ -472,13 +488,22 @@ def validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
     assert spec.val is not None
     device = stack.running_mean[0].device
     correct = torch.zeros(stack.size, dtype=torch.int64, device=device)
+    forward = _graphs(spec).logits if _compiles(spec) else stack_logits
     for images, labels in validation_batches(
         spec.val, spec.norm, batch_size=spec.val_batch_size, dtype=spec.dtype
     ):
         with _fast_paths(stack, spec):
-            logits = stack.forward(_layout(images, spec), training=False)
+            logits = forward(stack, _layout(images, spec))
         correct += (logits.argmax(dim=2) == labels[:, None]).sum(dim=0)
     return (correct.double() / len(spec.val)).tolist()
+
+
+def _compiles(spec: RunSpec | None) -> bool:
+    return spec is not None and spec.compile != "none"
+
+
+def _graphs(spec: RunSpec) -> StackGraphs:
+    return shared_graphs(spec.compile_mode)
 
 
 def _layout(images: Tensor, spec: RunSpec | None) -> Tensor:

@@ -83,6 +83,7 @@ class StackedConvNet:
         self.base_width = first.base_width
         self.in_channels = first.conv_layers[0].in_channels
         self.num_classes = first.fc.out_features
+        self.features = first.fc.in_features
         slots, offset = [], 0
         for name, param in first.named_parameters():
             slots.append(_Slot(name, tuple(param.shape), offset, param.numel()))
@@ -147,8 +148,30 @@ class StackedConvNet:
 
     # -- the forward pass ----------------------------------------------------------------------
 
-    def forward(self, x: Tensor, *, training: bool) -> Tensor:
-        """Logits ``[B, K, classes]`` of every active copy for one shared input batch."""
+    def dropout_keep(self, batch: int, device: torch.device) -> Tensor | None:
+        """The dropout masks of one training batch, ``[B, K, C]`` booleans (True: kept).
+
+        Copy k's mask is drawn from its own generator; None when the ConvNet has no dropout.
+        Drawing them before the forward pass keeps the generators out of a compiled graph.
+        """
+        if self.dropout == 0.0:
+            return None
+        return torch.stack(
+            [
+                torch.rand(
+                    (batch, self.features), generator=self.dropout_generators[c], device=device
+                )
+                >= self.dropout
+                for c in self.active
+            ],
+            dim=1,
+        )
+
+    def forward(self, x: Tensor, *, training: bool, keep: Tensor | None = None) -> Tensor:
+        """Logits ``[B, K, classes]`` of every active copy for one shared input batch.
+
+        In training, ``keep`` holds the dropout masks (:meth:`dropout_keep`); None draws them.
+        """
         k = self.size
         if k == 0:
             raise NOSError("every copy of the stacked ConvNet has been dropped")
@@ -189,18 +212,9 @@ class StackedConvNet:
             x = F.silu(x)
         features = x.mean(dim=(2, 3)).view(x.shape[0], k, -1)
         if training and self.dropout > 0.0:
-            keep = torch.stack(
-                [
-                    torch.rand(
-                        features[:, j].shape,
-                        generator=self.dropout_generators[c],
-                        device=features.device,
-                    )
-                    >= self.dropout
-                    for j, c in enumerate(self.active)
-                ],
-                dim=1,
-            )
+            if keep is None:
+                keep = self.dropout_keep(features.shape[0], features.device)
+            assert keep is not None
             features = features * keep.to(features.dtype) / (1.0 - self.dropout)
         logits = torch.einsum("bkc,koc->bko", features, param("fc.weight"))
         return logits + param("fc.bias").unsqueeze(0)

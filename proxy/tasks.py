@@ -15,7 +15,10 @@ override them. Options common to both tasks:
   ``cpu_threads`` (torch threads during a CPU evaluation; digits: 1, cifar10: torch's),
   ``batched_screen`` (bool), ``shuffle`` (bool; default: reshuffle except in paper mode),
   ``channels_last`` (bool, default false: NHWC convolution inputs), ``bf16`` (bool, default
-  false: bfloat16 autocast of forward and loss; refused in paper mode);
+  false: bfloat16 autocast of forward and loss; refused in paper mode), ``compile``
+  ("none" (default) | "model" | "all": what goes through ``torch.compile``, see
+  :mod:`proxy.compiled`; refused in paper mode), ``compile_mode`` (a ``torch.compile`` mode,
+  e.g. "reduce-overhead" for CUDA graphs);
 * protocol constants: ``stage1_lrs``, ``stage2_lrs`` (lists), ``stage1_fail_below``,
   ``screen_fail_below``, ``screen_stop_epoch``, ``screen_stop_below``, ``final_stop_epoch``,
   ``final_stop_below``, ``batch_size``, ``val_batch_size``, ``dropout``, ``bn_momentum``;
@@ -51,6 +54,7 @@ from optuna_nos.core.validation import is_int, is_real
 from optuna_nos.space.genome import Genome
 from optuna_nos.study.stored import FIDELITY_USER_ATTR, LR_ATTR
 from proxy.baselines import TORCH_BASELINES, TorchBaseline
+from proxy.compiled import COMPILE_CHOICES, COMPILE_MODES
 from proxy.data import Augmentation, ImageDataset, load_cifar10, load_digits
 from proxy.fitness import (
     DIGITS_FITNESS,
@@ -94,6 +98,8 @@ _COMMON_KEYS = (
     "shuffle",
     "channels_last",
     "bf16",
+    "compile",
+    "compile_mode",
     "stage1_lrs",
     "stage2_lrs",
     "init",
@@ -362,6 +368,10 @@ def fitness_config(
     for key in ("batched_screen", "shuffle", "channels_last", "bf16"):
         if key in options:
             changes[key] = _boolean(options[key], key)
+    if "compile" in options:
+        changes["compile"] = _choice(options["compile"], "compile", COMPILE_CHOICES)
+    if "compile_mode" in options:
+        changes["compile_mode"] = _choice(options["compile_mode"], "compile_mode", COMPILE_MODES)
     for name in ("screen", "final"):
         rule: EarlyStop = getattr(preset, f"{name}_early_stop")
         epoch = _integer(options.get(f"{name}_stop_epoch", rule.min_epoch), f"{name}_stop_epoch")
@@ -439,6 +449,15 @@ def _integer(value: Any, key: str) -> int:
             f"integer in {low}..{high}"
         )
     return value
+
+
+def _choice(value: Any, key: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise NOSError(
+            f"config key 'objective.{key}' = {value!r} is not allowed; allowed: "
+            f"{', '.join(allowed)}"
+        )
+    return str(value)
 
 
 def _boolean(value: Any, key: str) -> bool:

@@ -27,7 +27,7 @@ from optuna_nos.space.arithmetic import Arithmetic
 from optuna_nos.space.operands import AGGMO_BETAS, EMA_BETAS
 from optuna_nos.space.update_ops import OpContext
 
-__all__ = ["CompiledGenomeOptimizer"]
+__all__ = ["CompiledGenomeOptimizer", "with_own_code"]
 
 #: The betas whose bias correction the step reads: v, s, lam, then ``expMovAvg``'s 0.95.
 _CORRECTED_BETAS: tuple[float, ...] = (*EMA_BETAS, 0.95)
@@ -65,22 +65,23 @@ class _StepArithmetic(Arithmetic):
         return self.corrections[beta]
 
 
-def _with_own_code(method: Callable[..., Any]) -> Callable[..., Any]:
-    """``method`` over a copy of its code object.
+def with_own_code(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` over a copy of its code object (a bound method stays bound).
 
     ``torch.compile`` caches graphs per code object, up to a fixed number of them; past that it
-    runs the function uncompiled. Each optimizer has its own graph (its own ``self`` and
-    tensors), so each gets its own code object, and any number of them stay compiled.
+    runs the function uncompiled. A caller that needs many graphs of one function (one per
+    optimizer, one per shape) compiles a copy for each, and any number of them stay compiled.
     """
-    function = method.__func__  # type: ignore[attr-defined]
-    copy = types.FunctionType(
+    if isinstance(function, types.MethodType):
+        return types.MethodType(with_own_code(function.__func__), function.__self__)
+    assert isinstance(function, types.FunctionType)
+    return types.FunctionType(
         function.__code__.replace(),
         function.__globals__,
         function.__name__,
         function.__defaults__,
         function.__closure__,
     )
-    return types.MethodType(copy, method.__self__)  # type: ignore[attr-defined]
 
 
 class CompiledGenomeOptimizer(GenomeOptimizer):
@@ -102,7 +103,7 @@ class CompiledGenomeOptimizer(GenomeOptimizer):
         # Computed here, outside the graph (paper mode computes them with torch ops).
         self._coefficients = {beta: self._arithmetic.coefficients(beta) for beta in _BLEND_BETAS}
         self._graph: Callable[..., list[list[Tensor]]] = torch.compile(
-            _with_own_code(self._update), backend=backend, mode=mode, dynamic=False
+            with_own_code(self._update), backend=backend, mode=mode, dynamic=False
         )
 
     def _step_foreach(self, work: list[_Work], t: int) -> None:
