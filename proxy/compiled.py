@@ -9,7 +9,7 @@
   with them);
 * ``"all"``: the model, and every genome optimizer's step as well
   (:class:`~optuna_nos.optim.compiled_step.CompiledGenomeOptimizer`), at the price of one
-  compilation per genome.
+  compilation per optimizer (a candidate's screen stages and final run each build one).
 
 Graphs are shared by every stack of the same shape in a process, one per (copies, batch
 shape, dtype, device, layout, training or evaluation), each under its own code object so that
