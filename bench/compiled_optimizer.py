@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -59,7 +60,7 @@ def step_functions(device: str, width: int) -> dict[str, Callable[[], object]]:
             param.grad = torch.randn_like(param) * 1e-2
         return list(model.parameters())
 
-    schedule = {"lr": 1e-3, "total_steps": 10**6, "warmup_steps": 0}
+    schedule: dict[str, Any] = {"lr": 1e-3, "total_steps": 10**6, "warmup_steps": 0}
     adam = torch.optim.Adam(params(), lr=1e-3, betas=(0.9, 0.99), eps=1e-7, **fused)
     compiled_adam = torch.optim.Adam(params(), lr=1e-3, betas=(0.9, 0.99), eps=1e-7, foreach=True)
     return {

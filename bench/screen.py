@@ -75,6 +75,7 @@ def _plain_screen(spec: RunSpec, lrs: tuple[float, ...], seed: int) -> None:
             in_channels=int(spec.train.images.shape[1]),
             generator=torch.Generator().manual_seed(seed),
         ).to(spec.device)
+        assert isinstance(spec.genome, Genome)
         optimizer = GenomeOptimizer(
             model.parameters(),
             spec.genome,
@@ -208,7 +209,7 @@ def synthetic_task(device: str, fidelity: str, smoke: bool) -> ProxyTask:
     if smoke:
         config = replace(
             config,
-            **{
+            **{  # type: ignore[arg-type]
                 fidelity: replace(
                     config.fidelity(fidelity),
                     total_steps=40,

@@ -461,7 +461,8 @@ def train_epoch(
     correct = torch.zeros(steps, copies, dtype=torch.int64, device=device)
     finite = torch.ones(steps, copies, dtype=torch.bool, device=device)
     seen = torch.zeros(steps, dtype=torch.int64)
-    forward = _graphs(spec).losses if _compiles(spec) else stack_losses
+    graphs = _compiled_graphs(spec)
+    forward = stack_losses if graphs is None else graphs.losses
     for step in range(steps):
         images, labels = next(stream)
         keep = stack.dropout_keep(labels.shape[0], device)
@@ -488,7 +489,8 @@ def validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
     assert spec.val is not None
     device = stack.running_mean[0].device
     correct = torch.zeros(stack.size, dtype=torch.int64, device=device)
-    forward = _graphs(spec).logits if _compiles(spec) else stack_logits
+    graphs = _compiled_graphs(spec)
+    forward = stack_logits if graphs is None else graphs.logits
     for images, labels in validation_batches(
         spec.val, spec.norm, batch_size=spec.val_batch_size, dtype=spec.dtype
     ):
@@ -498,11 +500,10 @@ def validate(stack: StackedConvNet, spec: RunSpec) -> list[float]:
     return (correct.double() / len(spec.val)).tolist()
 
 
-def _compiles(spec: RunSpec | None) -> bool:
-    return spec is not None and spec.compile != "none"
-
-
-def _graphs(spec: RunSpec) -> StackGraphs:
+def _compiled_graphs(spec: RunSpec | None) -> StackGraphs | None:
+    """The compiled forward passes ``spec`` asks for; None: the eager ones."""
+    if spec is None or spec.compile == "none":
+        return None
     return shared_graphs(spec.compile_mode)
 
 
