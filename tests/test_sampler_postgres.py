@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nos import ParticleSampler
 from optuna_nos.sampler._sampler import TAKEN_REASON
+from optuna_nos.study.liveness import DUPLICATE_REASON
 from optuna_nos.study.storage import make_storage
 from testkit.process import SAMPLER_PRELOAD
 
@@ -175,16 +176,22 @@ def test_a_killed_worker_s_slot_is_retried(postgres_url: str, tmp_path: Path) ->
     dead = trials[killed]
     assert dead.state == TrialState.FAIL
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed]
-    assert len(retries) == 1
-    retry = retries[0]
-    assert retry.system_attrs["nos:genome"] == dead.system_attrs["nos:genome"]
+    assert retries
+    # Sweepers racing past the has-a-retry check may each queue one; every retry but one
+    # withdraws itself, or yields when a worker pops it after its slot was decided.
+    for duplicate in retries:
+        if duplicate.state == TrialState.PRUNED:
+            assert duplicate.user_attrs["nos.reason"] in (TAKEN_REASON, DUPLICATE_REASON)
+    ran = [t for t in retries if t.state != TrialState.PRUNED]
+    assert len(ran) <= 1
     attempts = by_slot[dead.system_attrs["nos:slot"]]
-    if retry.state == TrialState.PRUNED:
+    if not ran:
         # Another worker claimed the reopened slot between the stale sweep's FAIL and the
         # retry's creation: the retry yields, and the slot is still decided exactly once.
-        assert retry.user_attrs["nos.reason"] == TAKEN_REASON
         assert TrialState.COMPLETE in [t.state for t in attempts]
         return
+    retry = ran[0]
+    assert retry.system_attrs["nos:genome"] == dead.system_attrs["nos:genome"]
     assert retry.state == TrialState.COMPLETE
     assert retry.system_attrs["nos:slot"] == dead.system_attrs["nos:slot"]
     assert retry.params == dead.params
