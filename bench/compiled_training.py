@@ -66,7 +66,7 @@ def step_costs(
     """compile value -> (seconds per step, fixed seconds), from one short and one long run."""
     costs: dict[str, tuple[float, float]] = {}
     for compile in COMPILES:
-        timed = replace(spec, compile=compile, compile_mode=mode)
+        timed = replace(spec, compile=compile, compile_mode=None if compile == "none" else mode)
         time_pack(timed, 1, lrs, long)  # compiles every shape the timed runs meet
         short_seconds = time_pack(timed, 1, lrs, short)
         long_seconds = time_pack(timed, 1, lrs, long)

@@ -57,6 +57,8 @@ def check_compile(compile: str, mode: str | None) -> None:
         raise NOSError(f"compile must be one of {', '.join(COMPILE_CHOICES)}, got {compile!r}")
     if mode is not None and mode not in COMPILE_MODES:
         raise NOSError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    if mode is not None and compile == "none":
+        raise NOSError(f"compile_mode={mode!r} needs compile='model' or 'all', got 'none'")
 
 
 def stack_losses(

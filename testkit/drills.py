@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,7 @@ def _trials(url: str, study: str) -> list[FrozenTrial]:
         storage.engine.dispose()  # type: ignore[attr-defined]
 
 
-def _finished(url: str, study: str, sizes: dict[str, int]) -> bool:
+def _finished(url: str, study: str, sizes: dict[str, Any]) -> bool:
     from optuna_nos.sampler import ParticleSampler
 
     storage = _storage(url)
@@ -271,7 +272,7 @@ def drill_signals(result: DrillResult, workdir: Path, server: str) -> None:
             else:
                 args = run_args(config, url, "s")
             proc = _start(args, case, "first")
-            victim = _wait_for(lambda url=url: _running_started(url, "s", 0.0, True), 120, 0.05)
+            victim = _wait_for(partial(_running_started, url, "s", 0.0, True), 120, 0.05)
             if victim is None:
                 _stop_all([proc])
                 result.check(False, f"{command}/{sig.name}: no trial started within 120 s")
@@ -605,8 +606,8 @@ def drill_load16(
         f"{tracebacks} tracebacks on stderr; exit statuses {statuses}",
     )
     finished = [t for t in trials if t.state.is_finished() and t.datetime_complete]
-    first = min(t.datetime_start for t in trials if t.datetime_start)
-    last = max(t.datetime_complete for t in finished)
+    first = min(t.datetime_start for t in trials if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in finished if t.datetime_complete is not None)
     span = (last - first).total_seconds()
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     per_worker: dict[str, int] = {}
@@ -680,8 +681,8 @@ def drill_chaos(
         try:
             while done_kills < kills and time.monotonic() - began < 1200:
                 time.sleep(rng.uniform(0.5, 3.0))
-                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                busy = {_worker_pid(t) for t in running}
+                in_trial = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                busy = {_worker_pid(t) for t in in_trial}
                 alive = [
                     k
                     for k, p in enumerate(procs)
@@ -920,22 +921,19 @@ def drill_proxy_sigkill(result: DrillResult, workdir: Path, server: str) -> None
 
 def _duplicate_claims(trials: list[FrozenTrial]) -> tuple[int, int]:
     """Attempts that started while another attempt on the same slot was still running."""
-    by_slot: dict[str, list[FrozenTrial]] = {}
+    far = datetime.datetime.max
+    #: slot -> (number, start, end) of each attempt that started, in trial-number order
+    by_slot: dict[str, list[tuple[int, datetime.datetime, datetime.datetime]]] = {}
     for trial in trials:
         slot = trial.system_attrs.get(SLOT_ATTR)
         if slot is not None and trial.datetime_start is not None:
-            by_slot.setdefault(slot, []).append(trial)
+            end = trial.datetime_complete or far
+            by_slot.setdefault(slot, []).append((trial.number, trial.datetime_start, end))
     duplicates = 0
-    far = datetime.datetime.max
     for attempts in by_slot.values():
-        attempts.sort(key=lambda t: t.number)
-        for k, later in enumerate(attempts[1:], 1):
-            if any(
-                earlier.datetime_start
-                <= later.datetime_start  # type: ignore[operator]
-                < (earlier.datetime_complete or far)
-                for earlier in attempts[:k]
-            ):
+        attempts.sort()
+        for k, (_, started, _) in enumerate(attempts[1:], 1):
+            if any(start <= started < end for _, start, end in attempts[:k]):
                 duplicates += 1
     return duplicates, sum(len(a) for a in by_slot.values())
 

@@ -151,5 +151,7 @@ def test_bad_compile_values_are_refused(digits_data) -> None:  # type: ignore[no
         fitness_config({"compile": True})
     with pytest.raises(NOSError, match=r"'objective.compile_mode' = 'cuda' is not allowed"):
         fitness_config({"compile_mode": "cuda"})
+    with pytest.raises(NOSError, match="compile_mode='reduce-overhead' needs compile='model'"):
+        fitness_config({"compile_mode": "reduce-overhead"})
     config = fitness_config({"compile": "all", "compile_mode": "reduce-overhead"})
     assert (config.compile, config.compile_mode) == ("all", "reduce-overhead")
