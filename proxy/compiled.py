@@ -11,10 +11,11 @@
   (:class:`~optuna_nos.optim.compiled_step.CompiledGenomeOptimizer`), at the price of one
   compilation per optimizer (a candidate's screen stages and final run each build one).
 
-Graphs are shared by every stack of the same shape in a process, one per (copies, batch
-shape, dtype, device, layout, training or evaluation), each under its own code object so that
-any number of shapes stay compiled; inductor's on-disk cache also spares later processes
-most of the compilation. The dropout masks are drawn eagerly from each copy's generator
+Graphs are shared by every stack of the same shape in a process, one per (copies, width,
+dropout, parameter dtype, layout, batch shape and dtype, device, autocast, training or
+evaluation), each under its own code object so that any number of shapes stay compiled;
+inductor's on-disk cache also spares later processes most of the compilation. The dropout
+masks are drawn eagerly from each copy's generator
 (:meth:`~proxy.stack.StackedConvNet.dropout_keep`) and enter the graph as an input, so a
 compiled run draws exactly the eager run's masks.
 
@@ -112,6 +113,9 @@ class StackGraphs:
         key = (
             function.__name__,
             stack.size,
+            stack.base_width,
+            stack.dropout,
+            stack.leaves[0][0].dtype,
             stack.per_tensor,
             stack.grouped,
             masked,
