@@ -40,7 +40,14 @@ from proxy.data import NORMALIZATIONS, Augmentation, ImageDataset, normalization
 from proxy.measure import default_batching
 from proxy.model import BN_MOMENTUM
 from proxy.protocol import EarlyStop, ScreenDecision, decide_screen, fitness_of, run_record
-from proxy.screen import EpochCallback, RunResult, RunSeeds, RunSpec, train_runs
+from proxy.screen import (
+    EpochCallback,
+    RunResult,
+    RunSeeds,
+    RunSpec,
+    check_paper_mode,
+    train_runs,
+)
 
 __all__ = [
     "DIGITS_FITNESS",
@@ -418,6 +425,7 @@ class ProxyTask:
     def __post_init__(self) -> None:
         if self.cpu_threads is not None and (not is_int(self.cpu_threads) or self.cpu_threads < 1):
             raise NOSError(f"cpu_threads must be an int >= 1 or None, got {self.cpu_threads!r}")
+        check_paper_mode(self.settings, bf16=self.config.bf16, compile=self.config.compile)
 
     def dataset(self) -> ImageDataset:
         """The data on the task's device, loaded on first use."""

@@ -59,6 +59,7 @@ __all__ = [
     "RunSeeds",
     "RunSpec",
     "batching_pays",
+    "check_paper_mode",
     "fresh_model",
     "genome_optimizer",
     "train_epoch",
@@ -152,14 +153,8 @@ class RunSpec:
     compile_mode: str | None = None
 
     def __post_init__(self) -> None:
-        if self.bf16 and self.settings.paper_mode:
-            raise NOSError("bf16=True is refused in paper mode, which trains in float32")
         check_compile(self.compile, self.compile_mode)
-        if self.compile != "none" and self.settings.paper_mode:
-            raise NOSError(
-                f"compile={self.compile!r} is refused in paper mode, whose arithmetic must "
-                "match the released code's (compiled kernels may round differently)"
-            )
+        check_paper_mode(self.settings, bf16=self.bf16, compile=self.compile)
         steps = self.epochs * self.steps_per_epoch
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise NOSError(
@@ -189,6 +184,19 @@ class RunSpec:
             shuffle=self.shuffle,
             seed=seed,
             dtype=self.dtype if dtype is None else dtype,
+        )
+
+
+def check_paper_mode(settings: Settings, *, bf16: bool, compile: str) -> None:
+    """Refuse, with one line, the fast paths that paper mode cannot take."""
+    if not settings.paper_mode:
+        return
+    if bf16:
+        raise NOSError("bf16=True is refused in paper mode, which trains in float32")
+    if compile != "none":
+        raise NOSError(
+            f"compile={compile!r} is refused in paper mode, whose arithmetic must "
+            "match the released code's (compiled kernels may round differently)"
         )
 
 

@@ -34,7 +34,7 @@ from proxy.screen import (
     train_stack,
 )
 from proxy.stack import StackedConvNet
-from proxy.tasks import fitness_config
+from proxy.tasks import digits, fitness_config
 
 ADAM = "None ~ (v hat) / (sqrt(|s hat|))"
 #: SGD with Nesterov momentum: linear in g, so rounding differences stay rounding-sized (Adam
@@ -138,6 +138,19 @@ def test_a_second_stack_of_one_shape_compiles_nothing(digits_data) -> None:  # t
 def test_compile_is_refused_in_paper_mode(digits_data) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(NOSError, match="compile='model' is refused in paper mode"):
         replace(_run_spec(digits_data, "model"), settings=PAPER_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"compile": "model"}, "compile='model' is refused in paper mode"),
+        ({"bf16": True}, "bf16=True is refused in paper mode"),
+    ],
+)
+def test_the_paper_mode_task_refuses_fast_paths_up_front(options, message: str) -> None:  # type: ignore[no-untyped-def]
+    """Refused when the objective is built (as ``optuna-nos init`` does), not per trial."""
+    with pytest.raises(NOSError, match=message):
+        digits(settings=PAPER_SETTINGS, **options)
 
 
 def test_bad_compile_values_are_refused(digits_data) -> None:  # type: ignore[no-untyped-def]
