@@ -61,13 +61,24 @@ def shape_specs(device: str) -> dict[str, tuple[RunSpec, tuple[float, ...]]]:
 
 
 def step_costs(
-    spec: RunSpec, lrs: tuple[float, ...], short: int, long: int, mode: str | None
+    spec: RunSpec,
+    lrs: tuple[float, ...],
+    short: int,
+    long: int,
+    mode: str | None,
+    *,
+    warm_up: bool = True,
 ) -> dict[str, tuple[float, float]]:
-    """compile value -> (seconds per step, fixed seconds), from one short and one long run."""
+    """compile value -> (seconds per step, fixed seconds), from one short and one long run.
+
+    ``warm_up`` first trains one untimed long run per compile value, which compiles every
+    shape the timed runs meet (needed once per process).
+    """
     costs: dict[str, tuple[float, float]] = {}
     for compile in COMPILES:
         timed = replace(spec, compile=compile, compile_mode=None if compile == "none" else mode)
-        time_pack(timed, 1, lrs, long)  # compiles every shape the timed runs meet
+        if warm_up:
+            time_pack(timed, 1, lrs, long)
         short_seconds = time_pack(timed, 1, lrs, short)
         long_seconds = time_pack(timed, 1, lrs, long)
         per_step = (long_seconds - short_seconds) / (long - short)
@@ -95,7 +106,8 @@ def main() -> None:
         if name not in args.shapes:
             continue
         samples = [
-            step_costs(spec, lrs, args.short, args.long, args.mode) for _ in range(args.repeats)
+            step_costs(spec, lrs, args.short, args.long, args.mode, warm_up=repeat == 0)
+            for repeat in range(args.repeats)
         ]
         print(f"{name}: {len(lrs)} stacked copies, width {spec.width}, batch {spec.batch_size}")
         for compile in COMPILES:

@@ -86,7 +86,7 @@ class StackGraphs:
 
     def __init__(self, mode: str | None = None) -> None:
         check_compile("model", mode)
-        self.mode = None if mode == "default" else mode
+        self.mode = mode
         self._graphs: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def losses(
@@ -94,22 +94,19 @@ class StackGraphs:
     ) -> tuple[Tensor, Tensor]:
         """:func:`stack_losses`, compiled."""
         graph = self._graph(stack_losses, stack, images, keep is not None)
-        if self.mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
         result: tuple[Tensor, Tensor] = graph(stack, images, labels, keep)
         return result
 
     def logits(self, stack: StackedConvNet, images: Tensor) -> Tensor:
         """:func:`stack_logits`, compiled."""
         graph = self._graph(stack_logits, stack, images, False)
-        if self.mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()
         result: Tensor = graph(stack, images)
         return result
 
     def _graph(
         self, function: Callable[..., Any], stack: StackedConvNet, images: Tensor, masked: bool
     ) -> Callable[..., Any]:
+        """The compiled ``function`` for this call's shape, ready to be called once."""
         key = (
             function.__name__,
             stack.size,
@@ -133,6 +130,7 @@ class StackGraphs:
         if self.mode == "reduce-overhead":
             for stats in (*stack.running_mean, *stack.running_var):
                 torch._dynamo.mark_static_address(stats)
+            torch.compiler.cudagraph_mark_step_begin()
         return graph
 
 
@@ -141,8 +139,10 @@ _SHARED: dict[str | None, StackGraphs] = {}
 
 
 def shared_graphs(mode: str | None) -> StackGraphs:
-    """The process's :class:`StackGraphs` for ``mode`` (created on first use)."""
-    graphs = _SHARED.get(mode)
+    """The process's :class:`StackGraphs` for ``mode`` (created on first use); "default" and
+    None compile alike, so they share one."""
+    key = None if mode == "default" else mode
+    graphs = _SHARED.get(key)
     if graphs is None:
-        graphs = _SHARED[mode] = StackGraphs(mode)
+        graphs = _SHARED[key] = StackGraphs(key)
     return graphs

@@ -251,8 +251,7 @@ def genome_optimizer(
         "seed": seed,
     }
     if spec.compile == "all":
-        mode = None if spec.compile_mode == "default" else spec.compile_mode
-        return CompiledGenomeOptimizer(groups, genome, mode=mode, **options)
+        return CompiledGenomeOptimizer(groups, genome, mode=spec.compile_mode, **options)
     return GenomeOptimizer(groups, genome, **options)
 
 
